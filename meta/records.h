@@ -1,0 +1,141 @@
+// records: the values meta/ stores in RocksDB, as C++ structs with one encoder and one decoder each.
+//
+// Value grammar (integers big-endian; every value opens with a format byte, today 1 for all;
+// bytes(n) = len:u32 then len bytes; a decoder rejects an unknown format byte, short input,
+// trailing bytes, out-of-range enums and lengths beyond the limits below as EIO "corrupt record"):
+//
+//   Super    fmt:u8=1 store_format:u32 array_uuid:16 stripe_count:u64 stripe_data_bytes:u32
+//            geometry:bytes(4096)                        geometry is opaque to meta/ (raid/ owns it)
+//   Counter  fmt:u8=1 value:u64                          next_inode, generation_limit
+//   Inode    fmt:u8=1 mode:u32 uid:u32 gid:u32 size:u64 nlink:u32 atime_ns:i64 mtime_ns:i64
+//            ctime_ns:i64 rdev:u64 flags:u32 parent:u64 next_cookie:u64 target:bytes(4095)
+//                                                        parent, next_cookie: directories only
+//   Dirent   fmt:u8=1 child:u64 type:u8 cookie:u64
+//   Cookie   fmt:u8=1 name:bytes(255)                    (parent, cookie) → name index
+//   Extent   fmt:u8=1 stripe_id:u64 stripe_offset:u32 length:u32
+//   Stripe   fmt:u8=1 generation:u64 state:u8 filled_bytes:u32 live_blocks:u32
+//            crc_count:u32 crc32c:u32 × crc_count                  crc_count = ceil(filled/4096)
+//            parity_count:u8 row_count:u32 (row_index:u32 parity:parity_count×4096 bytes) × rows
+//   Xattr    fmt:u8=1 value:bytes(65536)
+//   Orphan   fmt:u8=1
+//
+// All functions are pure and thread-safe. Decoders never assert on their input.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace raidfs::meta {
+
+// --- limits (every variable-length field has one) ----------------------------------------------
+inline constexpr uint32_t kBlockBytes = 4096;           // checksum and parity-row granularity
+inline constexpr uint32_t kNameBytesMax = 255;          // file and xattr names
+inline constexpr uint32_t kSymlinkBytesMax = 4095;
+inline constexpr uint32_t kXattrValueBytesMax = 65536;
+inline constexpr uint32_t kGeometryBytesMax = 4096;
+inline constexpr uint32_t kStripeDataBytesMax = 1u << 30;  // bounds crc and parity-row counts
+inline constexpr uint32_t kParityCountMax = 3;
+inline constexpr uint8_t kRecordFormat = 1;
+inline constexpr uint32_t kStoreFormat = 1;             // the layout of the whole database
+
+using ArrayUuid = std::array<uint8_t, 16>;
+
+struct Super {
+  uint32_t store_format = kStoreFormat;
+  ArrayUuid array_uuid{};
+  uint64_t stripe_count = 0;       // stripes 0 .. stripe_count-1 exist on the members
+  uint32_t stripe_data_bytes = 0;  // k × chunk bytes: data bytes one stripe holds
+  std::string geometry;            // opaque to meta/
+  bool operator==(const Super&) const = default;
+};
+
+struct Inode {
+  uint64_t ino = 0;  // the key; not part of the value
+  uint32_t mode = 0;  // S_IFMT type bits and permission bits, as st_mode
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  uint32_t nlink = 0;
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  uint64_t rdev = 0;
+  uint32_t flags = 0;
+  uint64_t parent = 0;       // directories: the parent directory (root: itself)
+  uint64_t next_cookie = 0;  // directories: the readdir cookie the next new entry gets
+  std::string symlink_target;
+  bool operator==(const Inode&) const = default;
+};
+
+// The type of a directory entry's child, as the d_type values of <dirent.h> (DT_REG = 8 ...).
+enum class FileType : uint8_t {
+  kUnknown = 0, kFifo = 1, kCharDev = 2, kDirectory = 4, kBlockDev = 6, kRegular = 8,
+  kSymlink = 10, kSocket = 12,
+};
+FileType file_type_of_mode(uint32_t mode);  // kUnknown for an unknown S_IFMT
+bool valid_file_type(uint8_t v);
+
+struct Dirent {
+  uint64_t child = 0;
+  FileType type = FileType::kUnknown;
+  uint64_t cookie = 0;
+  bool operator==(const Dirent&) const = default;
+};
+
+struct Extent {
+  uint64_t file_offset = 0;  // the key; not part of the value
+  uint64_t stripe_id = 0;
+  uint32_t stripe_offset = 0;  // byte offset in the stripe's data (0 .. stripe_data_bytes)
+  uint32_t length = 0;         // bytes, > 0
+  uint64_t file_end() const { return file_offset + length; }
+  bool operator==(const Extent&) const = default;
+};
+
+enum class StripeState : uint8_t { kFree = 0, kOpen = 1, kSealed = 2 };
+
+struct ParityRow {
+  uint32_t row_index = 0;  // which 4 KiB row of the chunks this parity covers
+  std::string bytes;       // parity_count × 4096 bytes, opaque
+  bool operator==(const ParityRow&) const = default;
+};
+
+struct Stripe {
+  uint64_t id = 0;  // the key; not part of the value
+  uint64_t generation = 0;
+  StripeState state = StripeState::kFree;
+  uint32_t filled_bytes = 0;              // data bytes written so far (from offset 0)
+  uint32_t live_blocks = 0;               // Σ over extents of the 4 KiB blocks each touches
+  std::vector<uint32_t> block_crcs;       // one crc32c per 4 KiB data block, ceil(filled/4096)
+  uint8_t parity_count = 0;               // m, when parity_rows is not empty
+  std::vector<ParityRow> parity_rows;     // open stripes: parity committed in metadata
+  bool operator==(const Stripe&) const = default;
+};
+
+// Number of 4 KiB blocks of a stripe's data that [offset, offset + length) touches.
+uint32_t blocks_touched(uint64_t offset, uint64_t length);
+
+std::string encode_super(const Super& s);
+Result<Super> decode_super(std::string_view v);
+std::string encode_counter(uint64_t value);
+Result<uint64_t> decode_counter(std::string_view v);
+std::string encode_inode(const Inode& i);
+Result<Inode> decode_inode(uint64_t ino, std::string_view v);
+std::string encode_dirent(const Dirent& d);
+Result<Dirent> decode_dirent(std::string_view v);
+std::string encode_cookie(std::string_view name);
+Result<std::string> decode_cookie(std::string_view v);
+std::string encode_extent(const Extent& e);
+Result<Extent> decode_extent(uint64_t file_offset, std::string_view v);
+std::string encode_stripe(const Stripe& s);
+Result<Stripe> decode_stripe(uint64_t id, std::string_view v);
+std::string encode_xattr(std::string_view value);
+Result<std::string> decode_xattr(std::string_view v);
+std::string encode_orphan();
+Result<void> decode_orphan(std::string_view v);
+
+}  // namespace raidfs::meta

@@ -1,0 +1,263 @@
+// Store: the only file of raidfs that includes RocksDB.
+#include "meta/store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+
+#include "meta/coding.h"
+#include "meta/keys.h"
+
+namespace raidfs::meta {
+namespace {
+
+constexpr std::string_view kFamilyNames[kFamilyCount] = {
+    "super", "inodes", "dirents", "cookies", "extents", "stripes", "xattrs", "orphans",
+};
+// Families read mostly by exact key get a bloom filter.
+constexpr bool kFamilyPointLookups[kFamilyCount] = {
+    false, true, true, false, false, true, true, true,
+};
+
+std::unexpected<Error> rocks_error(const rocksdb::Status& s, std::string_view what) {
+  return raidfs::fail(EIO, std::string(what) + ": " + s.ToString());
+}
+
+std::string uuid_text(const ArrayUuid& u) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+                u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+                u[14], u[15]);
+  return buf;
+}
+
+rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+std::string_view view(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+}  // namespace
+
+std::string_view family_name(Family f) { return kFamilyNames[static_cast<size_t>(f)]; }
+
+struct Store::Impl {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // all opened, owned, closed in ~Impl
+  rocksdb::ColumnFamilyHandle* family[kFamilyCount] = {};
+  std::shared_ptr<rocksdb::Cache> cache;
+
+  // Group commit. Guards sync_running and wakes followers; lock order: taken alone.
+  std::mutex sync_mu;
+  std::condition_variable sync_cv;
+  bool sync_running = false;
+  std::atomic<uint64_t> wal_syncs{0};
+  std::atomic<uint64_t> synced_waits{0};
+
+  ~Impl() {
+    if (!db) return;
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    db->Close();
+  }
+  rocksdb::ColumnFamilyHandle* cf(Family f) const { return family[static_cast<size_t>(f)]; }
+};
+
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
+  if (options.path.empty()) return raidfs::fail(EINVAL, "metadata path is empty");
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(options.path + "/CURRENT", ec);
+  if (!exists && !options.create_if_missing)
+    return raidfs::fail(ENOENT, "no metadata database at " + options.path);
+  if (options.create_if_missing) {
+    if (options.stripe_count == 0 || options.stripe_data_bytes == 0 ||
+        options.stripe_data_bytes > kStripeDataBytesMax ||
+        options.stripe_data_bytes % kBlockBytes != 0)
+      return raidfs::fail(EINVAL, "creating metadata at " + options.path +
+                                      ": stripe count and stripe data bytes (a multiple of "
+                                      "4096) are required");
+    if (options.geometry.size() > kGeometryBytesMax)
+      return raidfs::fail(EINVAL, "geometry blob too large");
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 4;
+  db_options.max_total_wal_size = size_t{256} << 20;
+
+  std::vector<std::string> names;
+  if (exists) {
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, options.path, &names);
+    if (!s.ok()) return rocks_error(s, "listing column families of " + options.path);
+  }
+  for (std::string_view f : kFamilyNames)
+    if (std::find(names.begin(), names.end(), f) == names.end()) names.emplace_back(f);
+  if (std::find(names.begin(), names.end(), rocksdb::kDefaultColumnFamilyName) == names.end())
+    names.push_back(rocksdb::kDefaultColumnFamilyName);
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) {
+    rocksdb::ColumnFamilyOptions cf_options;
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = impl->cache;
+    table.cache_index_and_filter_blocks = true;
+    table.pin_l0_filter_and_index_blocks_in_cache = true;
+    auto known = std::find(std::begin(kFamilyNames), std::end(kFamilyNames), name);
+    if (known != std::end(kFamilyNames) && kFamilyPointLookups[known - std::begin(kFamilyNames)])
+      table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    cf_options.write_buffer_size = size_t{16} << 20;
+    descriptors.emplace_back(name, cf_options);
+  }
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(db_options, options.path, descriptors, &impl->handles, &raw);
+  if (!s.ok()) return rocks_error(s, "opening metadata at " + options.path);
+  impl->db.reset(raw);
+  for (size_t i = 0; i < impl->handles.size(); ++i) {
+    auto known = std::find(std::begin(kFamilyNames), std::end(kFamilyNames), names[i]);
+    if (known != std::end(kFamilyNames))
+      impl->family[known - std::begin(kFamilyNames)] = impl->handles[i];
+  }
+
+  std::unique_ptr<Store> store(new Store());
+  store->impl_ = std::move(impl);
+  store->path_ = options.path;
+
+  RAIDFS_TRY(auto super_value, store->get(Family::kSuper, kSuperKey));
+  if (!super_value) {
+    if (!options.create_if_missing)
+      return raidfs::fail(EIO, "metadata at " + options.path +
+                                   " has no super record: not a raidfs metadata database");
+    Super fresh;
+    fresh.array_uuid = options.array_uuid;
+    fresh.stripe_count = options.stripe_count;
+    fresh.stripe_data_bytes = options.stripe_data_bytes;
+    fresh.geometry = options.geometry;
+    WriteSet set;
+    set.put(Family::kSuper, std::string(kSuperKey), encode_super(fresh));
+    RAIDFS_CHECK(store->write(set, Durability::kSyncEach));
+    store->super_ = fresh;
+  } else {
+    // The store format sits right after the record format byte in every version of the super
+    // record, so a newer database is recognised before its (possibly different) layout is read.
+    if (super_value->size() >= 5 && load_u32(super_value->data() + 1) > kStoreFormat)
+      return raidfs::fail(ENOTSUP, "metadata at " + options.path + " has format " +
+                                       std::to_string(load_u32(super_value->data() + 1)) +
+                                       ", newer than this raidfs understands (" +
+                                       std::to_string(kStoreFormat) + "): upgrade raidfs");
+    RAIDFS_TRY(Super super, decode_super(*super_value));
+    if (super.array_uuid != options.array_uuid)
+      return raidfs::fail(EINVAL, "metadata at " + options.path + " belongs to array " +
+                                      uuid_text(super.array_uuid) + ", not " +
+                                      uuid_text(options.array_uuid));
+    store->super_ = std::move(super);
+  }
+  store->synced_seq_ = store->latest_sequence();
+  return store;
+}
+
+Result<std::optional<std::string>> Store::get(Family f, std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->cf(f), slice(key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return rocks_error(s, "reading " + std::string(family_name(f)));
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<void> Store::scan(Family f, std::string_view begin, std::string_view end,
+                         const Visitor& visit) const {
+  rocksdb::ReadOptions read_options;
+  rocksdb::Slice upper = slice(end);
+  if (!end.empty()) read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(f)));
+  for (it->Seek(slice(begin)); it->Valid(); it->Next()) {
+    RAIDFS_TRY(bool more, visit(view(it->key()), view(it->value())));
+    if (!more) return {};
+  }
+  if (!it->status().ok()) return rocks_error(it->status(), "scanning " + std::string(family_name(f)));
+  return {};
+}
+
+Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
+    Family f, std::string_view key, std::string_view lower) const {
+  using Entry = std::optional<std::pair<std::string, std::string>>;
+  rocksdb::ReadOptions read_options;
+  rocksdb::Slice lower_bound = slice(lower);
+  read_options.iterate_lower_bound = &lower_bound;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(f)));
+  it->SeekForPrev(slice(key));
+  if (!it->status().ok()) return rocks_error(it->status(), "seeking " + std::string(family_name(f)));
+  if (!it->Valid() || view(it->key()) < lower) return Entry();
+  return Entry(std::pair{it->key().ToString(), it->value().ToString()});
+}
+
+Result<uint64_t> Store::write(const WriteSet& set, Durability durability) {
+  rocksdb::WriteBatch batch(set.bytes() + 24 * set.ops().size() + 64);
+  for (const WriteSet::Op& op : set.ops()) {
+    rocksdb::Status s = op.is_delete ? batch.Delete(impl_->cf(op.family), slice(op.key))
+                                     : batch.Put(impl_->cf(op.family), slice(op.key), slice(op.value));
+    if (!s.ok()) return rocks_error(s, "building write batch");
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = durability == Durability::kSyncEach;
+  rocksdb::Status s = impl_->db->Write(write_options, &batch);
+  if (!s.ok()) return rocks_error(s, "writing metadata");
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t seq = latest_sequence();
+  if (durability == Durability::kSyncEach) {
+    uint64_t prev = synced_seq_.load();
+    while (prev < seq && !synced_seq_.compare_exchange_weak(prev, seq)) {
+    }
+  }
+  if (durability == Durability::kGroupSync) RAIDFS_CHECK(sync(seq));
+  return seq;
+}
+
+Result<void> Store::sync(uint64_t seq) {
+  std::unique_lock lock(impl_->sync_mu);
+  for (;;) {
+    if (synced_seq_.load() >= seq) {
+      impl_->synced_waits.fetch_add(1, std::memory_order_relaxed);
+      return {};
+    }
+    if (!impl_->sync_running) break;
+    impl_->sync_cv.wait(lock);
+  }
+  // Leader: everything published up to `target` is in the WAL; one fsync covers it all.
+  impl_->sync_running = true;
+  const uint64_t target = latest_sequence();
+  lock.unlock();
+  rocksdb::Status s = impl_->db->SyncWAL();
+  lock.lock();
+  impl_->sync_running = false;
+  if (s.ok()) {
+    impl_->wal_syncs.fetch_add(1, std::memory_order_relaxed);
+    if (target > synced_seq_.load()) synced_seq_.store(target);
+  }
+  impl_->sync_cv.notify_all();
+  if (!s.ok()) return rocks_error(s, "syncing metadata WAL");
+  return {};
+}
+
+uint64_t Store::latest_sequence() const { return impl_->db->GetLatestSequenceNumber(); }
+
+StoreStats Store::stats() const {
+  return StoreStats{writes_.load(), impl_->wal_syncs.load(), impl_->synced_waits.load()};
+}
+
+}  // namespace raidfs::meta

@@ -1,0 +1,139 @@
+// Store: owns the RocksDB database of one array's metadata — its column families, its opening
+// (and refusal to open another array's or a newer format's database), atomic writes, and group
+// commit. It knows nothing of inodes or directories: keys and values are bytes (see keys.h,
+// records.h). Only store.cc includes RocksDB headers.
+//
+// Column families (one per record kind, see keys.h for key grammar, records.h for values):
+//   super, inodes, dirents, cookies, extents, stripes, xattrs, orphans.
+// Point-lookup families (inodes, dirents, stripes, xattrs, orphans) carry bloom filters; all
+// share one LRU block cache of StoreOptions::block_cache_bytes.
+//
+// Durability and group commit: write() appends the batch to the WAL and the memtables in one
+// atomic RocksDB write. With Durability::kNone the WAL bytes are handed to the OS (they survive a
+// crash of this process, not a power cut). sync(seq) makes every write up to sequence `seq`
+// durable with one WAL fsync; concurrent callers form a group: one leader fsyncs for everything
+// written before it started, the followers wait for it and return without an fsync of their own
+// when it covered them. Because the WAL is ordered, a synced write implies every earlier write is
+// synced too. Durability::kGroupSync = write() then sync(). Durability::kSyncEach asks RocksDB to
+// fsync inside the write (WriteOptions::sync; kept for comparison in the benchmark).
+//
+// Thread-safety: all methods may be called from any thread concurrently. Reads see every write
+// that returned before they started; a scan sees one consistent snapshot.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "meta/records.h"
+
+namespace raidfs::meta {
+
+enum class Family : uint8_t {
+  kSuper, kInodes, kDirents, kCookies, kExtents, kStripes, kXattrs, kOrphans,
+};
+inline constexpr size_t kFamilyCount = 8;
+std::string_view family_name(Family f);
+
+// The writes of one filesystem operation, applied all together or not at all by Store::write.
+class WriteSet {
+ public:
+  struct Op {
+    Family family;
+    bool is_delete;
+    std::string key;
+    std::string value;  // empty for a delete
+  };
+  void put(Family f, std::string key, std::string value) {
+    bytes_ += key.size() + value.size();
+    ops_.push_back(Op{f, false, std::move(key), std::move(value)});
+  }
+  void del(Family f, std::string key) {
+    bytes_ += key.size();
+    ops_.push_back(Op{f, true, std::move(key), {}});
+  }
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  std::vector<Op> ops_;
+  size_t bytes_ = 0;
+};
+
+enum class Durability : uint8_t { kNone, kGroupSync, kSyncEach };
+
+struct StoreOptions {
+  std::string path;             // directory of the database
+  ArrayUuid array_uuid{};       // the array this metadata must belong to
+  bool create_if_missing = false;
+  // Used only when a new database is created (recorded in the super record):
+  uint64_t stripe_count = 0;
+  uint32_t stripe_data_bytes = 0;
+  std::string geometry;
+  size_t block_cache_bytes = size_t{64} << 20;
+};
+
+struct StoreStats {
+  uint64_t writes = 0;
+  uint64_t wal_syncs = 0;       // fsyncs done by sync() leaders
+  uint64_t synced_waits = 0;    // sync() calls satisfied by another caller's fsync
+};
+
+class Store {
+ public:
+  // Opens (or, with create_if_missing, creates) the database at options.path.
+  // Errors: ENOENT no database there (and not asked to create); EINVAL the database belongs to
+  // another array (different UUID) or the options are invalid; ENOTSUP its format is newer than
+  // this program's; EIO RocksDB failed or the super record is corrupt.
+  static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const Super& super() const { return super_; }
+  const std::string& path() const { return path_; }
+
+  // The value at key, or nullopt when absent. EIO when RocksDB fails.
+  Result<std::optional<std::string>> get(Family f, std::string_view key) const;
+
+  // Calls visit(key, value) for every key in [begin, end) in key order (end empty: to the end of
+  // the family) on one consistent snapshot, until visit returns false or an error (returned).
+  using Visitor = std::function<Result<bool>(std::string_view key, std::string_view value)>;
+  Result<void> scan(Family f, std::string_view begin, std::string_view end,
+                    const Visitor& visit) const;
+
+  // The entry with the greatest key ≤ key and ≥ lower, or nullopt when there is none.
+  Result<std::optional<std::pair<std::string, std::string>>> floor(
+      Family f, std::string_view key, std::string_view lower) const;
+
+  // Applies `set` atomically. Returns a sequence number to pass to sync(). EIO on failure
+  // (nothing of the set applied).
+  Result<uint64_t> write(const WriteSet& set, Durability durability);
+
+  // Makes every write whose sequence is ≤ seq durable (group commit, see above). EIO on failure.
+  Result<void> sync(uint64_t seq);
+  uint64_t latest_sequence() const;
+  uint64_t synced_sequence() const { return synced_seq_.load(); }
+
+  StoreStats stats() const;
+
+ private:
+  struct Impl;
+  Store() = default;
+
+  std::unique_ptr<Impl> impl_;
+  Super super_;
+  std::string path_;
+  std::atomic<uint64_t> synced_seq_{0};
+  std::atomic<uint64_t> writes_{0};
+};
+
+}  // namespace raidfs::meta
