@@ -1,0 +1,222 @@
+// FsMeta data operations: committing written extents and stripe records, truncation, and the
+// live-block accounting of stripes.
+#include <map>
+
+#include "meta/fs_meta.h"
+#include "meta/txn.h"
+
+namespace raidfs::meta {
+namespace {
+
+uint32_t extent_blocks(const Extent& e) { return blocks_touched(e.stripe_offset, e.length); }
+
+// Removes file bytes [a, b) from `map` (file_offset → extent), splitting extents that cross a or b.
+void carve(std::map<uint64_t, Extent>& map, uint64_t a, uint64_t b) {
+  auto it = map.lower_bound(a);
+  if (it != map.begin()) {
+    auto prev = std::prev(it);
+    Extent e = prev->second;
+    if (e.file_end() > a) {
+      prev->second.length = static_cast<uint32_t>(a - e.file_offset);
+      if (e.file_end() > b) {
+        const uint64_t cut = b - e.file_offset;
+        map[b] = Extent{b, e.stripe_id, static_cast<uint32_t>(e.stripe_offset + cut),
+                        static_cast<uint32_t>(e.length - cut)};
+      }
+    }
+  }
+  it = map.lower_bound(a);
+  while (it != map.end() && it->first < b) {
+    Extent e = it->second;
+    it = map.erase(it);
+    if (e.file_end() > b) {
+      const uint64_t cut = b - e.file_offset;
+      map[b] = Extent{b, e.stripe_id, static_cast<uint32_t>(e.stripe_offset + cut),
+                      static_cast<uint32_t>(e.length - cut)};
+      break;
+    }
+  }
+}
+
+Result<void> check_stripe_record(const Stripe& s, const Super& super) {
+  const std::string id = "stripe " + std::to_string(s.id);
+  if (s.id >= super.stripe_count) return fail(EINVAL, id + " is beyond the stripe count");
+  if (s.state == StripeState::kFree) return fail(EINVAL, id + ": cannot commit a free stripe");
+  if (s.filled_bytes > super.stripe_data_bytes) return fail(EINVAL, id + ": filled beyond size");
+  if (s.block_crcs.size() != (s.filled_bytes + kBlockBytes - 1) / kBlockBytes)
+    return fail(EINVAL, id + ": one crc per 4 KiB filled block expected");
+  if (s.parity_count > kParityCountMax || (!s.parity_rows.empty() && s.parity_count == 0))
+    return fail(EINVAL, id + ": bad parity count");
+  for (const ParityRow& row : s.parity_rows)
+    if (row.bytes.size() != size_t{s.parity_count} * kBlockBytes)
+      return fail(EINVAL, id + ": parity row of the wrong size");
+  return {};
+}
+
+}  // namespace
+
+Result<void> remove_extents_from(Txn& txn, uint64_t ino, uint64_t from) {
+  const Store& store = txn.store();
+  RAIDFS_TRY(auto before, store.floor(Family::kExtents, extent_key(ino, from), extent_key(ino, 0)));
+  if (before) {
+    RAIDFS_TRY(auto k, parse_u64_pair_key(before->first));
+    RAIDFS_TRY(Extent e, decode_extent(k.second, before->second));
+    if (e.file_offset < from && e.file_end() > from) {
+      Extent clipped = e;
+      clipped.length = static_cast<uint32_t>(from - e.file_offset);
+      txn.add_live(e.stripe_id, int64_t{extent_blocks(clipped)} - extent_blocks(e));
+      txn.put(Family::kExtents, extent_key(ino, e.file_offset), encode_extent(clipped));
+    }
+  }
+  return store.scan(Family::kExtents, extent_key(ino, from), inode_range_end(ino),
+                    [&](std::string_view key, std::string_view value) -> Result<bool> {
+                      RAIDFS_TRY(auto k, parse_u64_pair_key(key));
+                      RAIDFS_TRY(Extent e, decode_extent(k.second, value));
+                      txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
+                      txn.del(Family::kExtents, std::string(key));
+                      return true;
+                    });
+}
+
+Result<void> apply_live_deltas(Txn& txn, std::span<const uint64_t> also) {
+  std::map<uint64_t, int64_t> deltas = txn.live_deltas();
+  txn.live_deltas().clear();
+  for (uint64_t id : also) deltas.try_emplace(id, 0);
+  for (const auto& [id, delta] : deltas) {
+    RAIDFS_TRY(auto found, txn.find_stripe(id));
+    if (!found || found->state == StripeState::kFree)
+      return fail(EIO, "corrupt record: an extent references stripe " + std::to_string(id) +
+                           ", which is free");
+    Stripe s = std::move(*found);
+    const int64_t live = int64_t{s.live_blocks} + delta;
+    if (live < 0 || live > UINT32_MAX)
+      return fail(EIO, "corrupt record: stripe " + std::to_string(id) + " live count " +
+                           std::to_string(s.live_blocks) + " cannot change by " +
+                           std::to_string(delta));
+    s.live_blocks = static_cast<uint32_t>(live);
+    if (delta == 0 && s.state != StripeState::kSealed) continue;
+    if (s.live_blocks == 0 && s.state == StripeState::kSealed) {
+      s.state = StripeState::kFree;  // every block dead: the stripe is free after this commit
+      s.filled_bytes = 0;
+      s.block_crcs.clear();
+      s.parity_count = 0;
+      s.parity_rows.clear();
+    } else if (delta == 0) {
+      continue;
+    }
+    txn.put_stripe(s);
+  }
+  return {};
+}
+
+Result<void> destroy_inode(Txn& txn, const Inode& inode) {
+  txn.del(Family::kInodes, inode_key(inode.ino));
+  txn.del(Family::kOrphans, orphan_key(inode.ino));
+  RAIDFS_CHECK(txn.store().scan(Family::kXattrs, u64_key(inode.ino), inode_range_end(inode.ino),
+                                [&](std::string_view key, std::string_view) -> Result<bool> {
+                                  txn.del(Family::kXattrs, std::string(key));
+                                  return true;
+                                }));
+  if (is_reg(inode)) {
+    RAIDFS_CHECK(remove_extents_from(txn, inode.ino, 0));
+    RAIDFS_CHECK(apply_live_deltas(txn));
+  }
+  return {};
+}
+
+Result<void> FsMeta::commit_write(uint64_t ino, std::span<const Extent> extents,
+                                  std::span<const Stripe> stripes, Durability durability) {
+  std::unique_lock lock(mu_);
+  Txn txn(*store_);
+  const Super& super = store_->super();
+
+  // The new stripe records, with the live counts they already have.
+  std::map<uint64_t, Stripe> supplied;
+  std::vector<uint64_t> supplied_ids;
+  for (const Stripe& s : stripes) {
+    RAIDFS_CHECK(check_stripe_record(s, super));
+    RAIDFS_TRY(auto old, txn.find_stripe(s.id));
+    Stripe record = s;
+    record.live_blocks = old && old->state != StripeState::kFree ? old->live_blocks : 0;
+    supplied[s.id] = record;
+    supplied_ids.push_back(s.id);
+  }
+
+  Inode inode;
+  if (ino == 0) {
+    if (!extents.empty()) return fail(EINVAL, "extents without an inode");
+  } else {
+    RAIDFS_TRY(inode, txn.load_inode(ino));
+    if (is_dir(inode)) return fail(EISDIR, "inode " + std::to_string(ino) + " is a directory");
+    if (!is_reg(inode)) return fail(EINVAL, "inode " + std::to_string(ino) + " is not a file");
+  }
+
+  // Validate the new extents against each other and their stripes.
+  for (size_t n = 0; n < extents.size(); ++n) {
+    const Extent& e = extents[n];
+    if (e.length == 0 || e.file_end() < e.file_offset)
+      return fail(EINVAL, "extent of zero length or overflowing");
+    if (n > 0 && extents[n - 1].file_end() > e.file_offset)
+      return fail(EINVAL, "extents unsorted or overlapping");
+    const Stripe* s = nullptr;
+    std::optional<Stripe> stored;
+    if (auto it = supplied.find(e.stripe_id); it != supplied.end()) {
+      s = &it->second;
+    } else {
+      RAIDFS_TRY(stored, txn.find_stripe(e.stripe_id));
+      if (stored) s = &*stored;
+    }
+    if (!s || s->state == StripeState::kFree)
+      return fail(EINVAL, "extent points at stripe " + std::to_string(e.stripe_id) +
+                              ", which is free");
+    if (uint64_t{e.stripe_offset} + e.length > s->filled_bytes)
+      return fail(EINVAL, "extent beyond the filled bytes of stripe " +
+                              std::to_string(e.stripe_id));
+  }
+  for (const auto& [id, record] : supplied) txn.put_stripe(record);
+
+  if (!extents.empty()) {
+    // Load every old extent touching [lo, hi), overlay the new ones in memory, write the diff.
+    const uint64_t lo = extents.front().file_offset, hi = extents.back().file_end();
+    std::map<uint64_t, Extent> before;
+    RAIDFS_TRY(auto prev, store_->floor(Family::kExtents, extent_key(ino, lo), extent_key(ino, 0)));
+    if (prev) {
+      RAIDFS_TRY(auto k, parse_u64_pair_key(prev->first));
+      RAIDFS_TRY(Extent e, decode_extent(k.second, prev->second));
+      if (e.file_end() > lo) before[e.file_offset] = e;
+    }
+    RAIDFS_CHECK(store_->scan(Family::kExtents, extent_key(ino, lo), extent_key(ino, hi),
+                              [&](std::string_view key, std::string_view value) -> Result<bool> {
+                                RAIDFS_TRY(auto k, parse_u64_pair_key(key));
+                                RAIDFS_TRY(Extent e, decode_extent(k.second, value));
+                                before[e.file_offset] = e;
+                                return true;
+                              }));
+    std::map<uint64_t, Extent> after = before;
+    for (const Extent& e : extents) {
+      carve(after, e.file_offset, e.file_end());
+      after[e.file_offset] = e;
+    }
+    for (const auto& [off, e] : before) {
+      txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
+      if (!after.contains(off)) txn.del(Family::kExtents, extent_key(ino, off));
+    }
+    for (const auto& [off, e] : after) {
+      txn.add_live(e.stripe_id, int64_t{extent_blocks(e)});
+      auto old = before.find(off);
+      if (old == before.end() || !(old->second == e))
+        txn.put(Family::kExtents, extent_key(ino, off), encode_extent(e));
+    }
+    inode.size = std::max(inode.size, hi);
+  }
+  RAIDFS_CHECK(apply_live_deltas(txn, supplied_ids));
+  if (ino != 0) {
+    inode.mtime_ns = inode.ctime_ns = now_ns();
+    txn.put_inode(inode);
+  }
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  lock.unlock();
+  return finish(seq, durability);
+}
+
+}  // namespace raidfs::meta

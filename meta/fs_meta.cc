@@ -1,0 +1,379 @@
+// FsMeta: opening (root creation, orphan recovery, free-stripe map), the Txn buffer, reads, and
+// stripe allocation. Namespace operations are in namespace_ops.cc, data operations in data_ops.cc.
+#include "meta/fs_meta.h"
+
+#include <time.h>
+
+#include "meta/keys.h"
+#include "meta/txn.h"
+
+namespace raidfs::meta {
+
+// --- helpers -------------------------------------------------------------------------------------
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+Result<void> check_name(std::string_view name) {
+  if (name.empty() || name == "." || name == "..")
+    return fail(EINVAL, "invalid name \"" + std::string(name) + "\"");
+  if (name.size() > kNameBytesMax) return fail(ENAMETOOLONG, "name longer than 255 bytes");
+  if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos)
+    return fail(EINVAL, "name contains '/' or NUL");
+  return {};
+}
+
+// --- Txn -----------------------------------------------------------------------------------------
+namespace detail {
+
+Result<std::optional<std::string>> Txn::get(Family f, std::string_view key) {
+  auto it = overlay_.find(Key{f, std::string(key)});
+  if (it != overlay_.end()) return it->second;
+  return store_.get(f, key);
+}
+
+void Txn::put(Family f, std::string key, std::string value) {
+  overlay_[Key{f, std::move(key)}] = std::move(value);
+}
+
+void Txn::del(Family f, std::string key) { overlay_[Key{f, std::move(key)}] = std::nullopt; }
+
+WriteSet Txn::take() {
+  WriteSet set;
+  for (auto& [key, value] : overlay_) {
+    if (value)
+      set.put(key.first, std::move(key.second), std::move(*value));
+    else
+      set.del(key.first, std::move(key.second));
+  }
+  overlay_.clear();
+  return set;
+}
+
+Result<std::optional<Inode>> Txn::find_inode(uint64_t ino) {
+  RAIDFS_TRY(auto v, get(Family::kInodes, inode_key(ino)));
+  if (!v) return std::optional<Inode>();
+  RAIDFS_TRY(Inode inode, decode_inode(ino, *v));
+  return std::optional<Inode>(std::move(inode));
+}
+
+Result<Inode> Txn::load_inode(uint64_t ino) {
+  RAIDFS_TRY(auto inode, find_inode(ino));
+  if (!inode) return fail(ENOENT, "no inode " + std::to_string(ino));
+  return std::move(*inode);
+}
+
+Result<Inode> Txn::load_dir(uint64_t ino) {
+  RAIDFS_TRY(Inode inode, load_inode(ino));
+  if (!is_dir(inode)) return fail(ENOTDIR, "inode " + std::to_string(ino) + " is not a directory");
+  return inode;
+}
+
+Result<std::optional<Dirent>> Txn::find_dirent(uint64_t parent, std::string_view name) {
+  RAIDFS_TRY(auto v, get(Family::kDirents, dirent_key(parent, name)));
+  if (!v) return std::optional<Dirent>();
+  RAIDFS_TRY(Dirent d, decode_dirent(*v));
+  return std::optional<Dirent>(d);
+}
+
+void Txn::put_dirent(uint64_t parent, std::string_view name, const Dirent& d) {
+  put(Family::kDirents, dirent_key(parent, name), encode_dirent(d));
+  put(Family::kCookies, cookie_key(parent, d.cookie), encode_cookie(name));
+}
+
+void Txn::del_dirent(uint64_t parent, std::string_view name, const Dirent& d) {
+  del(Family::kDirents, dirent_key(parent, name));
+  del(Family::kCookies, cookie_key(parent, d.cookie));
+}
+
+Result<std::optional<Stripe>> Txn::find_stripe(uint64_t id) {
+  RAIDFS_TRY(auto v, get(Family::kStripes, stripe_key(id)));
+  if (!v) return std::optional<Stripe>();
+  RAIDFS_TRY(Stripe s, decode_stripe(id, *v));
+  return std::optional<Stripe>(std::move(s));
+}
+
+void Txn::put_stripe(const Stripe& s) {
+  put(Family::kStripes, stripe_key(s.id), encode_stripe(s));
+  stored_stripes_[s.id] = s.state;
+}
+
+Result<uint64_t> Txn::take_inode_number() {
+  RAIDFS_TRY(auto v, get(Family::kSuper, std::string(kNextInodeKey)));
+  if (!v) return fail(EIO, "corrupt record: super: next_inode counter missing");
+  RAIDFS_TRY(uint64_t next, decode_counter(*v));
+  if (next <= kRootIno || next == UINT64_MAX) return corrupt("super: next_inode out of range");
+  put(Family::kSuper, std::string(kNextInodeKey), encode_counter(next + 1));
+  return next;
+}
+
+}  // namespace detail
+
+// --- open ----------------------------------------------------------------------------------------
+Result<std::unique_ptr<FsMeta>> FsMeta::open(const StoreOptions& options) {
+  RAIDFS_TRY(auto store, Store::open(options));
+  std::unique_ptr<FsMeta> meta(new FsMeta(std::move(store)));
+  Store& s = *meta->store_;
+
+  RAIDFS_TRY(auto next_inode, s.get(Family::kSuper, kNextInodeKey));
+  if (!next_inode) {
+    // A new database: the root directory and the counters, in one batch.
+    Txn txn(s);
+    Inode root;
+    root.ino = kRootIno;
+    root.mode = S_IFDIR | 0755;
+    root.nlink = 2;
+    root.atime_ns = root.mtime_ns = root.ctime_ns = now_ns();
+    root.parent = kRootIno;
+    root.next_cookie = kFirstCookie;
+    txn.put_inode(root);
+    txn.put(Family::kSuper, std::string(kNextInodeKey), encode_counter(kRootIno + 1));
+    txn.put(Family::kSuper, std::string(kGenerationLimitKey), encode_counter(1));
+    RAIDFS_CHECK(s.write(txn.take(), Durability::kSyncEach));
+  }
+  RAIDFS_TRY(auto limit, s.get(Family::kSuper, kGenerationLimitKey));
+  if (!limit) return fail(EIO, "corrupt record: super: generation_limit counter missing");
+  RAIDFS_TRY(meta->generation_limit_, decode_counter(*limit));
+  meta->next_generation_ = meta->generation_limit_;  // a crash may have used any below the limit
+
+  RAIDFS_CHECK(meta->recover_orphans());
+  RAIDFS_CHECK(meta->build_stripe_maps());
+  return meta;
+}
+
+Result<void> FsMeta::recover_orphans() {
+  std::vector<uint64_t> inos;
+  RAIDFS_CHECK(store_->scan(Family::kOrphans, "", "",
+                            [&](std::string_view key, std::string_view) -> Result<bool> {
+                              RAIDFS_TRY(uint64_t ino, parse_u64_key(key));
+                              inos.push_back(ino);
+                              return true;
+                            }));
+  for (uint64_t ino : inos) {  // one batch per orphan, so a crash here just resumes next time
+    Txn txn(*store_);
+    RAIDFS_TRY(auto inode, txn.find_inode(ino));
+    if (!inode) {
+      txn.del(Family::kOrphans, orphan_key(ino));
+    } else if (inode->nlink == 0) {
+      RAIDFS_CHECK(destroy_inode(txn, *inode));
+    } else {
+      txn.del(Family::kOrphans, orphan_key(ino));  // relinked: not an orphan any more
+    }
+    RAIDFS_CHECK(store_->write(txn.take(), Durability::kNone));
+    ++orphans_removed_at_open_;
+  }
+  if (!inos.empty()) RAIDFS_CHECK(store_->sync(store_->latest_sequence()));
+  return {};
+}
+
+Result<void> FsMeta::build_stripe_maps() {
+  const uint64_t count = store_->super().stripe_count;
+  stripe_free_.assign(count, true);
+  free_count_ = count;
+  return store_->scan(Family::kStripes, "", "",
+                      [&](std::string_view key, std::string_view value) -> Result<bool> {
+                        RAIDFS_TRY(uint64_t id, parse_u64_key(key));
+                        RAIDFS_TRY(Stripe s, decode_stripe(id, value));
+                        if (id >= count) return corrupt("stripe id beyond the stripe count");
+                        if (s.state == StripeState::kFree) return true;
+                        stripe_free_[id] = false;
+                        --free_count_;
+                        if (s.state == StripeState::kOpen) open_.insert(id);
+                        return true;
+                      });
+}
+
+// --- committing ----------------------------------------------------------------------------------
+Result<uint64_t> FsMeta::write_locked(Txn& txn, Durability durability) {
+  WriteSet set = txn.take();
+  RAIDFS_TRY(uint64_t seq, store_->write(set, durability == Durability::kSyncEach
+                                                   ? Durability::kSyncEach
+                                                   : Durability::kNone));
+  for (const auto& [id, state] : txn.stored_stripes()) {
+    if (id >= stripe_free_.size()) continue;  // validated before; never for a committed record
+    if (state == StripeState::kOpen)
+      open_.insert(id);
+    else
+      open_.erase(id);
+    if (state == StripeState::kFree) {
+      pending_free_.emplace_back(seq, id);
+    } else if (stripe_free_[id]) {  // committed without allocate_stripe(): no longer free
+      stripe_free_[id] = false;
+      --free_count_;
+    }
+  }
+  return seq;
+}
+
+Result<void> FsMeta::finish(uint64_t seq, Durability durability) {
+  if (durability == Durability::kGroupSync) return store_->sync(seq);
+  return {};
+}
+
+// --- reads ---------------------------------------------------------------------------------------
+Result<Inode> FsMeta::getattr(uint64_t ino) const {
+  Txn txn(*store_);
+  return txn.load_inode(ino);
+}
+
+Result<Inode> FsMeta::lookup(uint64_t parent, std::string_view name) const {
+  RAIDFS_CHECK(check_name(name));
+  Txn txn(*store_);
+  RAIDFS_TRY(auto d, txn.find_dirent(parent, name));
+  if (!d) {
+    RAIDFS_CHECK(txn.load_dir(parent));  // ENOENT / ENOTDIR for the parent itself
+    return fail(ENOENT, "no entry \"" + std::string(name) + "\"");
+  }
+  auto child = txn.load_inode(d->child);
+  if (!child && child.error().code == ENOENT)  // removed between the two reads
+    return fail(ENOENT, "no entry \"" + std::string(name) + "\"");
+  return child;
+}
+
+Result<ReaddirBatch> FsMeta::readdir(uint64_t dir, uint64_t after_cookie,
+                                     size_t max_entries) const {
+  Txn txn(*store_);
+  RAIDFS_CHECK(txn.load_dir(dir));
+  max_entries = std::clamp<size_t>(max_entries, 1, kReaddirBatchMax);
+  ReaddirBatch batch;
+  if (after_cookie == UINT64_MAX) {
+    batch.end = true;
+    return batch;
+  }
+  batch.end = true;
+  RAIDFS_CHECK(store_->scan(
+      Family::kCookies, cookie_key(dir, after_cookie + 1), inode_range_end(dir),
+      [&](std::string_view key, std::string_view value) -> Result<bool> {
+        if (batch.entries.size() == max_entries) {
+          batch.end = false;
+          return false;
+        }
+        RAIDFS_TRY(auto k, parse_u64_pair_key(key));
+        RAIDFS_TRY(std::string name, decode_cookie(value));
+        RAIDFS_TRY(auto d, store_->get(Family::kDirents, dirent_key(dir, name)));
+        if (!d) return true;  // removed since the scan's snapshot
+        RAIDFS_TRY(Dirent dirent, decode_dirent(*d));
+        if (dirent.cookie != k.second) return true;  // replaced since: listed at its new cookie
+        batch.entries.push_back(DirEntry{std::move(name), dirent.child, dirent.type, k.second});
+        return true;
+      }));
+  return batch;
+}
+
+Result<std::vector<Mapping>> FsMeta::map_range(uint64_t ino, uint64_t offset,
+                                               uint64_t length) const {
+  Txn txn(*store_);
+  RAIDFS_TRY(Inode inode, txn.load_inode(ino));
+  std::vector<Mapping> out;
+  const uint64_t end = std::min(inode.size, offset + std::min(length, UINT64_MAX - offset));
+  if (offset >= end) return out;
+  uint64_t pos = offset;
+  auto add = [&](const Extent& e) {
+    const uint64_t a = std::max(e.file_offset, pos), b = std::min(e.file_end(), end);
+    if (a >= b) return;
+    if (a > pos) out.push_back(Mapping{pos, a - pos, true, 0, 0});
+    out.push_back(Mapping{a, b - a, false, e.stripe_id,
+                          static_cast<uint32_t>(e.stripe_offset + (a - e.file_offset))});
+    pos = b;
+  };
+  RAIDFS_TRY(auto before, store_->floor(Family::kExtents, extent_key(ino, offset),
+                                        extent_key(ino, 0)));
+  if (before) {
+    RAIDFS_TRY(auto k, parse_u64_pair_key(before->first));
+    RAIDFS_TRY(Extent e, decode_extent(k.second, before->second));
+    add(e);
+  }
+  RAIDFS_CHECK(store_->scan(Family::kExtents, extent_key(ino, offset), extent_key(ino, end),
+                            [&](std::string_view key, std::string_view value) -> Result<bool> {
+                              if (out.size() + 2 > kMappingsMax) return false;
+                              RAIDFS_TRY(auto k, parse_u64_pair_key(key));
+                              RAIDFS_TRY(Extent e, decode_extent(k.second, value));
+                              add(e);
+                              return true;
+                            }));
+  if (pos < end && out.size() < kMappingsMax) out.push_back(Mapping{pos, end - pos, true, 0, 0});
+  return out;
+}
+
+// --- stripes -------------------------------------------------------------------------------------
+void FsMeta::reclaim_pending_locked() {
+  const uint64_t synced = store_->synced_sequence();
+  std::erase_if(pending_free_, [&](const std::pair<uint64_t, uint64_t>& p) {
+    if (p.first > synced) return false;
+    if (!stripe_free_[p.second]) {
+      stripe_free_[p.second] = true;
+      ++free_count_;
+    }
+    return true;
+  });
+}
+
+Result<StripeRef> FsMeta::allocate_stripe() {
+  std::lock_guard lock(mu_);
+  reclaim_pending_locked();
+  if (free_count_ == 0 && !pending_free_.empty()) {
+    RAIDFS_CHECK(store_->sync(store_->latest_sequence()));
+    reclaim_pending_locked();
+  }
+  if (free_count_ == 0) return fail(ENOSPC, "no free stripe");
+  if (next_generation_ >= generation_limit_) {
+    // Reserve a range of generations. No fsync needed: any commit that uses one is later in the
+    // WAL, so it cannot survive a crash without this reservation.
+    Txn txn(*store_);
+    const uint64_t limit = next_generation_ + 1024;
+    txn.put(Family::kSuper, std::string(kGenerationLimitKey), encode_counter(limit));
+    RAIDFS_CHECK(store_->write(txn.take(), Durability::kNone));
+    generation_limit_ = limit;
+  }
+  const uint64_t count = stripe_free_.size();
+  for (uint64_t n = 0; n < count; ++n) {
+    const uint64_t id = (alloc_cursor_ + n) % count;
+    if (!stripe_free_[id]) continue;
+    stripe_free_[id] = false;
+    --free_count_;
+    alloc_cursor_ = id + 1;
+    return StripeRef{id, next_generation_++};
+  }
+  return fail(EIO, "free stripe count out of step with the free map");
+}
+
+void FsMeta::release_stripe(uint64_t id) {
+  std::lock_guard lock(mu_);
+  if (id >= stripe_free_.size() || stripe_free_[id]) return;
+  Txn txn(*store_);
+  auto committed = txn.find_stripe(id);
+  if (!committed || (*committed && (*committed)->state != StripeState::kFree)) return;
+  stripe_free_[id] = true;
+  ++free_count_;
+}
+
+Result<Stripe> FsMeta::get_stripe(uint64_t id) const {
+  Txn txn(*store_);
+  RAIDFS_TRY(auto s, txn.find_stripe(id));
+  if (!s) return fail(ENOENT, "no record for stripe " + std::to_string(id));
+  return std::move(*s);
+}
+
+std::vector<uint64_t> FsMeta::open_stripes() const {
+  std::lock_guard lock(mu_);
+  return {open_.begin(), open_.end()};
+}
+
+uint64_t FsMeta::free_stripe_count() const {
+  std::lock_guard lock(mu_);
+  return free_count_ + pending_free_.size();
+}
+
+std::vector<uint64_t> FsMeta::orphans() const {
+  std::vector<uint64_t> out;
+  (void)store_->scan(Family::kOrphans, "", "",
+                     [&](std::string_view key, std::string_view) -> Result<bool> {
+                       if (auto ino = parse_u64_key(key)) out.push_back(*ino);
+                       return true;
+                     });
+  return out;
+}
+
+}  // namespace raidfs::meta

@@ -1,0 +1,235 @@
+// FsMeta: the filesystem's metadata — namespace (inodes, directory entries, xattrs), file data
+// maps (extents), stripe records and the free-stripe map — as transactions on a Store.
+//
+// Every mutating call is one filesystem operation and one atomic RocksDB write: it commits whole
+// or not at all, and on any error nothing is written. Inside an operation reads see the
+// operation's own earlier writes (a Txn overlay). Mutations are serialised by one mutex (held while
+// the operation computes and appends its batch to the WAL, not while it waits for the WAL fsync),
+// so Durability::kGroupSync callers from many threads share WAL fsyncs (see store.h).
+//
+// Thread-safety: every method may be called from any thread. Reads (lookup, getattr, readdir,
+// map_range, ...) take no lock; each sees committed state, but two reads are not one snapshot.
+//
+// Namespace rules (the checker enforces them):
+//   - The root directory is inode 1 (kRootIno); its parent is itself. Inode numbers come from the
+//     next_inode counter in the super family, bumped in the batch that consumes it: never reused.
+//   - nlink of a non-directory = the number of dirents naming it (0 only while in the orphan list).
+//     nlink of a directory = 2 + the number of its child directories ("." and the entry in its
+//     parent, or the root's implicit self-link, plus each child's ".."). "." and ".." are not
+//     stored; Inode::parent gives "..".
+//   - Names are 1..255 bytes, without '/' or NUL, and not "." or "..".
+//   - Readdir cookies: each directory hands out increasing cookies from Inode::next_cookie
+//     (starting at 3; 0 = "from the start", 1 and 2 are left for "." and ".."). A dirent keeps its
+//     cookie for life; a (parent, cookie) → name index orders the listing. Resuming from a cookie
+//     lists every entry that existed throughout exactly once, whatever was added or removed since.
+//   - Orphans: unlinking the last name of an inode that the caller says is still open keeps the
+//     inode (nlink 0) in the orphan list; release() removes it at last close. open() removes every
+//     orphan left by a crash, with its extents and xattrs.
+//
+// Data map rules:
+//   - An extent maps file bytes [file_offset, file_offset + length) to a stripe's data bytes
+//     [stripe_offset, stripe_offset + length); a file's extents never overlap.
+//   - Stripe::live_blocks = Σ over all extents pointing at the stripe of blocks_touched(extent's
+//     stripe range): a reference count of 4 KiB blocks, maintained by FsMeta (a caller's value is
+//     ignored). A sealed stripe whose count reaches 0 becomes free in the same batch.
+//   - The free map is derived at open from the stripes family (absent or kFree = free), then kept
+//     in memory. A stripe freed by a commit is handed out again only once that commit is durable.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "meta/records.h"
+#include "meta/store.h"
+
+namespace raidfs::meta {
+
+namespace detail {
+class Txn;  // txn.h: one operation's read-your-writes buffer
+}
+
+inline constexpr uint64_t kRootIno = 1;
+inline constexpr uint64_t kFirstCookie = 3;
+inline constexpr uint32_t kLinkMax = 65000;
+inline constexpr size_t kReaddirBatchMax = 4096;    // entries per readdir() call
+inline constexpr size_t kMappingsMax = 4096;         // segments per map_range() call
+inline constexpr uint32_t kDirDepthMax = 4096;       // ancestry walk bound for rename
+
+struct CreateArgs {
+  uint32_t mode = 0;  // S_IFMT type (regular, directory, symlink, device, fifo, socket) | perms
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t rdev = 0;
+  std::string symlink_target;  // symlinks only: 1..4095 bytes
+};
+
+struct SetAttr {
+  std::optional<uint32_t> mode;  // permission bits; the type bits are kept
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;
+  std::optional<uint64_t> size;  // regular files: truncate or extend (a hole)
+  std::optional<int64_t> atime_ns;
+  std::optional<int64_t> mtime_ns;
+};
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino = 0;
+  FileType type = FileType::kUnknown;
+  uint64_t cookie = 0;  // pass to readdir() to continue after this entry
+};
+
+struct ReaddirBatch {
+  std::vector<DirEntry> entries;
+  bool end = false;  // true when no entry with a greater cookie existed when the call ran
+};
+
+struct UnlinkResult {
+  uint64_t ino = 0;
+  uint32_t nlink = 0;     // after the unlink
+  bool orphaned = false;  // nlink reached 0 while open: kept until release()
+  bool removed = false;   // nlink reached 0 and the inode, its extents and xattrs are gone
+};
+
+enum RenameFlags : unsigned { kRenameNoReplace = 1, kRenameExchange = 2 };  // = RENAME_* values
+
+// One piece of [offset, offset + length) of a file: a hole (reads as zeros) or stripe data.
+struct Mapping {
+  uint64_t file_offset = 0;
+  uint64_t length = 0;
+  bool hole = true;
+  uint64_t stripe_id = 0;
+  uint32_t stripe_offset = 0;
+};
+
+struct StripeRef {
+  uint64_t id = 0;
+  uint64_t generation = 0;
+};
+
+class FsMeta {
+ public:
+  // Opens the store (see Store::open for its errors), creates the root directory in a new
+  // database, removes the orphans a crash left behind, and builds the free-stripe map.
+  static Result<std::unique_ptr<FsMeta>> open(const StoreOptions& options);
+
+  Store& store() { return *store_; }
+  size_t orphans_removed_at_open() const { return orphans_removed_at_open_; }
+
+  // --- namespace reads --------------------------------------------------------------------------
+  // The inode. ENOENT when it does not exist; EIO when its record is corrupt.
+  Result<Inode> getattr(uint64_t ino) const;
+  // The inode named `name` in directory `parent`. ENOENT no such entry (or no such parent);
+  // ENOTDIR parent is not a directory; EINVAL/ENAMETOOLONG bad name.
+  Result<Inode> lookup(uint64_t parent, std::string_view name) const;
+  // Up to max_entries (≤ kReaddirBatchMax) entries with cookies greater than after_cookie, in
+  // cookie order. ENOENT/ENOTDIR as lookup.
+  Result<ReaddirBatch> readdir(uint64_t dir, uint64_t after_cookie, size_t max_entries) const;
+
+  // --- namespace operations (each one batch) ---------------------------------------------------
+  // Creates a file, directory, symlink or special file. Returns the new inode.
+  // EEXIST name taken; ENOENT/ENOTDIR parent; EINVAL bad name, type or empty target;
+  // ENAMETOOLONG name > 255 or target > 4095 bytes; EMLINK parent has kLinkMax subdirectories.
+  Result<Inode> create(uint64_t parent, std::string_view name, const CreateArgs& args,
+                       Durability durability = Durability::kNone);
+  // Adds a name for a non-directory. EPERM ino is a directory; ENOENT ino or parent missing (or
+  // ino already unlinked); EEXIST; EMLINK nlink at kLinkMax; ENOTDIR, EINVAL, ENAMETOOLONG.
+  Result<Inode> link(uint64_t ino, uint64_t new_parent, std::string_view new_name,
+                     Durability durability = Durability::kNone);
+  // Removes a non-directory's name. `is_open`: whether the inode is still open (then its last
+  // unlink orphans it instead of removing it). EISDIR it is a directory; ENOENT; ENOTDIR.
+  Result<UnlinkResult> unlink(uint64_t parent, std::string_view name, bool is_open,
+                              Durability durability = Durability::kNone);
+  // Removes an empty directory. ENOTDIR not a directory; ENOTEMPTY; ENOENT; EBUSY the root.
+  Result<void> rmdir(uint64_t parent, std::string_view name,
+                     Durability durability = Durability::kNone);
+  // rename(2)/renameat2(2). flags: 0, kRenameNoReplace or kRenameExchange. A replaced target
+  // loses a name as unlink/rmdir would (`target_open` as unlink's is_open); its fate is returned.
+  // EEXIST (NOREPLACE, target exists); ENOENT source (or, EXCHANGE, target) missing; EISDIR
+  // non-directory over a directory; ENOTDIR directory over a non-directory; ENOTEMPTY target
+  // directory not empty; EINVAL bad flags, or a directory moved into its own subtree; EMLINK.
+  // Renaming a name onto itself, or onto another name of the same inode, does nothing.
+  Result<std::optional<UnlinkResult>> rename(uint64_t old_parent, std::string_view old_name,
+                                             uint64_t new_parent, std::string_view new_name,
+                                             unsigned flags, bool target_open,
+                                             Durability durability = Durability::kNone);
+  // Changes attributes; a size change truncates (removing extents beyond it, clipping the one
+  // across it) or extends with a hole. Returns the new inode. ENOENT; EISDIR size of a directory;
+  // EINVAL size of another non-regular file.
+  Result<Inode> setattr(uint64_t ino, const SetAttr& attr,
+                        Durability durability = Durability::kNone);
+  // Last close of an inode: removes it (extents, xattrs) if it is an orphan. No-op otherwise.
+  Result<void> release(uint64_t ino, Durability durability = Durability::kNone);
+
+  // --- xattrs -------------------------------------------------------------------------------------
+  // flags: 0, XATTR_CREATE (1: EEXIST if present) or XATTR_REPLACE (2: ENODATA if absent).
+  // ENOENT inode; EINVAL empty name; ERANGE name > 255 bytes; E2BIG value > 64 KiB.
+  Result<void> set_xattr(uint64_t ino, std::string_view name, std::string_view value, int flags,
+                         Durability durability = Durability::kNone);
+  Result<std::string> get_xattr(uint64_t ino, std::string_view name) const;  // ENODATA absent
+  Result<std::vector<std::string>> list_xattrs(uint64_t ino) const;         // names, sorted
+  Result<void> remove_xattr(uint64_t ino, std::string_view name,
+                            Durability durability = Durability::kNone);   // ENODATA absent
+
+  // --- data: extents and stripes -------------------------------------------------------------------
+  // Commits written data: `extents` (sorted by file_offset, non-overlapping, length > 0) replace
+  // whatever mapped those file bytes before (old extents are split or removed; the blocks they
+  // referenced are subtracted from their stripes' live counts, freeing sealed stripes that reach
+  // 0); `stripes` are new stripe records to store (state, filled bytes, checksums, parity rows;
+  // live_blocks is computed here). The file grows to cover the last extent; mtime and ctime are
+  // set. ino may be 0 to commit only stripe records (e.g. sealing one).
+  // ENOENT inode; EISDIR/EINVAL not a regular file; EINVAL bad extents (unsorted, overlapping,
+  // past a stripe's filled bytes, or pointing at a free or unknown stripe) or a bad stripe record
+  // (free state, id ≥ stripe count, crc count ≠ ceil(filled/4096), bad parity row size); EIO a
+  // live count would go negative (corruption).
+  Result<void> commit_write(uint64_t ino, std::span<const Extent> extents,
+                            std::span<const Stripe> stripes,
+                            Durability durability = Durability::kNone);
+  // The mapping of [offset, offset + length) clipped at the file size: holes and extents in file
+  // order, at most kMappingsMax segments (continue from the end of the last one). ENOENT.
+  Result<std::vector<Mapping>> map_range(uint64_t ino, uint64_t offset, uint64_t length) const;
+
+  // Hands out a free stripe (the lowest free id at or after the last one handed out) and a
+  // never-used generation. The stripe stays reserved in memory until a commit_write stores its
+  // record or release_stripe() returns it; a crash forgets it (it was never committed).
+  // ENOSPC no free stripe.
+  Result<StripeRef> allocate_stripe();
+  void release_stripe(uint64_t id);  // an allocated stripe that was never committed
+  Result<Stripe> get_stripe(uint64_t id) const;  // ENOENT no record (free, never used)
+  std::vector<uint64_t> open_stripes() const;    // committed stripes in state kOpen
+  uint64_t free_stripe_count() const;
+  std::vector<uint64_t> orphans() const;         // inodes in the orphan list
+
+ private:
+  using Txn = detail::Txn;
+  explicit FsMeta(std::unique_ptr<Store> store) : store_(std::move(store)) {}
+  Result<void> recover_orphans();
+  Result<void> build_stripe_maps();
+  // Writes the transaction's batch (mu_ held), then applies its in-memory stripe changes.
+  Result<uint64_t> write_locked(Txn& txn, Durability durability);
+  Result<void> finish(uint64_t seq, Durability durability);
+  void reclaim_pending_locked();
+
+  std::unique_ptr<Store> store_;
+  size_t orphans_removed_at_open_ = 0;
+
+  // Guards everything below and serialises mutations. Lock order: mu_, then the Store's own.
+  mutable std::mutex mu_;
+  std::vector<bool> stripe_free_;                    // by stripe id: free and not handed out
+  uint64_t free_count_ = 0;
+  uint64_t alloc_cursor_ = 0;
+  std::set<uint64_t> open_;                          // committed open stripes
+  std::vector<std::pair<uint64_t, uint64_t>> pending_free_;  // (sequence, id) freed, not synced
+  uint64_t next_generation_ = 0;
+  uint64_t generation_limit_ = 0;                    // persisted; generations < it may be used
+};
+
+}  // namespace raidfs::meta
