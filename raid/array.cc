@@ -1,0 +1,357 @@
+// Array I/O: stripe writes, verified reads, reconstruction, member failure.
+#include "raid/array.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#include "raid/checksum.h"
+
+namespace raidfs {
+namespace {
+
+bool aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kBlockBytes == 0; }
+
+// Per-block state of a read, kept in IoChannel::block_flags_.
+enum BlockFlag : uint8_t { kBlockOk = 0, kBlockNeeded = 1, kBlockCorrupt = 2 };
+
+}  // namespace
+
+IoChannel::IoChannel(const Array& array, MemberIo& io)
+    : io_(io), scratch_(uint64_t{array.geometry().member_count()} * array.geometry().chunk_bytes()) {
+  batch_.reserve(2 * array.geometry().member_count());
+  block_flags_.reserve(array.geometry().data_count() * array.geometry().blocks_per_chunk());
+}
+
+Result<void> IoChannel::register_buffers(std::span<const std::span<uint8_t>> ranges) {
+  std::vector<std::span<uint8_t>> all(ranges.begin(), ranges.end());
+  all.emplace_back(scratch_.data(), scratch_.size());
+  return io_.register_buffers(all);
+}
+
+std::vector<std::string> Array::warnings() const {
+  std::lock_guard lock(superblock_mutex_);
+  return warnings_;
+}
+
+void Array::mark_failed(uint32_t member, const std::string& reason) {
+  MemberState expected = MemberState::kActive;
+  if (!states_[member].compare_exchange_strong(expected, MemberState::kFailed)) return;
+  {
+    std::lock_guard lock(superblock_mutex_);
+    warnings_.push_back("member " + std::to_string(member) + " (" + paths_[member] +
+                        ") failed: " + reason + "; running degraded");
+  }
+  persist_states();
+}
+
+Result<void> Array::check_quorum(const char* what, uint64_t stripe) const {
+  if (unavailable_count() <= geometry_.parity_count()) return {};
+  std::string who;
+  for (uint32_t i = 0; i < geometry_.member_count(); ++i)
+    if (!usable(i))
+      who += (who.empty() ? "" : ", ") + std::to_string(i) + " (" + member_state_name(member_state(i)) + ")";
+  return fail(EIO, std::string(what) + " stripe " + std::to_string(stripe) + ": more members unavailable than parity covers (" +
+                       std::to_string(geometry_.parity_count()) + "): members " + who);
+}
+
+void Array::execute(IoChannel& channel) {
+  channel.io_.execute(channel.batch_);
+  for (const IoRequest& r : channel.batch_)
+    if (!r.ok())
+      mark_failed(r.member, std::string(r.op == IoOp::kRead ? "read" : r.op == IoOp::kWrite ? "write" : "flush") +
+                                " error: " + std::strerror(r.result < 0 ? -r.result : EIO));
+}
+
+Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* buffer, bool flush) {
+  if (stripe >= geometry_.stripe_count() || !aligned(buffer))
+    return fail(EINVAL, "write of stripe " + std::to_string(stripe) + ": out of range or misaligned buffer");
+  RAIDFS_CHECK(check_quorum("cannot write", stripe));
+  const uint32_t k = geometry_.data_count(), n = geometry_.member_count();
+  const uint32_t chunk = geometry_.chunk_bytes();
+  std::array<uint8_t*, kMembersMax> slots;
+  for (uint32_t s = 0; s < n; ++s) slots[s] = buffer + uint64_t{s} * chunk;
+  codec_.encode(slots.data(), slots.data() + k, chunk);
+
+  channel.batch_.clear();
+  for (uint32_t s = 0; s < n; ++s) {
+    uint32_t member = geometry_.member_of(stripe, s);
+    if (usable(member))
+      channel.batch_.push_back({IoOp::kWrite, member, geometry_.row_offset(stripe), chunk, slots[s], 0});
+  }
+  execute(channel);
+  RAIDFS_CHECK(check_quorum("cannot write", stripe));
+  return flush ? this->flush(channel) : Result<void>{};
+}
+
+Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t offset, uint32_t length,
+                               const uint8_t* source) {
+  if (stripe >= geometry_.stripe_count() || offset % kBlockBytes || length % kBlockBytes ||
+      offset + length > geometry_.stripe_data_bytes() || !aligned(source))
+    return fail(EINVAL, "write to stripe " + std::to_string(stripe) + ": misaligned or out of range");
+  RAIDFS_CHECK(check_quorum("cannot write", stripe));
+  const uint32_t chunk = geometry_.chunk_bytes();
+  channel.batch_.clear();
+  for (uint64_t pos = offset; pos < offset + length;) {
+    uint32_t index = static_cast<uint32_t>(pos / chunk), in_chunk = static_cast<uint32_t>(pos % chunk);
+    uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(chunk - in_chunk, offset + length - pos));
+    MemberAddress a = geometry_.locate(stripe, index, in_chunk);
+    if (usable(a.member))
+      channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, len, const_cast<uint8_t*>(source + (pos - offset)), 0});
+    pos += len;
+  }
+  execute(channel);
+  return check_quorum("cannot write", stripe);
+}
+
+Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity) {
+  if (stripe >= geometry_.stripe_count() || !aligned(parity))
+    return fail(EINVAL, "parity write of stripe " + std::to_string(stripe) + ": out of range or misaligned");
+  RAIDFS_CHECK(check_quorum("cannot write", stripe));
+  const uint32_t chunk = geometry_.chunk_bytes();
+  channel.batch_.clear();
+  for (uint32_t j = 0; j < geometry_.parity_count(); ++j) {
+    MemberAddress a = geometry_.locate_parity(stripe, j, 0);
+    if (usable(a.member))
+      channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, chunk, const_cast<uint8_t*>(parity + uint64_t{j} * chunk), 0});
+  }
+  execute(channel);
+  return check_quorum("cannot write", stripe);
+}
+
+Result<void> Array::flush(IoChannel& channel) {
+  channel.batch_.clear();
+  for (uint32_t i = 0; i < geometry_.member_count(); ++i)
+    if (usable(i)) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
+  execute(channel);
+  return check_quorum("cannot flush", 0);
+}
+
+Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
+  const StripeRef& ref = req.ref;
+  const uint32_t blocks_per_chunk = geometry_.blocks_per_chunk();
+  const uint32_t stripe_blocks = geometry_.data_count() * blocks_per_chunk;
+  if (ref.stripe >= geometry_.stripe_count() || req.offset % kBlockBytes || req.length % kBlockBytes ||
+      req.length == 0 || req.offset + req.length > geometry_.stripe_data_bytes() || !aligned(req.dest) ||
+      (!ref.block_crcs.empty() && ref.block_crcs.size() != stripe_blocks))
+    return fail(EINVAL, "read of stripe " + std::to_string(ref.stripe) + ": misaligned or out of range");
+  RAIDFS_CHECK(check_quorum("cannot read", ref.stripe));
+
+  const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes);
+  const uint32_t count = req.length / kBlockBytes;
+  auto& flags = channel.block_flags_;
+  flags.assign(count, kBlockOk);
+
+  // 1. Read what the healthy members hold straight into the destination.
+  channel.batch_.clear();
+  for (uint32_t b = first; b < first + count;) {
+    const uint32_t index = b / blocks_per_chunk;
+    const uint32_t run = std::min(first + count, (index + 1) * blocks_per_chunk) - b;
+    const uint32_t readable = b >= ref.filled_blocks ? 0 : std::min(run, ref.filled_blocks - b);
+    if (readable < run) std::memset(req.dest + uint64_t{b + readable - first} * kBlockBytes, 0,
+                                    uint64_t{run - readable} * kBlockBytes);  // never written: zeros
+    if (readable > 0) {
+      MemberAddress a = geometry_.locate(ref.stripe, index, (b % blocks_per_chunk) * kBlockBytes);
+      if (usable(a.member) && !req.force_reconstruct)
+        channel.batch_.push_back({IoOp::kRead, a.member, a.offset, readable * kBlockBytes,
+                                  req.dest + uint64_t{b - first} * kBlockBytes, 0});
+      else
+        std::fill_n(flags.begin() + (b - first), readable, kBlockNeeded);
+    }
+    b += run;
+  }
+  execute(channel);
+  for (const IoRequest& r : channel.batch_) {
+    if (r.ok()) continue;
+    const uint32_t b0 = static_cast<uint32_t>((r.buffer - req.dest) / kBlockBytes);
+    std::fill_n(flags.begin() + b0, r.length / kBlockBytes, kBlockNeeded);
+  }
+
+  // 2. Verify the versioned checksums of what was read.
+  ReadReport report;
+  if (!ref.block_crcs.empty()) {
+    for (uint32_t i = 0; i < count; ++i) {
+      const uint32_t b = first + i;
+      if (flags[i] != kBlockOk || b >= ref.filled_blocks) continue;
+      const std::span<const uint8_t> data(req.dest + uint64_t{i} * kBlockBytes, kBlockBytes);
+      if (!block_matches({ref.stripe, ref.generation, b}, data, ref.block_crcs[b])) {
+        flags[i] = kBlockCorrupt;
+        report.corrupt_blocks.push_back(b);
+      }
+    }
+  }
+
+  // 3. Rebuild what is missing or corrupt from the rest of its rows.
+  for (uint32_t i = 0; i < count; ++i) {
+    if (flags[i] == kBlockOk) continue;
+    RAIDFS_CHECK(reconstruct_rows(channel, req, first, count, report));
+    break;
+  }
+  return report;
+}
+
+// Rebuilds every flagged block of the request, row by row. A "row" is the 4 KiB at the same
+// offset of each of the stripe's n chunks; parity covers each row independently, so each row is
+// solved on its own with its own set of lost slots.
+Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req, uint32_t first, uint32_t count,
+                                     ReadReport& report) {
+  const StripeRef& ref = req.ref;
+  const uint32_t n = geometry_.member_count(), k = geometry_.data_count(), m = geometry_.parity_count();
+  const uint32_t chunk = geometry_.chunk_bytes(), per_chunk = geometry_.blocks_per_chunk();
+  auto& flags = channel.block_flags_;
+  uint8_t* scratch = channel.scratch_.data();
+  auto slot_row = [&](uint32_t slot, uint32_t row) { return scratch + uint64_t{slot} * chunk + uint64_t{row} * kBlockBytes; };
+
+  // Rows touched by a flagged block.
+  uint32_t row_lo = per_chunk, row_hi = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (flags[i] == kBlockOk) continue;
+    uint32_t row = (first + i) % per_chunk;
+    row_lo = std::min(row_lo, row);
+    row_hi = std::max(row_hi, row);
+  }
+  const uint32_t rows = row_hi - row_lo + 1;
+
+  // Read those rows of every other slot into the scratch stripe in one batch.
+  uint64_t lost_slots = 0;  // slots unreadable for all rows
+  channel.batch_.clear();
+  for (uint32_t s = 0; s < n; ++s) {
+    const uint32_t member = geometry_.member_of(ref.stripe, s);
+    if (s >= k && ref.parity != nullptr) {
+      std::memcpy(slot_row(s, row_lo), ref.parity + uint64_t{s - k} * chunk + uint64_t{row_lo} * kBlockBytes,
+                  uint64_t{rows} * kBlockBytes);
+      continue;
+    }
+    if (s < k && s * per_chunk + row_lo >= ref.filled_blocks) {
+      std::memset(slot_row(s, row_lo), 0, uint64_t{rows} * kBlockBytes);  // never written: zeros
+      continue;
+    }
+    if (!usable(member)) {
+      lost_slots |= uint64_t{1} << s;
+      continue;
+    }
+    channel.batch_.push_back({IoOp::kRead, member, geometry_.row_offset(ref.stripe) + uint64_t{row_lo} * kBlockBytes,
+                              rows * kBlockBytes, slot_row(s, row_lo), 0});
+  }
+  execute(channel);
+  for (const IoRequest& r : channel.batch_)
+    if (!r.ok()) lost_slots |= uint64_t{1} << geometry_.slot_of(ref.stripe, r.member);
+  RAIDFS_CHECK(check_quorum("cannot read", ref.stripe));
+
+  std::array<uint8_t*, kMembersMax> ptrs;
+  std::array<uint32_t, kParityMax + 1> erased;
+  for (uint32_t row = row_lo; row <= row_hi; ++row) {
+    // Which requested blocks of this row are flagged?
+    bool wanted = false;
+    for (uint32_t d = 0; d < k; ++d) {
+      uint32_t b = d * per_chunk + row;
+      if (b >= first && b < first + count && flags[b - first] != kBlockOk) wanted = true;
+    }
+    if (!wanted) continue;
+
+    // Lost slots of this row: unreadable ones, blocks forced or failing their checksum.
+    uint32_t lost = 0;
+    bool too_many = false;
+    auto lose = [&](uint32_t s) {
+      if (lost == m) too_many = true; else erased[lost++] = s;
+    };
+    for (uint32_t s = 0; s < n; ++s) {
+      const uint32_t b = s * per_chunk + row;
+      if (s < k && b >= ref.filled_blocks) {
+        std::memset(slot_row(s, row), 0, kBlockBytes);  // never written: zeros in the parity
+        continue;
+      }
+      if (lost_slots >> s & 1) { lose(s); continue; }
+      if (s >= k) continue;
+      const bool requested = b >= first && b < first + count;
+      if (!ref.block_crcs.empty() &&
+          !block_matches({ref.stripe, ref.generation, b}, {slot_row(s, row), kBlockBytes}, ref.block_crcs[b])) {
+        if (!requested) report.corrupt_blocks.push_back(b);  // a neighbour, found on the way
+        lose(s);
+      }
+    }
+    if (too_many)
+      return fail(EIO, "stripe " + std::to_string(ref.stripe) + " row " + std::to_string(row) +
+                           ": more chunks lost or corrupt than parity covers (" + std::to_string(m) + ")");
+    for (uint32_t s = 0; s < n; ++s) ptrs[s] = slot_row(s, row);
+    if (req.force_reconstruct) {
+      RAIDFS_CHECK(rebuild_each(channel, req, row, {erased.data(), lost}, ptrs.data(), report));
+      continue;
+    }
+
+    // Solve; if a rebuilt block still fails its checksum, a parity chunk may itself be bad:
+    // with parity to spare, try again leaving each parity chunk out in turn.
+    auto rebuilt_ok = [&]() {
+      if (ref.block_crcs.empty()) return true;
+      for (uint32_t e = 0; e < lost; ++e) {
+        const uint32_t s = erased[e];
+        const uint32_t b = s * per_chunk + row;
+        if (s < k && !block_matches({ref.stripe, ref.generation, b}, {ptrs[s], kBlockBytes}, ref.block_crcs[b]))
+          return false;
+      }
+      return true;
+    };
+    std::array<uint8_t, kParityMax * kBlockBytes> parity_copy;  // parity as read, for retries
+    for (uint32_t j = 0; j < m; ++j) std::memcpy(&parity_copy[j * kBlockBytes], ptrs[k + j], kBlockBytes);
+    RAIDFS_CHECK(codec_.reconstruct(ptrs.data(), {erased.data(), lost}, kBlockBytes));
+    bool ok = rebuilt_ok();
+    for (uint32_t p = k; !ok && lost < m && p < n; ++p) {
+      bool already = false;
+      for (uint32_t e = 0; e < lost; ++e) already |= erased[e] == p;
+      if (already) continue;
+      for (uint32_t j = 0; j < m; ++j) std::memcpy(ptrs[k + j], &parity_copy[j * kBlockBytes], kBlockBytes);
+      erased[lost] = p;
+      RAIDFS_CHECK(codec_.reconstruct(ptrs.data(), {erased.data(), lost + 1}, kBlockBytes));
+      lost += 1;
+      ok = rebuilt_ok();
+      lost -= 1;
+    }
+    if (!ok)
+      return fail(EIO, "stripe " + std::to_string(ref.stripe) + " row " + std::to_string(row) +
+                           ": rebuilt data fails its checksum (too much corruption to repair)");
+
+    for (uint32_t d = 0; d < k; ++d) {
+      uint32_t b = d * per_chunk + row;
+      if (b < first || b >= first + count || flags[b - first] == kBlockOk) continue;
+      std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, ptrs[d], kBlockBytes);
+      flags[b - first] = kBlockOk;
+      report.reconstructed_blocks++;
+    }
+  }
+  return {};
+}
+
+// Forced reconstruction (scrub, tests): every requested data block of the row is rebuilt from
+// the other chunks, one at a time, on top of the chunks already lost, so each block is proven
+// recoverable from parity. Fails with EIO if a block has no parity to spare or does not verify.
+Result<void> Array::rebuild_each(IoChannel& channel, const ReadRequest& req, uint32_t row,
+                                 std::span<const uint32_t> already_lost, uint8_t* const* ptrs,
+                                 ReadReport& report) {
+  const StripeRef& ref = req.ref;
+  const uint32_t k = geometry_.data_count(), per_chunk = geometry_.blocks_per_chunk();
+  const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes), count = req.length / kBlockBytes;
+  std::array<uint32_t, kParityMax + 1> erased;
+  std::copy(already_lost.begin(), already_lost.end(), erased.begin());
+  for (uint32_t d = 0; d < k; ++d) {
+    const uint32_t b = d * per_chunk + row;
+    if (b < first || b >= first + count || b >= ref.filled_blocks) continue;
+    uint32_t lost = static_cast<uint32_t>(already_lost.size());
+    if (std::find(already_lost.begin(), already_lost.end(), d) == already_lost.end()) {
+      if (lost == geometry_.parity_count())
+        return fail(EIO, "stripe " + std::to_string(ref.stripe) + " row " + std::to_string(row) +
+                             ": no parity to spare to rebuild block " + std::to_string(b));
+      erased[lost++] = d;
+    }
+    RAIDFS_CHECK(codec_.reconstruct(ptrs, {erased.data(), lost}, kBlockBytes));
+    if (!ref.block_crcs.empty() &&
+        !block_matches({ref.stripe, ref.generation, b}, {ptrs[d], kBlockBytes}, ref.block_crcs[b]))
+      return fail(EIO, "stripe " + std::to_string(ref.stripe) + " block " + std::to_string(b) +
+                           ": rebuilt from parity, fails its checksum");
+    std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, ptrs[d], kBlockBytes);
+    channel.block_flags_[b - first] = kBlockOk;
+    report.reconstructed_blocks++;
+  }
+  return {};
+}
+
+}  // namespace raidfs

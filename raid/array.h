@@ -1,0 +1,191 @@
+// Array: n member devices that together hold stripes of data and parity.
+//
+// An Array is opened from member paths; it checks that their superblocks agree (same array UUID,
+// same geometry, each index once), knows which members are active, missing or failed, and reads
+// and writes stripes through an IoChannel, the per-thread I/O context (one io_uring each).
+//
+//   Array::format(paths, options)      writes fresh superblocks (mkfs)
+//   Array::open(paths, options)        -> Array, degraded if up to m members are unavailable
+//   array.write_stripe(channel, s, buf)  data + computed parity of stripe s, one submission
+//   array.write_data / write_parity    parts of a stripe (a partial stripe's new blocks; a seal)
+//   array.read(channel, request)       a range of a stripe's data, verified and, where a block
+//                                      is unreadable or fails its checksum, reconstructed
+//
+// What the array does not know: which stripes are free, what files are, or what is committed —
+// that is the metadata's business. The array never rewrites anything on its own except
+// superblocks (member state changes).
+//
+// Failure model: a member whose I/O returns an error is marked failed — in memory at once, and in
+// the superblocks of the remaining members — and is not used again until it is replaced. While at
+// most m members are unavailable every read still returns the right bytes; beyond that, reads and
+// writes fail with EIO and a message naming the members.
+//
+// Threads: open/format on one thread; afterwards any number of threads may call read/write/flush
+// concurrently, each with its own IoChannel. mark_failed and member_state are thread-safe.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "raid/aligned_buffer.h"
+#include "raid/geometry.h"
+#include "raid/member_io.h"
+#include "raid/parity_codec.h"
+#include "raid/superblock.h"
+
+namespace raidfs {
+
+class Array;
+
+// The data area starts 1 MiB into each member (room for the superblock and future use); a member
+// must hold at least this many stripes.
+inline constexpr uint64_t kDataOffsetBytes = 1u << 20;
+inline constexpr uint64_t kStripesMin = 16;
+
+struct FormatOptions {
+  uint32_t parity_count = 2;
+  uint32_t chunk_bytes = kChunkBytesDefault;
+  std::string label;
+  std::string metadata_dir;
+  std::optional<ArrayUuid> uuid;  // a fresh random one if unset
+  bool force = false;             // overwrite members that already hold a raidfs superblock
+};
+
+struct OpenOptions {
+  // kBySuperblock: paths may come in any order and some may be absent; each goes where its
+  // superblock says. kAsGiven: paths[i] must be member i (a mismatch is an error).
+  enum class Order { kBySuperblock, kAsGiven } order = Order::kBySuperblock;
+  std::optional<ArrayUuid> expected_uuid;  // refuse members of any other array
+};
+
+// Per-thread I/O context: a MemberIo plus scratch space for reconstruction, both made once.
+class IoChannel {
+ public:
+  // `io` must outlive the channel and be used only by the channel's thread.
+  IoChannel(const Array& array, MemberIo& io);
+  MemberIo& io() { return io_; }
+  // Registers the caller's buffers (plus the channel's scratch) as fixed buffers of the MemberIo.
+  Result<void> register_buffers(std::span<const std::span<uint8_t>> ranges);
+
+ private:
+  friend class Array;
+  MemberIo& io_;
+  AlignedBuffer scratch_;             // one stripe: n chunks, slot-major
+  std::vector<IoRequest> batch_;      // reused request list
+  std::vector<uint8_t> block_flags_;  // reused per-block state of a read
+};
+
+// Which version of a stripe a read expects: the generation, the versioned checksum of each data
+// block, and how much of the stripe was ever written. Blocks at or past `filled_blocks` count as
+// zeros in the parity and read as zeros.
+struct StripeRef {
+  uint64_t stripe = 0;
+  uint64_t generation = 0;
+  std::span<const uint32_t> block_crcs;  // k * C / 4 KiB entries, or empty: do not verify
+  uint32_t filled_blocks = UINT32_MAX;
+  // For a stripe whose parity is not on the members yet (open stripe): its parity chunks,
+  // m * C bytes, parity j at j * C. Null: read parity from the members.
+  const uint8_t* parity = nullptr;
+};
+
+struct ReadRequest {
+  StripeRef ref;
+  uint64_t offset = 0;     // into the stripe's data, a multiple of 4 KiB
+  uint32_t length = 0;     // a multiple of 4 KiB, within the stripe
+  uint8_t* dest = nullptr; // 4 KiB-aligned
+  bool force_reconstruct = false;  // rebuild every block from the other members (scrub, tests)
+};
+
+struct ReadReport {
+  uint32_t reconstructed_blocks = 0;
+  // Blocks (index within the stripe's data) that were read but failed their checksum and were
+  // rebuilt: candidates for self-heal by the caller.
+  std::vector<uint32_t> corrupt_blocks;
+};
+
+class Array {
+ public:
+  // Writes a superblock (both copies) on every member. Errors, each naming the member:
+  // EINVAL bad geometry, member listed twice, label/metadata path too long; ENOSPC member too
+  // small; EEXIST member already holds raidfs (without force); the open/write errno otherwise.
+  static Result<Superblock> format(std::span<const std::string> paths, const FormatOptions& options);
+
+  // Opens an array. Errors: EINVAL member of another array / listed twice / wrong position /
+  // shrunk; EIO or EINVAL unreadable superblock (both copies); EBUSY member in use by another
+  // process; EIO members disagree on the geometry; ENXIO more than m members unavailable.
+  static Result<std::unique_ptr<Array>> open(std::span<const std::string> paths,
+                                             const OpenOptions& options = {});
+  ~Array();
+  Array(const Array&) = delete;
+  Array& operator=(const Array&) = delete;
+
+  const Geometry& geometry() const { return geometry_; }
+  const ParityCodec& codec() const { return codec_; }
+  const ArrayUuid& uuid() const { return superblock_.array_uuid; }
+  const Superblock& superblock() const { return superblock_; }
+  MemberState member_state(uint32_t member) const { return states_[member].load(); }
+  const std::string& member_path(uint32_t member) const { return paths_[member]; }
+  uint32_t unavailable_count() const;
+  // Things worth telling the user (a backup superblock used, a member missing or failed ...).
+  std::vector<std::string> warnings() const;
+
+  // A MemberIo on a fresh io_uring over this array's members, for the calling thread.
+  Result<std::unique_ptr<MemberIo>> make_member_io(unsigned queue_depth = 128) const;
+
+  // Computes the parity of stripe `stripe` from the k data chunks in `buffer` (n * C bytes,
+  // 4 KiB-aligned, slot-major: data chunk i at i * C, parity j at (k + j) * C) into its parity
+  // chunks, and writes all n chunks in one submission; then flushes the members if `flush`.
+  // Members that are unavailable are skipped. Errors: EIO if more than m members are unavailable
+  // after the write (message names them); EINVAL for a stripe past the end.
+  Result<void> write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* buffer, bool flush);
+  // Writes `length` bytes of data at `offset` of the stripe's data (both multiples of 4 KiB).
+  Result<void> write_data(IoChannel& channel, uint64_t stripe, uint64_t offset, uint32_t length,
+                          const uint8_t* source);
+  // Writes the stripe's m parity chunks from `parity` (m * C bytes, parity j at j * C).
+  Result<void> write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity);
+  // Flushes every active member's volatile cache (fdatasync). Errors: EIO beyond m failures.
+  Result<void> flush(IoChannel& channel);
+
+  // Reads a range of one stripe's data into request.dest, verifying each block against
+  // ref.block_crcs when given, rebuilding from parity what is unreadable or corrupt. Errors:
+  // EINVAL misaligned or out-of-range request; EIO when a block cannot be rebuilt (more than m
+  // chunks of its row lost or corrupt) — the message names the stripe and block.
+  Result<ReadReport> read(IoChannel& channel, const ReadRequest& request);
+
+  // Marks a member failed (in memory, then in the other members' superblocks). Idempotent.
+  void mark_failed(uint32_t member, const std::string& reason);
+
+ private:
+  Array(Superblock sb, Geometry g, ParityCodec c) : superblock_(std::move(sb)), geometry_(g), codec_(std::move(c)) {}
+
+  bool usable(uint32_t member) const { return member_state(member) == MemberState::kActive; }
+  Result<void> check_quorum(const char* what, uint64_t stripe) const;
+  // Runs channel.batch_; marks the members of failed requests failed.
+  void execute(IoChannel& channel);
+  Result<void> reconstruct_rows(IoChannel& channel, const ReadRequest& request, uint32_t first_block,
+                                uint32_t block_count, ReadReport& report);
+  Result<void> rebuild_each(IoChannel& channel, const ReadRequest& request, uint32_t row,
+                            std::span<const uint32_t> already_lost, uint8_t* const* ptrs,
+                            ReadReport& report);
+  void persist_states();
+
+  Superblock superblock_;  // the newest copy; member_index is meaningless here
+  Geometry geometry_;
+  ParityCodec codec_;
+  std::vector<int> fds_;   // -1 where a member is absent
+  std::vector<std::string> paths_;
+  std::vector<uint64_t> member_bytes_;  // each member's size as formatted (locates its backup)
+  std::array<std::atomic<MemberState>, kMembersMax> states_{};
+  // Guards superblock_.sequence/member_states and warnings_; taken only off the I/O fast path.
+  mutable std::mutex superblock_mutex_;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace raidfs

@@ -1,0 +1,250 @@
+// Array::format and Array::open: turning a list of member paths into an Array, and every way the
+// list can be wrong.
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <optional>
+
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "raid/array.h"
+#include "raid/member_file.h"
+#include "raid/uring_member_io.h"
+
+namespace raidfs {
+namespace {
+
+std::string human_bytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  double v = static_cast<double>(b);
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  char s[32];
+  std::snprintf(s, sizeof s, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+  return s;
+}
+
+uint64_t stripes_that_fit(uint64_t member_bytes, uint32_t chunk_bytes) {
+  if (member_bytes < kDataOffsetBytes + 2 * Superblock::kBytes) return 0;
+  return (backup_superblock_offset(member_bytes) - kDataOffsetBytes) / chunk_bytes;
+}
+
+// Refuses a device listed twice, under the same name or another (a symlink, a hard link).
+// Paths that do not exist are left for the caller to judge (a missing member).
+Result<void> check_distinct(std::span<const std::string> paths) {
+  std::map<std::pair<uint64_t, uint64_t>, std::string> seen;
+  for (const std::string& path : paths) {
+    auto id = MemberFile::identity(path);
+    if (!id) continue;
+    auto [it, fresh] = seen.emplace(*id, path);
+    if (!fresh) return fail(EINVAL, path + ": same device as " + it->second + " (listed twice)");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<Superblock> Array::format(std::span<const std::string> paths, const FormatOptions& o) {
+  const uint32_t n = static_cast<uint32_t>(paths.size());
+  RAIDFS_CHECK(Geometry::create(n, o.parity_count, o.chunk_bytes, kDataOffsetBytes, 0));
+  if (o.label.size() >= Superblock::kLabelBytes)
+    return fail(EINVAL, "label is longer than " + std::to_string(Superblock::kLabelBytes - 1) + " bytes");
+  if (o.metadata_dir.size() >= Superblock::kMetadataDirBytes)
+    return fail(EINVAL, "metadata directory path is longer than " +
+                            std::to_string(Superblock::kMetadataDirBytes - 1) + " bytes");
+
+  std::vector<MemberFile> files;
+  uint64_t smallest = UINT64_MAX;
+  RAIDFS_CHECK(check_distinct(paths));
+  for (const std::string& path : paths) {
+    RAIDFS_TRY(MemberFile f, MemberFile::open(path));
+    const uint64_t need = kDataOffsetBytes + kStripesMin * o.chunk_bytes + 2 * Superblock::kBytes;
+    if (f.size_bytes() < need)
+      return fail(ENOSPC, path + ": too small (" + human_bytes(f.size_bytes()) + "); a member needs at least " +
+                              human_bytes(need) + " with " + human_bytes(o.chunk_bytes) + " chunks");
+    if (!o.force) {
+      auto existing = read_superblock(f.fd(), f.size_bytes());
+      if (existing)
+        return fail(EEXIST, path + ": already a member of raidfs array " +
+                                uuid_to_string(existing->newest.array_uuid) + " (use -f to overwrite)");
+    }
+    smallest = std::min(smallest, f.size_bytes());
+    files.push_back(std::move(f));
+  }
+
+  Superblock sb;
+  sb.array_uuid = o.uuid ? *o.uuid : random_uuid();
+  sb.member_count = n;
+  sb.parity_count = o.parity_count;
+  sb.chunk_bytes = o.chunk_bytes;
+  sb.data_offset = kDataOffsetBytes;
+  sb.stripe_count = stripes_that_fit(smallest, o.chunk_bytes);
+  sb.sequence = 1;
+  sb.created_ns = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::system_clock::now().time_since_epoch()).count());
+  for (uint32_t i = 0; i < n; ++i) sb.member_states[i] = MemberState::kActive;
+  sb.label = o.label;
+  sb.metadata_dir = o.metadata_dir;
+  for (uint32_t i = 0; i < n; ++i) {
+    Superblock own = sb;
+    own.member_index = i;
+    own.member_bytes = files[i].size_bytes();
+    auto w = write_superblock(files[i].fd(), own);
+    if (!w) return fail_with(w.error(), paths[i] + ": cannot write superblock: ");
+  }
+  return sb;
+}
+
+Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, const OpenOptions& o) {
+  struct Found {
+    std::string path;
+    std::optional<MemberFile> file;  // empty: the path does not exist (an absent member)
+    SuperblockCopies copies;
+  };
+  std::vector<Found> found;
+  std::vector<std::string> warnings;
+  RAIDFS_CHECK(check_distinct(paths));
+  for (const std::string& path : paths) {
+    auto f = MemberFile::open(path);
+    if (!f) {
+      if (f.error().code == ENOENT) {  // an absent member: the array may still run degraded
+        warnings.push_back(f.error().message);
+        found.push_back({path, std::nullopt, {}});
+        continue;
+      }
+      return std::unexpected(f.error());
+    }
+    auto copies = read_superblock(f->fd(), f->size_bytes());
+    if (!copies) return fail_with(copies.error(), path + ": ");
+    if (!copies->primary_valid) warnings.push_back(path + ": primary superblock unreadable; using the backup copy");
+    if (!copies->backup_valid) warnings.push_back(path + ": backup superblock unreadable");
+    found.push_back({path, std::move(*f), *copies});
+  }
+
+  // The array's identity: the expected UUID, else the one most members carry.
+  std::map<ArrayUuid, int> votes;
+  for (auto& m : found)
+    if (m.file) ++votes[m.copies.newest.array_uuid];
+  if (votes.empty()) return fail(ENXIO, "no member of the array could be opened");
+  ArrayUuid uuid = o.expected_uuid ? *o.expected_uuid
+                                   : std::max_element(votes.begin(), votes.end(), [](auto& a, auto& b) {
+                                       return a.second < b.second;
+                                     })->first;
+
+  // The newest superblock of this array holds the authoritative geometry and member states.
+  const Superblock* newest = nullptr;
+  for (auto& m : found) {
+    const Superblock& sb = m.copies.newest;
+    if (!m.file) continue;
+    if (sb.array_uuid != uuid)
+      return fail(EINVAL, m.path + ": belongs to another raidfs array (" + uuid_to_string(sb.array_uuid) +
+                              ", not " + uuid_to_string(uuid) + "); remove it from the member list");
+    if (!newest || sb.sequence > newest->sequence) newest = &sb;
+  }
+  if (!newest) return fail(ENXIO, "no member of array " + uuid_to_string(uuid) + " was given");
+  const Superblock ref = *newest;
+
+  auto array = std::unique_ptr<Array>(new Array(ref, ref.geometry(), ParityCodec::create(ref.member_count - ref.parity_count, ref.parity_count).value()));
+  const uint32_t n = ref.member_count;
+  array->fds_.assign(n, -1);
+  array->paths_.assign(n, "");
+  array->member_bytes_.assign(n, 0);
+  for (uint32_t i = 0; i < n; ++i) array->states_[i] = MemberState::kMissing;
+
+  for (size_t pos = 0; pos < found.size(); ++pos) {
+    Found& m = found[pos];
+    const Superblock& sb = m.copies.newest;
+    if (!m.file) {
+      if (o.order == OpenOptions::Order::kAsGiven && pos < n) array->paths_[pos] = m.path;
+      continue;
+    }
+    if (sb.member_count != n || sb.parity_count != ref.parity_count || sb.chunk_bytes != ref.chunk_bytes ||
+        sb.data_offset != ref.data_offset || sb.stripe_count != ref.stripe_count)
+      return fail(EIO, m.path + ": superblock disagrees with the other members on the array's shape");
+    const uint32_t index = sb.member_index;
+    if (o.order == OpenOptions::Order::kAsGiven && index != pos)
+      return fail(EINVAL, m.path + ": is member " + std::to_string(index) + " of the array but was listed as member " +
+                              std::to_string(pos));
+    if (array->fds_[index] >= 0)
+      return fail(EINVAL, m.path + " and " + array->paths_[index] + " both claim to be member " +
+                              std::to_string(index) + " (a copied image?)");
+    if (m.file->size_bytes() < sb.member_bytes)
+      return fail(EINVAL, m.path + ": is " + human_bytes(m.file->size_bytes()) + " but was " +
+                              human_bytes(sb.member_bytes) + " when formatted (truncated, or the wrong device)");
+    if (!m.file->direct()) warnings.push_back(m.path + ": O_DIRECT not supported here; using buffered I/O");
+    array->paths_[index] = m.path;
+    array->fds_[index] = m.file->release();
+    array->member_bytes_[index] = sb.member_bytes;
+    // The newest superblock's view wins: a member it lists as failed or missing stays out even if
+    // it is back, since writes it missed would be read as stale data.
+    array->states_[index] = ref.member_states[index];
+  }
+
+  bool changed = false;
+  for (uint32_t i = 0; i < n; ++i) {
+    MemberState s = array->states_[i];
+    if (array->fds_[i] < 0 && ref.member_states[i] == MemberState::kActive) {
+      array->states_[i] = MemberState::kMissing;
+      warnings.push_back("member " + std::to_string(i) + " is missing; running degraded");
+      changed = true;
+    } else if (s != MemberState::kActive) {
+      warnings.push_back("member " + std::to_string(i) + " (" + array->paths_[i] + ") is " +
+                         member_state_name(s) + "; not used until rebuilt");
+    }
+  }
+  array->warnings_ = std::move(warnings);
+  if (array->unavailable_count() > ref.parity_count) {
+    std::string who;
+    for (uint32_t i = 0; i < n; ++i) {
+      if (array->usable(i)) continue;
+      who += (who.empty() ? "" : ", ") + std::string("member ") + std::to_string(i) + " (" +
+             (array->paths_[i].empty() ? "not given" : array->paths_[i]) + ": " +
+             member_state_name(array->member_state(i)) + ")";
+    }
+    return fail(ENXIO, "array " + uuid_to_string(uuid) + " needs " + std::to_string(n - ref.parity_count) + " of its " +
+                           std::to_string(n) + " members; unavailable: " + who);
+  }
+  if (changed) array->persist_states();
+  return array;
+}
+
+Array::~Array() {
+  for (int fd : fds_) {
+    if (fd < 0) continue;
+    // Unlock explicitly: an io_uring that registered this file may hold the open file for a
+    // moment after it is torn down, and the lock with it.
+    ::flock(fd, LOCK_UN);
+    ::close(fd);
+  }
+}
+
+Result<std::unique_ptr<MemberIo>> Array::make_member_io(unsigned queue_depth) const {
+  RAIDFS_TRY(auto io, UringMemberIo::create(fds_, queue_depth));
+  return std::unique_ptr<MemberIo>(std::move(io));
+}
+
+void Array::persist_states() {
+  std::lock_guard lock(superblock_mutex_);
+  superblock_.sequence++;
+  for (uint32_t i = 0; i < geometry_.member_count(); ++i) superblock_.member_states[i] = states_[i].load();
+  for (uint32_t i = 0; i < geometry_.member_count(); ++i) {
+    if (fds_[i] < 0 || states_[i].load() != MemberState::kActive) continue;
+    Superblock own = superblock_;
+    own.member_index = i;
+    own.member_bytes = member_bytes_[i];
+    if (!write_superblock(fds_[i], own))
+      warnings_.push_back(paths_[i] + ": could not record member states in its superblock");
+  }
+}
+
+uint32_t Array::unavailable_count() const {
+  uint32_t count = 0;
+  for (uint32_t i = 0; i < geometry_.member_count(); ++i) count += usable(i) ? 0 : 1;
+  return count;
+}
+
+}  // namespace raidfs

@@ -1,0 +1,395 @@
+// Goal: an Array on real image files stores stripes and gives them back byte for byte — healthy,
+// with members deleted, with blocks corrupted, with members failing mid-I/O — and refuses bad
+// member lists with an error naming the culprit. Method: format sparse images in a temp dir,
+// write random stripes through io_uring, damage the images behind the array's back, read.
+#include "raid/array.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "raid/checksum.h"
+#include "raid/fault_injecting_io.h"
+#include "tests/support/temp_dir.h"
+
+namespace raidfs {
+namespace {
+
+constexpr uint64_t kMemberBytes = 8 << 20;
+
+struct StripeData {
+  AlignedBuffer buffer;         // n chunks, slot-major, as write_stripe wants
+  std::vector<uint32_t> crcs;   // per data block, versioned
+  uint64_t generation;
+};
+
+class ArrayTest : public ::testing::Test {
+ protected:
+  void make(uint32_t n, uint32_t m, uint32_t chunk = 16384, uint64_t bytes = kMemberBytes) {
+    paths_.clear();
+    const std::string array = arrays_++ ? "a" + std::to_string(arrays_) + "-" : "";
+    for (uint32_t i = 0; i < n; ++i) paths_.push_back(dir_.image(array + "m" + std::to_string(i) + ".img", bytes));
+    FormatOptions o;
+    o.parity_count = m;
+    o.chunk_bytes = chunk;
+    auto sb = Array::format(paths_, o);
+    ASSERT_TRUE(sb) << sb.error().message;
+  }
+
+  std::unique_ptr<Array> open(const std::vector<std::string>& paths, OpenOptions o = {}) {
+    auto a = Array::open(paths, o);
+    EXPECT_TRUE(a) << a.error().message;
+    return a ? std::move(*a) : nullptr;
+  }
+
+  StripeData random_stripe(const Array& a, uint64_t stripe, uint64_t generation) {
+    const Geometry& g = a.geometry();
+    StripeData d{AlignedBuffer(uint64_t{g.member_count()} * g.chunk_bytes()), {}, generation};
+    for (uint64_t i = 0; i < g.stripe_data_bytes(); ++i) d.buffer.data()[i] = static_cast<uint8_t>(rng_());
+    for (uint32_t b = 0; b < g.stripe_data_bytes() / kBlockBytes; ++b)
+      d.crcs.push_back(block_checksum({stripe, generation, b}, {d.buffer.data() + uint64_t{b} * kBlockBytes, kBlockBytes}));
+    return d;
+  }
+
+  // Reads the stripe's whole data and checks it equals what was written.
+  void expect_stripe(Array& a, IoChannel& ch, uint64_t stripe, const StripeData& d, ReadReport* out = nullptr) {
+    const uint64_t bytes = a.geometry().stripe_data_bytes();
+    AlignedBuffer got(bytes);
+    ReadRequest r{{stripe, d.generation, d.crcs}, 0, static_cast<uint32_t>(bytes), got.data()};
+    auto report = a.read(ch, r);
+    ASSERT_TRUE(report) << report.error().message;
+    EXPECT_EQ(0, memcmp(got.data(), d.buffer.data(), bytes)) << "stripe " << stripe;
+    if (out) *out = *report;
+  }
+
+  // Overwrites 4 KiB on a member image behind the array's back.
+  void scribble(uint32_t member, uint64_t offset) {
+    int fd = ::open(paths_[member].c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    std::vector<uint8_t> junk(kBlockBytes, 0xEE);
+    ASSERT_EQ(::pwrite(fd, junk.data(), junk.size(), static_cast<off_t>(offset)), 4096);
+    ::close(fd);
+  }
+
+  // Flips one byte on a member image.
+  void flip(uint32_t member, uint64_t offset) {
+    int fd = ::open(paths_[member].c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    uint8_t byte = 0;
+    ASSERT_EQ(::pread(fd, &byte, 1, static_cast<off_t>(offset)), 1);
+    byte ^= 0x10;
+    ASSERT_EQ(::pwrite(fd, &byte, 1, static_cast<off_t>(offset)), 1);
+    ::close(fd);
+  }
+
+  testing::TempDir dir_;
+  std::vector<std::string> paths_;
+  std::mt19937_64 rng_{7};
+  int arrays_ = 0;
+};
+
+TEST_F(ArrayTest, StripesRoundTripForEveryParityLevel) {
+  for (uint32_t m = 1; m <= 3; ++m) {
+    make(m + 3, m);
+    auto a = open(paths_);
+    ASSERT_TRUE(a);
+    auto io = a->make_member_io().value();
+    IoChannel ch(*a, *io);
+    std::vector<StripeData> stripes;
+    for (uint64_t s = 0; s < 8; ++s) {
+      stripes.push_back(random_stripe(*a, s, 1));
+      ASSERT_TRUE(a->write_stripe(ch, s, stripes.back().buffer.data(), s == 7));
+    }
+    for (uint64_t s = 0; s < 8; ++s) expect_stripe(*a, ch, s, stripes[s]);
+
+    // A sub-range crossing a chunk boundary.
+    AlignedBuffer part(3 * kBlockBytes);
+    ReadRequest r{{5, 1, stripes[5].crcs}, 16384 - 4096, 3 * 4096, part.data()};
+    ASSERT_TRUE(a->read(ch, r));
+    EXPECT_EQ(0, memcmp(part.data(), stripes[5].buffer.data() + 16384 - 4096, 3 * 4096));
+  }
+}
+
+TEST_F(ArrayTest, ReadsBackWithUpToParityCountMembersDeleted) {
+  for (uint32_t m = 1; m <= 3; ++m) {
+    make(m + 4, m);
+    std::vector<StripeData> stripes;
+    {
+      auto a = open(paths_);
+      auto io = a->make_member_io().value();
+      IoChannel ch(*a, *io);
+      for (uint64_t s = 0; s < 10; ++s) {
+        stripes.push_back(random_stripe(*a, s, 3));
+        ASSERT_TRUE(a->write_stripe(ch, s, stripes.back().buffer.data(), true));
+      }
+    }
+    std::vector<std::string> remaining = paths_;
+    for (uint32_t lost = 1; lost <= m; ++lost) {
+      ASSERT_EQ(::unlink(remaining[lost * 2 - 1].c_str()), 0);  // members 1, 3, 5
+      auto a = open(remaining);
+      ASSERT_TRUE(a);
+      EXPECT_EQ(a->unavailable_count(), lost);
+      EXPECT_FALSE(a->warnings().empty());
+      auto io = a->make_member_io().value();
+      IoChannel ch(*a, *io);
+      uint32_t rebuilt = 0;
+      for (uint64_t s = 0; s < 10; ++s) {
+        ReadReport report;
+        expect_stripe(*a, ch, s, stripes[s], &report);
+        rebuilt += report.reconstructed_blocks;
+      }
+      EXPECT_GT(rebuilt, 0u);
+    }
+    // One more than parity covers: refused, naming the members.
+    ASSERT_EQ(::unlink(paths_[0].c_str()), 0);
+    auto a = Array::open(paths_);
+    ASSERT_FALSE(a);
+    EXPECT_EQ(a.error().code, ENXIO);
+    EXPECT_NE(a.error().message.find("member 0"), std::string::npos) << a.error().message;
+    for (auto& p : paths_) ::unlink(p.c_str());
+  }
+}
+
+TEST_F(ArrayTest, CorruptBlocksAreDetectedAndRebuilt) {
+  make(6, 2);
+  auto a = open(paths_);
+  auto io = a->make_member_io().value();
+  IoChannel ch(*a, *io);
+  const Geometry& g = a->geometry();
+  StripeData d = random_stripe(*a, 4, 9);
+  ASSERT_TRUE(a->write_stripe(ch, 4, d.buffer.data(), true));
+
+  // One bad block: rebuilt, and reported for healing.
+  scribble(g.locate(4, 1, 0).member, g.locate(4, 1, 0).offset);
+  ReadReport report;
+  expect_stripe(*a, ch, 4, d, &report);
+  ASSERT_EQ(report.corrupt_blocks.size(), 1u);
+  EXPECT_EQ(report.corrupt_blocks[0], g.blocks_per_chunk() * 1);
+
+  // Two bad blocks in the same row (RAID6 covers two).
+  scribble(g.locate(4, 3, 0).member, g.locate(4, 3, 0).offset);
+  expect_stripe(*a, ch, 4, d, &report);
+  EXPECT_EQ(report.corrupt_blocks.size(), 2u);
+
+  // A bad data block and a bad P in another row: rebuilding from P fails the checksum, the
+  // array retries without P (from Q) and gets it right.
+  scribble(g.locate(4, 0, 8192).member, g.locate(4, 0, 8192).offset);
+  scribble(g.locate_parity(4, 0, 8192).member, g.locate_parity(4, 0, 8192).offset);
+  expect_stripe(*a, ch, 4, d, &report);
+
+  // Three bad blocks in one row: more than RAID6 can rebuild: EIO, not wrong data.
+  scribble(g.locate(4, 2, 0).member, g.locate(4, 2, 0).offset);
+  AlignedBuffer got(g.stripe_data_bytes());
+  auto r = a->read(ch, {{4, 9, d.crcs}, 0, static_cast<uint32_t>(g.stripe_data_bytes()), got.data()});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_EQ(a->unavailable_count(), 0u) << "corruption is not a member failure";
+}
+
+TEST_F(ArrayTest, StaleBlocksOfAnOlderGenerationAreRejected) {
+  make(5, 1);
+  auto a = open(paths_);
+  auto io = a->make_member_io().value();
+  const Geometry& g = a->geometry();
+  StripeData old_data = random_stripe(*a, 2, 1);
+  {
+    IoChannel ch(*a, *io);
+    ASSERT_TRUE(a->write_stripe(ch, 2, old_data.buffer.data(), true));
+  }
+  // Generation 2 of the same stripe; the member holding data chunk 2 loses its write.
+  StripeData fresh = random_stripe(*a, 2, 2);
+  FaultInjectingIo lossy(*io);
+  IoChannel lossy_ch(*a, lossy);
+  const uint32_t victim = g.member_of(2, 2);
+  // Write every chunk but the victim's: drop writes is global, so write in two steps.
+  std::vector<uint32_t> order;
+  ASSERT_TRUE(a->write_stripe(lossy_ch, 2, fresh.buffer.data(), true));
+  // Now put the old chunk back on the victim: as if its write never happened.
+  int fd = ::open(paths_[victim].c_str(), O_RDWR);
+  ASSERT_EQ(::pwrite(fd, old_data.buffer.data() + 2 * g.chunk_bytes(), g.chunk_bytes(),
+                     static_cast<off_t>(g.row_offset(2))), static_cast<ssize_t>(g.chunk_bytes()));
+  ::close(fd);
+
+  IoChannel ch(*a, *io);
+  ReadReport report;
+  expect_stripe(*a, ch, 2, fresh, &report);
+  EXPECT_EQ(report.corrupt_blocks.size(), g.blocks_per_chunk()) << "every stale block caught";
+}
+
+TEST_F(ArrayTest, MemberIoErrorsMarkTheMemberFailedAndPersist) {
+  make(6, 2);
+  StripeData d;
+  {
+    auto a = open(paths_);
+    auto io = a->make_member_io().value();
+    FaultInjectingIo faulty(*io);
+    IoChannel ch(*a, faulty);
+    d = random_stripe(*a, 1, 1);
+    ASSERT_TRUE(a->write_stripe(ch, 1, d.buffer.data(), true));
+    faulty.fail_member(3, EIO);
+    expect_stripe(*a, ch, 1, d);
+    EXPECT_EQ(a->member_state(3), MemberState::kFailed);
+    EXPECT_EQ(a->unavailable_count(), 1u);
+    // Writes go on degraded.
+    ASSERT_TRUE(a->write_stripe(ch, 1, d.buffer.data(), true));
+    // A second and third failure: RAID6 survives two, not three.
+    faulty.fail_member(0, EIO);
+    expect_stripe(*a, ch, 1, d);
+    faulty.fail_member(5, EIO);
+    AlignedBuffer got(a->geometry().stripe_data_bytes());
+    auto r = a->read(ch, {{1, 1, d.crcs}, 0, static_cast<uint32_t>(a->geometry().stripe_data_bytes()), got.data()});
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("more members unavailable"), std::string::npos) << r.error().message;
+    auto w = a->write_stripe(ch, 2, d.buffer.data(), true);
+    ASSERT_FALSE(w);
+    EXPECT_EQ(w.error().code, EIO);
+  }
+  // The failures were recorded in the superblocks of the members that stayed healthy: all
+  // members present again, yet the failed ones stay out. (Three failed: the array is refused.)
+  auto reopened = Array::open(paths_);
+  ASSERT_FALSE(reopened);
+  EXPECT_NE(reopened.error().message.find("failed"), std::string::npos) << reopened.error().message;
+}
+
+TEST_F(ArrayTest, FailedStatePersistsAcrossReopen) {
+  make(5, 1);
+  StripeData d;
+  {
+    auto a = open(paths_);
+    auto io = a->make_member_io().value();
+    FaultInjectingIo faulty(*io);
+    IoChannel ch(*a, faulty);
+    d = random_stripe(*a, 0, 1);
+    ASSERT_TRUE(a->write_stripe(ch, 0, d.buffer.data(), true));
+    faulty.fail_member(2, EIO);
+    expect_stripe(*a, ch, 0, d);
+  }
+  auto a = open(paths_);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->member_state(2), MemberState::kFailed);
+  auto io = a->make_member_io().value();
+  IoChannel ch(*a, *io);
+  expect_stripe(*a, ch, 0, d);
+}
+
+TEST_F(ArrayTest, PartialStripeWithParityFromTheCallerRebuildsDegraded) {
+  make(5, 2);
+  auto a = open(paths_);
+  auto io = a->make_member_io().value();
+  IoChannel ch(*a, *io);
+  const Geometry& g = a->geometry();
+  // Fill 5 of the stripe's 12 blocks (chunk 16 KiB, 3 data chunks); keep parity "in metadata".
+  StripeData d = random_stripe(*a, 6, 4);
+  const uint32_t filled = 5;
+  memset(d.buffer.data() + filled * kBlockBytes, 0, g.stripe_data_bytes() - filled * kBlockBytes);
+  AlignedBuffer parity(2 * g.chunk_bytes());
+  std::vector<uint8_t*> ptrs;
+  for (uint32_t i = 0; i < 3; ++i) ptrs.push_back(d.buffer.data() + i * g.chunk_bytes());
+  std::vector<uint8_t*> pp{parity.data(), parity.data() + g.chunk_bytes()};
+  a->codec().encode(ptrs.data(), pp.data(), g.chunk_bytes());
+  ASSERT_TRUE(a->write_data(ch, 6, 0, filled * kBlockBytes, d.buffer.data()));
+
+  // The members' parity area of this stripe holds garbage: the array must use the caller's.
+  scribble(g.locate_parity(6, 0, 0).member, g.locate_parity(6, 0, 0).offset);
+  scribble(g.locate_parity(6, 1, 0).member, g.locate_parity(6, 1, 0).offset);
+
+  // Lose the member holding data chunk 0, then read the filled part back.
+  FaultInjectingIo faulty(*io);
+  IoChannel degraded(*a, faulty);
+  faulty.fail_member(g.member_of(6, 0), EIO);
+  AlignedBuffer got(g.stripe_data_bytes());
+  StripeRef ref{6, 4, d.crcs, filled, parity.data()};
+  auto r = a->read(degraded, {ref, 0, static_cast<uint32_t>(g.stripe_data_bytes()), got.data()});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(0, memcmp(got.data(), d.buffer.data(), g.stripe_data_bytes())) << "data, then zeros";
+  EXPECT_EQ(r->reconstructed_blocks, 4u);
+}
+
+TEST_F(ArrayTest, ForcedReconstructionMatchesDirectReads) {
+  make(7, 3, 65536, 16 << 20);
+  auto a = open(paths_);
+  auto io = a->make_member_io().value();
+  IoChannel ch(*a, *io);
+  StripeData d = random_stripe(*a, 3, 1);
+  ASSERT_TRUE(a->write_stripe(ch, 3, d.buffer.data(), false));
+  AlignedBuffer got(a->geometry().stripe_data_bytes());
+  auto r = a->read(ch, {{3, 1, d.crcs}, 0, static_cast<uint32_t>(a->geometry().stripe_data_bytes()), got.data(), true});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(0, memcmp(got.data(), d.buffer.data(), a->geometry().stripe_data_bytes()));
+  EXPECT_EQ(r->reconstructed_blocks, a->geometry().stripe_data_bytes() / kBlockBytes);
+}
+
+TEST_F(ArrayTest, BadMemberListsAreRefusedWithTheirName) {
+  make(4, 1);
+  // Listed twice.
+  auto twice = Array::open(std::vector<std::string>{paths_[0], paths_[1], paths_[0], paths_[3]});
+  ASSERT_FALSE(twice);
+  EXPECT_NE(twice.error().message.find("listed twice"), std::string::npos) << twice.error().message;
+
+  // Wrong position when the order is fixed.
+  OpenOptions as_given;
+  as_given.order = OpenOptions::Order::kAsGiven;
+  auto swapped = Array::open(std::vector<std::string>{paths_[1], paths_[0], paths_[2], paths_[3]}, as_given);
+  ASSERT_FALSE(swapped);
+  EXPECT_NE(swapped.error().message.find("listed as member 0"), std::string::npos) << swapped.error().message;
+  // Any order is fine otherwise.
+  EXPECT_TRUE(Array::open(std::vector<std::string>{paths_[3], paths_[1], paths_[0], paths_[2]}));
+
+  // A member of another array.
+  std::vector<std::string> other{dir_.image("o0", kMemberBytes), dir_.image("o1", kMemberBytes),
+                                 dir_.image("o2", kMemberBytes)};
+  ASSERT_TRUE(Array::format(other, FormatOptions{1, 16384, "", "", std::nullopt, false}));
+  auto mixed = Array::open(std::vector<std::string>{paths_[0], paths_[1], paths_[2], other[0]});
+  ASSERT_FALSE(mixed);
+  EXPECT_NE(mixed.error().message.find(other[0] + ": belongs to another raidfs array"), std::string::npos)
+      << mixed.error().message;
+
+  // Not a member at all.
+  auto blank = Array::open(std::vector<std::string>{paths_[0], paths_[1], paths_[2], dir_.image("blank", kMemberBytes)});
+  ASSERT_FALSE(blank);
+  EXPECT_NE(blank.error().message.find("blank: no raidfs superblock"), std::string::npos) << blank.error().message;
+
+  // Reformatting a member needs force.
+  auto again = Array::format(paths_, FormatOptions{1, 16384, "", "", std::nullopt, false});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, EEXIST);
+  EXPECT_TRUE(Array::format(paths_, FormatOptions{1, 16384, "", "", std::nullopt, true}));
+}
+
+TEST_F(ArrayTest, CorruptAndTooSmallMembersAreNamed) {
+  make(4, 1);
+  // Primary superblock torn: the backup carries on, with a warning.
+  flip(2, 100);
+  {
+    auto a = open(paths_);
+    ASSERT_TRUE(a);
+    bool warned = false;
+    for (auto& w : a->warnings()) warned |= w.find("m2.img: primary superblock") != std::string::npos;
+    EXPECT_TRUE(warned);
+  }
+  // Both copies damaged (a flipped byte in each): the member is named with the problem.
+  flip(2, 0 + 200);
+  flip(2, backup_superblock_offset(kMemberBytes) + 200);
+  auto a = Array::open(paths_);
+  ASSERT_FALSE(a);
+  EXPECT_NE(a.error().message.find("m2.img: superblock checksum mismatch"), std::string::npos) << a.error().message;
+
+  // A member truncated after formatting.
+  make(4, 1);
+  ASSERT_EQ(::truncate(paths_[1].c_str(), kMemberBytes / 2), 0);
+  auto shrunk = Array::open(paths_);
+  ASSERT_FALSE(shrunk);
+  EXPECT_NE(shrunk.error().message.find("m1.img"), std::string::npos) << shrunk.error().message;
+
+  // Too small to format.
+  std::vector<std::string> tiny{dir_.image("t0", 1 << 20), dir_.image("t1", 64 << 20), dir_.image("t2", 64 << 20)};
+  auto f = Array::format(tiny, FormatOptions{1, 65536, "", "", std::nullopt, false});
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().code, ENOSPC);
+  EXPECT_NE(f.error().message.find("t0: too small"), std::string::npos) << f.error().message;
+}
+
+}  // namespace
+}  // namespace raidfs
