@@ -1,0 +1,462 @@
+// Goal: each FsMeta operation does what fs_meta.h promises — results, errno values, nlink rules,
+// readdir cookies, extent splitting, live counts, orphans — and leaves the store consistent.
+// Method: drive FsMeta on a temporary RocksDB; after each scenario the checker must find nothing.
+#include "meta/fs_meta.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <chrono>
+#include <map>
+#include <random>
+#include <set>
+
+#include "meta/checker.h"
+#include "meta/keys.h"
+#include "meta/test_util.h"
+
+namespace raidfs::meta {
+namespace {
+
+using testing::small_array;
+using testing::TempDir;
+
+CreateArgs file_args(uint32_t perms = 0644) { return CreateArgs{S_IFREG | perms, 0, 0, 0, {}}; }
+SetAttr size_attr(uint64_t size) {
+  SetAttr a;
+  a.size = size;
+  return a;
+}
+CreateArgs dir_args() { return CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}}; }
+
+class FsMetaTest : public ::testing::Test {
+ protected:
+  void SetUp() override { reopen(); }
+  void reopen() {
+    meta_.reset();
+    auto m = FsMeta::open(small_array(dir_.path()));
+    ASSERT_TRUE(m.has_value()) << m.error().message;
+    meta_ = std::move(*m);
+  }
+  void expect_consistent() {
+    auto findings = check(meta_->store());
+    ASSERT_TRUE(findings.has_value()) << findings.error().message;
+    for (const Finding& f : *findings)
+      ADD_FAILURE() << finding_kind_name(f.kind) << ": " << f.detail;
+  }
+  uint64_t mkfile(uint64_t parent, const std::string& name) {
+    auto r = meta_->create(parent, name, file_args());
+    EXPECT_TRUE(r.has_value()) << name << ": " << r.error().message;
+    return r ? r->ino : 0;
+  }
+  uint64_t mkdir(uint64_t parent, const std::string& name) {
+    auto r = meta_->create(parent, name, dir_args());
+    EXPECT_TRUE(r.has_value()) << name << ": " << r.error().message;
+    return r ? r->ino : 0;
+  }
+  uint32_t nlink(uint64_t ino) { return meta_->getattr(ino).value().nlink; }
+  template <class T>
+  int err(const Result<T>& r) { return r ? 0 : r.error().code; }
+
+  // A stripe with `blocks` filled blocks, committed as `state`.
+  Stripe stripe(StripeRef ref, uint32_t blocks, StripeState state = StripeState::kOpen) {
+    Stripe s;
+    s.id = ref.id;
+    s.generation = ref.generation;
+    s.state = state;
+    s.filled_bytes = blocks * kBlockBytes;
+    s.block_crcs.assign(blocks, 0xabcd);
+    return s;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<FsMeta> meta_;
+};
+
+TEST_F(FsMetaTest, FreshStoreHasRootAndIsConsistent) {
+  auto root = meta_->getattr(kRootIno);
+  ASSERT_TRUE(root.has_value());
+  EXPECT_TRUE(S_ISDIR(root->mode));
+  EXPECT_EQ(root->nlink, 2u);
+  EXPECT_EQ(meta_->free_stripe_count(), 64u);
+  expect_consistent();
+}
+
+TEST_F(FsMetaTest, CreateLookupAndErrors) {
+  uint64_t f = mkfile(kRootIno, "a");
+  uint64_t d = mkdir(kRootIno, "d");
+  EXPECT_NE(f, d);
+  EXPECT_EQ(meta_->lookup(kRootIno, "a").value().ino, f);
+  EXPECT_EQ(nlink(kRootIno), 3u);  // 2 + one subdirectory
+  EXPECT_EQ(nlink(d), 2u);
+  EXPECT_EQ(meta_->getattr(d).value().parent, kRootIno);
+
+  EXPECT_EQ(err(meta_->create(kRootIno, "a", file_args())), EEXIST);
+  EXPECT_EQ(err(meta_->create(f, "x", file_args())), ENOTDIR);
+  EXPECT_EQ(err(meta_->create(999, "x", file_args())), ENOENT);
+  EXPECT_EQ(err(meta_->create(kRootIno, "", file_args())), EINVAL);
+  EXPECT_EQ(err(meta_->create(kRootIno, "..", file_args())), EINVAL);
+  EXPECT_EQ(err(meta_->create(kRootIno, "a/b", file_args())), EINVAL);
+  EXPECT_EQ(err(meta_->create(kRootIno, std::string(256, 'n'), file_args())), ENAMETOOLONG);
+  EXPECT_TRUE(meta_->create(kRootIno, std::string(255, 'n'), file_args()).has_value());
+  EXPECT_EQ(err(meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 0, 0, 0, {}})), EINVAL);
+  EXPECT_EQ(err(meta_->lookup(kRootIno, "zz")), ENOENT);
+  EXPECT_EQ(err(meta_->lookup(f, "zz")), ENOTDIR);
+
+  auto link = meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 1, 2, 0, "a/target"});
+  ASSERT_TRUE(link.has_value());
+  EXPECT_EQ(meta_->getattr(link->ino).value().symlink_target, "a/target");
+  EXPECT_EQ(link->size, 8u);
+  auto dev = meta_->create(kRootIno, "dev", CreateArgs{S_IFCHR | 0600, 0, 0, 0x0501, {}});
+  ASSERT_TRUE(dev.has_value());
+  EXPECT_EQ(meta_->getattr(dev->ino).value().rdev, 0x0501u);
+  expect_consistent();
+
+  // Inode numbers are never reused, across reopen too.
+  reopen();
+  uint64_t g = mkfile(kRootIno, "g");
+  EXPECT_GT(g, dev->ino);
+  expect_consistent();
+}
+
+TEST_F(FsMetaTest, LinkUnlinkRmdir) {
+  uint64_t d = mkdir(kRootIno, "d");
+  uint64_t f = mkfile(d, "f");
+  ASSERT_TRUE(meta_->link(f, kRootIno, "f2").has_value());
+  EXPECT_EQ(nlink(f), 2u);
+  EXPECT_EQ(err(meta_->link(d, kRootIno, "d2")), EPERM);
+  EXPECT_EQ(err(meta_->link(f, kRootIno, "f2")), EEXIST);
+  EXPECT_EQ(err(meta_->unlink(kRootIno, "d", false)), EISDIR);
+  EXPECT_EQ(err(meta_->rmdir(kRootIno, "d")), ENOTEMPTY);
+  EXPECT_EQ(err(meta_->rmdir(kRootIno, "f2")), ENOTDIR);
+  expect_consistent();
+
+  auto r = meta_->unlink(d, "f", false);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->nlink, 1u);
+  EXPECT_FALSE(r->removed);
+  EXPECT_EQ(err(meta_->unlink(d, "f", false)), ENOENT);
+  ASSERT_TRUE(meta_->rmdir(kRootIno, "d").has_value());
+  EXPECT_EQ(nlink(kRootIno), 2u);
+  EXPECT_EQ(err(meta_->getattr(d)), ENOENT);
+  r = meta_->unlink(kRootIno, "f2", false);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->removed);
+  EXPECT_EQ(err(meta_->getattr(f)), ENOENT);
+  expect_consistent();
+}
+
+TEST_F(FsMetaTest, RenameSemantics) {
+  uint64_t a = mkdir(kRootIno, "a");
+  uint64_t b = mkdir(kRootIno, "b");
+  uint64_t x = mkfile(a, "x");
+  uint64_t y = mkfile(b, "y");
+  uint64_t sub = mkdir(a, "sub");
+  uint64_t empty = mkdir(b, "empty");
+
+  // Plain move across directories.
+  ASSERT_TRUE(meta_->rename(a, "x", b, "x2", 0, false).has_value());
+  EXPECT_EQ(meta_->lookup(b, "x2").value().ino, x);
+  EXPECT_EQ(err(meta_->lookup(a, "x")), ENOENT);
+  // NOREPLACE onto an existing name.
+  EXPECT_EQ(err(meta_->rename(b, "x2", b, "y", kRenameNoReplace, false)), EEXIST);
+  // Type mismatches and a non-empty target directory.
+  EXPECT_EQ(err(meta_->rename(a, "sub", b, "y", 0, false)), ENOTDIR);
+  EXPECT_EQ(err(meta_->rename(b, "y", b, "empty", 0, false)), EISDIR);
+  mkfile(sub, "inner");
+  EXPECT_EQ(err(meta_->rename(b, "empty", a, "sub", 0, false)), ENOTEMPTY);
+  // Into its own subtree.
+  EXPECT_EQ(err(meta_->rename(kRootIno, "a", sub, "a", 0, false)), EINVAL);
+  EXPECT_EQ(err(meta_->rename(kRootIno, "a", a, "a", 0, false)), EINVAL);
+  EXPECT_EQ(err(meta_->rename(a, "nothing", b, "q", 0, false)), ENOENT);
+  EXPECT_EQ(err(meta_->rename(a, "sub", b, "q", kRenameExchange, false)), ENOENT);
+  EXPECT_EQ(err(meta_->rename(a, "sub", b, "q", 3, false)), EINVAL);
+  expect_consistent();
+
+  // File over file: the target loses its only name and is removed.
+  auto r = meta_->rename(b, "x2", b, "y", 0, false);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->ino, y);
+  EXPECT_TRUE((*r)->removed);
+  EXPECT_EQ(err(meta_->getattr(y)), ENOENT);
+  EXPECT_EQ(meta_->lookup(b, "y").value().ino, x);
+
+  // Directory over an empty directory, across parents: nlink of both parents follows.
+  EXPECT_EQ(nlink(a), 3u);
+  EXPECT_EQ(nlink(b), 3u);
+  r = meta_->rename(a, "sub", b, "empty", 0, false);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(err(meta_->getattr(empty)), ENOENT);
+  EXPECT_EQ(nlink(a), 2u);
+  EXPECT_EQ(nlink(b), 3u);
+  EXPECT_EQ(meta_->getattr(sub).value().parent, b);
+  expect_consistent();
+
+  // Exchange a file and a directory across parents.
+  uint64_t f = mkfile(a, "f");
+  ASSERT_TRUE(meta_->rename(a, "f", b, "empty", kRenameExchange, false).has_value());
+  EXPECT_EQ(meta_->lookup(a, "f").value().ino, sub);
+  EXPECT_EQ(meta_->lookup(b, "empty").value().ino, f);
+  EXPECT_EQ(meta_->getattr(sub).value().parent, a);
+  EXPECT_EQ(nlink(a), 3u);
+  EXPECT_EQ(nlink(b), 2u);
+  expect_consistent();
+
+  // Two names of one inode: rename is a no-op and both names stay.
+  ASSERT_TRUE(meta_->link(x, b, "x3").has_value());
+  ASSERT_TRUE(meta_->rename(b, "x3", b, "y", 0, false).has_value());
+  EXPECT_EQ(meta_->lookup(b, "x3").value().ino, x);
+  EXPECT_EQ(nlink(x), 2u);
+  // Replacing an open file orphans it.
+  uint64_t open_file = mkfile(b, "open");
+  r = meta_->rename(b, "x3", b, "open", 0, /*target_open=*/true);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE((*r)->orphaned);
+  EXPECT_EQ(meta_->orphans(), std::vector<uint64_t>{open_file});
+  expect_consistent();
+  ASSERT_TRUE(meta_->release(open_file).has_value());
+  EXPECT_TRUE(meta_->orphans().empty());
+  EXPECT_EQ(err(meta_->getattr(open_file)), ENOENT);
+  expect_consistent();
+}
+
+TEST_F(FsMetaTest, ReaddirCookiesSurviveInsertsAndDeletes) {
+  uint64_t d = mkdir(kRootIno, "d");
+  std::set<std::string> present;
+  for (int n = 0; n < 100; ++n) {
+    mkfile(d, "f" + std::to_string(n));
+    present.insert("f" + std::to_string(n));
+  }
+  std::multiset<std::string> listed;
+  auto first = meta_->readdir(d, 0, 10);
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->entries.size(), 10u);
+  EXPECT_FALSE(first->end);
+  for (auto& e : first->entries) listed.insert(e.name);
+  uint64_t cookie = first->entries.back().cookie;
+
+  // Between batches: delete some listed and some unlisted entries, add new ones.
+  std::set<std::string> deleted_unlisted;
+  for (int n = 0; n < 100; n += 7) {
+    std::string name = "f" + std::to_string(n);
+    ASSERT_TRUE(meta_->unlink(d, name, false).has_value());
+    present.erase(name);
+    if (!listed.contains(name)) deleted_unlisted.insert(name);
+  }
+  for (int n = 0; n < 20; ++n) mkfile(d, "new" + std::to_string(n));
+
+  for (;;) {
+    auto batch = meta_->readdir(d, cookie, 13);
+    ASSERT_TRUE(batch.has_value());
+    for (auto& e : batch->entries) {
+      EXPECT_GT(e.cookie, cookie);
+      cookie = e.cookie;
+      listed.insert(e.name);
+    }
+    if (batch->end) break;
+  }
+  for (const std::string& name : present) EXPECT_EQ(listed.count(name), 1u) << name;
+  for (const std::string& name : deleted_unlisted) EXPECT_EQ(listed.count(name), 0u) << name;
+  for (int n = 0; n < 20; ++n) EXPECT_EQ(listed.count("new" + std::to_string(n)), 1u);
+  expect_consistent();
+}
+
+TEST_F(FsMetaTest, LargeDirectoryListsCompletelyInBatches) {
+  const int count = testing::kSanitized ? 20000 : 100000;
+  uint64_t d = mkdir(kRootIno, "big");
+  auto t0 = std::chrono::steady_clock::now();
+  for (int n = 0; n < count; ++n)
+    ASSERT_TRUE(meta_->create(d, "entry-" + std::to_string(n), file_args()).has_value());
+  auto t1 = std::chrono::steady_clock::now();
+  std::vector<bool> seen(count, false);
+  uint64_t cookie = 0;
+  size_t batches = 0, max_batch = 0, total = 0;
+  for (;;) {
+    auto batch = meta_->readdir(d, cookie, 1000);
+    ASSERT_TRUE(batch.has_value());
+    ++batches;
+    max_batch = std::max(max_batch, batch->entries.size());
+    for (auto& e : batch->entries) {
+      int n = std::stoi(e.name.substr(6));
+      ASSERT_FALSE(seen[n]) << e.name;
+      seen[n] = true;
+      ++total;
+      cookie = e.cookie;
+    }
+    if (batch->end) break;
+  }
+  auto t2 = std::chrono::steady_clock::now();
+  EXPECT_EQ(total, size_t(count));
+  EXPECT_LE(max_batch, 1000u);  // memory per call is bounded by the batch size
+  EXPECT_GE(batches, size_t(count) / 1000);
+  std::printf("%d creates in %.2f s, listed in %zu batches in %.2f s\n", count,
+              std::chrono::duration<double>(t1 - t0).count(), batches,
+              std::chrono::duration<double>(t2 - t1).count());
+}
+
+TEST_F(FsMetaTest, CommitWriteSplitsExtentsAndCountsLiveBlocks) {
+  uint64_t f = mkfile(kRootIno, "data");
+  auto s1 = meta_->allocate_stripe();
+  ASSERT_TRUE(s1.has_value());
+  EXPECT_EQ(meta_->free_stripe_count(), 63u);
+  // 16 blocks at file offset 0 → stripe s1 bytes [0, 64 KiB).
+  Extent whole{0, s1->id, 0, 16 * kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&whole, 1}, {std::vector{stripe(*s1, 16, StripeState::kSealed)}}).has_value());
+  EXPECT_EQ(meta_->getattr(f).value().size, 16u * kBlockBytes);
+  EXPECT_EQ(meta_->get_stripe(s1->id).value().live_blocks, 16u);
+  expect_consistent();
+
+  // Overwrite blocks 4..5 from a new open stripe: the old extent splits in two around it.
+  auto s2 = meta_->allocate_stripe();
+  ASSERT_TRUE(s2.has_value());
+  EXPECT_GT(s2->generation, s1->generation);
+  Extent mid{4 * kBlockBytes, s2->id, 0, 2 * kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&mid, 1}, {std::vector{stripe(*s2, 2)}}).has_value());
+  EXPECT_EQ(meta_->get_stripe(s1->id).value().live_blocks, 14u);
+  EXPECT_EQ(meta_->get_stripe(s2->id).value().live_blocks, 2u);
+  EXPECT_EQ(meta_->open_stripes(), std::vector<uint64_t>{s2->id});
+
+  auto map = meta_->map_range(f, 0, 1 << 30);
+  ASSERT_TRUE(map.has_value());
+  ASSERT_EQ(map->size(), 3u);
+  EXPECT_EQ((*map)[0].stripe_id, s1->id);
+  EXPECT_EQ((*map)[0].length, 4u * kBlockBytes);
+  EXPECT_EQ((*map)[1].stripe_id, s2->id);
+  EXPECT_EQ((*map)[2].stripe_id, s1->id);
+  EXPECT_EQ((*map)[2].stripe_offset, 6u * kBlockBytes);
+  EXPECT_EQ((*map)[2].file_offset + (*map)[2].length, 16u * kBlockBytes);
+  expect_consistent();
+
+  // A write beyond EOF leaves a hole; map_range reports it.
+  Extent far{40 * kBlockBytes, s2->id, kBlockBytes, 100};
+  ASSERT_TRUE(meta_->commit_write(f, {&far, 1}, {}).has_value());
+  map = meta_->map_range(f, 15 * kBlockBytes, 30 * kBlockBytes);
+  ASSERT_TRUE(map.has_value());
+  ASSERT_EQ(map->size(), 3u);
+  EXPECT_FALSE((*map)[0].hole);
+  EXPECT_TRUE((*map)[1].hole);
+  EXPECT_EQ((*map)[1].file_offset, 16u * kBlockBytes);
+  EXPECT_EQ((*map)[2].length, 100u);
+  EXPECT_EQ(meta_->getattr(f).value().size, 40u * kBlockBytes + 100);
+  expect_consistent();
+
+  // Bad extents are refused and change nothing.
+  Extent on_free{0, 63, 0, 10};
+  EXPECT_EQ(err(meta_->commit_write(f, {&on_free, 1}, {})), EINVAL);
+  Extent past{0, s2->id, 0, 3 * kBlockBytes};
+  EXPECT_EQ(err(meta_->commit_write(f, {&past, 1}, {})), EINVAL);
+  std::vector<Extent> overlapping{{0, s2->id, 0, 100}, {50, s2->id, 0, 100}};
+  EXPECT_EQ(err(meta_->commit_write(f, overlapping, {})), EINVAL);
+  EXPECT_EQ(meta_->get_stripe(s1->id).value().live_blocks, 14u);
+  expect_consistent();
+
+  // Truncate to 2 blocks: the sealed stripe keeps 2 live blocks, the open one none.
+  ASSERT_TRUE(meta_->setattr(f, size_attr(2 * kBlockBytes)).has_value());
+  EXPECT_EQ(meta_->get_stripe(s1->id).value().live_blocks, 2u);
+  EXPECT_EQ(meta_->get_stripe(s2->id).value().live_blocks, 0u);
+  expect_consistent();
+
+  // Removing the file frees the sealed stripe (after the commit is durable).
+  ASSERT_TRUE(meta_->unlink(kRootIno, "data", false, Durability::kGroupSync).has_value());
+  EXPECT_EQ(meta_->get_stripe(s1->id).value().state, StripeState::kFree);
+  EXPECT_EQ(meta_->free_stripe_count(), 63u);  // s2 is still open
+  expect_consistent();
+  reopen();
+  EXPECT_EQ(meta_->free_stripe_count(), 63u);
+  EXPECT_EQ(meta_->open_stripes(), std::vector<uint64_t>{s2->id});
+}
+
+TEST_F(FsMetaTest, OverwriteInsideOneBlockKeepsReferenceCounts) {
+  uint64_t f = mkfile(kRootIno, "f");
+  auto s = meta_->allocate_stripe().value();
+  Extent a{0, s.id, 0, 3 * kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&a, 1}, {std::vector{stripe(s, 4)}}).has_value());
+  // Replace a 100-byte piece inside block 1: both remnants still touch block 1.
+  Extent b{kBlockBytes + 10, s.id, 3 * kBlockBytes, 100};
+  ASSERT_TRUE(meta_->commit_write(f, {&b, 1}, {}).has_value());
+  EXPECT_EQ(meta_->get_stripe(s.id).value().live_blocks, 2u + 2u + 1u);
+  expect_consistent();
+}
+
+TEST_F(FsMetaTest, OrphansAreRemovedAtNextOpen) {
+  uint64_t f = mkfile(kRootIno, "f");
+  auto s = meta_->allocate_stripe().value();
+  Extent e{0, s.id, 0, 4 * kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&e, 1}, {std::vector{stripe(s, 4, StripeState::kSealed)}}).has_value());
+  ASSERT_TRUE(meta_->set_xattr(f, "user.k", "v", 0).has_value());
+  auto r = meta_->unlink(kRootIno, "f", /*is_open=*/true);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->orphaned);
+  EXPECT_EQ(meta_->getattr(f).value().nlink, 0u);
+  EXPECT_EQ(meta_->map_range(f, 0, 100).value().size(), 1u);  // still readable while open
+  EXPECT_EQ(meta_->orphans(), std::vector<uint64_t>{f});
+  expect_consistent();
+
+  reopen();  // as after a crash: nothing is open any more
+  EXPECT_EQ(meta_->orphans_removed_at_open(), 1u);
+  EXPECT_TRUE(meta_->orphans().empty());
+  EXPECT_EQ(err(meta_->getattr(f)), ENOENT);
+  EXPECT_EQ(meta_->get_stripe(s.id).value().state, StripeState::kFree);
+  EXPECT_EQ(meta_->free_stripe_count(), 64u);
+  expect_consistent();
+}
+
+TEST_F(FsMetaTest, SetattrAndXattrs) {
+  uint64_t f = mkfile(kRootIno, "f");
+  SetAttr attr;
+  attr.mode = 0600;
+  attr.uid = 7;
+  attr.mtime_ns = 1234;
+  auto after = meta_->setattr(f, attr);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->mode, uint32_t{S_IFREG | 0600});
+  EXPECT_EQ(after->uid, 7u);
+  EXPECT_EQ(meta_->getattr(f).value().mtime_ns, 1234);
+  EXPECT_EQ(err(meta_->setattr(kRootIno, size_attr(5))), EISDIR);
+  ASSERT_TRUE(meta_->setattr(f, size_attr(1 << 20)).has_value());
+  EXPECT_TRUE(meta_->map_range(f, 0, 1 << 20).value().at(0).hole);
+
+  EXPECT_EQ(err(meta_->get_xattr(f, "user.a")), ENODATA);
+  EXPECT_EQ(err(meta_->set_xattr(f, "user.a", "1", XATTR_REPLACE)), ENODATA);
+  ASSERT_TRUE(meta_->set_xattr(f, "user.a", "1", XATTR_CREATE).has_value());
+  EXPECT_EQ(err(meta_->set_xattr(f, "user.a", "2", XATTR_CREATE)), EEXIST);
+  ASSERT_TRUE(meta_->set_xattr(f, "user.a", "2", XATTR_REPLACE).has_value());
+  ASSERT_TRUE(meta_->set_xattr(f, "user.b", std::string(1000, 'z'), 0).has_value());
+  EXPECT_EQ(meta_->get_xattr(f, "user.a").value(), "2");
+  EXPECT_EQ(meta_->list_xattrs(f).value(), (std::vector<std::string>{"user.a", "user.b"}));
+  EXPECT_EQ(err(meta_->set_xattr(f, "user.big", std::string(kXattrValueBytesMax + 1, 'z'), 0)), E2BIG);
+  ASSERT_TRUE(meta_->remove_xattr(f, "user.a").has_value());
+  EXPECT_EQ(err(meta_->remove_xattr(f, "user.a")), ENODATA);
+  ASSERT_TRUE(meta_->unlink(kRootIno, "f", false).has_value());
+  expect_consistent();  // the xattrs went with the inode
+}
+
+TEST_F(FsMetaTest, CheckerReportsPlantedDamage) {
+  uint64_t f = mkfile(kRootIno, "f");
+  auto s = meta_->allocate_stripe().value();
+  Extent e{0, s.id, 0, 2 * kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&e, 1}, {std::vector{stripe(s, 2)}}).has_value());
+  expect_consistent();
+  WriteSet damage;
+  damage.put(Family::kDirents, dirent_key(kRootIno, "ghost"), encode_dirent(Dirent{777, FileType::kRegular, 3}));
+  damage.put(Family::kExtents, extent_key(f, 100), encode_extent(Extent{100, 50, 0, 10}));
+  damage.put(Family::kInodes, inode_key(555), "garbage");
+  Stripe wrong = meta_->get_stripe(s.id).value();
+  wrong.live_blocks = 9;
+  damage.put(Family::kStripes, stripe_key(s.id), encode_stripe(wrong));
+  ASSERT_TRUE(meta_->store().write(damage, Durability::kNone).has_value());
+  auto findings = check(meta_->store()).value();
+  std::set<Finding::Kind> kinds;
+  for (auto& x : findings) kinds.insert(x.kind);
+  EXPECT_TRUE(kinds.contains(Finding::Kind::kDanglingDirent));
+  EXPECT_TRUE(kinds.contains(Finding::Kind::kCookieIndex));
+  EXPECT_TRUE(kinds.contains(Finding::Kind::kExtentOverlap));
+  EXPECT_TRUE(kinds.contains(Finding::Kind::kExtentBadStripe));
+  EXPECT_TRUE(kinds.contains(Finding::Kind::kCorruptRecord));
+  EXPECT_TRUE(kinds.contains(Finding::Kind::kLiveCount));
+}
+
+}  // namespace
+}  // namespace raidfs::meta
