@@ -122,7 +122,7 @@ Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint
 Result<void> Array::flush(IoChannel& channel) {
   channel.batch_.clear();
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)
-    if (usable(i)) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
+    if (usable(i) && volatile_cache_[i]) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
   execute(channel);
   return check_quorum("cannot flush", 0);
 }

@@ -150,7 +150,8 @@ class Array {
                           const uint8_t* source);
   // Writes the stripe's m parity chunks from `parity` (m * C bytes, parity j at j * C).
   Result<void> write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity);
-  // Flushes every active member's volatile cache (fdatasync). Errors: EIO beyond m failures.
+  // Flushes the volatile cache (fdatasync) of every active member that has one; members that
+  // report a write-through cache are skipped. Errors: EIO beyond m failures.
   Result<void> flush(IoChannel& channel);
 
   // Reads a range of one stripe's data into request.dest, verifying each block against
@@ -182,6 +183,7 @@ class Array {
   std::vector<int> fds_;   // -1 where a member is absent
   std::vector<std::string> paths_;
   std::vector<uint64_t> member_bytes_;  // each member's size as formatted (locates its backup)
+  std::vector<bool> volatile_cache_;    // member needs a flush for durability
   std::array<std::atomic<MemberState>, kMembersMax> states_{};
   // Guards superblock_.sequence/member_states and warnings_; taken only off the I/O fast path.
   mutable std::mutex superblock_mutex_;

@@ -153,6 +153,7 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
   array->fds_.assign(n, -1);
   array->paths_.assign(n, "");
   array->member_bytes_.assign(n, 0);
+  array->volatile_cache_.assign(n, true);
   for (uint32_t i = 0; i < n; ++i) array->states_[i] = MemberState::kMissing;
 
   for (size_t pos = 0; pos < found.size(); ++pos) {
@@ -179,6 +180,7 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     array->paths_[index] = m.path;
     array->fds_[index] = m.file->release();
     array->member_bytes_[index] = sb.member_bytes;
+    array->volatile_cache_[index] = m.file->volatile_cache();
     // The newest superblock's view wins: a member it lists as failed or missing stays out even if
     // it is back, since writes it missed would be read as stale data.
     array->states_[index] = ref.member_states[index];

@@ -5,12 +5,29 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <utility>
 
 namespace raidfs {
+namespace {
+
+// /sys/dev/block/MAJ:MIN/queue/write_cache holds "write back" or "write through" (partitions
+// have no queue/ of their own; theirs is the parent's, one level up).
+bool reports_write_through(dev_t rdev) {
+  const std::string base = "/sys/dev/block/" + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev));
+  for (const char* rel : {"/queue/write_cache", "/../queue/write_cache"}) {
+    std::ifstream in(base + rel);
+    std::string mode;
+    if (std::getline(in, mode)) return mode == "write through";
+  }
+  return false;
+}
+
+}  // namespace
 
 Result<MemberFile> MemberFile::open(const std::string& path) {
   struct stat st;
@@ -35,6 +52,7 @@ Result<MemberFile> MemberFile::open(const std::string& path) {
     uint64_t bytes = 0;
     if (::ioctl(f.fd_, BLKGETSIZE64, &bytes) != 0) return fail(errno, path + ": cannot get size");
     f.size_bytes_ = bytes;
+    f.volatile_cache_ = !reports_write_through(st.st_rdev);
   } else {
     if (::flock(f.fd_, LOCK_EX | LOCK_NB) != 0)
       return fail(EBUSY, path + ": in use by another raidfs process");
@@ -44,12 +62,16 @@ Result<MemberFile> MemberFile::open(const std::string& path) {
 }
 
 MemberFile::MemberFile(MemberFile&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)), size_bytes_(o.size_bytes_), direct_(o.direct_) {}
+    : fd_(std::exchange(o.fd_, -1)),
+      size_bytes_(o.size_bytes_),
+      direct_(o.direct_),
+      volatile_cache_(o.volatile_cache_) {}
 
 MemberFile& MemberFile::operator=(MemberFile&& o) noexcept {
   std::swap(fd_, o.fd_);
   size_bytes_ = o.size_bytes_;
   direct_ = o.direct_;
+  volatile_cache_ = o.volatile_cache_;
   return *this;
 }
 

@@ -34,12 +34,17 @@ class MemberFile {
   int release();  // gives up ownership of the descriptor
   uint64_t size_bytes() const { return size_bytes_; }
   bool direct() const { return direct_; }
+  // Whether acknowledged writes can sit in a volatile cache and need a flush to be durable: true
+  // for files (page cache, or the filesystem's own metadata) and for block devices whose queue
+  // reports "write back"; false for a device that says "write through".
+  bool volatile_cache() const { return volatile_cache_; }
 
  private:
   MemberFile() = default;
   int fd_ = -1;
   uint64_t size_bytes_ = 0;
   bool direct_ = true;
+  bool volatile_cache_ = true;
 };
 
 }  // namespace raidfs
