@@ -45,13 +45,13 @@ void Array::mark_failed(uint32_t member, const std::string& reason) {
   persist_states();
 }
 
-Result<void> Array::check_quorum(const char* what, uint64_t stripe) const {
+Result<void> Array::check_quorum(const std::string& what) const {
   if (unavailable_count() <= geometry_.parity_count()) return {};
   std::string who;
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)
     if (!usable(i))
       who += (who.empty() ? "" : ", ") + std::to_string(i) + " (" + member_state_name(member_state(i)) + ")";
-  return fail(EIO, std::string(what) + " stripe " + std::to_string(stripe) + ": more members unavailable than parity covers (" +
+  return fail(EIO, what + ": more members unavailable than parity covers (" +
                        std::to_string(geometry_.parity_count()) + "): members " + who);
 }
 
@@ -66,7 +66,7 @@ void Array::execute(IoChannel& channel) {
 Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* buffer, bool flush) {
   if (stripe >= geometry_.stripe_count() || !aligned(buffer))
     return fail(EINVAL, "write of stripe " + std::to_string(stripe) + ": out of range or misaligned buffer");
-  RAIDFS_CHECK(check_quorum("cannot write", stripe));
+  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
   const uint32_t k = geometry_.data_count(), n = geometry_.member_count();
   const uint32_t chunk = geometry_.chunk_bytes();
   std::array<uint8_t*, kMembersMax> slots;
@@ -80,7 +80,7 @@ Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* b
       channel.batch_.push_back({IoOp::kWrite, member, geometry_.row_offset(stripe), chunk, slots[s], 0});
   }
   execute(channel);
-  RAIDFS_CHECK(check_quorum("cannot write", stripe));
+  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
   return flush ? this->flush(channel) : Result<void>{};
 }
 
@@ -89,7 +89,7 @@ Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t off
   if (stripe >= geometry_.stripe_count() || offset % kBlockBytes || length % kBlockBytes ||
       offset + length > geometry_.stripe_data_bytes() || !aligned(source))
     return fail(EINVAL, "write to stripe " + std::to_string(stripe) + ": misaligned or out of range");
-  RAIDFS_CHECK(check_quorum("cannot write", stripe));
+  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
   const uint32_t chunk = geometry_.chunk_bytes();
   channel.batch_.clear();
   for (uint64_t pos = offset; pos < offset + length;) {
@@ -101,13 +101,13 @@ Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t off
     pos += len;
   }
   execute(channel);
-  return check_quorum("cannot write", stripe);
+  return check_quorum("cannot write stripe " + std::to_string(stripe));
 }
 
 Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity) {
   if (stripe >= geometry_.stripe_count() || !aligned(parity))
     return fail(EINVAL, "parity write of stripe " + std::to_string(stripe) + ": out of range or misaligned");
-  RAIDFS_CHECK(check_quorum("cannot write", stripe));
+  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
   const uint32_t chunk = geometry_.chunk_bytes();
   channel.batch_.clear();
   for (uint32_t j = 0; j < geometry_.parity_count(); ++j) {
@@ -116,7 +116,7 @@ Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint
       channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, chunk, const_cast<uint8_t*>(parity + uint64_t{j} * chunk), 0});
   }
   execute(channel);
-  return check_quorum("cannot write", stripe);
+  return check_quorum("cannot write stripe " + std::to_string(stripe));
 }
 
 Result<void> Array::flush(IoChannel& channel) {
@@ -124,7 +124,7 @@ Result<void> Array::flush(IoChannel& channel) {
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)
     if (usable(i) && volatile_cache_[i]) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
   execute(channel);
-  return check_quorum("cannot flush", 0);
+  return check_quorum("cannot flush the members");
 }
 
 Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
@@ -135,7 +135,7 @@ Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
       req.length == 0 || req.offset + req.length > geometry_.stripe_data_bytes() || !aligned(req.dest) ||
       (!ref.block_crcs.empty() && ref.block_crcs.size() != stripe_blocks))
     return fail(EINVAL, "read of stripe " + std::to_string(ref.stripe) + ": misaligned or out of range");
-  RAIDFS_CHECK(check_quorum("cannot read", ref.stripe));
+  RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(ref.stripe)));
 
   const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes);
   const uint32_t count = req.length / kBlockBytes;
@@ -236,7 +236,7 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
   execute(channel);
   for (const IoRequest& r : channel.batch_)
     if (!r.ok()) lost_slots |= uint64_t{1} << geometry_.slot_of(ref.stripe, r.member);
-  RAIDFS_CHECK(check_quorum("cannot read", ref.stripe));
+  RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(ref.stripe)));
 
   std::array<uint8_t*, kMembersMax> ptrs;
   std::array<uint32_t, kParityMax + 1> erased;

@@ -167,7 +167,8 @@ class Array {
   Array(Superblock sb, Geometry g, ParityCodec c) : superblock_(std::move(sb)), geometry_(g), codec_(std::move(c)) {}
 
   bool usable(uint32_t member) const { return member_state(member) == MemberState::kActive; }
-  Result<void> check_quorum(const char* what, uint64_t stripe) const;
+  // EIO naming the unavailable members if more than m are; `what` leads the message.
+  Result<void> check_quorum(const std::string& what) const;
   // Runs channel.batch_; marks the members of failed requests failed.
   void execute(IoChannel& channel);
   Result<void> reconstruct_rows(IoChannel& channel, const ReadRequest& request, uint32_t first_block,
