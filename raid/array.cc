@@ -2,6 +2,7 @@
 #include "raid/array.h"
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cstring>
 
@@ -238,85 +239,103 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
     if (!r.ok()) lost_slots |= uint64_t{1} << geometry_.slot_of(ref.stripe, r.member);
   RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(ref.stripe)));
 
-  std::array<uint8_t*, kMembersMax> ptrs;
-  std::array<uint32_t, kParityMax + 1> erased;
+  // Classify each row: which slots it lost (unreadable, or a data block failing its checksum).
+  std::array<uint64_t, kChunkBytesMax / kBlockBytes> row_lost{};  // bit s: slot s lost
+  std::array<bool, kChunkBytesMax / kBlockBytes> row_wanted{};
   for (uint32_t row = row_lo; row <= row_hi; ++row) {
-    // Which requested blocks of this row are flagged?
-    bool wanted = false;
     for (uint32_t d = 0; d < k; ++d) {
-      uint32_t b = d * per_chunk + row;
-      if (b >= first && b < first + count && flags[b - first] != kBlockOk) wanted = true;
+      const uint32_t b = d * per_chunk + row;
+      if (b >= first && b < first + count && flags[b - first] != kBlockOk) row_wanted[row] = true;
     }
-    if (!wanted) continue;
-
-    // Lost slots of this row: unreadable ones, blocks forced or failing their checksum.
-    uint32_t lost = 0;
-    bool too_many = false;
-    auto lose = [&](uint32_t s) {
-      if (lost == m) too_many = true; else erased[lost++] = s;
-    };
+    if (!row_wanted[row]) continue;
+    uint64_t lost = 0;
     for (uint32_t s = 0; s < n; ++s) {
       const uint32_t b = s * per_chunk + row;
       if (s < k && b >= ref.filled_blocks) {
         std::memset(slot_row(s, row), 0, kBlockBytes);  // never written: zeros in the parity
         continue;
       }
-      if (lost_slots >> s & 1) { lose(s); continue; }
-      if (s >= k) continue;
-      const bool requested = b >= first && b < first + count;
-      if (!ref.block_crcs.empty() &&
-          !block_matches({ref.stripe, ref.generation, b}, {slot_row(s, row), kBlockBytes}, ref.block_crcs[b])) {
-        if (!requested) report.corrupt_blocks.push_back(b);  // a neighbour, found on the way
-        lose(s);
+      if (lost_slots >> s & 1) {
+        lost |= uint64_t{1} << s;
+      } else if (s < k && !ref.block_crcs.empty() &&
+                 !block_matches({ref.stripe, ref.generation, b}, {slot_row(s, row), kBlockBytes}, ref.block_crcs[b])) {
+        if (b < first || b >= first + count) report.corrupt_blocks.push_back(b);  // a neighbour, found on the way
+        lost |= uint64_t{1} << s;
       }
     }
-    if (too_many)
+    if (static_cast<uint32_t>(std::popcount(lost)) > m)
       return fail(EIO, "stripe " + std::to_string(ref.stripe) + " row " + std::to_string(row) +
                            ": more chunks lost or corrupt than parity covers (" + std::to_string(m) + ")");
+    row_lost[row] = lost;
+  }
+
+  // Solve runs of consecutive rows that lost the same slots with one codec call each (one matrix
+  // inversion per run, not per 4 KiB), then check every rebuilt block.
+  std::array<uint8_t*, kMembersMax> ptrs;
+  std::array<uint32_t, kParityMax + 1> erased;
+  auto erasures_of = [&](uint64_t lost) {
+    uint32_t count_lost = 0;
+    for (uint32_t s = 0; s < n; ++s)
+      if (lost >> s & 1) erased[count_lost++] = s;
+    return count_lost;
+  };
+  auto point_at = [&](uint32_t row) {
     for (uint32_t s = 0; s < n; ++s) ptrs[s] = slot_row(s, row);
+  };
+  auto rebuilt_ok = [&](uint32_t row, uint32_t lost) {
+    if (ref.block_crcs.empty()) return true;
+    for (uint32_t e = 0; e < lost; ++e) {
+      const uint32_t s = erased[e], b = s * per_chunk + row;
+      if (s < k && !block_matches({ref.stripe, ref.generation, b}, {slot_row(s, row), kBlockBytes}, ref.block_crcs[b]))
+        return false;
+    }
+    return true;
+  };
+  for (uint32_t row = row_lo; row <= row_hi;) {
+    if (!row_wanted[row]) { ++row; continue; }
+    uint32_t end = row + 1;
+    while (end <= row_hi && row_wanted[end] && row_lost[end] == row_lost[row]) ++end;
+    const uint32_t lost = erasures_of(row_lost[row]);
+    point_at(row);
     if (req.force_reconstruct) {
-      RAIDFS_CHECK(rebuild_each(channel, req, row, {erased.data(), lost}, ptrs.data(), report));
+      for (uint32_t r = row; r < end; ++r) {
+        point_at(r);
+        RAIDFS_CHECK(rebuild_each(channel, req, r, {erased.data(), lost}, ptrs.data(), report));
+      }
+      row = end;
       continue;
     }
-
-    // Solve; if a rebuilt block still fails its checksum, a parity chunk may itself be bad:
-    // with parity to spare, try again leaving each parity chunk out in turn.
-    auto rebuilt_ok = [&]() {
-      if (ref.block_crcs.empty()) return true;
-      for (uint32_t e = 0; e < lost; ++e) {
-        const uint32_t s = erased[e];
-        const uint32_t b = s * per_chunk + row;
-        if (s < k && !block_matches({ref.stripe, ref.generation, b}, {ptrs[s], kBlockBytes}, ref.block_crcs[b]))
-          return false;
+    RAIDFS_CHECK(codec_.reconstruct(ptrs.data(), {erased.data(), lost}, uint64_t{end - row} * kBlockBytes));
+    for (uint32_t r = row; r < end; ++r) {
+      if (rebuilt_ok(r, lost)) continue;
+      // A rebuilt block fails its checksum: a parity chunk may itself be bad. With parity to
+      // spare, solve this row again leaving each parity chunk out in turn.
+      point_at(r);
+      std::array<uint8_t, kParityMax * kBlockBytes> parity_copy;  // parity as read
+      for (uint32_t j = 0; j < m; ++j) std::memcpy(&parity_copy[j * kBlockBytes], ptrs[k + j], kBlockBytes);
+      bool ok = false;
+      for (uint32_t p = k; !ok && lost < m && p < n; ++p) {
+        if (row_lost[r] >> p & 1) continue;
+        for (uint32_t j = 0; j < m; ++j) std::memcpy(ptrs[k + j], &parity_copy[j * kBlockBytes], kBlockBytes);
+        erased[lost] = p;
+        RAIDFS_CHECK(codec_.reconstruct(ptrs.data(), {erased.data(), lost + 1}, kBlockBytes));
+        ok = rebuilt_ok(r, lost + 1);
       }
-      return true;
-    };
-    std::array<uint8_t, kParityMax * kBlockBytes> parity_copy;  // parity as read, for retries
-    for (uint32_t j = 0; j < m; ++j) std::memcpy(&parity_copy[j * kBlockBytes], ptrs[k + j], kBlockBytes);
-    RAIDFS_CHECK(codec_.reconstruct(ptrs.data(), {erased.data(), lost}, kBlockBytes));
-    bool ok = rebuilt_ok();
-    for (uint32_t p = k; !ok && lost < m && p < n; ++p) {
-      bool already = false;
-      for (uint32_t e = 0; e < lost; ++e) already |= erased[e] == p;
-      if (already) continue;
-      for (uint32_t j = 0; j < m; ++j) std::memcpy(ptrs[k + j], &parity_copy[j * kBlockBytes], kBlockBytes);
-      erased[lost] = p;
-      RAIDFS_CHECK(codec_.reconstruct(ptrs.data(), {erased.data(), lost + 1}, kBlockBytes));
-      lost += 1;
-      ok = rebuilt_ok();
-      lost -= 1;
+      if (!ok)
+        return fail(EIO, "stripe " + std::to_string(ref.stripe) + " row " + std::to_string(r) +
+                             ": rebuilt data fails its checksum (too much corruption to repair)");
+      erasures_of(row_lost[r]);  // restore the run's erasure list for the next rows
     }
-    if (!ok)
-      return fail(EIO, "stripe " + std::to_string(ref.stripe) + " row " + std::to_string(row) +
-                           ": rebuilt data fails its checksum (too much corruption to repair)");
-
-    for (uint32_t d = 0; d < k; ++d) {
-      uint32_t b = d * per_chunk + row;
-      if (b < first || b >= first + count || flags[b - first] == kBlockOk) continue;
-      std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, ptrs[d], kBlockBytes);
-      flags[b - first] = kBlockOk;
-      report.reconstructed_blocks++;
+    for (uint32_t r = row; r < end; ++r) {
+      for (uint32_t d = 0; d < k; ++d) {
+        const uint32_t b = d * per_chunk + r;
+        if (b < first || b >= first + count || flags[b - first] == kBlockOk) continue;
+        std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, slot_row(d, r), kBlockBytes);
+        flags[b - first] = kBlockOk;
+        report.reconstructed_blocks++;
+      }
     }
+    row = end;
   }
   return {};
 }
