@@ -114,7 +114,8 @@ class Array {
  public:
   // Writes a superblock (both copies) on every member. Errors, each naming the member:
   // EINVAL bad geometry, member listed twice, label/metadata path too long; ENOSPC member too
-  // small; EEXIST member already holds raidfs (without force); the open/write errno otherwise.
+  // small; EEXIST member already holds raidfs or another known signature (a filesystem, a
+  // partition table, an md or LVM member; without force); the open/write errno otherwise.
   static Result<Superblock> format(std::span<const std::string> paths, const FormatOptions& options);
 
   // Opens an array. Errors: EINVAL member of another array / listed twice / wrong position /

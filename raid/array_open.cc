@@ -11,6 +11,7 @@
 #include <set>
 
 #include "raid/array.h"
+#include "raid/device_probe.h"
 #include "raid/member_file.h"
 #include "raid/uring_member_io.h"
 
@@ -70,6 +71,8 @@ Result<Superblock> Array::format(std::span<const std::string> paths, const Forma
       if (existing)
         return fail(EEXIST, path + ": already a member of raidfs array " +
                                 uuid_to_string(existing->newest.array_uuid) + " (use -f to overwrite)");
+      RAIDFS_TRY(auto foreign, probe_foreign_signature(f.fd(), f.size_bytes()));
+      if (foreign) return fail(EEXIST, path + ": holds " + *foreign + " data (use -f to overwrite)");
     }
     smallest = std::min(smallest, f.size_bytes());
     files.push_back(std::move(f));

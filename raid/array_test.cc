@@ -391,5 +391,31 @@ TEST_F(ArrayTest, CorruptAndTooSmallMembersAreNamed) {
   EXPECT_NE(f.error().message.find("t0: too small"), std::string::npos) << f.error().message;
 }
 
+TEST_F(ArrayTest, FormatRefusesDevicesHoldingOtherDataUnlessForced) {
+  struct Case { const char* what; uint64_t offset; std::string magic; };
+  const Case cases[] = {{"ext2/3/4", 0x438, "\x53\xef"}, {"btrfs", 0x10040, "_BHRfS_M"},
+                        {"xfs", 0, "XFSB"}, {"GPT partition table", 0x200, "EFI PART"}};
+  int case_index = 0;
+  for (const Case& c : cases) {
+    const std::string tag = std::to_string(case_index++);
+    std::vector<std::string> paths{dir_.image("f0-" + tag, kMemberBytes), dir_.image("f1-" + tag, kMemberBytes),
+                                   dir_.image("f2-" + tag, kMemberBytes)};
+    int fd = ::open(paths[1].c_str(), O_RDWR);
+    ASSERT_EQ(::pwrite(fd, c.magic.data(), c.magic.size(), static_cast<off_t>(c.offset)),
+              static_cast<ssize_t>(c.magic.size()));
+    ::close(fd);
+    auto f = Array::format(paths, FormatOptions{1, 16384, "", "", std::nullopt, false});
+    ASSERT_FALSE(f) << c.what;
+    EXPECT_EQ(f.error().code, EEXIST);
+    EXPECT_NE(f.error().message.find(std::string(": holds ") + c.what), std::string::npos) << f.error().message;
+    EXPECT_NE(f.error().message.find(paths[1]), std::string::npos);
+    // Nothing was written to the other members.
+    auto untouched = Array::open(std::vector<std::string>{paths[0]});
+    ASSERT_FALSE(untouched);
+    EXPECT_NE(untouched.error().message.find("no raidfs superblock"), std::string::npos);
+    EXPECT_TRUE(Array::format(paths, FormatOptions{1, 16384, "", "", std::nullopt, true}));
+  }
+}
+
 }  // namespace
 }  // namespace raidfs
