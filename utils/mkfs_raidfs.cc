@@ -1,0 +1,159 @@
+// mkfs.raidfs: creates a raidfs array — superblocks on every member, and the RocksDB metadata
+// (with the root directory) in METADIR, whose path every superblock records.
+//
+//   mkfs.raidfs [-l 5|6] [-p PARITY] [-c CHUNK] -m METADIR [-L LABEL] [-f] MEMBER...
+//
+// Everything is checked before anything is written: the geometry, each member (exists, big
+// enough, not listed twice, not in use, holding no raidfs or other known data unless -f), and
+// METADIR (creatable, writable, empty unless -f and it holds an earlier raidfs database). The
+// metadata is created first and removed again if a superblock cannot be written, so a failed
+// mkfs leaves no half-made array behind.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+
+#include "meta/fs_meta.h"
+#include "raid/array.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace raidfs;
+
+int die(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "mkfs.raidfs: %s\n", message.c_str());
+  return code;
+}
+
+std::string human(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 5) v /= 1024, ++u;
+  char s[32];
+  std::snprintf(s, sizeof s, u ? "%.2f %s" : "%.0f %s", v, units[u]);
+  return s;
+}
+
+// Where the metadata will go, checked before any member is touched.
+struct MetadataDir {
+  std::string path;      // absolute, normalised
+  bool created = false;  // made by this run (removed again if mkfs fails)
+  bool replace = false;  // holds an earlier raidfs database, to be removed (-f)
+};
+
+// METADIR must be creatable and writable, and empty — or, with force, hold an earlier database
+// (RocksDB's CURRENT file), which is removed only once the members are formatted.
+Result<MetadataDir> check_metadata_dir(const std::string& dir, bool force) {
+  std::error_code ec;
+  MetadataDir out;
+  fs::path path = fs::absolute(dir, ec).lexically_normal();
+  if (ec) return fail(EINVAL, dir + ": " + ec.message());
+  out.path = path.string();
+  if (fs::exists(path, ec)) {
+    if (!fs::is_directory(path, ec)) return fail(ENOTDIR, dir + ": exists and is not a directory");
+    if (!fs::is_empty(path, ec)) {
+      const bool database = fs::exists(path / "CURRENT", ec);
+      if (!database) return fail(EEXIST, dir + ": not empty (choose an empty or new directory)");
+      if (!force) return fail(EEXIST, dir + ": holds a metadata database already (use -f to replace it)");
+      out.replace = true;
+    }
+  } else {
+    fs::create_directories(path, ec);
+    if (ec) return fail(ec.value(), dir + ": cannot create: " + ec.message());
+    out.created = true;
+  }
+  if (::access(path.c_str(), W_OK) != 0) return fail(EACCES, dir + ": not writable");
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mkfs.raidfs: create a raidfs array (RAID5/6 striped filesystem) on members"};
+  int level = 6;
+  uint32_t parity = 0;
+  uint64_t chunk = kChunkBytesDefault;
+  std::string metadata_dir, label;
+  bool force = false, quiet = false;
+  std::vector<std::string> members;
+  app.add_option("-l,--level", level, "RAID level: 5 (one parity) or 6 (two)")
+      ->capture_default_str()->check(CLI::IsMember({5, 6}));
+  app.add_option("-p,--parity", parity, "parity chunks per stripe, 1..3 (overrides -l; 3 = triple)")
+      ->check(CLI::Range(1, 3));
+  app.add_option("-c,--chunk", chunk, "chunk size, a power of two from 4K to 1M")
+      ->capture_default_str()->transform(CLI::AsSizeValue(false));
+  app.add_option("-m,--metadata-dir", metadata_dir, "directory for the metadata database (required)")->required();
+  app.add_option("-L,--label", label, "array label (up to 63 bytes)");
+  app.add_flag("-f,--force", force, "overwrite members holding raidfs or other data, and an old database");
+  app.add_flag("-q,--quiet", quiet, "print nothing on success");
+  app.add_option("members", members, "member devices or image files")->required();
+  app.set_version_flag("-V,--version", std::string("mkfs.raidfs ") + RAIDFS_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    return die(e.what() + std::string(" (see --help)"), 16);
+  }
+
+  const uint32_t m = parity ? parity : (level == 5 ? 1 : 2);
+  if (chunk > kChunkBytesMax) return die("chunk size " + human(chunk) + " is larger than 1 MiB");
+  if (auto g = Geometry::create(static_cast<uint32_t>(members.size()), m, static_cast<uint32_t>(chunk),
+                                kDataOffsetBytes, 0);
+      !g)
+    return die(g.error().message);
+
+  FormatOptions fo;
+  fo.parity_count = m;
+  fo.chunk_bytes = static_cast<uint32_t>(chunk);
+  fo.label = label;
+  fo.force = force;
+  fo.uuid = random_uuid();
+
+  // Check the metadata directory, then format the members (Array::format checks every member
+  // before it writes any), then create the metadata.
+  auto dir = check_metadata_dir(metadata_dir, force);
+  if (!dir) return die(dir.error().message);
+  fo.metadata_dir = dir->path;
+  auto sb = Array::format(members, fo);
+  if (!sb) {
+    std::error_code ec;
+    if (dir->created) fs::remove_all(dir->path, ec);
+    return die(sb.error().message);
+  }
+  if (dir->replace) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir->path, ec)) fs::remove_all(entry.path(), ec);
+    if (ec) return die(dir->path + ": cannot remove the old database: " + ec.message());
+  }
+  const Geometry g = sb->geometry();
+  meta::StoreOptions so;
+  so.path = dir->path;
+  so.array_uuid = sb->array_uuid;
+  so.create_if_missing = true;
+  so.stripe_count = g.stripe_count();
+  so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
+  so.geometry = std::to_string(g.member_count()) + "x" + std::to_string(g.chunk_bytes()) + "/p" +
+                std::to_string(g.parity_count());
+  auto fsmeta = meta::FsMeta::open(so);
+  if (!fsmeta) {
+    return die(dir->path + ": cannot create the metadata database: " + fsmeta.error().message +
+               " (the members now carry superblocks without metadata: rerun mkfs.raidfs -f)");
+  }
+
+  if (!quiet) {
+    const char* level_name = m == 1 ? "RAID5" : m == 2 ? "RAID6" : "triple parity";
+    std::printf("raidfs array %s%s%s\n", uuid_to_string(sb->array_uuid).c_str(), label.empty() ? "" : ", label ",
+                label.c_str());
+    std::printf("  %s: %u members, %u data + %u parity chunks per stripe, chunk %s\n", level_name,
+                g.member_count(), g.data_count(), g.parity_count(), human(g.chunk_bytes()).c_str());
+    std::printf("  %llu stripes of %s data; usable capacity %s\n",
+                static_cast<unsigned long long>(g.stripe_count()), human(g.stripe_data_bytes()).c_str(),
+                human(g.capacity_bytes()).c_str());
+    std::printf("  metadata in %s\n", dir->path.c_str());
+    for (const std::string& member : members) std::printf("  member %s\n", member.c_str());
+  }
+  return 0;
+}
