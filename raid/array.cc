@@ -24,10 +24,16 @@ IoChannel::IoChannel(const Array& array, MemberIo& io)
   block_flags_.reserve(array.geometry().data_count() * array.geometry().blocks_per_chunk());
 }
 
+IoChannel::~IoChannel() {
+  if (registered_) (void)io_.register_buffers({});
+}
+
 Result<void> IoChannel::register_buffers(std::span<const std::span<uint8_t>> ranges) {
   std::vector<std::span<uint8_t>> all(ranges.begin(), ranges.end());
   all.emplace_back(scratch_.data(), scratch_.size());
-  return io_.register_buffers(all);
+  RAIDFS_CHECK(io_.register_buffers(all));
+  registered_ = true;
+  return {};
 }
 
 std::vector<std::string> Array::warnings() const {
@@ -36,14 +42,22 @@ std::vector<std::string> Array::warnings() const {
 }
 
 void Array::mark_failed(uint32_t member, const std::string& reason) {
+  if (member >= geometry_.member_count()) return;
+  // The state changes under the lock and stays locked until it is on the members, so a writer
+  // that saw the member failed can wait (settle_states) until that is durable before it
+  // acknowledges a write that skipped the member.
+  std::lock_guard lock(superblock_mutex_);
   MemberState expected = MemberState::kActive;
   if (!states_[member].compare_exchange_strong(expected, MemberState::kFailed)) return;
-  {
-    std::lock_guard lock(superblock_mutex_);
-    warnings_.push_back("member " + std::to_string(member) + " (" + paths_[member] +
-                        ") failed: " + reason + "; running degraded");
-  }
-  persist_states();
+  warnings_.push_back("member " + std::to_string(member) + " (" + paths_[member] + ") failed: " + reason);
+  // Beyond m failures the array has stopped; the superblocks keep the last state it could serve
+  // in, so once the cause is fixed (a cable, a controller) the array opens again as it was.
+  if (unavailable_count() <= geometry_.parity_count()) persist_states_locked();
+}
+
+void Array::settle_states() const {
+  if (unavailable_count() == 0) return;
+  std::lock_guard lock(superblock_mutex_);  // waits out a failure being recorded
 }
 
 Result<void> Array::check_quorum(const std::string& what) const {
@@ -56,12 +70,20 @@ Result<void> Array::check_quorum(const std::string& what) const {
                        std::to_string(geometry_.parity_count()) + "): members " + who);
 }
 
-void Array::execute(IoChannel& channel) {
+Result<void> Array::execute(IoChannel& channel) {
   channel.io_.execute(channel.batch_);
-  for (const IoRequest& r : channel.batch_)
-    if (!r.ok())
-      mark_failed(r.member, std::string(r.op == IoOp::kRead ? "read" : r.op == IoOp::kWrite ? "write" : "flush") +
-                                " error: " + std::strerror(r.result < 0 ? -r.result : EIO));
+  Result<void> outcome;
+  for (const IoRequest& r : channel.batch_) {
+    if (r.ok()) continue;
+    const int error = r.result < 0 ? -r.result : EIO;
+    const char* op = r.op == IoOp::kRead ? "read" : r.op == IoOp::kWrite ? "write" : "flush";
+    if (is_device_error(error))
+      mark_failed(r.member, std::string(op) + " error: " + std::strerror(error));
+    else if (outcome)  // not the member's fault: report it, keep the member
+      outcome = fail(error, "member " + std::to_string(r.member) + " (" + paths_[r.member] + "): " + op + ": " +
+                                std::strerror(error));
+  }
+  return outcome;
 }
 
 Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* buffer, bool flush) {
@@ -80,15 +102,16 @@ Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* b
     if (usable(member))
       channel.batch_.push_back({IoOp::kWrite, member, geometry_.row_offset(stripe), chunk, slots[s], 0});
   }
-  execute(channel);
+  RAIDFS_CHECK(execute(channel));
   RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  settle_states();
   return flush ? this->flush(channel) : Result<void>{};
 }
 
 Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t offset, uint32_t length,
                                const uint8_t* source) {
   if (stripe >= geometry_.stripe_count() || offset % kBlockBytes || length % kBlockBytes ||
-      offset + length > geometry_.stripe_data_bytes() || !aligned(source))
+      offset > geometry_.stripe_data_bytes() || length > geometry_.stripe_data_bytes() - offset || !aligned(source))
     return fail(EINVAL, "write to stripe " + std::to_string(stripe) + ": misaligned or out of range");
   RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
   const uint32_t chunk = geometry_.chunk_bytes();
@@ -101,8 +124,10 @@ Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t off
       channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, len, const_cast<uint8_t*>(source + (pos - offset)), 0});
     pos += len;
   }
-  execute(channel);
-  return check_quorum("cannot write stripe " + std::to_string(stripe));
+  RAIDFS_CHECK(execute(channel));
+  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  settle_states();
+  return {};
 }
 
 Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity) {
@@ -116,16 +141,20 @@ Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint
     if (usable(a.member))
       channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, chunk, const_cast<uint8_t*>(parity + uint64_t{j} * chunk), 0});
   }
-  execute(channel);
-  return check_quorum("cannot write stripe " + std::to_string(stripe));
+  RAIDFS_CHECK(execute(channel));
+  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  settle_states();
+  return {};
 }
 
 Result<void> Array::flush(IoChannel& channel) {
   channel.batch_.clear();
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)
     if (usable(i) && volatile_cache_[i]) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
-  execute(channel);
-  return check_quorum("cannot flush the members");
+  RAIDFS_CHECK(execute(channel));
+  RAIDFS_CHECK(check_quorum("cannot flush the members"));
+  settle_states();
+  return {};
 }
 
 Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
@@ -133,7 +162,8 @@ Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
   const uint32_t blocks_per_chunk = geometry_.blocks_per_chunk();
   const uint32_t stripe_blocks = geometry_.data_count() * blocks_per_chunk;
   if (ref.stripe >= geometry_.stripe_count() || req.offset % kBlockBytes || req.length % kBlockBytes ||
-      req.length == 0 || req.offset + req.length > geometry_.stripe_data_bytes() || !aligned(req.dest) ||
+      req.length == 0 || req.offset > geometry_.stripe_data_bytes() ||
+      req.length > geometry_.stripe_data_bytes() - req.offset || !aligned(req.dest) ||
       (!ref.block_crcs.empty() && ref.block_crcs.size() != stripe_blocks))
     return fail(EINVAL, "read of stripe " + std::to_string(ref.stripe) + ": misaligned or out of range");
   RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(ref.stripe)));
@@ -161,7 +191,7 @@ Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
     }
     b += run;
   }
-  execute(channel);
+  RAIDFS_CHECK(execute(channel));
   for (const IoRequest& r : channel.batch_) {
     if (r.ok()) continue;
     const uint32_t b0 = static_cast<uint32_t>((r.buffer - req.dest) / kBlockBytes);
@@ -234,7 +264,7 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
     channel.batch_.push_back({IoOp::kRead, member, geometry_.row_offset(ref.stripe) + uint64_t{row_lo} * kBlockBytes,
                               rows * kBlockBytes, slot_row(s, row_lo), 0});
   }
-  execute(channel);
+  RAIDFS_CHECK(execute(channel));
   for (const IoRequest& r : channel.batch_)
     if (!r.ok()) lost_slots |= uint64_t{1} << geometry_.slot_of(ref.stripe, r.member);
   RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(ref.stripe)));
@@ -356,9 +386,17 @@ Result<void> Array::rebuild_each(IoChannel& channel, const ReadRequest& req, uin
     if (b < first || b >= first + count || b >= ref.filled_blocks) continue;
     uint32_t lost = static_cast<uint32_t>(already_lost.size());
     if (std::find(already_lost.begin(), already_lost.end(), d) == already_lost.end()) {
-      if (lost == geometry_.parity_count())
-        return fail(EIO, "stripe " + std::to_string(ref.stripe) + " row " + std::to_string(row) +
-                             ": no parity to spare to rebuild block " + std::to_string(b));
+      if (lost == geometry_.parity_count()) {
+        // Degraded to the limit: nothing to rebuild this block from but itself. It was read
+        // from its member with the row; take it if it verifies (a scrub can prove no more).
+        if (!ref.block_crcs.empty() &&
+            !block_matches({ref.stripe, ref.generation, b}, {ptrs[d], kBlockBytes}, ref.block_crcs[b]))
+          return fail(EIO, "stripe " + std::to_string(ref.stripe) + " block " + std::to_string(b) +
+                               ": corrupt, and no parity to spare to rebuild it");
+        std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, ptrs[d], kBlockBytes);
+        channel.block_flags_[b - first] = kBlockOk;
+        continue;
+      }
       erased[lost++] = d;
     }
     RAIDFS_CHECK(codec_.reconstruct(ptrs, {erased.data(), lost}, kBlockBytes));

@@ -70,13 +70,19 @@ class IoChannel {
  public:
   // `io` must outlive the channel and be used only by the channel's thread.
   IoChannel(const Array& array, MemberIo& io);
+  // Drops the registration made through this channel (its scratch is freed with it).
+  ~IoChannel();
+  IoChannel(const IoChannel&) = delete;
+  IoChannel& operator=(const IoChannel&) = delete;
   MemberIo& io() { return io_; }
-  // Registers the caller's buffers (plus the channel's scratch) as fixed buffers of the MemberIo.
+  // Registers the caller's buffers (plus the channel's scratch) as fixed buffers of the MemberIo,
+  // replacing its earlier registration. They must stay allocated while the channel lives.
   Result<void> register_buffers(std::span<const std::span<uint8_t>> ranges);
 
  private:
   friend class Array;
   MemberIo& io_;
+  bool registered_ = false;
   AlignedBuffer scratch_;             // one stripe: n chunks, slot-major
   std::vector<IoRequest> batch_;      // reused request list
   std::vector<uint8_t> block_flags_;  // reused per-block state of a read
@@ -130,7 +136,10 @@ class Array {
   const Geometry& geometry() const { return geometry_; }
   const ParityCodec& codec() const { return codec_; }
   const ArrayUuid& uuid() const { return superblock_.array_uuid; }
-  const Superblock& superblock() const { return superblock_; }
+  Superblock superblock() const {
+    std::lock_guard lock(superblock_mutex_);
+    return superblock_;
+  }
   MemberState member_state(uint32_t member) const { return states_[member].load(); }
   const std::string& member_path(uint32_t member) const { return paths_[member]; }
   uint32_t unavailable_count() const;
@@ -161,7 +170,9 @@ class Array {
   // chunks of its row lost or corrupt) — the message names the stripe and block.
   Result<ReadReport> read(IoChannel& channel, const ReadRequest& request);
 
-  // Marks a member failed (in memory, then in the other members' superblocks). Idempotent.
+  // Marks a member failed (in memory, then in the other members' superblocks — unless that would
+  // leave more than m unavailable: then the array stops in memory only, and the superblocks keep
+  // the last state it could serve in). Idempotent; ignores an index out of range.
   void mark_failed(uint32_t member, const std::string& reason);
 
  private:
@@ -170,14 +181,17 @@ class Array {
   bool usable(uint32_t member) const { return member_state(member) == MemberState::kActive; }
   // EIO naming the unavailable members if more than m are; `what` leads the message.
   Result<void> check_quorum(const std::string& what) const;
-  // Runs channel.batch_; marks the members of failed requests failed.
-  void execute(IoChannel& channel);
+  // Runs channel.batch_. Members whose requests failed with a device error are marked failed;
+  // any other error (ENOSPC, EINVAL, a spent ring ...) is returned and fails no member.
+  Result<void> execute(IoChannel& channel);
+  // Returns once every member failure seen so far is recorded in the superblocks.
+  void settle_states() const;
   Result<void> reconstruct_rows(IoChannel& channel, const ReadRequest& request, uint32_t first_block,
                                 uint32_t block_count, ReadReport& report);
   Result<void> rebuild_each(IoChannel& channel, const ReadRequest& request, uint32_t row,
                             std::span<const uint32_t> already_lost, uint8_t* const* ptrs,
                             ReadReport& report);
-  void persist_states();
+  void persist_states_locked();  // requires superblock_mutex_
 
   Superblock superblock_;  // the newest copy; member_index is meaningless here
   Geometry geometry_;

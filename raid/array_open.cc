@@ -213,7 +213,10 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     return fail(ENXIO, "array " + uuid_to_string(uuid) + " needs " + std::to_string(n - ref.parity_count) + " of its " +
                            std::to_string(n) + " members; unavailable: " + who);
   }
-  if (changed) array->persist_states();
+  if (changed) {
+    std::lock_guard lock(array->superblock_mutex_);
+    array->persist_states_locked();
+  }
   return array;
 }
 
@@ -232,8 +235,7 @@ Result<std::unique_ptr<MemberIo>> Array::make_member_io(unsigned queue_depth) co
   return std::unique_ptr<MemberIo>(std::move(io));
 }
 
-void Array::persist_states() {
-  std::lock_guard lock(superblock_mutex_);
+void Array::persist_states_locked() {
   superblock_.sequence++;
   for (uint32_t i = 0; i < geometry_.member_count(); ++i) superblock_.member_states[i] = states_[i].load();
   for (uint32_t i = 0; i < geometry_.member_count(); ++i) {

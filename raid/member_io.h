@@ -6,8 +6,13 @@
 //
 // Implementations: UringMemberIo (io_uring, O_DIRECT, fixed buffers and files) and
 // FaultInjectingIo (wraps another; fails members, drops writes) for tests.
+//
+// Errors are per request (-errno in `result`). Only some mean the member is bad — see
+// is_device_error(); the others (ENOSPC under an image file, EINVAL, ENOMEM, a spent ring's
+// EEXIST ...) are the caller's or the host's problem and must not fail a member.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <span>
 
@@ -30,6 +35,18 @@ struct IoRequest {
   bool ok() const { return result >= 0 && static_cast<uint32_t>(result) == length; }
 };
 
+// True for errors that mean the member device itself failed the I/O (media or transport error,
+// device gone); false for errors of the request, the host or the ring.
+inline bool is_device_error(int error) {
+  switch (error) {
+    case EIO: case ENODATA: case EILSEQ: case ENXIO: case ENODEV: case EREMOTEIO:
+    case ETIMEDOUT: case EBADMSG: case ENOLINK: case EROFS: case ENOTBLK:
+      return true;
+    default:
+      return false;
+  }
+}
+
 class MemberIo {
  public:
   virtual ~MemberIo() = default;
@@ -39,8 +56,11 @@ class MemberIo {
   virtual void execute(std::span<IoRequest> batch) = 0;
 
   // Registers memory that later requests' buffers point into, so the kernel pins it once rather
-  // than per I/O (io_uring fixed buffers). Replaces any earlier registration. Requests whose buffer
-  // lies outside every registered range still work, unregistered. Errors: the kernel's, as -errno.
+  // than per I/O (io_uring fixed buffers). Replaces any earlier registration; an empty list just
+  // drops it. Requests whose buffer lies outside every registered range still work, unregistered.
+  // The memory must stay allocated until it is replaced or dropped: the kernel keeps the pages it
+  // pinned, so a buffer freed and reallocated at the same address would be read stale.
+  // Errors: the kernel's, as -errno.
   virtual Result<void> register_buffers(std::span<const std::span<uint8_t>> ranges) = 0;
 };
 

@@ -140,8 +140,11 @@ Result<Superblock> Superblock::decode(const uint8_t* in) {
   if (sb.member_index >= sb.member_count)
     return fail(EIO, "inconsistent superblock: member index " + std::to_string(sb.member_index) +
                          " of " + std::to_string(sb.member_count));
-  if (sb.member_bytes < kBytes * 2 ||
-      geometry->row_offset(sb.stripe_count) > backup_superblock_offset(sb.member_bytes))
+  if (sb.data_offset < kBytes)
+    return fail(EIO, "inconsistent superblock: data area overlaps the superblock");
+  // Division, not multiplication: hostile counts must not overflow into a pass.
+  if (sb.member_bytes < sb.data_offset + 2 * kBytes ||
+      sb.stripe_count > (backup_superblock_offset(sb.member_bytes) - sb.data_offset) / sb.chunk_bytes)
     return fail(EIO, "inconsistent superblock: stripes overrun the member");
   return sb;
 }
@@ -173,7 +176,10 @@ Result<SuperblockCopies> read_superblock(int fd, uint64_t device_bytes) {
   }
   SuperblockCopies copies{{}, primary.has_value(), backup.has_value()};
   if (primary && backup)
-    copies.newest = primary->sequence >= backup->sequence ? *primary : *backup;
+    // Copies of different arrays mean a forced mkfs was torn between them: the primary is the
+    // one written first, so it is the new array's.
+    copies.newest = primary->array_uuid != backup->array_uuid || primary->sequence >= backup->sequence
+                        ? *primary : *backup;
   else
     copies.newest = primary ? *primary : *backup;
   return copies;

@@ -93,6 +93,10 @@ void UringMemberIo::prepare(io_uring_sqe* sqe, const IoRequest& r, uint32_t done
 }
 
 void UringMemberIo::execute(std::span<IoRequest> batch) {
+  if (broken_ != 0) {  // the ring failed earlier: nothing can be submitted safely any more
+    for (IoRequest& r : batch) r.result = -broken_;
+    return;
+  }
   done_.assign(batch.size(), 0);
   queue_.clear();
   for (uint32_t i = 0; i < batch.size(); ++i) {
@@ -117,7 +121,10 @@ void UringMemberIo::execute(std::span<IoRequest> batch) {
     }
     int rc = io_uring_submit_and_wait(&ring_, 1);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-      // The ring itself failed: nothing more can complete. Fail what is outstanding.
+      // The ring itself failed (e.g. EEXIST: used from a thread other than its creator). SQEs may
+      // be left in it and completions may still arrive, so it is never used again: this batch and
+      // every later one fail with the ring's error, which is not a member's fault.
+      broken_ = -rc;
       for (IoRequest& r : batch)
         if (r.result == -EINPROGRESS) r.result = rc;
       return;

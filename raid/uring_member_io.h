@@ -7,7 +7,9 @@
 // kernel in as few io_uring_enter calls as the ring's depth allows (one when it fits).
 //
 // The ring is set up SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them: only the creating
-// thread may call execute() and register_buffers().
+// thread may call execute() and register_buffers(). If the ring itself fails (io_uring_enter
+// returns an error, e.g. EEXIST from another thread) the object is spent: every request of that
+// and every later batch completes with that error.
 #pragma once
 
 #include <liburing.h>
@@ -56,6 +58,7 @@ class UringMemberIo final : public MemberIo {
   std::vector<uint32_t> done_;  // per-request bytes completed, reused between batches
   std::vector<uint32_t> queue_; // requests waiting for a submission slot
   uint64_t fixed_request_count_ = 0;
+  int broken_ = 0;  // errno of a ring-level failure; once set, every request fails with it
 };
 
 }  // namespace raidfs
