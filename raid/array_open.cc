@@ -105,24 +105,40 @@ Result<Superblock> Array::format(std::span<const std::string> paths, const Forma
 Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, const OpenOptions& o) {
   struct Found {
     std::string path;
-    std::optional<MemberFile> file;  // empty: the path does not exist (an absent member)
+    std::optional<MemberFile> file;  // empty: unusable (absent, unreadable, damaged)
     SuperblockCopies copies;
   };
   std::vector<Found> found;
   std::vector<std::string> warnings;
+  std::vector<std::string> unusable;  // why each unusable path was left out
+  // A member that cannot be used counts as missing (the array may run degraded without it) when
+  // the fault is the device's; a path that is plainly the wrong thing is an error.
+  auto leave_out = [&](const std::string& path, const std::string& why) {
+    warnings.push_back(why + "; left out");
+    unusable.push_back(why);
+    found.push_back({path, std::nullopt, {}});
+  };
   RAIDFS_CHECK(check_distinct(paths));
   for (const std::string& path : paths) {
     auto f = MemberFile::open(path);
     if (!f) {
-      if (f.error().code == ENOENT) {  // an absent member: the array may still run degraded
-        warnings.push_back(f.error().message);
-        found.push_back({path, std::nullopt, {}});
+      const int e = f.error().code;
+      if (e == ENOENT || is_device_error(e)) {
+        leave_out(path, f.error().message);
         continue;
       }
-      return std::unexpected(f.error());
+      return std::unexpected(f.error());  // in use, not a device, no permission ...
     }
     auto copies = read_superblock(f->fd(), f->size_bytes());
-    if (!copies) return fail_with(copies.error(), path + ": ");
+    if (!copies) {
+      // No raidfs superblock at all: the wrong device was named. Damaged copies or a read error:
+      // a broken member.
+      if (copies.error().code == EIO || is_device_error(copies.error().code)) {
+        leave_out(path, path + ": " + copies.error().message);
+        continue;
+      }
+      return fail_with(copies.error(), path + ": ");
+    }
     if (!copies->primary_valid) warnings.push_back(path + ": primary superblock unreadable; using the backup copy");
     if (!copies->backup_valid) warnings.push_back(path + ": backup superblock unreadable");
     found.push_back({path, std::move(*f), *copies});
@@ -176,9 +192,13 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     if (array->fds_[index] >= 0)
       return fail(EINVAL, m.path + " and " + array->paths_[index] + " both claim to be member " +
                               std::to_string(index) + " (a copied image?)");
-    if (m.file->size_bytes() < sb.member_bytes)
-      return fail(EINVAL, m.path + ": is " + human_bytes(m.file->size_bytes()) + " but was " +
-                              human_bytes(sb.member_bytes) + " when formatted (truncated, or the wrong device)");
+    if (m.file->size_bytes() < sb.member_bytes) {
+      const std::string why = m.path + ": is " + human_bytes(m.file->size_bytes()) + " but was " +
+                              human_bytes(sb.member_bytes) + " when formatted (truncated?)";
+      warnings.push_back(why + "; left out");
+      unusable.push_back(why);
+      continue;
+    }
     if (!m.file->direct()) warnings.push_back(m.path + ": O_DIRECT not supported here; using buffered I/O");
     array->paths_[index] = m.path;
     array->fds_[index] = m.file->release();
@@ -187,6 +207,24 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     // The newest superblock's view wins: a member it lists as failed or missing stays out even if
     // it is back, since writes it missed would be read as stale data.
     array->states_[index] = ref.member_states[index];
+  }
+
+  // Split brain: two present members that each recorded the other as gone were each used without
+  // the other; whichever side is picked, the other side's writes would be lost without a word.
+  for (uint32_t a = 0; a < n; ++a) {
+    for (uint32_t b = a + 1; b < n; ++b) {
+      const Superblock* sa = nullptr;
+      const Superblock* sb2 = nullptr;
+      for (auto& m : found) {
+        if (!m.file || array->paths_[m.copies.newest.member_index] != m.path) continue;
+        if (m.copies.newest.member_index == a) sa = &m.copies.newest;
+        if (m.copies.newest.member_index == b) sb2 = &m.copies.newest;
+      }
+      if (sa && sb2 && sa->member_states[b] != MemberState::kActive && sb2->member_states[a] != MemberState::kActive)
+        return fail(EIO, array->paths_[a] + " and " + array->paths_[b] +
+                             " were each used while the other was missing (split brain); open the array "
+                             "with only the members of the side whose data you want");
+    }
   }
 
   bool changed = false;
@@ -210,6 +248,7 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
              (array->paths_[i].empty() ? "not given" : array->paths_[i]) + ": " +
              member_state_name(array->member_state(i)) + ")";
     }
+    for (const std::string& why : unusable) who += "; " + why;
     return fail(ENXIO, "array " + uuid_to_string(uuid) + " needs " + std::to_string(n - ref.parity_count) + " of its " +
                            std::to_string(n) + " members; unavailable: " + who);
   }

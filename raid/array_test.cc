@@ -260,6 +260,22 @@ TEST_F(ArrayTest, MemberIoErrorsMarkTheMemberFailedAndPersist) {
   expect_stripe(**reopened, ch, 1, d);
 }
 
+TEST_F(ArrayTest, SplitBrainIsRefused) {
+  // RAID6 on 4 members: each half alone has quorum. Used apart, each half records the other
+  // missing; brought together, neither side may silently win.
+  make(4, 2);
+  ASSERT_TRUE(open({paths_[0], paths_[1]}));
+  ASSERT_TRUE(open({paths_[2], paths_[3]}));
+  for (auto order : {std::vector<std::string>{paths_[0], paths_[1], paths_[2], paths_[3]},
+                     std::vector<std::string>{paths_[2], paths_[3], paths_[0], paths_[1]}}) {
+    auto a = Array::open(order);
+    ASSERT_FALSE(a);
+    EXPECT_NE(a.error().message.find("split brain"), std::string::npos) << a.error().message;
+  }
+  // One side alone still opens.
+  EXPECT_TRUE(open({paths_[0], paths_[1]}));
+}
+
 TEST_F(ArrayTest, HostAndRequestErrorsDoNotFailMembers) {
   make(5, 1);
   auto a = open(paths_);
@@ -435,19 +451,34 @@ TEST_F(ArrayTest, CorruptAndTooSmallMembersAreNamed) {
     for (auto& w : a->warnings()) warned |= w.find("m2.img: primary superblock") != std::string::npos;
     EXPECT_TRUE(warned);
   }
-  // Both copies damaged (a flipped byte in each): the member is named with the problem.
+  // Both copies damaged (a flipped byte in each): the member is left out, named in a warning, and
+  // the array runs degraded; a second such member in RAID5 is one too many, and the error names it.
   flip(2, 0 + 200);
   flip(2, backup_superblock_offset(kMemberBytes) + 200);
+  {
+    auto a = open(paths_);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->unavailable_count(), 1u);
+    bool warned = false;
+    for (auto& w : a->warnings()) warned |= w.find("m2.img: superblock checksum mismatch") != std::string::npos;
+    EXPECT_TRUE(warned);
+  }
+  flip(3, 300);
+  flip(3, backup_superblock_offset(kMemberBytes) + 300);
   auto a = Array::open(paths_);
   ASSERT_FALSE(a);
-  EXPECT_NE(a.error().message.find("m2.img: superblock checksum mismatch"), std::string::npos) << a.error().message;
+  EXPECT_EQ(a.error().code, ENXIO);
+  EXPECT_NE(a.error().message.find("m3.img: superblock checksum mismatch"), std::string::npos) << a.error().message;
 
-  // A member truncated after formatting.
+  // A member truncated after formatting is left out, named.
   make(4, 1);
   ASSERT_EQ(::truncate(paths_[1].c_str(), kMemberBytes / 2), 0);
-  auto shrunk = Array::open(paths_);
-  ASSERT_FALSE(shrunk);
-  EXPECT_NE(shrunk.error().message.find("m1.img"), std::string::npos) << shrunk.error().message;
+  auto shrunk = open(paths_);
+  ASSERT_TRUE(shrunk);
+  EXPECT_EQ(shrunk->member_state(1), MemberState::kMissing);
+  bool named = false;
+  for (auto& w : shrunk->warnings()) named |= w.find("m1.img: is 4.0 MiB but was 8.0 MiB") != std::string::npos;
+  EXPECT_TRUE(named);
 
   // Too small to format.
   std::vector<std::string> tiny{dir_.image("t0", 1 << 20), dir_.image("t1", 64 << 20), dir_.image("t2", 64 << 20)};

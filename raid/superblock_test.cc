@@ -90,6 +90,19 @@ TEST(Superblock, DecodeNamesEachKindOfDamage) {
   reseal(buf.data());
   EXPECT_NE(Superblock::decode(buf.data()).error().message.find("overrun"), std::string::npos);
 
+  // Hostile counts that would overflow a multiplication into a pass.
+  store_le32(buf.data() + 44, 4096);
+  store_le64(buf.data() + 64, uint64_t{1} << 52);
+  reseal(buf.data());
+  EXPECT_NE(Superblock::decode(buf.data()).error().message.find("overrun"), std::string::npos);
+  store_le32(buf.data() + 44, 65536);
+  store_le64(buf.data() + 64, 100);
+
+  store_le64(buf.data() + 48, 0);  // stripe 0 on top of the superblock
+  reseal(buf.data());
+  EXPECT_NE(Superblock::decode(buf.data()).error().message.find("overlaps the superblock"), std::string::npos);
+  store_le64(buf.data() + 48, 1 << 20);
+
   store_le64(buf.data() + 64, 100);
   store_le32(buf.data() + 44, 3000);  // chunk size not a power of two
   reseal(buf.data());
