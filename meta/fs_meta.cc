@@ -285,15 +285,21 @@ Result<std::vector<Mapping>> FsMeta::map_range(uint64_t ino, uint64_t offset,
     RAIDFS_TRY(Extent e, decode_extent(k.second, before->second));
     add(e);
   }
+  // A stop at the segment limit leaves [pos, end) unread: it may hold data, so it is not reported
+  // as a hole; the caller continues from pos.
+  bool stopped = false;
   RAIDFS_CHECK(store_->scan(Family::kExtents, extent_key(ino, offset), extent_key(ino, end),
                             [&](std::string_view key, std::string_view value) -> Result<bool> {
-                              if (out.size() + 2 > kMappingsMax) return false;
+                              if (out.size() + 2 > kMappingsMax) {
+                                stopped = true;
+                                return false;
+                              }
                               RAIDFS_TRY(auto k, parse_u64_pair_key(key));
                               RAIDFS_TRY(Extent e, decode_extent(k.second, value));
                               add(e);
                               return true;
                             }));
-  if (pos < end && out.size() < kMappingsMax) out.push_back(Mapping{pos, end - pos, true, 0, 0});
+  if (!stopped && pos < end && out.size() < kMappingsMax) out.push_back(Mapping{pos, end - pos, true, 0, 0});
   return out;
 }
 

@@ -194,7 +194,9 @@ class FsMeta {
                             std::span<const Stripe> stripes,
                             Durability durability = Durability::kNone);
   // The mapping of [offset, offset + length) clipped at the file size: holes and extents in file
-  // order, at most kMappingsMax segments (continue from the end of the last one). ENOENT.
+  // order, at most kMappingsMax segments (continue from the end of the last one: a call that stops
+  // at the limit ends with the last segment it read, never with a hole over extents it did not
+  // read). ENOENT.
   Result<std::vector<Mapping>> map_range(uint64_t ino, uint64_t offset, uint64_t length) const;
 
   // Hands out a free stripe (the lowest free id at or after the last one handed out) and a

@@ -380,6 +380,50 @@ TEST_F(FsMetaTest, OverwriteInsideOneBlockKeepsReferenceCounts) {
   expect_consistent();
 }
 
+// More extents than one map_range call may return: each call ends at the last segment it read
+// (no made-up hole over extents it never looked at), and continuing covers the file exactly.
+TEST_F(FsMetaTest, MapRangeStopsAtTheSegmentLimitWithoutInventingAHole) {
+  uint64_t f = mkfile(kRootIno, "many");
+  auto s = meta_->allocate_stripe().value();
+  constexpr uint32_t kExtents = 5000, kLength = 10;  // contiguous, 50000 bytes in one stripe
+  std::vector<Extent> extents;
+  for (uint32_t n = 0; n < kExtents; ++n)
+    extents.push_back(Extent{uint64_t{n} * kLength, s.id, n * kLength, kLength});
+  ASSERT_TRUE(meta_->commit_write(f, extents, {std::vector{stripe(s, 13)}}).has_value());
+  const uint64_t data_end = uint64_t{kExtents} * kLength;
+  ASSERT_TRUE(meta_->setattr(f, size_attr(data_end + 5000)).has_value());  // a real hole at the end
+
+  auto first = meta_->map_range(f, 0, data_end);
+  ASSERT_TRUE(first.has_value());
+  ASSERT_FALSE(first->empty());
+  EXPECT_LE(first->size(), kMappingsMax);
+  for (const Mapping& m : *first) EXPECT_FALSE(m.hole) << "hole at " << m.file_offset;
+
+  uint64_t pos = 0, data_bytes = 0, hole_bytes = 0, calls = 0;
+  while (pos < data_end + 5000) {
+    auto map = meta_->map_range(f, pos, UINT64_MAX);
+    ASSERT_TRUE(map.has_value());
+    ASSERT_FALSE(map->empty());
+    ASSERT_LE(map->size(), kMappingsMax);
+    ++calls;
+    for (const Mapping& m : *map) {
+      ASSERT_EQ(m.file_offset, pos);
+      if (m.hole) {
+        EXPECT_GE(m.file_offset, data_end) << "data reported as a hole";
+        hole_bytes += m.length;
+      } else {
+        EXPECT_EQ(m.stripe_offset, m.file_offset);
+        data_bytes += m.length;
+      }
+      pos += m.length;
+    }
+  }
+  EXPECT_EQ(data_bytes, data_end);
+  EXPECT_EQ(hole_bytes, 5000u);
+  EXPECT_EQ(calls, 2u);
+  expect_consistent();
+}
+
 TEST_F(FsMetaTest, OrphansAreRemovedAtNextOpen) {
   uint64_t f = mkfile(kRootIno, "f");
   auto s = meta_->allocate_stripe().value();
