@@ -1,6 +1,8 @@
 // FsMeta data operations: committing written extents and stripe records, truncation, and the
 // live-block accounting of stripes.
+#include <algorithm>
 #include <map>
+#include <optional>
 
 #include "meta/fs_meta.h"
 #include "meta/txn.h"
@@ -50,6 +52,44 @@ Result<void> check_stripe_record(const Stripe& s, const Super& super) {
   for (const ParityRow& row : s.parity_rows)
     if (row.bytes.size() != size_t{s.parity_count} * kBlockBytes)
       return fail(EINVAL, id + ": parity row of the wrong size");
+  return {};
+}
+
+// Whether `s` may replace the stripe's stored record `old` (nullopt: none) for a stripe that
+// allocate_stripe() handed out with `allocated_generation` (nullopt: not handed out). A stripe's
+// data only grows from offset 0, and a sealed stripe's data never changes, so a committed record
+// may only keep its generation, keep or grow its filled bytes with the checksums of the blocks
+// already filled unchanged, and go from open to sealed, never back. A free stripe takes a record
+// only from the incarnation allocate_stripe() handed out.
+Result<void> check_stripe_transition(const Stripe& s, const std::optional<Stripe>& old,
+                                     std::optional<uint64_t> allocated_generation) {
+  const std::string id = "stripe " + std::to_string(s.id);
+  if (!old || old->state == StripeState::kFree) {
+    if (!allocated_generation)
+      return fail(ESTALE, id + " is free and not allocated: a stale record (generation " +
+                              std::to_string(s.generation) + ")");
+    if (s.generation != *allocated_generation)
+      return fail(ESTALE, id + " was allocated as generation " +
+                              std::to_string(*allocated_generation) + ", not " +
+                              std::to_string(s.generation));
+    return {};
+  }
+  if (s.generation != old->generation)
+    return fail(ESTALE, id + " is generation " + std::to_string(old->generation) + ", not " +
+                            std::to_string(s.generation));
+  if (old->state == StripeState::kSealed && s.state != StripeState::kSealed)
+    return fail(EINVAL, id + ": a sealed stripe cannot be reopened");
+  if (s.filled_bytes < old->filled_bytes)
+    return fail(EINVAL, id + ": filled bytes cannot shrink (" + std::to_string(old->filled_bytes) +
+                            " to " + std::to_string(s.filled_bytes) + ")");
+  if (old->state == StripeState::kSealed && s.filled_bytes != old->filled_bytes)
+    return fail(EINVAL, id + ": a sealed stripe cannot be filled further");
+  // Blocks filled before keep their checksums; a partly filled last block may change only if
+  // it is filled further.
+  const size_t same = s.filled_bytes == old->filled_bytes ? old->block_crcs.size()
+                                                           : old->filled_bytes / kBlockBytes;
+  if (!std::equal(old->block_crcs.begin(), old->block_crcs.begin() + same, s.block_crcs.begin()))
+    return fail(EINVAL, id + ": checksums of already filled blocks changed");
   return {};
 }
 
@@ -135,7 +175,12 @@ Result<void> FsMeta::commit_write(uint64_t ino, std::span<const Extent> extents,
   std::vector<uint64_t> supplied_ids;
   for (const Stripe& s : stripes) {
     RAIDFS_CHECK(check_stripe_record(s, super));
+    if (supplied.contains(s.id))
+      return fail(EINVAL, "stripe " + std::to_string(s.id) + " supplied twice");
     RAIDFS_TRY(auto old, txn.find_stripe(s.id));
+    auto allocated = allocated_.find(s.id);
+    RAIDFS_CHECK(check_stripe_transition(
+        s, old, allocated == allocated_.end() ? std::nullopt : std::optional(allocated->second)));
     Stripe record = s;
     record.live_blocks = old && old->state != StripeState::kFree ? old->live_blocks : 0;
     supplied[s.id] = record;

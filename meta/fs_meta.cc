@@ -193,13 +193,19 @@ Result<uint64_t> FsMeta::write_locked(Txn& txn, Durability durability) {
                                                    : Durability::kNone));
   for (const auto& [id, state] : txn.stored_stripes()) {
     if (id >= stripe_free_.size()) continue;  // validated before; never for a committed record
+    allocated_.erase(id);                     // its record is committed: no longer just reserved
     if (state == StripeState::kOpen)
       open_.insert(id);
     else
       open_.erase(id);
     if (state == StripeState::kFree) {
       pending_free_.emplace_back(seq, id);
-    } else if (stripe_free_[id]) {  // committed without allocate_stripe(): no longer free
+      continue;
+    }
+    // In use again (commit_write only stores a record for a free stripe it handed out, so these
+    // are defensive): not free, whatever an earlier batch said.
+    std::erase_if(pending_free_, [id](const auto& p) { return p.second == id; });
+    if (stripe_free_[id]) {
       stripe_free_[id] = false;
       --free_count_;
     }
@@ -308,6 +314,7 @@ void FsMeta::reclaim_pending_locked() {
   const uint64_t synced = store_->synced_sequence();
   std::erase_if(pending_free_, [&](const std::pair<uint64_t, uint64_t>& p) {
     if (p.first > synced) return false;
+    if (allocated_.contains(p.second)) return true;  // handed out since: its owner decides
     if (!stripe_free_[p.second]) {
       stripe_free_[p.second] = true;
       ++free_count_;
@@ -340,17 +347,18 @@ Result<StripeRef> FsMeta::allocate_stripe() {
     stripe_free_[id] = false;
     --free_count_;
     alloc_cursor_ = id + 1;
-    return StripeRef{id, next_generation_++};
+    const uint64_t generation = next_generation_++;
+    allocated_[id] = generation;
+    return StripeRef{id, generation};
   }
   return fail(EIO, "free stripe count out of step with the free map");
 }
 
 void FsMeta::release_stripe(uint64_t id) {
   std::lock_guard lock(mu_);
-  if (id >= stripe_free_.size() || stripe_free_[id]) return;
-  Txn txn(*store_);
-  auto committed = txn.find_stripe(id);
-  if (!committed || (*committed && (*committed)->state != StripeState::kFree)) return;
+  // Only a stripe handed out and not committed since: its store record (absent or free) is
+  // durable state, so it may be reused at once. A committed or pending-free id is not ours to free.
+  if (allocated_.erase(id) == 0) return;
   stripe_free_[id] = true;
   ++free_count_;
 }

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -188,8 +189,13 @@ class FsMeta {
   // set. ino may be 0 to commit only stripe records (e.g. sealing one).
   // ENOENT inode; EISDIR/EINVAL not a regular file; EINVAL bad extents (unsorted, overlapping,
   // past a stripe's filled bytes, or pointing at a free or unknown stripe) or a bad stripe record
-  // (free state, id ≥ stripe count, crc count ≠ ceil(filled/4096), bad parity row size); EIO a
-  // live count would go negative (corruption).
+  // (free state, id ≥ stripe count, crc count ≠ ceil(filled/4096), bad parity row size, or a
+  // transition a stripe cannot make: filled bytes shrinking, the checksums of already filled
+  // blocks changing, a sealed stripe reopened or refilled); ESTALE a record whose generation is
+  // not the stripe's current one — for a committed stripe its stored generation, for a free one
+  // the generation allocate_stripe() handed out (a free stripe that is not currently allocated
+  // takes no record at all: a late commit of an earlier incarnation); EIO a live count would go
+  // negative (corruption).
   Result<void> commit_write(uint64_t ino, std::span<const Extent> extents,
                             std::span<const Stripe> stripes,
                             Durability durability = Durability::kNone);
@@ -201,12 +207,16 @@ class FsMeta {
 
   // Hands out a free stripe (the lowest free id at or after the last one handed out) and a
   // never-used generation. The stripe stays reserved in memory until a commit_write stores its
-  // record or release_stripe() returns it; a crash forgets it (it was never committed).
-  // ENOSPC no free stripe.
+  // record or release_stripe() returns it; a crash forgets it (it was never committed). A stripe
+  // freed by a commit is handed out only once that commit is durable (this call syncs the WAL
+  // when nothing else is free). ENOSPC no free stripe.
   Result<StripeRef> allocate_stripe();
-  void release_stripe(uint64_t id);  // an allocated stripe that was never committed
+  // Returns an allocated stripe whose record was never committed. Any other id (never handed out,
+  // already committed, already released) is ignored.
+  void release_stripe(uint64_t id);
   Result<Stripe> get_stripe(uint64_t id) const;  // ENOENT no record (free, never used)
   std::vector<uint64_t> open_stripes() const;    // committed stripes in state kOpen
+  // Stripes free now or once the commit that freed them is durable (not those handed out).
   uint64_t free_stripe_count() const;
   std::vector<uint64_t> orphans() const;         // inodes in the orphan list
 
@@ -225,9 +235,13 @@ class FsMeta {
 
   // Guards everything below and serialises mutations. Lock order: mu_, then the Store's own.
   mutable std::mutex mu_;
+  // A stripe id is in exactly one of: stripe_free_ (free, its freeing commit durable), allocated_
+  // (handed out, no record committed since), pending_free_ (freed by a commit not yet durable), or
+  // in use (a committed record that is not free).
   std::vector<bool> stripe_free_;                    // by stripe id: free and not handed out
   uint64_t free_count_ = 0;
   uint64_t alloc_cursor_ = 0;
+  std::map<uint64_t, uint64_t> allocated_;           // id → generation handed out, uncommitted
   std::set<uint64_t> open_;                          // committed open stripes
   std::vector<std::pair<uint64_t, uint64_t>> pending_free_;  // (sequence, id) freed, not synced
   uint64_t next_generation_ = 0;

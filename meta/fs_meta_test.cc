@@ -424,6 +424,179 @@ TEST_F(FsMetaTest, MapRangeStopsAtTheSegmentLimitWithoutInventingAHole) {
   expect_consistent();
 }
 
+// A stripe record may only move forward within one incarnation of the stripe: a late commit of an
+// earlier incarnation's record, or one that shrinks, rewrites or reopens a stripe, is refused and
+// changes nothing.
+TEST_F(FsMetaTest, CommitWriteRefusesStaleAndBackwardStripeRecords) {
+  // Incarnation 1 of a stripe: sealed, then freed by removing its only file.
+  uint64_t f1 = mkfile(kRootIno, "f1");
+  auto x1 = meta_->allocate_stripe().value();
+  Extent e{0, x1.id, 0, kBlockBytes};
+  const Stripe sealed1 = stripe(x1, 16, StripeState::kSealed);
+  ASSERT_TRUE(meta_->commit_write(f1, {&e, 1}, {std::vector{sealed1}}).has_value());
+  ASSERT_TRUE(meta_->unlink(kRootIno, "f1", false, Durability::kGroupSync).has_value());
+  EXPECT_EQ(err(meta_->commit_write(0, {}, {std::vector{sealed1}})), ESTALE);  // free, not allocated
+  // Incarnation 2 of the same id (allocate everything else first).
+  StripeRef x2{};
+  for (;;) {
+    x2 = meta_->allocate_stripe().value();
+    if (x2.id == x1.id) break;
+  }
+  EXPECT_GT(x2.generation, x1.generation);
+  EXPECT_EQ(err(meta_->commit_write(0, {}, {std::vector{sealed1}})), ESTALE);  // wrong generation
+  uint64_t f2 = mkfile(kRootIno, "f2");
+  Stripe open2 = stripe(x2, 2);
+  open2.block_crcs = {42, 43};
+  ASSERT_TRUE(meta_->commit_write(f2, {&e, 1}, {std::vector{open2}}).has_value());
+
+  EXPECT_EQ(err(meta_->commit_write(0, {}, {std::vector{sealed1}})), ESTALE);  // the late commit
+  Stripe shrunk = open2;
+  shrunk.filled_bytes = kBlockBytes;
+  shrunk.block_crcs = {42};
+  EXPECT_EQ(err(meta_->commit_write(0, {}, {std::vector{shrunk}})), EINVAL);
+  Stripe rewritten = open2;
+  rewritten.block_crcs = {42, 44};
+  EXPECT_EQ(err(meta_->commit_write(0, {}, {std::vector{rewritten}})), EINVAL);
+  const Stripe stored = meta_->get_stripe(x2.id).value();
+  EXPECT_EQ(stored.generation, x2.generation);
+  EXPECT_EQ(stored.block_crcs, open2.block_crcs);
+  expect_consistent();
+
+  // Forward moves are accepted: fill further (the partly filled block may change), then seal.
+  Stripe grown = stripe(x2, 3);
+  grown.block_crcs = {42, 43, 7};
+  ASSERT_TRUE(meta_->commit_write(0, {}, {std::vector{grown}}).has_value());
+  grown.state = StripeState::kSealed;
+  ASSERT_TRUE(meta_->commit_write(0, {}, {std::vector{grown}}).has_value());
+  ASSERT_TRUE(meta_->commit_write(0, {}, {std::vector{grown}}).has_value());  // idempotent
+  Stripe reopened = grown;
+  reopened.state = StripeState::kOpen;
+  EXPECT_EQ(err(meta_->commit_write(0, {}, {std::vector{reopened}})), EINVAL);
+  Stripe refilled = stripe(x2, 4, StripeState::kSealed);
+  refilled.block_crcs = {42, 43, 7, 8};
+  EXPECT_EQ(err(meta_->commit_write(0, {}, {std::vector{refilled}})), EINVAL);
+  EXPECT_EQ(meta_->get_stripe(x2.id).value().state, StripeState::kSealed);
+  auto map = meta_->map_range(f2, 0, kBlockBytes).value();
+  ASSERT_EQ(map.size(), 1u);
+  EXPECT_EQ(map[0].stripe_id, x2.id);
+  expect_consistent();
+}
+
+// Stripe reuse on a 2-stripe array, against a model: a stripe is never handed out while another
+// allocation or a committed record holds it, nor before the commit that freed it is durable, and
+// release_stripe() of anything but an uncommitted allocation changes nothing.
+TEST_F(FsMetaTest, FreedStripeIsHandedOutOnceAndOnlyWhenTheFreeIsDurable) {
+  {
+    meta_.reset();
+    TempDir small;
+    StoreOptions o = testing::small_array(small.path());
+    o.stripe_count = 2;
+    auto m = FsMeta::open(o);
+    ASSERT_TRUE(m.has_value());
+    FsMeta& meta = **m;
+
+    // The reviewer's sequence: free x without syncing, release it by mistake, allocate twice.
+    uint64_t f = meta.create(kRootIno, "f", file_args()).value().ino;
+    auto x = meta.allocate_stripe().value();
+    Extent e{0, x.id, 0, kBlockBytes};
+    ASSERT_TRUE(meta.commit_write(f, {&e, 1}, {std::vector{stripe(x, 16, StripeState::kSealed)}},
+                                  Durability::kGroupSync).has_value());
+    ASSERT_TRUE(meta.unlink(kRootIno, "f", false).has_value());
+    const uint64_t freed_at = meta.store().latest_sequence();
+    meta.release_stripe(x.id);
+    auto y = meta.allocate_stripe().value();
+    EXPECT_NE(y.id, x.id);
+    auto z = meta.allocate_stripe().value();  // nothing else free: syncs, then reuses x
+    EXPECT_EQ(z.id, x.id);
+    EXPECT_GE(meta.store().synced_sequence(), freed_at);
+    ASSERT_TRUE(meta.commit_write(0, {}, {std::vector{stripe(y, 1)}}).has_value());
+    ASSERT_TRUE(meta.store().sync(meta.store().latest_sequence()).has_value());
+    EXPECT_EQ(err(meta.allocate_stripe()), ENOSPC);  // y in use, z allocated
+    meta.release_stripe(y.id);                       // committed: ignored
+    EXPECT_EQ(err(meta.allocate_stripe()), ENOSPC);
+    meta.release_stripe(z.id);
+    meta.release_stripe(z.id);                       // twice: the second is ignored
+    EXPECT_EQ(meta.allocate_stripe().value().id, z.id);
+    EXPECT_EQ(err(meta.allocate_stripe()), ENOSPC);
+  }
+
+  // Random sequences of allocate / commit / free (unsynced) / release / sync.
+  TempDir small;
+  StoreOptions o = testing::small_array(small.path());
+  o.stripe_count = 2;
+  auto m = FsMeta::open(o);
+  ASSERT_TRUE(m.has_value());
+  FsMeta& meta = **m;
+  std::mt19937 rng(7);
+  std::map<uint64_t, StripeRef> allocated;         // id → handed out, not committed
+  std::map<uint64_t, std::string> committed;       // id → the file whose extent holds it
+  std::map<uint64_t, uint64_t> freed_at;           // id → sequence of the freeing commit
+  uint64_t last_generation = 0;
+  int files = 0, allocations = 0, reuses = 0;
+  const int ops = testing::kSanitized ? 600 : 2000;
+  for (int n = 0; n < ops; ++n) {
+    switch (rng() % 5) {
+      case 0: {
+        auto r = meta.allocate_stripe();
+        if (!r) {
+          ASSERT_EQ(r.error().code, ENOSPC);
+          ASSERT_EQ(allocated.size() + committed.size(), 2u);
+          break;
+        }
+        ++allocations;
+        ASSERT_FALSE(allocated.contains(r->id)) << "stripe " << r->id << " handed out twice";
+        ASSERT_FALSE(committed.contains(r->id)) << "stripe " << r->id << " is in use";
+        if (auto fr = freed_at.find(r->id); fr != freed_at.end()) {
+          ASSERT_GE(meta.store().synced_sequence(), fr->second)
+              << "stripe " << r->id << " reused before its free was durable";
+          freed_at.erase(fr);
+          ++reuses;
+        }
+        ASSERT_GT(r->generation, last_generation);
+        last_generation = r->generation;
+        allocated[r->id] = *r;
+        break;
+      }
+      case 1: {
+        if (allocated.empty()) break;
+        StripeRef ref = allocated.begin()->second;
+        const std::string name = "f" + std::to_string(files++);
+        uint64_t ino = meta.create(kRootIno, name, file_args()).value().ino;
+        Extent e{0, ref.id, 0, kBlockBytes};
+        ASSERT_TRUE(meta.commit_write(ino, {&e, 1}, {std::vector{stripe(ref, 16, StripeState::kSealed)}})
+                        .has_value());
+        allocated.erase(ref.id);
+        committed[ref.id] = name;
+        break;
+      }
+      case 2: {
+        if (committed.empty()) break;
+        auto it = std::next(committed.begin(), rng() % committed.size());
+        ASSERT_TRUE(meta.unlink(kRootIno, it->second, false).has_value());
+        freed_at[it->first] = meta.store().latest_sequence();
+        committed.erase(it);
+        break;
+      }
+      case 3: {
+        const uint64_t id = rng() % 2;
+        meta.release_stripe(id);
+        if (allocated.erase(id)) freed_at.erase(id);  // never committed: free at once
+        break;
+      }
+      default:
+        if (rng() % 3 == 0) {
+          ASSERT_TRUE(meta.store().sync(meta.store().latest_sequence()).has_value());
+        }
+        break;
+    }
+  }
+  EXPECT_GT(reuses, ops / 50);
+  EXPECT_GT(allocations, ops / 10);
+  auto findings = check(meta.store());
+  ASSERT_TRUE(findings.has_value());
+  for (const Finding& f : *findings) ADD_FAILURE() << finding_kind_name(f.kind) << ": " << f.detail;
+}
+
 TEST_F(FsMetaTest, OrphansAreRemovedAtNextOpen) {
   uint64_t f = mkfile(kRootIno, "f");
   auto s = meta_->allocate_stripe().value();
