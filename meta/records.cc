@@ -67,6 +67,12 @@ Result<Super> decode_super(std::string_view v) {
   RAIDFS_TRY(auto geometry, r.bytes(kGeometryBytesMax));
   s.geometry = geometry;
   RAIDFS_CHECK(r.expect_end());
+  if (s.stripe_count == 0 || s.stripe_count > kStripeCountMax)
+    return r.fail("stripe count " + std::to_string(s.stripe_count) + " out of range");
+  if (s.stripe_data_bytes == 0 || s.stripe_data_bytes % kBlockBytes != 0 ||
+      s.stripe_data_bytes > kStripeDataBytesMax)
+    return r.fail("stripe data bytes " + std::to_string(s.stripe_data_bytes) +
+                  " not a multiple of 4096 in range");
   return s;
 }
 

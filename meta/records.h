@@ -6,6 +6,7 @@
 //
 //   Super    fmt:u8=1 store_format:u32 array_uuid:16 stripe_count:u64 stripe_data_bytes:u32
 //            geometry:bytes(4096)                        geometry is opaque to meta/ (raid/ owns it)
+//            stripe_count 1..kStripeCountMax; stripe_data_bytes a multiple of 4096, 4096..kStripeDataBytesMax
 //   Counter  fmt:u8=1 value:u64                          next_inode, generation_limit
 //   Inode    fmt:u8=1 mode:u32 uid:u32 gid:u32 size:u64 nlink:u32 atime_ns:i64 mtime_ns:i64
 //            ctime_ns:i64 rdev:u64 flags:u32 parent:u64 next_cookie:u64 target:bytes(4095)
@@ -39,6 +40,9 @@ inline constexpr uint32_t kSymlinkBytesMax = 4095;
 inline constexpr uint32_t kXattrValueBytesMax = 65536;
 inline constexpr uint32_t kGeometryBytesMax = 4096;
 inline constexpr uint32_t kStripeDataBytesMax = 1u << 30;  // bounds crc and parity-row counts
+// FsMeta keeps one bit per stripe in memory (512 MiB at this limit); with 4 KiB chunks that is
+// 16 TiB per data member. A super record beyond it is corrupt, not a reason to allocate.
+inline constexpr uint64_t kStripeCountMax = uint64_t{1} << 32;
 inline constexpr uint32_t kParityCountMax = 3;
 inline constexpr uint8_t kRecordFormat = 1;
 inline constexpr uint32_t kStoreFormat = 1;             // the layout of the whole database

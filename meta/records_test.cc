@@ -120,6 +120,33 @@ TEST(Records, StripeRoundTripAndHostileCounts) {
   EXPECT_EQ(decode_stripe(1, encode_stripe(sealed)).value(), sealed);
 }
 
+// A super record is trusted to size the in-memory free map: out-of-range geometry is corrupt.
+TEST(Records, SuperRejectsOutOfRangeStripeGeometry) {
+  Super sup;
+  sup.stripe_count = 1000;
+  sup.stripe_data_bytes = 65536;
+  ASSERT_TRUE(decode_super(encode_super(sup)).has_value());
+  for (uint64_t count : {uint64_t{0}, kStripeCountMax + 1, uint64_t{1} << 62, UINT64_MAX}) {
+    Super bad = sup;
+    bad.stripe_count = count;
+    auto r = decode_super(encode_super(bad));
+    ASSERT_FALSE(r.has_value()) << count;
+    EXPECT_EQ(r.error().code, EIO);
+    EXPECT_NE(r.error().message.find("corrupt record: super"), std::string::npos);
+  }
+  Super max = sup;
+  max.stripe_count = kStripeCountMax;
+  max.stripe_data_bytes = kStripeDataBytesMax;
+  EXPECT_TRUE(decode_super(encode_super(max)).has_value());
+  for (uint32_t bytes : {0u, 4097u, 6144u, kStripeDataBytesMax + 4096, UINT32_MAX}) {
+    Super bad = sup;
+    bad.stripe_data_bytes = bytes;
+    auto r = decode_super(encode_super(bad));
+    ASSERT_FALSE(r.has_value()) << bytes;
+    EXPECT_EQ(r.error().code, EIO);
+  }
+}
+
 TEST(Records, SmallRecordsRoundTrip) {
   Super sup;
   sup.array_uuid[0] = 0xaa;

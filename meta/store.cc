@@ -77,12 +77,13 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   if (!exists && !options.create_if_missing)
     return raidfs::fail(ENOENT, "no metadata database at " + options.path);
   if (options.create_if_missing) {
-    if (options.stripe_count == 0 || options.stripe_data_bytes == 0 ||
+    if (options.stripe_count == 0 || options.stripe_count > kStripeCountMax ||
+        options.stripe_data_bytes == 0 ||
         options.stripe_data_bytes > kStripeDataBytesMax ||
         options.stripe_data_bytes % kBlockBytes != 0)
       return raidfs::fail(EINVAL, "creating metadata at " + options.path +
-                                      ": stripe count and stripe data bytes (a multiple of "
-                                      "4096) are required");
+                                      ": stripe count (1.." + std::to_string(kStripeCountMax) +
+                                      ") and stripe data bytes (a multiple of 4096) are required");
     if (options.geometry.size() > kGeometryBytesMax)
       return raidfs::fail(EINVAL, "geometry blob too large");
   }

@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include "meta/fs_meta.h"
 #include "meta/keys.h"
 #include "meta/test_util.h"
 
@@ -81,6 +82,31 @@ TEST(Store, RefusesCorruptSuper) {
   auto s = Store::open(small_array(dir.path(), false));
   ASSERT_FALSE(s.has_value());
   EXPECT_EQ(s.error().code, EIO);
+}
+
+// A super record claiming 2^62 stripes must be refused (EIO), not crash FsMeta::open sizing its
+// free map.
+TEST(Store, RefusesSuperWithAbsurdStripeCount) {
+  TempDir dir;
+  {
+    auto s = Store::open(small_array(dir.path()));
+    ASSERT_TRUE(s.has_value());
+    Super huge = (*s)->super();
+    huge.stripe_count = uint64_t{1} << 62;
+    WriteSet set;
+    set.put(Family::kSuper, std::string(kSuperKey), encode_super(huge));
+    ASSERT_TRUE((*s)->write(set, Durability::kNone).has_value());
+  }
+  auto m = FsMeta::open(small_array(dir.path(), false));
+  ASSERT_FALSE(m.has_value());
+  EXPECT_EQ(m.error().code, EIO);
+  EXPECT_NE(m.error().message.find("stripe count"), std::string::npos) << m.error().message;
+
+  StoreOptions create = small_array(dir.sub("new"));
+  create.stripe_count = kStripeCountMax + 1;
+  auto refused = Store::open(create);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, EINVAL);
 }
 
 TEST(Store, WriteSetGetScanFloor) {
