@@ -2,7 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -57,6 +59,7 @@ class Checker {
     RAIDFS_CHECK(check_cookies());
     RAIDFS_CHECK(load_orphans());
     check_links();
+    check_reachable();
     RAIDFS_CHECK(check_extents());
     RAIDFS_CHECK(check_stripes());
     RAIDFS_CHECK(check_xattrs());
@@ -100,7 +103,11 @@ class Checker {
       RAIDFS_TRY(auto key, parse_u64_name_key(k));
       RAIDFS_TRY(Dirent d, decode_dirent(v));
       const std::string where = "dirent " + std::to_string(key.first) + "/" + std::string(key.second);
-      dirent_cookies_[{key.first, d.cookie}] = std::string(key.second);
+      std::vector<std::string>& named = dirent_cookies_[{key.first, d.cookie}];
+      if (!named.empty())  // the index can point at only one of them: readdir misses the others
+        report(Finding::Kind::kCookieIndex, where + ": cookie " + std::to_string(d.cookie) +
+                                                " also belongs to \"" + named.front() + "\"");
+      named.emplace_back(key.second);
       auto parent = inodes_.find(key.first);
       if (parent == inodes_.end() || !S_ISDIR(parent->second.mode)) {
         report(Finding::Kind::kDirentInNonDir, where + ": parent is missing or not a directory");
@@ -130,16 +137,16 @@ class Checker {
       RAIDFS_TRY(std::string name, decode_cookie(v));
       seen.insert(key);
       auto it = dirent_cookies_.find(key);
-      if (it == dirent_cookies_.end() || it->second != name)
+      if (it == dirent_cookies_.end() || std::ranges::find(it->second, name) == it->second.end())
         report(Finding::Kind::kCookieIndex, "cookie " + std::to_string(key.first) + ":" +
                                                 std::to_string(key.second) + " → \"" + name +
                                                 "\" has no matching dirent");
       return {};
     }));
-    for (const auto& [key, name] : dirent_cookies_)
+    for (const auto& [key, names] : dirent_cookies_)
       if (!seen.contains(key))
-        report(Finding::Kind::kCookieIndex, "dirent " + std::to_string(key.first) + "/" + name +
-                                                " has no cookie index entry");
+        report(Finding::Kind::kCookieIndex, "dirent " + std::to_string(key.first) + "/" +
+                                                names.front() + " has no cookie index entry");
     return {};
   }
 
@@ -177,6 +184,40 @@ class Checker {
                                                ", named " + std::to_string(info.names) + " times");
       if (info.names == 0 && !orphans_.contains(ino))
         report(Finding::Kind::kUnreferencedInode, what + ": no name and not an orphan");
+    }
+  }
+
+  // Every directory must reach the root through its parent links: a cycle of directories naming
+  // each other passes the per-directory link checks but is cut off from the namespace. Each
+  // directory is walked once (a walk stops at one already known to reach the root, or not).
+  void check_reachable() {
+    enum class Reach : uint8_t { kWalking, kYes, kNo };
+    std::unordered_map<uint64_t, Reach> reach;
+    reach[kRootIno] = Reach::kYes;
+    for (const auto& [start, start_info] : inodes_) {
+      if (!S_ISDIR(start_info.mode) || reach.contains(start)) continue;
+      std::vector<uint64_t> path;
+      uint64_t ino = start;
+      Reach result = Reach::kNo;
+      for (;;) {
+        auto known = reach.find(ino);
+        if (known != reach.end()) {
+          result = known->second == Reach::kYes ? Reach::kYes : Reach::kNo;  // kWalking: a cycle
+          break;
+        }
+        auto it = inodes_.find(ino);
+        if (it == inodes_.end() || !S_ISDIR(it->second.mode)) break;  // a broken parent link
+        reach[ino] = Reach::kWalking;
+        path.push_back(ino);
+        ino = it->second.parent;
+      }
+      for (uint64_t p : path) {
+        reach[p] = result;
+        if (result == Reach::kNo)
+          report(Finding::Kind::kDirLinks, "directory " + std::to_string(p) +
+                                               " is not reachable from the root (parent chain "
+                                               "broken or a cycle)");
+      }
     }
   }
 
@@ -222,8 +263,22 @@ class Checker {
   }
 
   Result<void> check_stripes() {
+    // Generations are handed out below the persisted limit: one at or above it could be reused.
+    std::optional<uint64_t> generation_limit;
+    RAIDFS_TRY(auto limit, store_.get(Family::kSuper, kGenerationLimitKey));
+    if (!limit) {
+      report(Finding::Kind::kCounter, "generation_limit counter missing");
+    } else if (auto decoded = decode_counter(*limit); !decoded) {
+      report(Finding::Kind::kCorruptRecord, decoded.error().message);
+    } else {
+      generation_limit = *decoded;
+    }
     for (const auto& [id, s] : stripes_) {
       const std::string what = "stripe " + std::to_string(id);
+      if (generation_limit && s.generation >= *generation_limit)
+        report(Finding::Kind::kCounter, what + ": generation " + std::to_string(s.generation) +
+                                            " not below generation_limit " +
+                                            std::to_string(*generation_limit));
       if (id >= store_.super().stripe_count)
         report(Finding::Kind::kCorruptRecord, what + " is beyond the stripe count");
       auto ref = refs_.find(id);
@@ -265,7 +320,7 @@ class Checker {
   const Store& store_;
   std::vector<Finding> findings_;
   std::unordered_map<uint64_t, InodeInfo> inodes_;
-  std::map<std::pair<uint64_t, uint64_t>, std::string> dirent_cookies_;
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<std::string>> dirent_cookies_;  // names
   std::set<uint64_t> orphans_;
   std::map<uint64_t, Stripe> stripes_;
   std::unordered_map<uint64_t, uint64_t> refs_;

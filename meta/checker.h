@@ -4,7 +4,9 @@
 // fs_meta.h: corrupt records, dangling or mis-indexed directory entries, wrong nlink, orphan list
 // mismatches, overlapping extents, extents pointing at free or unknown stripes or past a stripe's
 // filled bytes or the file's size, stripe live counts that differ from the blocks the extents
-// reference, sealed stripes with no live block, xattrs of missing inodes, counters behind use.
+// reference, sealed stripes with no live block, xattrs of missing inodes, counters behind use
+// (next_inode, generation_limit), two dirents of one directory sharing a cookie, and directories
+// whose parent chain does not reach the root (a detached cycle).
 // It changes nothing. It holds the inodes, dirent counts and per-stripe references in memory
 // (about 100 bytes per inode), which bounds it to metadata of tens of millions of inodes.
 // Run it on a store no one is writing (a scan per family is a snapshot, the families are not one).
@@ -28,9 +30,11 @@ struct Finding {
     kMissingRoot,         // no root directory inode
     kDanglingDirent,      // a dirent names an inode that does not exist
     kDirentInNonDir,      // a dirent's parent is not a directory
-    kCookieIndex,         // dirent ↔ (parent, cookie) index disagree, or cookie ≥ next_cookie
+    kCookieIndex,         // dirent ↔ (parent, cookie) index disagree, cookie ≥ next_cookie, or
+                          // two dirents of one directory share a cookie
     kWrongNlink,          // nlink differs from the count the rules give
-    kDirLinks,            // a directory named other than exactly once, or a wrong parent link
+    kDirLinks,            // a directory named other than exactly once, a wrong parent link, or
+                          // not reachable from the root through its parent links
     kUnreferencedInode,   // nlink 0 / no name, and not an orphan
     kOrphanList,          // an orphan entry for a missing or still-linked inode
     kExtentOverlap,       // two extents of one file overlap
@@ -40,7 +44,8 @@ struct Finding {
     kLiveCount,           // a stripe's live_blocks differs from its referenced blocks
     kLeakedStripe,        // a sealed stripe with no live block (should be free)
     kXattrNoInode,        // an xattr of a missing inode
-    kCounter,             // next_inode not above every inode number
+    kCounter,             // next_inode not above every inode number, or a stripe generation not
+                          // below generation_limit
   };
   Kind kind;
   std::string detail;

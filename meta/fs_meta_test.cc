@@ -675,5 +675,74 @@ TEST_F(FsMetaTest, CheckerReportsPlantedDamage) {
   EXPECT_TRUE(kinds.contains(Finding::Kind::kLiveCount));
 }
 
+// Damage the per-record checks cannot see: each kind alone must be reported.
+TEST_F(FsMetaTest, CheckerFindsDetachedCycleSharedCookieAndGenerationBeyondLimit) {
+  auto kinds_after = [&](const WriteSet& damage) {
+    EXPECT_TRUE(meta_->store().write(damage, Durability::kNone).has_value());
+    std::multiset<Finding::Kind> kinds;
+    auto findings = check(meta_->store());
+    EXPECT_TRUE(findings.has_value());
+    if (findings)
+      for (const Finding& f : *findings) kinds.insert(f.kind);
+    return kinds;
+  };
+  // Directories a (in the root) and b (in a) become each other's parent, cut off from the root.
+  uint64_t a = mkdir(kRootIno, "a");
+  uint64_t b = mkdir(a, "b");
+  expect_consistent();
+  {
+    Inode root = meta_->getattr(kRootIno).value(), ia = meta_->getattr(a).value();
+    Inode ib = meta_->getattr(b).value();
+    const Dirent old_a{a, FileType::kDirectory, meta_->readdir(kRootIno, 0, 10).value().entries.at(0).cookie};
+    WriteSet damage;
+    damage.del(Family::kDirents, dirent_key(kRootIno, "a"));
+    damage.del(Family::kCookies, cookie_key(kRootIno, old_a.cookie));
+    root.nlink = 2;
+    ia.parent = b;
+    const Dirent a_in_b{a, FileType::kDirectory, ib.next_cookie++};
+    ib.nlink = 3;
+    damage.put(Family::kDirents, dirent_key(b, "a"), encode_dirent(a_in_b));
+    damage.put(Family::kCookies, cookie_key(b, a_in_b.cookie), encode_cookie("a"));
+    for (const Inode* i : {&root, &ia, &ib}) damage.put(Family::kInodes, inode_key(i->ino), encode_inode(*i));
+    auto kinds = kinds_after(damage);
+    EXPECT_EQ(kinds.count(Finding::Kind::kDirLinks), 2u);  // a and b
+    EXPECT_EQ(kinds.size(), 2u);
+  }
+  reopen();
+  {
+    // Two entries of one directory share a cookie; the index holds only the later name.
+    TempDir other;
+    meta_.reset();
+    auto m = FsMeta::open(testing::small_array(other.path()));
+    ASSERT_TRUE(m.has_value());
+    meta_ = std::move(*m);
+    mkfile(kRootIno, "x");
+    mkfile(kRootIno, "y");
+    auto listed = meta_->readdir(kRootIno, 0, 10).value().entries;
+    ASSERT_EQ(listed.size(), 2u);
+    WriteSet damage;
+    damage.put(Family::kDirents, dirent_key(kRootIno, "x"),
+               encode_dirent(Dirent{listed[0].ino, FileType::kRegular, listed[1].cookie}));
+    damage.del(Family::kCookies, cookie_key(kRootIno, listed[0].cookie));
+    auto kinds = kinds_after(damage);
+    EXPECT_EQ(kinds.count(Finding::Kind::kCookieIndex), 1u);
+    EXPECT_EQ(kinds.size(), 1u);
+
+    // A stripe generation at or above generation_limit.
+    auto s = meta_->allocate_stripe().value();
+    uint64_t f = mkfile(kRootIno, "z");
+    Extent e{0, s.id, 0, kBlockBytes};
+    ASSERT_TRUE(meta_->commit_write(f, {&e, 1}, {std::vector{stripe(s, 1)}}).has_value());
+    const uint64_t limit = decode_counter(meta_->store().get(Family::kSuper, kGenerationLimitKey).value().value()).value();
+    Stripe ahead = meta_->get_stripe(s.id).value();
+    ahead.generation = limit;
+    WriteSet more;
+    more.put(Family::kStripes, stripe_key(s.id), encode_stripe(ahead));
+    kinds = kinds_after(more);
+    EXPECT_EQ(kinds.count(Finding::Kind::kCounter), 1u);
+    EXPECT_EQ(kinds.size(), 2u);  // and the shared cookie from before
+  }
+}
+
 }  // namespace
 }  // namespace raidfs::meta
