@@ -219,12 +219,10 @@ Result<uint64_t> Store::write(const WriteSet& set, Durability durability) {
   rocksdb::Status s = impl_->db->Write(write_options, &batch);
   if (!s.ok()) return rocks_error(s, "writing metadata");
   writes_.fetch_add(1, std::memory_order_relaxed);
+  // At least this write's sequence (possibly a later write of another thread: fine for sync()).
+  // Not a reason to advance synced_seq_ after a kSyncEach write: that later write may not be
+  // durable, and RocksDB does not say which sequence this write got.
   const uint64_t seq = latest_sequence();
-  if (durability == Durability::kSyncEach) {
-    uint64_t prev = synced_seq_.load();
-    while (prev < seq && !synced_seq_.compare_exchange_weak(prev, seq)) {
-    }
-  }
   if (durability == Durability::kGroupSync) RAIDFS_CHECK(sync(seq));
   return seq;
 }

@@ -15,7 +15,9 @@
 // written before it started, the followers wait for it and return without an fsync of their own
 // when it covered them. Because the WAL is ordered, a synced write implies every earlier write is
 // synced too. Durability::kGroupSync = write() then sync(). Durability::kSyncEach asks RocksDB to
-// fsync inside the write (WriteOptions::sync; kept for comparison in the benchmark).
+// fsync inside the write (WriteOptions::sync; kept for comparison in the benchmark); it does not
+// advance synced_sequence(), since RocksDB does not report the write's own sequence and the latest
+// one may belong to another thread's unsynced write.
 //
 // Thread-safety: all methods may be called from any thread concurrently. Reads see every write
 // that returned before they started; a scan sees one consistent snapshot.
@@ -121,6 +123,7 @@ class Store {
   // Makes every write whose sequence is ≤ seq durable (group commit, see above). EIO on failure.
   Result<void> sync(uint64_t seq);
   uint64_t latest_sequence() const;
+  // Every write with a sequence ≤ this is durable (advanced by sync() only).
   uint64_t synced_sequence() const { return synced_seq_.load(); }
 
   StoreStats stats() const;

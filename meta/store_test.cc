@@ -143,6 +143,27 @@ TEST(Store, WriteSetGetScanFloor) {
   EXPECT_FALSE(s.floor(Family::kExtents, extent_key(6, 5), extent_key(6, 0)).value().has_value());
 }
 
+// synced_sequence() is a promise that everything up to it is durable. A kSyncEach write cannot
+// tell which sequence it got (the latest may be another thread's unsynced write), so it leaves
+// synced_sequence() alone; only sync() advances it.
+TEST(Store, SyncEachWriteDoesNotClaimOtherWritesDurable) {
+  TempDir dir;
+  auto opened = Store::open(small_array(dir.path()));
+  ASSERT_TRUE(opened.has_value());
+  Store& s = **opened;
+  const uint64_t synced = s.synced_sequence();
+  WriteSet a;
+  a.put(Family::kInodes, inode_key(10), "a");
+  ASSERT_TRUE(s.write(a, Durability::kNone).has_value());
+  WriteSet b;
+  b.put(Family::kInodes, inode_key(11), "b");
+  auto seq = s.write(b, Durability::kSyncEach);
+  ASSERT_TRUE(seq.has_value());
+  EXPECT_EQ(s.synced_sequence(), synced);
+  ASSERT_TRUE(s.sync(*seq).has_value());
+  EXPECT_GE(s.synced_sequence(), *seq);
+}
+
 TEST(Store, GroupCommitSharesWalSyncs) {
   TempDir dir;
   auto opened = Store::open(small_array(dir.path()));
@@ -157,7 +178,8 @@ TEST(Store, GroupCommitSharesWalSyncs) {
       for (int n = 0; n < kPerThread; ++n) {
         WriteSet set;
         set.put(Family::kInodes, inode_key(uint64_t(t) * 1000 + n), "x");
-        if (!s.write(set, Durability::kGroupSync)) ++failures;
+        auto seq = s.write(set, Durability::kGroupSync);
+        if (!seq || s.synced_sequence() < *seq) ++failures;  // durable when write() returns
       }
     });
   for (auto& t : threads) t.join();
