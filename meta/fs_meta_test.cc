@@ -3,9 +3,12 @@
 // Method: drive FsMeta on a temporary RocksDB; after each scenario the checker must find nothing.
 #include "meta/fs_meta.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -15,6 +18,8 @@
 #include "meta/checker.h"
 #include "meta/keys.h"
 #include "meta/test_util.h"
+
+extern char** environ;
 
 namespace raidfs::meta {
 namespace {
@@ -358,11 +363,25 @@ TEST_F(FsMetaTest, CommitWriteSplitsExtentsAndCountsLiveBlocks) {
   EXPECT_EQ(meta_->get_stripe(s2->id).value().live_blocks, 0u);
   expect_consistent();
 
-  // Removing the file frees the sealed stripe (after the commit is durable).
-  ASSERT_TRUE(meta_->unlink(kRootIno, "data", false, Durability::kGroupSync).has_value());
+  // Removing the file frees the sealed stripe, but it is handed out again only once that commit
+  // is durable: first every other free stripe, then (after a WAL sync) s1.
+  const uint64_t synced_before = meta_->store().synced_sequence();
+  ASSERT_TRUE(meta_->unlink(kRootIno, "data", false).has_value());
+  const uint64_t freed_at = meta_->store().latest_sequence();
   EXPECT_EQ(meta_->get_stripe(s1->id).value().state, StripeState::kFree);
-  EXPECT_EQ(meta_->free_stripe_count(), 63u);  // s2 is still open
+  EXPECT_EQ(meta_->free_stripe_count(), 63u);  // s2 is still open; s1 counts as soon to be free
   expect_consistent();
+  for (int n = 0; n < 62; ++n) {
+    auto other = meta_->allocate_stripe();
+    ASSERT_TRUE(other.has_value());
+    EXPECT_NE(other->id, s1->id) << "handed out before its free was durable";
+  }
+  EXPECT_EQ(meta_->store().synced_sequence(), synced_before);
+  auto again = meta_->allocate_stripe();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->id, s1->id);
+  EXPECT_GE(meta_->store().synced_sequence(), freed_at);
+  EXPECT_EQ(err(meta_->allocate_stripe()), ENOSPC);
   reopen();
   EXPECT_EQ(meta_->free_stripe_count(), 63u);
   EXPECT_EQ(meta_->open_stripes(), std::vector<uint64_t>{s2->id});
@@ -673,6 +692,86 @@ TEST_F(FsMetaTest, CheckerReportsPlantedDamage) {
   EXPECT_TRUE(kinds.contains(Finding::Kind::kExtentBadStripe));
   EXPECT_TRUE(kinds.contains(Finding::Kind::kCorruptRecord));
   EXPECT_TRUE(kinds.contains(Finding::Kind::kLiveCount));
+}
+
+// Child mode of StripeGenerationsNeverRepeatAcrossReopen: allocates stripes (more than one
+// reservation of generations), commits one, records the highest generation it was given, and dies
+// without closing anything, as a crash would.
+TEST(GenerationChild, AllocateThenDie) {
+  const char* dir = std::getenv("RAIDFS_META_GENERATION_DIR");
+  if (!dir) GTEST_SKIP() << "runs only as StripeGenerationsNeverRepeatAcrossReopen's child";
+  auto meta = FsMeta::open(small_array(dir, false));
+  if (!meta) _exit(2);
+  uint64_t max_generation = 0;
+  StripeRef last{};
+  for (int n = 0; n < 1500; ++n) {
+    auto ref = (*meta)->allocate_stripe();
+    if (!ref) _exit(3);
+    max_generation = std::max(max_generation, ref->generation);
+    if (n + 1 < 1500) (*meta)->release_stripe(ref->id);
+    last = *ref;
+  }
+  auto f = (*meta)->create(kRootIno, "child", file_args());
+  Stripe s;
+  s.id = last.id;
+  s.generation = last.generation;
+  s.state = StripeState::kSealed;
+  s.filled_bytes = kBlockBytes;
+  s.block_crcs = {1};
+  Extent e{0, last.id, 0, kBlockBytes};
+  if (!f || !(*meta)->commit_write(f->ino, {&e, 1}, {&s, 1})) _exit(4);
+  FILE* out = std::fopen((std::string(dir) + ".max").c_str(), "w");
+  if (!out) _exit(5);
+  std::fprintf(out, "%llu\n", static_cast<unsigned long long>(max_generation));
+  std::fclose(out);
+  _exit(0);  // no destructor runs: the database is not closed
+}
+
+// Generations are never handed out twice: not after a clean reopen, nor after a process that
+// allocated (beyond one 1024-generation reservation) died without closing the store.
+TEST_F(FsMetaTest, StripeGenerationsNeverRepeatAcrossReopen) {
+  uint64_t max_generation = 0;
+  for (int n = 0; n < 10; ++n) {
+    auto ref = meta_->allocate_stripe().value();
+    max_generation = std::max(max_generation, ref.generation);
+    meta_->release_stripe(ref.id);
+  }
+  reopen();  // clean: the store is closed
+  auto after_close = meta_->allocate_stripe().value();
+  EXPECT_GT(after_close.generation, max_generation);
+  meta_.reset();
+
+  std::string dir_var = "RAIDFS_META_GENERATION_DIR=" + dir_.path();
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  envp.push_back(dir_var.data());
+  envp.push_back(nullptr);
+  std::string self = "/proc/self/exe", filter = "--gtest_filter=GenerationChild.AllocateThenDie";
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd >= 0) dup2(null_fd, STDOUT_FILENO);
+    execve(argv[0], argv, envp.data());
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  unsigned long long child_max = 0;
+  FILE* in = std::fopen((dir_.path() + ".max").c_str(), "r");
+  ASSERT_NE(in, nullptr);
+  ASSERT_EQ(std::fscanf(in, "%llu", &child_max), 1);
+  std::fclose(in);
+  std::remove((dir_.path() + ".max").c_str());
+  EXPECT_GT(child_max, after_close.generation + 1024);  // it used more than one reservation
+
+  reopen();  // after the "crash"
+  auto after_crash = meta_->allocate_stripe().value();
+  EXPECT_GT(after_crash.generation, child_max);
+  EXPECT_EQ(meta_->lookup(kRootIno, "child").value().size, kBlockBytes);
+  expect_consistent();
 }
 
 // Damage the per-record checks cannot see: each kind alone must be reported.
