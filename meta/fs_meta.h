@@ -62,7 +62,6 @@ inline constexpr uint64_t kFirstCookie = 3;
 inline constexpr uint32_t kLinkMax = 65000;
 inline constexpr size_t kReaddirBatchMax = 4096;    // entries per readdir() call
 inline constexpr size_t kMappingsMax = 4096;         // segments per map_range() call
-inline constexpr uint32_t kDirDepthMax = 4096;       // ancestry walk bound for rename
 
 struct CreateArgs {
   uint32_t mode = 0;  // S_IFMT type (regular, directory, symlink, device, fifo, socket) | perms

@@ -227,6 +227,22 @@ TEST_F(FsMetaTest, RenameSemantics) {
   expect_consistent();
 }
 
+// Directory depth has no limit, so rename's walk up the parent chain must not call a deep tree
+// corrupt; only a real cycle is.
+TEST_F(FsMetaTest, RenameIntoAVeryDeepDirectory) {
+  constexpr int kDepth = 4200;
+  uint64_t dir = kRootIno;
+  for (int n = 0; n < kDepth; ++n) {
+    dir = mkdir(dir, "d");
+    ASSERT_NE(dir, 0u);
+  }
+  mkdir(kRootIno, "x");
+  auto r = meta_->rename(kRootIno, "x", dir, "x", 0, false);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(err(meta_->rename(kRootIno, "d", dir, "loop", 0, false)), EINVAL);  // own subtree
+  expect_consistent();
+}
+
 TEST_F(FsMetaTest, ReaddirCookiesSurviveInsertsAndDeletes) {
   uint64_t d = mkdir(kRootIno, "d");
   std::set<std::string> present;

@@ -2,6 +2,8 @@
 // Each computes in a Txn under mu_ and commits one batch (see fs_meta.h for the rules).
 #include <sys/xattr.h>
 
+#include <unordered_set>
+
 #include "meta/fs_meta.h"
 #include "meta/txn.h"
 
@@ -43,15 +45,18 @@ Result<bool> dir_is_empty(const Store& store, uint64_t dir) {
 }
 
 // Fails with EINVAL if `dir` is `ancestor` or lies below it (walking the parent links up).
+// Walks dir's parent chain to the root. Trees have no depth limit, so the walk is bounded by the
+// directories it has seen: meeting one again is a cycle (corruption), not a deep tree.
 Result<void> check_not_below(Txn& txn, uint64_t dir, uint64_t ancestor) {
-  for (uint32_t depth = 0; depth < kDirDepthMax; ++depth) {
+  std::unordered_set<uint64_t> seen;
+  for (;;) {
     if (dir == ancestor) return fail(EINVAL, "cannot move a directory into its own subtree");
     if (dir == kRootIno) return {};
+    if (!seen.insert(dir).second)
+      return corrupt("directory " + std::to_string(dir) + ": its parent chain is a cycle");
     RAIDFS_TRY(Inode d, txn.load_inode(dir));
     dir = d.parent;
   }
-  return fail(EIO, "corrupt record: directory parent chain longer than " +
-                       std::to_string(kDirDepthMax));
 }
 
 // Drops one name of non-directory `ino`: orphans it (is_open) or destroys it at nlink 0.
