@@ -381,6 +381,15 @@ Result<void> Array::rebuild_each(IoChannel& channel, const ReadRequest& req, uin
   const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes), count = req.length / kBlockBytes;
   std::array<uint32_t, kParityMax + 1> erased;
   std::copy(already_lost.begin(), already_lost.end(), erased.begin());
+  // Verifies data slot d's block b in the row and hands it to the caller.
+  auto deliver = [&](uint32_t d, uint32_t b, const char* failure) -> Result<void> {
+    if (!ref.block_crcs.empty() &&
+        !block_matches({ref.stripe, ref.generation, b}, {ptrs[d], kBlockBytes}, ref.block_crcs[b]))
+      return fail(EIO, "stripe " + std::to_string(ref.stripe) + " block " + std::to_string(b) + ": " + failure);
+    std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, ptrs[d], kBlockBytes);
+    channel.block_flags_[b - first] = kBlockOk;
+    return {};
+  };
   for (uint32_t d = 0; d < k; ++d) {
     const uint32_t b = d * per_chunk + row;
     if (b < first || b >= first + count || b >= ref.filled_blocks) continue;
@@ -389,23 +398,13 @@ Result<void> Array::rebuild_each(IoChannel& channel, const ReadRequest& req, uin
       if (lost == geometry_.parity_count()) {
         // Degraded to the limit: nothing to rebuild this block from but itself. It was read
         // from its member with the row; take it if it verifies (a scrub can prove no more).
-        if (!ref.block_crcs.empty() &&
-            !block_matches({ref.stripe, ref.generation, b}, {ptrs[d], kBlockBytes}, ref.block_crcs[b]))
-          return fail(EIO, "stripe " + std::to_string(ref.stripe) + " block " + std::to_string(b) +
-                               ": corrupt, and no parity to spare to rebuild it");
-        std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, ptrs[d], kBlockBytes);
-        channel.block_flags_[b - first] = kBlockOk;
+        RAIDFS_CHECK(deliver(d, b, "corrupt, and no parity to spare to rebuild it"));
         continue;
       }
       erased[lost++] = d;
     }
     RAIDFS_CHECK(codec_.reconstruct(ptrs, {erased.data(), lost}, kBlockBytes));
-    if (!ref.block_crcs.empty() &&
-        !block_matches({ref.stripe, ref.generation, b}, {ptrs[d], kBlockBytes}, ref.block_crcs[b]))
-      return fail(EIO, "stripe " + std::to_string(ref.stripe) + " block " + std::to_string(b) +
-                           ": rebuilt from parity, fails its checksum");
-    std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, ptrs[d], kBlockBytes);
-    channel.block_flags_[b - first] = kBlockOk;
+    RAIDFS_CHECK(deliver(d, b, "rebuilt from parity, fails its checksum"));
     report.reconstructed_blocks++;
   }
   return {};
