@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "meta/fs_meta.h"
 #include "meta/txn.h"
@@ -164,7 +165,55 @@ Result<void> destroy_inode(Txn& txn, const Inode& inode) {
   return {};
 }
 
+// Overlays `extents` (sorted, inside [lo, hi)) on the map of `ino`, each replacing what mapped
+// its own bytes; with no extents, unmaps all of [lo, hi) (a hole). Loads every old extent
+// touching the range, writes the diff and records the live-count changes. Scans committed
+// state: once per inode per Txn.
+Result<void> replace_extents(Txn& txn, uint64_t ino, uint64_t lo, uint64_t hi,
+                             std::span<const Extent> extents) {
+  const Store& store = txn.store();
+  std::map<uint64_t, Extent> before;
+  RAIDFS_TRY(auto prev, store.floor(Family::kExtents, extent_key(ino, lo), extent_key(ino, 0)));
+  if (prev) {
+    RAIDFS_TRY(auto k, parse_u64_pair_key(prev->first));
+    RAIDFS_TRY(Extent e, decode_extent(k.second, prev->second));
+    if (e.file_end() > lo) before[e.file_offset] = e;
+  }
+  RAIDFS_CHECK(store.scan(Family::kExtents, extent_key(ino, lo), extent_key(ino, hi),
+                          [&](std::string_view key, std::string_view value) -> Result<bool> {
+                            RAIDFS_TRY(auto k, parse_u64_pair_key(key));
+                            RAIDFS_TRY(Extent e, decode_extent(k.second, value));
+                            before[e.file_offset] = e;
+                            return true;
+                          }));
+  std::map<uint64_t, Extent> after = before;
+  if (extents.empty()) carve(after, lo, hi);
+  for (const Extent& e : extents) {
+    carve(after, e.file_offset, e.file_end());
+    after[e.file_offset] = e;
+  }
+  for (const auto& [off, e] : before) {
+    txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
+    if (!after.contains(off)) txn.del(Family::kExtents, extent_key(ino, off));
+  }
+  for (const auto& [off, e] : after) {
+    txn.add_live(e.stripe_id, int64_t{extent_blocks(e)});
+    auto old = before.find(off);
+    if (old == before.end() || !(old->second == e))
+      txn.put(Family::kExtents, extent_key(ino, off), encode_extent(e));
+  }
+  return {};
+}
+
 Result<void> FsMeta::commit_write(uint64_t ino, std::span<const Extent> extents,
+                                  std::span<const Stripe> stripes, Durability durability) {
+  if (ino == 0 && !extents.empty()) return fail(EINVAL, "extents without an inode");
+  std::vector<FileExtents> files;
+  if (ino != 0) files.push_back(FileExtents{ino, {extents.begin(), extents.end()}, false});
+  return commit_files(files, stripes, durability);
+}
+
+Result<void> FsMeta::commit_files(std::span<const FileExtents> files,
                                   std::span<const Stripe> stripes, Durability durability) {
   std::unique_lock lock(mu_);
   Txn txn(*store_);
@@ -186,15 +235,32 @@ Result<void> FsMeta::commit_write(uint64_t ino, std::span<const Extent> extents,
     supplied[s.id] = record;
     supplied_ids.push_back(s.id);
   }
+  for (const auto& [id, record] : supplied) txn.put_stripe(record);
 
-  Inode inode;
-  if (ino == 0) {
-    if (!extents.empty()) return fail(EINVAL, "extents without an inode");
-  } else {
-    RAIDFS_TRY(inode, txn.load_inode(ino));
-    if (is_dir(inode)) return fail(EISDIR, "inode " + std::to_string(ino) + " is a directory");
-    if (!is_reg(inode)) return fail(EINVAL, "inode " + std::to_string(ino) + " is not a file");
+  std::set<uint64_t> seen;
+  for (const FileExtents& file : files) {
+    if (file.ino == 0) return fail(EINVAL, "extents without an inode");
+    // Scans see committed state only, so one batch may touch a file's extents once.
+    if (!seen.insert(file.ino).second)
+      return fail(EINVAL, "inode " + std::to_string(file.ino) + " supplied twice");
+    RAIDFS_TRY(auto found, txn.find_inode(file.ino));
+    if (!found) {
+      if (file.skip_if_missing) continue;  // removed meanwhile: its data is dead already
+      return fail(ENOENT, "inode " + std::to_string(file.ino) + " does not exist");
+    }
+    RAIDFS_CHECK(apply_file_extents(txn, *found, file.extents, supplied));
   }
+  RAIDFS_CHECK(apply_live_deltas(txn, supplied_ids));
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  lock.unlock();
+  return finish(seq, durability);
+}
+
+Result<void> FsMeta::apply_file_extents(Txn& txn, Inode inode, std::span<const Extent> extents,
+                                        const std::map<uint64_t, Stripe>& supplied) {
+  const uint64_t ino = inode.ino;
+  if (is_dir(inode)) return fail(EISDIR, "inode " + std::to_string(ino) + " is a directory");
+  if (!is_reg(inode)) return fail(EINVAL, "inode " + std::to_string(ino) + " is not a file");
 
   // Validate the new extents against each other and their stripes.
   for (size_t n = 0; n < extents.size(); ++n) {
@@ -218,47 +284,30 @@ Result<void> FsMeta::commit_write(uint64_t ino, std::span<const Extent> extents,
       return fail(EINVAL, "extent beyond the filled bytes of stripe " +
                               std::to_string(e.stripe_id));
   }
-  for (const auto& [id, record] : supplied) txn.put_stripe(record);
 
   if (!extents.empty()) {
-    // Load every old extent touching [lo, hi), overlay the new ones in memory, write the diff.
     const uint64_t lo = extents.front().file_offset, hi = extents.back().file_end();
-    std::map<uint64_t, Extent> before;
-    RAIDFS_TRY(auto prev, store_->floor(Family::kExtents, extent_key(ino, lo), extent_key(ino, 0)));
-    if (prev) {
-      RAIDFS_TRY(auto k, parse_u64_pair_key(prev->first));
-      RAIDFS_TRY(Extent e, decode_extent(k.second, prev->second));
-      if (e.file_end() > lo) before[e.file_offset] = e;
-    }
-    RAIDFS_CHECK(store_->scan(Family::kExtents, extent_key(ino, lo), extent_key(ino, hi),
-                              [&](std::string_view key, std::string_view value) -> Result<bool> {
-                                RAIDFS_TRY(auto k, parse_u64_pair_key(key));
-                                RAIDFS_TRY(Extent e, decode_extent(k.second, value));
-                                before[e.file_offset] = e;
-                                return true;
-                              }));
-    std::map<uint64_t, Extent> after = before;
-    for (const Extent& e : extents) {
-      carve(after, e.file_offset, e.file_end());
-      after[e.file_offset] = e;
-    }
-    for (const auto& [off, e] : before) {
-      txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
-      if (!after.contains(off)) txn.del(Family::kExtents, extent_key(ino, off));
-    }
-    for (const auto& [off, e] : after) {
-      txn.add_live(e.stripe_id, int64_t{extent_blocks(e)});
-      auto old = before.find(off);
-      if (old == before.end() || !(old->second == e))
-        txn.put(Family::kExtents, extent_key(ino, off), encode_extent(e));
-    }
+    RAIDFS_CHECK(replace_extents(txn, ino, lo, hi, extents));
     inode.size = std::max(inode.size, hi);
   }
-  RAIDFS_CHECK(apply_live_deltas(txn, supplied_ids));
-  if (ino != 0) {
-    inode.mtime_ns = inode.ctime_ns = now_ns();
-    txn.put_inode(inode);
-  }
+  inode.mtime_ns = inode.ctime_ns = now_ns();
+  txn.put_inode(inode);
+  return {};
+}
+
+Result<void> FsMeta::punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
+                                Durability durability) {
+  if (length == 0) return {};
+  if (offset + length < offset) return fail(EINVAL, "hole range overflows");
+  std::unique_lock lock(mu_);
+  Txn txn(*store_);
+  RAIDFS_TRY(Inode inode, txn.load_inode(ino));
+  if (is_dir(inode)) return fail(EISDIR, "inode " + std::to_string(ino) + " is a directory");
+  if (!is_reg(inode)) return fail(EINVAL, "inode " + std::to_string(ino) + " is not a file");
+  RAIDFS_CHECK(replace_extents(txn, ino, offset, offset + length, {}));
+  RAIDFS_CHECK(apply_live_deltas(txn));
+  inode.mtime_ns = inode.ctime_ns = now_ns();
+  txn.put_inode(inode);
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();
   return finish(seq, durability);

@@ -110,6 +110,15 @@ struct Mapping {
   uint32_t stripe_offset = 0;
 };
 
+// One file's part of a commit_files() batch.
+struct FileExtents {
+  uint64_t ino = 0;
+  std::vector<Extent> extents;  // sorted by file_offset, non-overlapping, length > 0
+  // A file removed since its data was written is skipped instead of failing the batch: its
+  // data is dead, and the other files' data must still commit.
+  bool skip_if_missing = true;
+};
+
 struct StripeRef {
   uint64_t id = 0;
   uint64_t generation = 0;
@@ -198,6 +207,15 @@ class FsMeta {
   Result<void> commit_write(uint64_t ino, std::span<const Extent> extents,
                             std::span<const Stripe> stripes,
                             Durability durability = Durability::kNone);
+  // commit_write for several files in one batch (a sealed stripe holds many files' data): the
+  // stripe records and every file's extents commit together or not at all. Each inode at most
+  // once (EINVAL otherwise); a missing inode is skipped when its entry says so, else ENOENT.
+  Result<void> commit_files(std::span<const FileExtents> files, std::span<const Stripe> stripes,
+                            Durability durability = Durability::kNone);
+  // Unmaps file bytes [offset, offset + length) (they read as zeros; the size is unchanged),
+  // releasing the blocks they referenced. ENOENT; EISDIR/EINVAL not a regular file.
+  Result<void> punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
+                          Durability durability = Durability::kNone);
   // The mapping of [offset, offset + length) clipped at the file size: holes and extents in file
   // order, at most kMappingsMax segments (continue from the end of the last one: a call that stops
   // at the limit ends with the last segment it read, never with a hole over extents it did not
@@ -227,6 +245,10 @@ class FsMeta {
   // Writes the transaction's batch (mu_ held), then applies its in-memory stripe changes.
   Result<uint64_t> write_locked(Txn& txn, Durability durability);
   Result<void> finish(uint64_t seq, Durability durability);
+  // commit_files' work for one file (mu_ held): validates its extents, overlays them, sets size
+  // and times.
+  Result<void> apply_file_extents(Txn& txn, Inode inode, std::span<const Extent> extents,
+                                  const std::map<uint64_t, Stripe>& supplied);
   void reclaim_pending_locked();
 
   std::unique_ptr<Store> store_;

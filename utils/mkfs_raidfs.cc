@@ -14,12 +14,13 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "fs/array_spec.h"
 #include "meta/fs_meta.h"
 #include "raid/array.h"
 
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 using namespace raidfs;
 
 int die(const std::string& message, int code = 1) {
@@ -49,19 +50,19 @@ struct MetadataDir {
 Result<MetadataDir> check_metadata_dir(const std::string& dir, bool force) {
   std::error_code ec;
   MetadataDir out;
-  fs::path path = fs::absolute(dir, ec).lexically_normal();
+  stdfs::path path = stdfs::absolute(dir, ec).lexically_normal();
   if (ec) return fail(EINVAL, dir + ": " + ec.message());
   out.path = path.string();
-  if (fs::exists(path, ec)) {
-    if (!fs::is_directory(path, ec)) return fail(ENOTDIR, dir + ": exists and is not a directory");
-    if (!fs::is_empty(path, ec)) {
-      const bool database = fs::exists(path / "CURRENT", ec);
+  if (stdfs::exists(path, ec)) {
+    if (!stdfs::is_directory(path, ec)) return fail(ENOTDIR, dir + ": exists and is not a directory");
+    if (!stdfs::is_empty(path, ec)) {
+      const bool database = stdfs::exists(path / "CURRENT", ec);
       if (!database) return fail(EEXIST, dir + ": not empty (choose an empty or new directory)");
       if (!force) return fail(EEXIST, dir + ": holds a metadata database already (use -f to replace it)");
       out.replace = true;
     }
   } else {
-    fs::create_directories(path, ec);
+    stdfs::create_directories(path, ec);
     if (ec) return fail(ec.value(), dir + ": cannot create: " + ec.message());
     out.created = true;
   }
@@ -120,12 +121,12 @@ int main(int argc, char** argv) {
   auto sb = Array::format(members, fo);
   if (!sb) {
     std::error_code ec;
-    if (dir->created) fs::remove_all(dir->path, ec);
+    if (dir->created) stdfs::remove_all(dir->path, ec);
     return die(sb.error().message);
   }
   if (dir->replace) {
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(dir->path, ec)) fs::remove_all(entry.path(), ec);
+    for (const auto& entry : stdfs::directory_iterator(dir->path, ec)) stdfs::remove_all(entry.path(), ec);
     if (ec) return die(dir->path + ": cannot remove the old database: " + ec.message());
   }
   const Geometry g = sb->geometry();
@@ -137,6 +138,10 @@ int main(int argc, char** argv) {
   so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
   so.geometry = std::to_string(g.member_count()) + "x" + std::to_string(g.chunk_bytes()) + "/p" +
                 std::to_string(g.parity_count());
+  std::vector<std::string> absolute_members;
+  for (const std::string& member : members) absolute_members.push_back(stdfs::absolute(member).string());
+  if (auto listed = raidfs::fs::write_member_list(dir->path, absolute_members); !listed)
+    return die(listed.error().message);
   auto fsmeta = meta::FsMeta::open(so);
   if (!fsmeta) {
     return die(dir->path + ": cannot create the metadata database: " + fsmeta.error().message +

@@ -1,0 +1,45 @@
+// array_spec: from what a user names on the command line to an opened Array and its metadata.
+//
+// A SPEC is either the metadata directory (which holds the member list that mkfs.raidfs wrote,
+// `members`, one path per line in member order) or a comma-separated list of member paths (in any
+// order; each member's superblock says where it goes and where the metadata lives). `members`
+// overrides the member paths of a metadata directory (devices renamed since mkfs).
+//
+// Used by mount.raidfs, raidfs-fsck and the admin tool, so they all accept the same SPECs and
+// say the same things about them.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "meta/fs_meta.h"
+#include "raid/array.h"
+
+namespace raidfs::fs {
+
+inline constexpr const char* kMembersFileName = "members";
+
+struct OpenedArray {
+  std::unique_ptr<Array> array;
+  std::unique_ptr<meta::FsMeta> meta;
+  std::vector<std::string> warnings;  // the array's (degraded, backup superblock used ...)
+};
+
+// Member paths named by `spec` (see above). ENOENT/ENOTDIR: neither a metadata directory nor a
+// list of existing paths; EINVAL an empty list.
+Result<std::vector<std::string>> member_paths(const std::string& spec);
+
+// Writes the member list into a metadata directory (mkfs.raidfs).
+Result<void> write_member_list(const std::string& metadata_dir,
+                               const std::vector<std::string>& paths);
+
+// Opens the array named by `spec` (members from `members_override` when it is not empty) and the
+// metadata database its superblocks name. Errors name the member or directory concerned: those of
+// Array::open (ENXIO more members missing than the parity count — the message names them) and
+// FsMeta::open, and EINVAL when the metadata belongs to another array or another geometry.
+Result<OpenedArray> open_array(const std::string& spec,
+                               const std::vector<std::string>& members_override = {});
+
+}  // namespace raidfs::fs

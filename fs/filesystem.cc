@@ -1,0 +1,575 @@
+// Filesystem: the operations, the read path, and mount-time recovery. The write path is
+// StripeWriter's (stripe_writer.h).
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "base/log.h"
+#include "fs/open_files.h"
+#include "fs/stripe_writer.h"
+#include "raid/checksum.h"
+
+namespace raidfs::fs {
+namespace {
+
+constexpr uint64_t kBlock = kBlockBytes;
+// The largest file offset: extents store 64-bit offsets; keep clear of overflow in end math.
+constexpr uint64_t kMaxFileBytes = uint64_t{1} << 60;
+
+uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
+bool is_reg(const meta::Inode& i) { return S_ISREG(i.mode); }
+
+std::string human(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 5) v /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+const char* state_name(MemberState s) {
+  switch (s) {
+    case MemberState::kActive: return "active";
+    case MemberState::kFailed: return "failed";
+    case MemberState::kMissing: return "missing";
+    case MemberState::kRebuilding: return "rebuilding";
+    case MemberState::kUnknown: break;
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+IoContext::IoContext(std::unique_ptr<MemberIo> io, const Array& array)
+    : io_(std::move(io)), channel_(array, *io_), bounce_(kBounceBytes) {}
+
+Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMeta> meta,
+                       const FilesystemOptions& options)
+    : options_(options),
+      array_(std::move(array)),
+      meta_(std::move(meta)),
+      open_files_(std::make_unique<OpenFiles>()),
+      writer_(std::make_unique<StripeWriter>(*array_, *meta_, stripe_reuse_)) {}
+
+Filesystem::~Filesystem() = default;
+
+Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> array,
+                                                     std::unique_ptr<meta::FsMeta> meta,
+                                                     const FilesystemOptions& options) {
+  const meta::Super& super = meta->store().super();
+  const Geometry& g = array->geometry();
+  if (super.array_uuid != array->uuid())
+    return fail(EINVAL, "the metadata belongs to array " + uuid_to_string(super.array_uuid) +
+                            ", the members to " + uuid_to_string(array->uuid()));
+  if (super.stripe_count != g.stripe_count() || super.stripe_data_bytes != g.stripe_data_bytes())
+    return fail(EINVAL, "the metadata and the members disagree on the stripe geometry");
+  std::unique_ptr<Filesystem> fs(new Filesystem(std::move(array), std::move(meta), options));
+  if (!options.read_only) {
+    RAIDFS_TRY(auto ctx, fs->make_io_context());
+    RAIDFS_CHECK(fs->seal_leftover_open_stripes(*ctx));
+  }
+  return fs;
+}
+
+Result<std::unique_ptr<IoContext>> Filesystem::make_io_context() const {
+  RAIDFS_TRY(auto io, array_->make_member_io());
+  return std::make_unique<IoContext>(std::move(io), *array_);
+}
+
+// --- mount-time recovery ------------------------------------------------------------------------
+
+Result<void> Filesystem::seal_leftover_open_stripes(IoContext& ctx) {
+  const std::vector<uint64_t> open = meta_->open_stripes();
+  for (uint64_t id : open) {
+    RAIDFS_TRY(meta::Stripe stripe, meta_->get_stripe(id));
+    if (auto sealed = seal_open_stripe(ctx, stripe); !sealed)
+      return fail_with(sealed.error(), "sealing stripe " + std::to_string(id) +
+                                           " left open by the last mount: ");
+  }
+  if (!open.empty()) {
+    RAIDFS_CHECK(sync_metadata());
+    RAIDFS_LOG(kInfo, "sealed %zu stripe(s) left open by the last mount", open.size());
+  }
+  return {};
+}
+
+// A stripe committed open holds data blocks on the members and its parity in the metadata.
+// Sealing reads the data back (verified; rebuilt through the metadata parity if a member is
+// gone), writes the full parity to the members, flushes, and commits the record sealed.
+Result<void> Filesystem::seal_open_stripe(IoContext& ctx, const meta::Stripe& stripe) {
+  const Geometry& g = array_->geometry();
+  const uint32_t k = g.data_count(), m = g.parity_count(), c = g.chunk_bytes();
+  AlignedBuffer chunks(size_t{g.member_count()} * c);
+  if (stripe.filled_bytes > 0)
+    RAIDFS_CHECK(read_stripe_blocks(ctx, stripe, 0, stripe.filled_bytes, chunks.data()));
+  const uint8_t* data[kMembersMax];
+  uint8_t* parity[kParityMax];
+  for (uint32_t d = 0; d < k; ++d) data[d] = chunks.data() + size_t{d} * c;
+  for (uint32_t p = 0; p < m; ++p) parity[p] = chunks.data() + size_t{k + p} * c;
+  array_->codec().encode(data, parity, c);
+  RAIDFS_CHECK(array_->write_parity(ctx.channel(), stripe.id, parity[0]));
+  RAIDFS_CHECK(array_->flush(ctx.channel()));
+  meta::Stripe sealed = stripe;
+  sealed.state = meta::StripeState::kSealed;
+  sealed.parity_count = 0;
+  sealed.parity_rows.clear();
+  return meta_->commit_files({}, std::span(&sealed, 1));
+}
+
+// --- status ---------------------------------------------------------------------------------------
+
+FilesystemStats Filesystem::stats() const {
+  const WriterStats w = writer_->stats();
+  FilesystemStats s;
+  s.reconstructed_blocks = counters_.reconstructed;
+  s.corrupt_blocks = counters_.corrupt;
+  s.healed_blocks = counters_.healed;
+  s.stripes_sealed = w.stripes_sealed;
+  s.partial_flushes = w.partial_flushes;
+  s.bytes_copied_read = counters_.copied_read;
+  s.bytes_copied_write = w.bytes_copied;
+  return s;
+}
+
+std::string Filesystem::status_text() const {
+  const Geometry& g = array_->geometry();
+  const Superblock sb = array_->superblock();
+  const FsStatfs st = statfs();
+  const FilesystemStats c = stats();
+  const uint32_t m = g.parity_count();
+  std::ostringstream out;
+  out << "array: " << uuid_to_string(sb.array_uuid);
+  if (!sb.label.empty()) out << " (" << sb.label << ")";
+  out << "\n";
+  out << "level: " << (m == 1 ? "raid5" : m == 2 ? "raid6" : "triple parity") << ", "
+      << g.member_count() << " members, " << g.data_count() << "+" << m << " chunks of "
+      << human(g.chunk_bytes()) << "\n";
+  const uint32_t down = array_->unavailable_count();
+  out << "state: "
+      << (down == 0 ? "healthy" : down <= m ? "degraded" : "failed (more members lost than parity)")
+      << (down ? " (" + std::to_string(down) + " of " + std::to_string(g.member_count()) +
+                     " members unavailable)"
+               : std::string())
+      << (options_.read_only ? ", read-only" : "") << "\n";
+  for (uint32_t i = 0; i < g.member_count(); ++i)
+    out << "member " << i << ": " << state_name(array_->member_state(i)) << " "
+        << array_->member_path(i) << "\n";
+  const uint64_t used = (st.blocks - st.blocks_free) * st.block_size;
+  out << "space: " << human(used) << " used of " << human(st.blocks * st.block_size) << ", "
+      << human(st.blocks_free * st.block_size) << " free\n";
+  out << "reconstructed_blocks: " << c.reconstructed_blocks << "\n";
+  out << "corrupt_blocks: " << c.corrupt_blocks << "\n";
+  out << "healed_blocks: " << c.healed_blocks << "\n";
+  out << "stripes_sealed: " << c.stripes_sealed << "\n";
+  out << "partial_flushes: " << c.partial_flushes << "\n";
+  out << "bytes_copied_read: " << c.bytes_copied_read << "\n";
+  out << "bytes_copied_write: " << c.bytes_copied_write << "\n";
+  for (const std::string& w : array_->warnings()) out << "warning: " << w << "\n";
+  return out.str();
+}
+
+FsStatfs Filesystem::statfs() const {
+  const Geometry& g = array_->geometry();
+  FsStatfs st;
+  st.blocks = g.capacity_bytes() / kBlock;
+  st.blocks_free =
+      (meta_->free_stripe_count() * g.stripe_data_bytes() + writer_->open_free_bytes()) / kBlock;
+  st.files = UINT64_MAX / 2;
+  st.files_free = UINT64_MAX / 2;
+  return st;
+}
+
+// --- namespace --------------------------------------------------------------------------------------
+
+meta::Inode Filesystem::with_pending_size(meta::Inode inode) const {
+  if (is_reg(inode)) inode.size = std::max(inode.size, writer_->pending_end(inode.ino));
+  return inode;
+}
+
+Result<meta::Inode> Filesystem::lookup(uint64_t parent, std::string_view name) const {
+  RAIDFS_TRY(meta::Inode inode, meta_->lookup(parent, name));
+  return with_pending_size(std::move(inode));
+}
+
+Result<meta::Inode> Filesystem::getattr(uint64_t ino) const {
+  RAIDFS_TRY(meta::Inode inode, meta_->getattr(ino));
+  return with_pending_size(std::move(inode));
+}
+
+Result<meta::Inode> Filesystem::setattr(IoContext&, uint64_t ino, const meta::SetAttr& attr) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  if (attr.size) {
+    if (*attr.size > kMaxFileBytes) return fail(EFBIG, "size beyond the largest file");
+    RAIDFS_TRY(meta::Inode inode, writer_->set_size(ino, attr));
+    return with_pending_size(std::move(inode));
+  }
+  RAIDFS_TRY(meta::Inode inode, meta_->setattr(ino, attr));
+  return with_pending_size(std::move(inode));
+}
+
+Result<std::string> Filesystem::readlink(uint64_t ino) const {
+  RAIDFS_TRY(meta::Inode inode, meta_->getattr(ino));
+  if (!S_ISLNK(inode.mode)) return fail(EINVAL, "not a symbolic link");
+  return inode.symlink_target;
+}
+
+Result<meta::Inode> Filesystem::mknod(uint64_t parent, std::string_view name, uint32_t mode,
+                                      uint64_t rdev, const Caller& caller) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  meta::CreateArgs args;
+  args.mode = (mode & S_IFMT) == 0 ? mode | S_IFREG : mode;
+  if (S_ISDIR(args.mode) || S_ISLNK(args.mode)) return fail(EINVAL, "mknod of a directory or symlink");
+  args.uid = caller.uid;
+  args.gid = caller.gid;
+  args.rdev = rdev;
+  return meta_->create(parent, name, args);
+}
+
+Result<meta::Inode> Filesystem::mkdir(uint64_t parent, std::string_view name, uint32_t mode,
+                                      const Caller& caller) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  meta::CreateArgs args;
+  args.mode = (mode & ~S_IFMT) | S_IFDIR;
+  args.uid = caller.uid;
+  args.gid = caller.gid;
+  return meta_->create(parent, name, args);
+}
+
+Result<meta::Inode> Filesystem::symlink(uint64_t parent, std::string_view name,
+                                        std::string_view target, const Caller& caller) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  meta::CreateArgs args;
+  args.mode = S_IFLNK | 0777;
+  args.uid = caller.uid;
+  args.gid = caller.gid;
+  args.symlink_target = std::string(target);
+  return meta_->create(parent, name, args);
+}
+
+Result<void> Filesystem::unlink(uint64_t parent, std::string_view name) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  RAIDFS_TRY(meta::Inode inode, meta_->lookup(parent, name));
+  RAIDFS_TRY(meta::UnlinkResult r, meta_->unlink(parent, name, open_files_->is_open(inode.ino)));
+  if (r.removed) writer_->forget(r.ino);
+  return {};
+}
+
+Result<void> Filesystem::rmdir(uint64_t parent, std::string_view name) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  return meta_->rmdir(parent, name);
+}
+
+Result<void> Filesystem::rename(uint64_t old_parent, std::string_view old_name,
+                                uint64_t new_parent, std::string_view new_name, unsigned flags) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  bool target_open = false;
+  if (auto target = meta_->lookup(new_parent, new_name)) target_open = open_files_->is_open(target->ino);
+  RAIDFS_TRY(auto replaced,
+             meta_->rename(old_parent, old_name, new_parent, new_name, flags, target_open));
+  if (replaced && replaced->removed) writer_->forget(replaced->ino);
+  return {};
+}
+
+Result<meta::Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  RAIDFS_TRY(meta::Inode inode, meta_->link(ino, new_parent, new_name));
+  return with_pending_size(std::move(inode));
+}
+
+Result<meta::ReaddirBatch> Filesystem::readdir(uint64_t dir, uint64_t after_cookie,
+                                               size_t max_entries) const {
+  return meta_->readdir(dir, after_cookie, max_entries);
+}
+
+// --- open files ------------------------------------------------------------------------------------
+
+Result<meta::Inode> Filesystem::open(uint64_t ino, int flags) {
+  RAIDFS_TRY(meta::Inode inode, getattr(ino));
+  const int access = flags & O_ACCMODE;
+  if (S_ISDIR(inode.mode) && access != O_RDONLY) return fail(EISDIR, "directory opened for writing");
+  if (options_.read_only && (access != O_RDONLY || (flags & O_TRUNC)))
+    return fail(EROFS, "read-only mount");
+  open_files_->open(ino);
+  return inode;
+}
+
+Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode,
+                                       const Caller& caller) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  meta::CreateArgs args;
+  args.mode = (mode & ~S_IFMT) | S_IFREG;
+  args.uid = caller.uid;
+  args.gid = caller.gid;
+  RAIDFS_TRY(meta::Inode inode, meta_->create(parent, name, args));
+  open_files_->open(inode.ino);
+  return inode;
+}
+
+Result<void> Filesystem::release(uint64_t ino) {
+  if (!open_files_->release(ino)) return {};
+  // The last close of an unlinked file removes it; an ordinary file is left alone.
+  const std::vector<uint64_t> orphans = meta_->orphans();
+  if (std::find(orphans.begin(), orphans.end(), ino) == orphans.end()) return {};
+  writer_->forget(ino);
+  return meta_->release(ino);
+}
+
+Result<size_t> Filesystem::write(IoContext& ctx, uint64_t ino, uint64_t offset,
+                                 std::span<const uint8_t> data) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  if (offset > kMaxFileBytes || data.size() > kMaxFileBytes - offset)
+    return fail(EFBIG, "write beyond the largest file");
+  if (data.empty()) return size_t{0};
+  return writer_->write(ctx, ino, offset, data);
+}
+
+Result<void> Filesystem::fsync(IoContext& ctx, uint64_t ino) {
+  if (!options_.read_only) RAIDFS_CHECK(writer_->flush(ctx, ino));
+  return sync_metadata();
+}
+
+Result<void> Filesystem::sync_metadata() {
+  meta::Store& store = meta_->store();
+  return store.sync(store.latest_sequence());
+}
+
+Result<void> Filesystem::sync_all(IoContext& ctx) {
+  if (!options_.read_only) RAIDFS_CHECK(writer_->seal(ctx));
+  return sync_metadata();
+}
+
+Result<void> Filesystem::fallocate(IoContext& ctx, uint64_t ino, int mode, uint64_t offset,
+                                   uint64_t length) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  if (length == 0 || offset > kMaxFileBytes || length > kMaxFileBytes - offset)
+    return fail(EINVAL, "bad fallocate range");
+  RAIDFS_TRY(meta::Inode inode, getattr(ino));
+  if (S_ISDIR(inode.mode)) return fail(EISDIR, "fallocate of a directory");
+  if (!is_reg(inode)) return fail(ENODEV, "fallocate of a special file");
+  const uint64_t end = offset + length;
+  const bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
+  if (mode & FALLOC_FL_PUNCH_HOLE) {
+    if (!keep_size || (mode & ~(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)))
+      return fail(EOPNOTSUPP, "punch hole needs KEEP_SIZE and no other flag");
+    return writer_->punch_hole(ino, offset, std::min(end, inode.size) - std::min(offset, inode.size));
+  }
+  if (mode & FALLOC_FL_ZERO_RANGE) {
+    if (mode & ~(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE))
+      return fail(EOPNOTSUPP, "unsupported fallocate flags");
+    if (offset < inode.size)
+      RAIDFS_CHECK(writer_->punch_hole(ino, offset, std::min(end, inode.size) - offset));
+  } else if (mode & ~FALLOC_FL_KEEP_SIZE) {
+    return fail(EOPNOTSUPP, "unsupported fallocate mode");
+  } else {
+    // Every write goes to a new place, so space cannot be reserved ahead; refuse what cannot
+    // fit now, as a reservation would.
+    const FsStatfs st = statfs();
+    if (length > st.blocks_free * st.block_size) return fail(ENOSPC, "not enough free space");
+  }
+  if (!keep_size && end > inode.size) {
+    meta::SetAttr grow;
+    grow.size = end;
+    RAIDFS_CHECK(setattr(ctx, ino, grow));
+  }
+  return {};
+}
+
+Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return fail(EINVAL, "unsupported whence");
+  RAIDFS_TRY(meta::Inode inode, getattr(ino));
+  if (offset >= inode.size) return fail(ENXIO, "offset at or past the end of the file");
+  // Data ranges at or after offset: committed extents and pending writes, merged.
+  std::vector<std::pair<uint64_t, uint64_t>> data = writer_->pending_ranges(ino, offset);
+  for (uint64_t pos = offset; pos < inode.size;) {
+    RAIDFS_TRY(auto maps, meta_->map_range(ino, pos, inode.size - pos));
+    if (maps.empty()) break;
+    for (const meta::Mapping& m : maps)
+      if (!m.hole) data.emplace_back(m.file_offset, m.file_offset + m.length);
+    pos = maps.back().file_offset + maps.back().length;
+  }
+  std::sort(data.begin(), data.end());
+  uint64_t hole_at = offset;  // SEEK_HOLE: advance past data ranges that cover it
+  for (const auto& [a, b] : data) {
+    if (b <= offset) continue;
+    if (whence == SEEK_DATA) return std::max(a, offset);
+    if (a > hole_at) break;
+    hole_at = std::max(hole_at, b);
+  }
+  if (whence == SEEK_DATA) return fail(ENXIO, "no data after offset");
+  return std::min(hole_at, inode.size);
+}
+
+// --- the read path ----------------------------------------------------------------------------------
+
+Result<size_t> Filesystem::read(IoContext& ctx, uint64_t ino, uint64_t offset, size_t size,
+                                uint8_t* dest) {
+  RAIDFS_TRY(meta::Inode inode, getattr(ino));
+  if (S_ISDIR(inode.mode)) return fail(EISDIR, "read of a directory");
+  if (!is_reg(inode)) return fail(EINVAL, "read of a special file");
+  if (offset >= inode.size || size == 0) return size_t{0};
+  const uint64_t length = std::min<uint64_t>(size, inode.size - offset);
+  const uint64_t end = offset + length;
+
+  // Pending data first: anything committed after this point was pending now, so the gaps are
+  // either committed already or newer than this read.
+  const auto covered = writer_->read_pending(ino, offset, length, dest);
+  uint64_t pending_bytes = 0, cursor = offset;
+  for (const auto& [a, b] : covered) {
+    pending_bytes += b - a;
+    if (a > cursor) RAIDFS_CHECK(read_committed(ctx, ino, cursor, a, dest + (cursor - offset)));
+    cursor = b;
+  }
+  if (cursor < end) RAIDFS_CHECK(read_committed(ctx, ino, cursor, end, dest + (cursor - offset)));
+  counters_.copied_read += pending_bytes;
+  return static_cast<size_t>(length);
+}
+
+Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
+                                        uint8_t* dest) {
+  // A stripe freed under this reader (the file truncated or overwritten meanwhile) cannot be
+  // handed out again while the lock is held; the map is read again if its record is gone.
+  for (int attempt = 0;; ++attempt) {
+    std::shared_lock reuse(stripe_reuse_);
+    Result<void> r = [&]() -> Result<void> {
+      for (uint64_t pos = begin; pos < end;) {
+        RAIDFS_TRY(auto maps, meta_->map_range(ino, pos, end - pos));
+        if (maps.empty()) {  // past the committed size: data never committed reads as zeros
+          std::memset(dest + (pos - begin), 0, end - pos);
+          break;
+        }
+        for (const meta::Mapping& m : maps) {
+          uint8_t* out = dest + (m.file_offset - begin);
+          if (m.hole) {
+            std::memset(out, 0, m.length);
+          } else {
+            RAIDFS_CHECK(read_mapping(ctx, m, out));
+          }
+        }
+        pos = maps.back().file_offset + maps.back().length;
+      }
+      return {};
+    }();
+    if (r || r.error().code != ESTALE || attempt == 2) return r;
+  }
+}
+
+Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest) {
+  auto stripe = meta_->get_stripe(m.stripe_id);
+  if (!stripe) {
+    if (stripe.error().code == ENOENT) return fail(ESTALE, "stripe freed during the read");
+    return std::unexpected(stripe.error());
+  }
+  if (stripe->state == meta::StripeState::kFree ||
+      uint64_t{m.stripe_offset} + m.length > stripe->filled_bytes)
+    return fail(ESTALE, "stripe reused during the read");
+  uint64_t done = 0;
+  while (done < m.length) {
+    const uint64_t at = m.stripe_offset + done;
+    uint8_t* out = dest + done;
+    const uint64_t skew = at % kBlock;
+    if (skew == 0 && reinterpret_cast<uintptr_t>(out) % kBlock == 0 && m.length - done >= kBlock) {
+      // Whole blocks straight into the destination.
+      const uint64_t n = std::min<uint64_t>((m.length - done) / kBlock * kBlock, 1u << 30);
+      RAIDFS_CHECK(read_stripe_blocks(ctx, *stripe, at, static_cast<uint32_t>(n), out));
+      done += n;
+    } else {
+      const uint64_t n = std::min<uint64_t>(m.length - done, IoContext::kBounceBytes - skew);
+      RAIDFS_CHECK(read_stripe_blocks(ctx, *stripe, at - skew,
+                                      static_cast<uint32_t>(round_up(skew + n)), ctx.bounce()));
+      std::memcpy(out, ctx.bounce() + skew, n);
+      counters_.copied_read += n;
+      done += n;
+    }
+  }
+  return {};
+}
+
+Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
+                                            uint64_t offset, uint32_t length, uint8_t* dest) {
+  const Geometry& g = array_->geometry();
+  const uint32_t stripe_blocks = static_cast<uint32_t>(g.stripe_data_bytes() / kBlock);
+  std::vector<uint32_t> crcs(stripe.block_crcs);
+  crcs.resize(stripe_blocks, 0);  // blocks past `filled` are zeros and never checked
+  AlignedBuffer open_parity;
+  ReadRequest req;
+  req.ref.stripe = stripe.id;
+  req.ref.generation = stripe.generation;
+  req.ref.block_crcs = crcs;
+  req.ref.filled_blocks = static_cast<uint32_t>(round_up(stripe.filled_bytes) / kBlock);
+  if (stripe.state == meta::StripeState::kOpen) {
+    // Its parity lives in the metadata, per 4 KiB row; rows not listed hold no data (zeros).
+    const uint32_t c = g.chunk_bytes();
+    open_parity = AlignedBuffer(size_t{g.parity_count()} * c);
+    for (const meta::ParityRow& row : stripe.parity_rows) {
+      if (uint64_t{row.row_index + 1} * kBlock > c) continue;
+      for (uint32_t p = 0; p < stripe.parity_count && p < g.parity_count(); ++p)
+        std::memcpy(open_parity.data() + size_t{p} * c + size_t{row.row_index} * kBlock,
+                    row.bytes.data() + size_t{p} * kBlock, kBlock);
+    }
+    req.ref.parity = open_parity.data();
+  }
+  req.offset = offset;
+  req.length = length;
+  req.dest = dest;
+  auto report = array_->read(ctx.channel(), req);
+  if (!report) {
+    RAIDFS_LOG(kError, "%s", report.error().message.c_str());
+    return std::unexpected(report.error());
+  }
+  counters_.reconstructed += report->reconstructed_blocks;
+  counters_.corrupt += report->corrupt_blocks.size();
+  for (uint32_t block : report->corrupt_blocks) {
+    RAIDFS_LOG(kWarning, "stripe %llu block %u failed its checksum; rebuilt from parity",
+               static_cast<unsigned long long>(stripe.id), block);
+    // Heal only sealed stripes (their content never changes) and only with verified content:
+    // the rebuilt block is what the checksum says, so parity coverage is unchanged.
+    if (stripe.state != meta::StripeState::kSealed || options_.read_only) continue;
+    const uint8_t* good = dest + (uint64_t{block} * kBlock - offset);
+    if (auto healed = array_->write_data(ctx.channel(), stripe.id, uint64_t{block} * kBlock,
+                                         kBlockBytes, good);
+        healed) {
+      ++counters_.healed;
+      RAIDFS_LOG(kInfo, "stripe %llu block %u healed", static_cast<unsigned long long>(stripe.id),
+                 block);
+    } else {
+      RAIDFS_LOG(kWarning, "stripe %llu block %u could not be healed: %s",
+                 static_cast<unsigned long long>(stripe.id), block, healed.error().message.c_str());
+    }
+  }
+  return {};
+}
+
+// --- xattrs -------------------------------------------------------------------------------------------
+
+Result<void> Filesystem::set_xattr(uint64_t ino, std::string_view name, std::string_view value,
+                                   int flags) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  if (ino == meta::kRootIno && name == kStatusXattr) return fail(EPERM, "status is read-only");
+  return meta_->set_xattr(ino, name, value, flags);
+}
+
+Result<std::string> Filesystem::get_xattr(uint64_t ino, std::string_view name) const {
+  if (ino == meta::kRootIno && name == kStatusXattr) return status_text();
+  return meta_->get_xattr(ino, name);
+}
+
+Result<std::vector<std::string>> Filesystem::list_xattrs(uint64_t ino) const {
+  return meta_->list_xattrs(ino);
+}
+
+Result<void> Filesystem::remove_xattr(uint64_t ino, std::string_view name) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  if (ino == meta::kRootIno && name == kStatusXattr) return fail(EPERM, "status is read-only");
+  return meta_->remove_xattr(ino, name);
+}
+
+}  // namespace raidfs::fs

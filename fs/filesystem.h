@@ -1,0 +1,189 @@
+// Filesystem: the POSIX operations of a mounted raidfs, independent of how requests arrive.
+//
+// A Filesystem joins an Array (raid/: members, stripes, parity) and an FsMeta (meta/: namespace,
+// extents, stripe records) with the write path (StripeWriter: open stripes in memory, committed
+// without a write hole) and the read path (extents → stripes → verified, reconstructed, healed
+// blocks). Transports (fs/fuse_*: classic /dev/fuse, io_uring) decode requests, call these
+// methods, and encode replies; nothing here knows the FUSE wire format.
+//
+// Errors are values: every method returns Result<...> whose error code is the errno to hand the
+// kernel (ENOENT, EEXIST, ENOSPC, EIO ...) and whose message is worth logging.
+//
+// Threads: every method may be called from any thread. Methods that do member I/O take the
+// calling thread's IoContext (one io_uring per thread, never shared).
+//
+// Durability (see docs/commit-protocol.md): namespace operations commit to the metadata WAL at
+// once (they survive a daemon crash); data is accepted into an open stripe in memory and
+// committed when the stripe fills, on fsync, and at unmount. fsync(ino) makes that file's data
+// and every metadata change before it durable against a power cut.
+#pragma once
+
+#include <atomic>
+#include <shared_mutex>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "meta/fs_meta.h"
+#include "raid/aligned_buffer.h"
+#include "raid/array.h"
+
+namespace raidfs::fs {
+
+class StripeWriter;
+class OpenFiles;
+
+// Who asks: the credentials of the calling process (new inodes get its uid and gid).
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+// What one thread needs to do member I/O: its own ring and a bounce buffer for reads that do not
+// fall on 4 KiB boundaries. Made by Filesystem::make_io_context, used by one thread only.
+class IoContext {
+ public:
+  IoContext(std::unique_ptr<MemberIo> io, const Array& array);
+  IoChannel& channel() { return channel_; }
+  uint8_t* bounce() { return bounce_.data(); }  // kBounceBytes, 4 KiB-aligned
+  static constexpr size_t kBounceBytes = 128 * 1024;
+
+ private:
+  std::unique_ptr<MemberIo> io_;
+  IoChannel channel_;
+  AlignedBuffer bounce_;
+};
+
+struct FilesystemOptions {
+  bool read_only = false;
+};
+
+// Counters for status and benchmarks; monotonic since mount.
+struct FilesystemStats {
+  uint64_t reconstructed_blocks = 0;  // blocks rebuilt from parity on read (degraded or corrupt)
+  uint64_t corrupt_blocks = 0;        // blocks that failed their checksum
+  uint64_t healed_blocks = 0;         // corrupt blocks of sealed stripes rewritten in place
+  uint64_t stripes_sealed = 0;
+  uint64_t partial_flushes = 0;       // fsyncs that committed part of an open stripe
+  uint64_t bytes_copied_read = 0;     // file bytes memcpy'd in user space on reads
+  uint64_t bytes_copied_write = 0;    // file bytes memcpy'd in user space on writes
+};
+
+struct FsStatfs {
+  uint64_t block_size = 4096;
+  uint64_t blocks = 0;       // data capacity in 4 KiB blocks
+  uint64_t blocks_free = 0;  // blocks in free stripes plus the unfilled part of open ones
+  uint64_t files = 0;        // inode numbers are 64-bit and never reused: reported as plenty
+  uint64_t files_free = 0;
+  uint32_t name_max = meta::kNameBytesMax;
+};
+
+class Filesystem {
+ public:
+  // Takes an opened array and its metadata. Checks that they belong together (UUID, stripe
+  // count and size), and, unless read-only, seals the stripes a crash left open (their parity
+  // moves from the metadata to the members). EINVAL mismatch; the engine's errors otherwise.
+  static Result<std::unique_ptr<Filesystem>> open(std::unique_ptr<Array> array,
+                                                  std::unique_ptr<meta::FsMeta> meta,
+                                                  const FilesystemOptions& options);
+  ~Filesystem();
+
+  Result<std::unique_ptr<IoContext>> make_io_context() const;
+
+  const Array& array() const { return *array_; }
+  meta::FsMeta& meta() { return *meta_; }
+  bool read_only() const { return options_.read_only; }
+  FilesystemStats stats() const;
+  // A human-readable multi-line report: geometry, member states, space, counters, warnings.
+  std::string status_text() const;
+
+  // --- namespace ---------------------------------------------------------------------------
+  // Inodes returned carry the size a reader would see now (including data not yet committed).
+  Result<meta::Inode> lookup(uint64_t parent, std::string_view name) const;
+  Result<meta::Inode> getattr(uint64_t ino) const;
+  Result<meta::Inode> setattr(IoContext& ctx, uint64_t ino, const meta::SetAttr& attr);
+  Result<std::string> readlink(uint64_t ino) const;
+  // mknod/mkdir/symlink/create: `mode` includes the type bits (mkdir adds S_IFDIR itself).
+  Result<meta::Inode> mknod(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev,
+                            const Caller& caller);
+  Result<meta::Inode> mkdir(uint64_t parent, std::string_view name, uint32_t mode,
+                            const Caller& caller);
+  Result<meta::Inode> symlink(uint64_t parent, std::string_view name, std::string_view target,
+                              const Caller& caller);
+  Result<void> unlink(uint64_t parent, std::string_view name);
+  Result<void> rmdir(uint64_t parent, std::string_view name);
+  Result<void> rename(uint64_t old_parent, std::string_view old_name, uint64_t new_parent,
+                      std::string_view new_name, unsigned flags);
+  Result<meta::Inode> link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
+  Result<meta::ReaddirBatch> readdir(uint64_t dir, uint64_t after_cookie, size_t max_entries) const;
+
+  // --- open files ------------------------------------------------------------------------------
+  // open/create count an open handle on the inode (an unlinked inode lives until the last
+  // release). open: EISDIR for a directory opened for writing. create: a regular file, opened.
+  Result<meta::Inode> open(uint64_t ino, int flags);
+  Result<meta::Inode> create(uint64_t parent, std::string_view name, uint32_t mode,
+                             const Caller& caller);
+  Result<void> release(uint64_t ino);
+  // Reads up to `size` bytes at `offset` into `dest` (4 KiB-aligned, room for `size` rounded up
+  // to 4 KiB). Returns the bytes read (short at end of file, 0 past it). Holes read as zeros.
+  // EIO when a block cannot be read or rebuilt (more than the parity count of its row lost).
+  Result<size_t> read(IoContext& ctx, uint64_t ino, uint64_t offset, size_t size, uint8_t* dest);
+  // Accepts `data` at `offset`. Returns the bytes accepted: all, or fewer when the array fills
+  // (ENOSPC when none). EFBIG beyond the largest offset, EROFS read-only.
+  Result<size_t> write(IoContext& ctx, uint64_t ino, uint64_t offset, std::span<const uint8_t> data);
+  // Makes the file's data and all earlier metadata changes durable (group commit).
+  Result<void> fsync(IoContext& ctx, uint64_t ino);
+  // Makes all earlier metadata changes durable (one WAL sync, shared with concurrent callers).
+  Result<void> sync_metadata();
+  // mode 0 (allocate: extends the size unless FALLOC_FL_KEEP_SIZE; space is checked, not
+  // reserved — every write goes to a new place), FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE
+  // (deallocates, reads as zeros), FALLOC_FL_ZERO_RANGE. EOPNOTSUPP other modes.
+  Result<void> fallocate(IoContext& ctx, uint64_t ino, int mode, uint64_t offset, uint64_t length);
+  // SEEK_DATA / SEEK_HOLE. ENXIO past the end (or no data after offset).
+  Result<uint64_t> lseek(uint64_t ino, uint64_t offset, int whence);
+
+  // --- xattrs and the rest ---------------------------------------------------------------------
+  Result<void> set_xattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  Result<std::string> get_xattr(uint64_t ino, std::string_view name) const;
+  Result<std::vector<std::string>> list_xattrs(uint64_t ino) const;
+  Result<void> remove_xattr(uint64_t ino, std::string_view name);
+  FsStatfs statfs() const;
+
+  // Commits every open stripe and makes everything durable (unmount). The filesystem stays usable.
+  Result<void> sync_all(IoContext& ctx);
+
+  // The name of the virtual, read-only xattr of the root directory that returns status_text().
+  static constexpr std::string_view kStatusXattr = "raidfs.status";
+
+ private:
+  Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMeta> meta,
+             const FilesystemOptions& options);
+  Result<void> seal_leftover_open_stripes(IoContext& ctx);
+  meta::Inode with_pending_size(meta::Inode inode) const;
+  // File bytes [begin, end) as committed (holes and past the committed size read as zeros).
+  Result<void> read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
+                              uint8_t* dest);
+  // One mapped extent of stripe data into dest, through the bounce buffer where unaligned.
+  Result<void> read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest);
+  // Whole blocks of a stripe's data, verified; rebuilt blocks of sealed stripes are healed.
+  Result<void> read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe, uint64_t offset,
+                                  uint32_t length, uint8_t* dest);
+  Result<void> seal_open_stripe(IoContext& ctx, const meta::Stripe& stripe);
+
+  FilesystemOptions options_;
+  std::unique_ptr<Array> array_;
+  std::unique_ptr<meta::FsMeta> meta_;
+  // Readers of committed data hold it shared; allocating a stripe holds it exclusively.
+  mutable std::shared_mutex stripe_reuse_;
+  std::unique_ptr<OpenFiles> open_files_;
+  std::unique_ptr<StripeWriter> writer_;
+  mutable struct Counters {
+    std::atomic<uint64_t> reconstructed{0}, corrupt{0}, healed{0}, copied_read{0};
+  } counters_;
+};
+
+}  // namespace raidfs::fs

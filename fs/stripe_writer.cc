@@ -1,0 +1,351 @@
+// StripeWriter: see stripe_writer.h for the states and the commit protocol.
+#include "fs/stripe_writer.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "fs/filesystem.h"
+#include "raid/checksum.h"
+
+namespace raidfs::fs {
+namespace {
+
+constexpr uint32_t kBlock = kBlockBytes;
+
+uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
+
+}  // namespace
+
+StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse)
+    : array_(array),
+      meta_(meta),
+      stripe_reuse_(stripe_reuse),
+      chunk_bytes_(array.geometry().chunk_bytes()),
+      data_bytes_(static_cast<uint32_t>(array.geometry().stripe_data_bytes())),
+      buffer_(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes()) {}
+
+void StripeWriter::carve(PendingMap& map, uint64_t begin, uint64_t end) {
+  auto it = map.lower_bound(begin);
+  if (it != map.begin()) {
+    auto prev = std::prev(it);
+    const uint64_t prev_end = prev->first + prev->second.length;
+    if (prev_end > begin) {
+      const Pending p = prev->second;
+      prev->second.length = static_cast<uint32_t>(begin - prev->first);
+      if (prev_end > end) {
+        const uint64_t cut = end - prev->first;
+        map[end] = Pending{static_cast<uint32_t>(p.length - cut),
+                           static_cast<uint32_t>(p.stripe_offset + cut)};
+      }
+    }
+  }
+  it = map.lower_bound(begin);
+  while (it != map.end() && it->first < end) {
+    const uint64_t off = it->first;
+    const Pending p = it->second;
+    it = map.erase(it);
+    if (off + p.length > end) {
+      const uint64_t cut = end - off;
+      map[end] = Pending{static_cast<uint32_t>(p.length - cut),
+                         static_cast<uint32_t>(p.stripe_offset + cut)};
+      break;
+    }
+  }
+}
+
+Result<void> StripeWriter::allocate_locked() {
+  meta::StripeRef ref;
+  {
+    // No reader may still be reading a stripe that this allocation could hand out again.
+    std::unique_lock reuse(stripe_reuse_);
+    RAIDFS_TRY(ref, meta_.allocate_stripe());
+  }
+  std::memset(buffer_.data(), 0, buffer_.size());
+  open_ = OpenStripe{};
+  open_->id = ref.id;
+  open_->generation = ref.generation;
+  open_free_bytes_ = data_bytes_;
+  return {};
+}
+
+Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset,
+                                   std::span<const uint8_t> data) {
+  std::lock_guard lock(mu_);
+  size_t accepted = 0;
+  while (accepted < data.size()) {
+    if (!open_) {
+      if (auto allocated = allocate_locked(); !allocated) {
+        if (accepted > 0 && allocated.error().code == ENOSPC) return accepted;
+        return std::unexpected(allocated.error());
+      }
+    }
+    OpenStripe& s = *open_;
+    const uint64_t file_offset = offset + accepted;
+    uint64_t pos;
+    if (s.last_ino == ino && s.last_file_end == file_offset && s.last_stripe_end >= s.written &&
+        s.last_stripe_end > 0) {
+      pos = s.last_stripe_end;  // continues this file's last write, in a block not yet written
+    } else {
+      pos = round_up(s.filled) + file_offset % kBlock;
+    }
+    if (pos >= data_bytes_) {
+      RAIDFS_CHECK(seal_locked(ctx));
+      continue;
+    }
+    const size_t n = std::min<uint64_t>(data.size() - accepted, data_bytes_ - pos);
+    std::memcpy(buffer_.data() + pos, data.data() + accepted, n);
+    {
+      std::lock_guard pending_lock(pending_mu_);
+      PendingMap& map = pending_[ino];
+      carve(map, file_offset, file_offset + n);
+      auto prev = map.lower_bound(file_offset);
+      if (prev != map.begin() && std::prev(prev)->first + std::prev(prev)->second.length == file_offset &&
+          std::prev(prev)->second.stripe_offset + std::prev(prev)->second.length == pos) {
+        std::prev(prev)->second.length += static_cast<uint32_t>(n);  // one extent, not many
+      } else {
+        map[file_offset] = Pending{static_cast<uint32_t>(n), static_cast<uint32_t>(pos)};
+      }
+      stats_.bytes_copied += n;
+    }
+    s.filled = static_cast<uint32_t>(pos + n);
+    open_free_bytes_ = data_bytes_ - round_up(s.filled);
+    s.last_ino = ino;
+    s.last_file_end = file_offset + n;
+    s.last_stripe_end = s.filled;
+    accepted += n;
+    if (s.filled == data_bytes_) RAIDFS_CHECK(seal_locked(ctx));
+  }
+  return accepted;
+}
+
+Result<void> StripeWriter::write_new_blocks_locked(IoContext& ctx) {
+  OpenStripe& s = *open_;
+  const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
+  if (end > s.written) {
+    RAIDFS_CHECK(array_.write_data(ctx.channel(), s.id, s.written, end - s.written,
+                                   buffer_.data() + s.written));
+    for (uint32_t b = s.written / kBlock; b < end / kBlock; ++b)
+      s.crcs.push_back(block_checksum(BlockVersion{s.id, s.generation, b},
+                                      {buffer_.data() + size_t{b} * kBlock, kBlock}));
+  }
+  return {};
+}
+
+void StripeWriter::parity_rows(uint32_t first_row, uint32_t row_count) {
+  const Geometry& g = array_.geometry();
+  const uint32_t k = g.data_count(), m = g.parity_count();
+  const uint8_t* data[kMembersMax];
+  uint8_t* parity[kParityMax];
+  for (uint32_t row = first_row; row < first_row + row_count; ++row) {
+    const size_t at = size_t{row} * kBlock;
+    for (uint32_t d = 0; d < k; ++d) data[d] = buffer_.data() + size_t{d} * chunk_bytes_ + at;
+    for (uint32_t p = 0; p < m; ++p) parity[p] = buffer_.data() + size_t{k + p} * chunk_bytes_ + at;
+    array_.codec().encode(data, parity, kBlock);
+  }
+}
+
+Result<void> StripeWriter::commit_locked(const meta::Stripe& record) {
+  std::vector<meta::FileExtents> files;
+  {
+    std::lock_guard pending_lock(pending_mu_);
+    for (const auto& [ino, map] : pending_) {
+      if (map.empty()) continue;
+      meta::FileExtents file{ino, {}, true};
+      for (const auto& [off, p] : map)
+        file.extents.push_back(meta::Extent{off, open_->id, p.stripe_offset, p.length});
+      files.push_back(std::move(file));
+    }
+  }
+  RAIDFS_CHECK(meta_.commit_files(files, std::span(&record, 1)));
+  // Committed: readers now find these extents in the metadata. Drop them here only now, so a
+  // reader always finds the data in one place or the other.
+  std::lock_guard pending_lock(pending_mu_);
+  pending_.clear();
+  return {};
+}
+
+Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
+  OpenStripe& s = *open_;
+  const uint32_t old_written = s.written;
+  RAIDFS_CHECK(write_new_blocks_locked(ctx));
+  const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
+  // Parity of the rows the new blocks touch; rows with data are a prefix since the chunks fill
+  // one after another.
+  const uint32_t rows_per_chunk = chunk_bytes_ / kBlock;
+  const uint32_t first_block = old_written / kBlock, end_block = end / kBlock;
+  if (end_block - first_block >= rows_per_chunk) {
+    parity_rows(0, rows_per_chunk);
+  } else {
+    for (uint32_t b = first_block; b < end_block; ++b) parity_rows(b % rows_per_chunk, 1);
+  }
+  RAIDFS_CHECK(array_.flush(ctx.channel()));
+
+  const uint32_t m = array_.geometry().parity_count(), k = array_.geometry().data_count();
+  meta::Stripe record;
+  record.id = s.id;
+  record.generation = s.generation;
+  record.state = meta::StripeState::kOpen;
+  record.filled_bytes = end;
+  record.block_crcs = s.crcs;
+  record.parity_count = static_cast<uint8_t>(m);
+  const uint32_t rows = std::min(rows_per_chunk, end_block);
+  for (uint32_t row = 0; row < rows; ++row) {
+    meta::ParityRow pr{row, std::string(size_t{m} * kBlock, '\0')};
+    for (uint32_t p = 0; p < m; ++p)
+      std::memcpy(pr.bytes.data() + size_t{p} * kBlock,
+                  buffer_.data() + size_t{k + p} * chunk_bytes_ + size_t{row} * kBlock, kBlock);
+    record.parity_rows.push_back(std::move(pr));
+  }
+  RAIDFS_CHECK(commit_locked(record));
+  s.written = s.filled = end;
+  s.committed = true;
+  open_free_bytes_ = data_bytes_ - end;
+  std::lock_guard pending_lock(pending_mu_);
+  ++stats_.partial_flushes;
+  return {};
+}
+
+Result<void> StripeWriter::seal_locked(IoContext& ctx) {
+  OpenStripe& s = *open_;
+  bool any_pending;
+  {
+    std::lock_guard pending_lock(pending_mu_);
+    any_pending = std::any_of(pending_.begin(), pending_.end(),
+                              [](const auto& e) { return !e.second.empty(); });
+  }
+  if (!s.committed && !any_pending) {  // nothing of it ever reached the metadata
+    meta_.release_stripe(s.id);
+    open_.reset();
+    open_free_bytes_ = 0;
+    std::lock_guard pending_lock(pending_mu_);
+    pending_.clear();
+    return {};
+  }
+  RAIDFS_CHECK(write_new_blocks_locked(ctx));
+  const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
+  parity_rows(0, chunk_bytes_ / kBlock);
+  const uint32_t k = array_.geometry().data_count();
+  RAIDFS_CHECK(array_.write_parity(ctx.channel(), s.id, buffer_.data() + size_t{k} * chunk_bytes_));
+  RAIDFS_CHECK(array_.flush(ctx.channel()));
+
+  meta::Stripe record;
+  record.id = s.id;
+  record.generation = s.generation;
+  record.state = meta::StripeState::kSealed;
+  record.filled_bytes = end;
+  record.block_crcs = s.crcs;
+  RAIDFS_CHECK(commit_locked(record));
+  open_.reset();
+  open_free_bytes_ = 0;
+  std::lock_guard pending_lock(pending_mu_);
+  ++stats_.stripes_sealed;
+  return {};
+}
+
+Result<void> StripeWriter::flush(IoContext& ctx, uint64_t ino) {
+  std::lock_guard lock(mu_);
+  if (!open_) return {};
+  {
+    std::lock_guard pending_lock(pending_mu_);
+    if (ino != 0) {
+      auto it = pending_.find(ino);
+      if (it == pending_.end() || it->second.empty()) return {};
+    } else if (std::all_of(pending_.begin(), pending_.end(),
+                           [](const auto& e) { return e.second.empty(); })) {
+      return {};
+    }
+  }
+  return flush_partial_locked(ctx);
+}
+
+Result<void> StripeWriter::seal(IoContext& ctx) {
+  std::lock_guard lock(mu_);
+  if (!open_) return {};
+  return seal_locked(ctx);
+}
+
+uint64_t StripeWriter::pending_end(uint64_t ino) const {
+  std::lock_guard pending_lock(pending_mu_);
+  auto it = pending_.find(ino);
+  if (it == pending_.end() || it->second.empty()) return 0;
+  const auto& [off, p] = *it->second.rbegin();
+  return off + p.length;
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t ino, uint64_t offset,
+                                                                      uint64_t length,
+                                                                      uint8_t* dest) const {
+  std::vector<std::pair<uint64_t, uint64_t>> covered;
+  const uint64_t end = offset + length;
+  std::lock_guard pending_lock(pending_mu_);
+  auto found = pending_.find(ino);
+  if (found == pending_.end()) return covered;
+  const PendingMap& map = found->second;
+  auto it = map.upper_bound(offset);
+  if (it != map.begin()) --it;
+  uint64_t copied = 0;
+  for (; it != map.end() && it->first < end; ++it) {
+    const uint64_t a = std::max(offset, it->first);
+    const uint64_t b = std::min(end, it->first + it->second.length);
+    if (a >= b) continue;
+    std::memcpy(dest + (a - offset), buffer_.data() + it->second.stripe_offset + (a - it->first),
+                b - a);
+    copied += b - a;
+    if (!covered.empty() && covered.back().second == a) {
+      covered.back().second = b;
+    } else {
+      covered.emplace_back(a, b);
+    }
+  }
+  return covered;
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t ino,
+                                                                        uint64_t offset) const {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  std::lock_guard pending_lock(pending_mu_);
+  auto found = pending_.find(ino);
+  if (found == pending_.end()) return ranges;
+  for (const auto& [off, p] : found->second) {
+    if (off + p.length <= offset) continue;
+    if (!ranges.empty() && ranges.back().second == off) {
+      ranges.back().second = off + p.length;
+    } else {
+      ranges.emplace_back(off, off + p.length);
+    }
+  }
+  return ranges;
+}
+
+Result<meta::Inode> StripeWriter::set_size(uint64_t ino, const meta::SetAttr& attr) {
+  std::lock_guard lock(mu_);
+  if (attr.size) {
+    std::lock_guard pending_lock(pending_mu_);
+    if (auto it = pending_.find(ino); it != pending_.end()) carve(it->second, *attr.size, UINT64_MAX);
+  }
+  return meta_.setattr(ino, attr);
+}
+
+Result<void> StripeWriter::punch_hole(uint64_t ino, uint64_t offset, uint64_t length) {
+  std::lock_guard lock(mu_);
+  {
+    std::lock_guard pending_lock(pending_mu_);
+    if (auto it = pending_.find(ino); it != pending_.end())
+      carve(it->second, offset, offset + length);
+  }
+  return meta_.punch_hole(ino, offset, length);
+}
+
+void StripeWriter::forget(uint64_t ino) {
+  std::lock_guard pending_lock(pending_mu_);
+  pending_.erase(ino);
+}
+
+uint64_t StripeWriter::open_free_bytes() const { return open_free_bytes_.load(); }
+
+WriterStats StripeWriter::stats() const {
+  std::lock_guard pending_lock(pending_mu_);
+  return stats_;
+}
+
+}  // namespace raidfs::fs

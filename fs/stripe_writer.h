@@ -1,0 +1,140 @@
+// StripeWriter: the write path — file data into an open stripe in memory, committed without a
+// write hole (docs/commit-protocol.md has the argument; DESIGN.md section 5 the plan).
+//
+// One stripe is open at a time. A write copies its data into the stripe's buffer at the next
+// unused position (an overwrite too: copy-on-write; the old blocks die when the new extent
+// commits) and records a *pending* extent for the file. Pending data is not yet referenced by the
+// metadata; readers get it from here (read_pending) and the committed rest from the members.
+//
+// The open stripe moves through explicit states:
+//
+//   (none) --allocate--> kFilling --flush_partial--> kFilling (committed: its record is open,
+//                           |                         blocks on members, parity rows in metadata)
+//                           +----------seal----------> (none)  record sealed, parity on members
+//
+//   flush_partial (fsync): write the blocks placed since the last flush to never-used positions
+//     of the stripe, flush the members, then one metadata batch commits the pending extents of
+//     every file and the stripe record: open, filled bytes, block checksums, and the parity of
+//     every 4 KiB row holding data. Member parity is untouched.
+//   seal (stripe full, or unmount): write the remaining blocks and the whole parity, flush the
+//     members, then one batch commits the extents and the record sealed, without parity rows.
+//
+// In every committed state the metadata names exactly the blocks the parity it points at covers:
+// a crash at any instant leaves the previous commit readable, degraded or not.
+//
+// Alignment: data is placed so that stripe_offset ≡ file_offset (mod 4 KiB), which keeps block
+// aligned file reads block aligned on the members. Consecutive writes of one file are packed
+// contiguously while their block has not reached the members.
+//
+// Threads: all methods are thread-safe. One mutex serialises placement, flushes and seals (their
+// member I/O included); readers take only a short lock on the pending maps, never waiting for
+// member I/O. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed data
+// hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "meta/fs_meta.h"
+#include "raid/aligned_buffer.h"
+#include "raid/array.h"
+
+namespace raidfs::fs {
+
+class IoContext;
+
+struct WriterStats {
+  uint64_t stripes_sealed = 0;
+  uint64_t partial_flushes = 0;
+  uint64_t bytes_copied = 0;  // file bytes copied into stripe buffers
+};
+
+class StripeWriter {
+ public:
+  StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse);
+
+  // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills. Returns the
+  // bytes accepted: all of them, or fewer when no free stripe is left (ENOSPC if none).
+  // EIO when a seal cannot write or commit (the data stays pending; a later call retries).
+  Result<size_t> write(IoContext& ctx, uint64_t ino, uint64_t offset, std::span<const uint8_t> data);
+
+  // Commits the open stripe's pending data if `ino` (0: anyone) has some (flush_partial). The
+  // commit is in the WAL, not yet synced: the caller syncs the metadata for durability.
+  Result<void> flush(IoContext& ctx, uint64_t ino);
+  // Seals the open stripe, if any (unmount).
+  Result<void> seal(IoContext& ctx);
+
+  // --- for readers and namespace operations --------------------------------------------------
+  // End of the file's pending data (0 when it has none).
+  uint64_t pending_end(uint64_t ino) const;
+  // Copies the file's pending data overlapping [offset, offset + length) to dest (dest[0] is
+  // file byte `offset`) and returns the file ranges it covered, sorted.
+  std::vector<std::pair<uint64_t, uint64_t>> read_pending(uint64_t ino, uint64_t offset,
+                                                          uint64_t length, uint8_t* dest) const;
+  // File ranges [begin, end) of pending data at or after `offset`, sorted (lseek).
+  std::vector<std::pair<uint64_t, uint64_t>> pending_ranges(uint64_t ino, uint64_t offset) const;
+  // Changes the committed size (truncate) with the pending data beyond it dropped first, both
+  // under the writer's lock so that no seal commits dropped data in between.
+  Result<meta::Inode> set_size(uint64_t ino, const meta::SetAttr& attr);
+  // Unmaps [offset, offset + length): pending data dropped, committed extents punched.
+  Result<void> punch_hole(uint64_t ino, uint64_t offset, uint64_t length);
+  // Drops a removed file's pending data.
+  void forget(uint64_t ino);
+
+  // Bytes the open stripe can still take (statfs).
+  uint64_t open_free_bytes() const;
+  WriterStats stats() const;
+
+ private:
+  struct Pending {  // file bytes [file_offset, file_offset + length) at stripe_offset
+    uint32_t length = 0;
+    uint32_t stripe_offset = 0;
+  };
+  using PendingMap = std::map<uint64_t, Pending>;  // by file_offset, non-overlapping
+
+  struct OpenStripe {
+    uint64_t id = 0;
+    uint64_t generation = 0;
+    uint32_t filled = 0;        // data bytes placed, from offset 0
+    uint32_t written = 0;       // block-aligned prefix on the members (and committed)
+    bool committed = false;     // a record exists (after the first flush_partial)
+    std::vector<uint32_t> crcs; // versioned checksums of the written blocks
+    uint64_t last_ino = 0;      // the last placement, to pack a file's consecutive writes
+    uint64_t last_file_end = 0;
+    uint32_t last_stripe_end = 0;
+  };
+
+  Result<void> allocate_locked();
+  // Writes blocks [written, filled rounded up) to the members and checksums them.
+  Result<void> write_new_blocks_locked(IoContext& ctx);
+  // Commits pending extents with `record`; on success clears them.
+  Result<void> commit_locked(const meta::Stripe& record);
+  Result<void> flush_partial_locked(IoContext& ctx);
+  Result<void> seal_locked(IoContext& ctx);
+  void parity_rows(uint32_t first_row, uint32_t row_count);
+  static void carve(PendingMap& map, uint64_t begin, uint64_t end);
+
+  Array& array_;
+  meta::FsMeta& meta_;
+  std::shared_mutex& stripe_reuse_;
+  const uint32_t chunk_bytes_;
+  const uint32_t data_bytes_;  // k * C
+
+  std::mutex mu_;               // placement, flush, seal; taken before pending_mu_
+  std::optional<OpenStripe> open_;
+  AlignedBuffer buffer_;        // n chunks: data 0..k-1 then parity 0..m-1, each C bytes
+  mutable std::mutex pending_mu_;
+  std::map<uint64_t, PendingMap> pending_;  // by inode; all in open_'s stripe
+  WriterStats stats_;           // under pending_mu_
+  std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
+};
+
+}  // namespace raidfs::fs
