@@ -316,9 +316,10 @@ Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, u
 
 Result<void> Filesystem::release(uint64_t ino) {
   if (!open_files_->release(ino)) return {};
-  // The last close of an unlinked file removes it; an ordinary file is left alone.
-  const std::vector<uint64_t> orphans = meta_->orphans();
-  if (std::find(orphans.begin(), orphans.end(), ino) == orphans.end()) return {};
+  // The last close of an unlinked file (nlink 0: an orphan) removes it.
+  auto inode = meta_->getattr(ino);
+  if (!inode) return inode.error().code == ENOENT ? Result<void>() : std::unexpected(inode.error());
+  if (inode->nlink != 0 || S_ISDIR(inode->mode)) return {};
   writer_->forget(ino);
   return meta_->release(ino);
 }
