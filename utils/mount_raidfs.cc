@@ -1,0 +1,412 @@
+// mount.raidfs: mounts a raidfs array and serves it (the daemon), detached unless -f.
+//
+//   mount.raidfs SPEC MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [--threads N]
+//
+// SPEC is the metadata directory or a comma-separated member list (fs/array_spec.h). This is
+// the `mount -t raidfs` helper: mount(8) runs /sbin/mount.raidfs SPEC DIR [-sfnv] [-o opts];
+// -n, -s and -v are accepted and ignored (there is no mtab to skip writing).
+//
+// Detaching happens first, before anything is opened (RocksDB's and io_uring's threads do not
+// survive fork): the child starts a new session and does all the work, and tells the waiting
+// parent over a pipe "mounted" or the error, so `mount` returns only once the filesystem is there
+// and fails with the daemon's own error line. SIGTERM, SIGINT or SIGHUP unmount; the daemon then
+// writes everything out (sync_all) and exits.
+//
+// Exit codes: 0 mounted (detached) or served and unmounted (-f); 1 error; 16 usage.
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/log.h"
+#include "fs/array_spec.h"
+#include "fs/classic_transport.h"
+#include "fs/filesystem.h"
+#include "fs/fuse_dispatcher.h"
+#include "fs/fuse_mount.h"
+
+namespace {
+
+using namespace raidfs;
+using namespace std::chrono_literals;
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 16;
+constexpr auto kBusyRetryTime = 10s;  // an earlier daemon may still be writing out at unmount
+
+struct Settings {
+  std::string spec;        // absolute where it names existing paths
+  std::string mountpoint;  // absolute
+  std::vector<std::string> fuse_options;
+  std::vector<std::string> members;  // members=: overrides the spec's member list
+  bool read_only = false;
+  bool foreground = false;
+  bool debug = false;
+  unsigned threads = fs::ClassicTransport::kThreadsDefault;
+  fs::DispatcherOptions dispatcher;
+};
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string part; std::getline(ss, part, separator);) out.push_back(part);
+  return out;
+}
+
+// Paths that exist are made absolute: the daemon moves to / once everything is open.
+std::string absolute_if_exists(const std::string& path) {
+  std::error_code ec;
+  if (path.empty() || ::access(path.c_str(), F_OK) != 0) return path;
+  auto abs = std::filesystem::absolute(path, ec);
+  return ec ? path : abs.lexically_normal().string();
+}
+
+Result<double> parse_seconds(const std::string& key, const std::string& value) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0' || errno != 0 || !std::isfinite(v) || v < 0)
+    return fail(EINVAL, key + "=" + value + ": not a number of seconds");
+  return v;
+}
+
+// mount(8) options that only mean something to mount(8) or fstab, not to a FUSE filesystem.
+bool dropped_option(const std::string& key) {
+  static const char* const kDropped[] = {"defaults", "auto",  "noauto", "user",    "users",
+                                         "nouser",   "owner", "group",  "_netdev", "nofail",
+                                         "comment",  "loop",  "sw",     "helper"};
+  for (const char* d : kDropped)
+    if (key == d) return true;
+  return key.starts_with("x-");
+}
+
+// One -o option: raidfs's own are taken here, mount(8)-only ones dropped, the rest go to FUSE.
+Result<void> apply_option(const std::string& option, Settings& s) {
+  const size_t eq = option.find('=');
+  const std::string key = option.substr(0, eq);
+  const std::string value = eq == std::string::npos ? "" : option.substr(eq + 1);
+  const bool has_value = eq != std::string::npos;
+  if (key == "members") {
+    if (!has_value || value.empty()) return fail(EINVAL, "members= needs PATH:PATH:...");
+    s.members.clear();
+    for (const std::string& p : split(value, ':')) {
+      if (p.empty()) return fail(EINVAL, "members=" + value + ": empty path");
+      s.members.push_back(absolute_if_exists(p));
+    }
+  } else if (key == "transport") {
+    if (value == "uring") {
+      RAIDFS_LOG(kWarning, "the io_uring transport is not available yet: using classic /dev/fuse");
+    } else if (value != "classic") {
+      return fail(EINVAL, "transport=" + value + ": expected classic or uring");
+    }
+  } else if (key == "threads") {
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || n < 1 || n > fs::ClassicTransport::kThreadsMax)
+      return fail(EINVAL, "threads=" + value + ": expected 1 to " +
+                              std::to_string(fs::ClassicTransport::kThreadsMax));
+    s.threads = static_cast<unsigned>(n);
+  } else if (option == "writeback_cache") {
+    s.dispatcher.writeback_cache = true;
+  } else if (option == "no_writeback_cache") {
+    s.dispatcher.writeback_cache = false;
+  } else if (key == "attr_timeout" || key == "entry_timeout") {
+    RAIDFS_TRY(const double v, parse_seconds(key, value));
+    (key == "attr_timeout" ? s.dispatcher.attr_timeout : s.dispatcher.entry_timeout) = v;
+  } else if (dropped_option(key)) {
+    // mount(8)'s business
+  } else {
+    if (option == "ro") s.read_only = true;
+    if (option == "rw") s.read_only = false;
+    s.fuse_options.push_back(option);
+  }
+  return {};
+}
+
+// Blocks SIGTERM, SIGINT and SIGHUP in every thread (this one and all made after) and waits for
+// them on a thread of its own, which unmounts: the transport's workers then see the connection
+// end, and the main thread writes everything out. A signal before the mount exists is kept and
+// acted on as soon as the mount is attached.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, kQuitSignal}) sigaddset(&set_, s);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] { wait(); });
+  }
+  ~SignalWatcher() {
+    quitting_ = true;
+    pthread_kill(thread_.native_handle(), kQuitSignal);
+    thread_.join();
+  }
+  void attach(fs::FuseMount* mount) {
+    std::lock_guard lock(mu_);
+    mount_ = mount;
+    if (signalled_ && mount_ != nullptr) mount_->unmount();
+  }
+  bool signalled() const { return signalled_; }
+
+ private:
+  static constexpr int kQuitSignal = SIGUSR2;
+  void wait() {
+    for (;;) {
+      int signal = 0;
+      if (sigwait(&set_, &signal) != 0) continue;
+      if (signal == kQuitSignal) {
+        if (quitting_) return;
+        continue;
+      }
+      RAIDFS_LOG(kInfo, "signal %d: unmounting", signal);
+      std::lock_guard lock(mu_);
+      signalled_ = true;
+      if (mount_ != nullptr) mount_->unmount();
+    }
+  }
+
+  sigset_t set_;
+  std::mutex mu_;  // guards mount_
+  fs::FuseMount* mount_ = nullptr;
+  std::atomic<bool> signalled_{false};
+  std::atomic<bool> quitting_{false};
+  std::thread thread_;
+};
+
+// How the daemon tells the parent waiting in the foreground that it mounted, or why not.
+class Reporter {
+ public:
+  explicit Reporter(int fd) : fd_(fd) {}
+  ~Reporter() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool detached() const { return detached_; }
+  // Prints (foreground) or sends (detached) the error line; returns the exit code.
+  int error(const std::string& message) {
+    if (fd_ < 0) {
+      std::fprintf(stderr, "mount.raidfs: %s\n", message.c_str());
+    } else {
+      send("error: " + message);
+    }
+    RAIDFS_LOG(kDebug, "%s", message.c_str());
+    return kExitError;
+  }
+  // The filesystem is mounted: release the parent, and leave the terminal.
+  void mounted() {
+    if (fd_ < 0) return;
+    send("mounted");
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      for (int target : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(null, target);
+      ::close(null);
+    }
+    log_to_syslog("raidfs");
+    detached_ = true;
+  }
+
+ private:
+  void send(const std::string& line) {
+    const std::string text = line + "\n";
+    (void)!::write(fd_, text.data(), text.size());  // the parent may be gone: nothing to do
+    ::close(fd_);
+    fd_ = -1;
+  }
+  int fd_;
+  bool detached_ = false;
+};
+
+// The daemon: opens, mounts, serves until unmounted, writes everything out.
+int serve(const Settings& s, Reporter& reporter) {
+  ::signal(SIGPIPE, SIG_IGN);  // a reply or report to a vanished reader is an error, not a death
+  SignalWatcher signals;
+
+  // A member still held by an earlier daemon finishing its unmount (EBUSY) frees up shortly.
+  const auto deadline = std::chrono::steady_clock::now() + kBusyRetryTime;
+  Result<fs::OpenedArray> opened = fs::open_array(s.spec, s.members);
+  while (!opened && opened.error().code == EBUSY && std::chrono::steady_clock::now() < deadline &&
+         !signals.signalled()) {
+    std::this_thread::sleep_for(200ms);
+    opened = fs::open_array(s.spec, s.members);
+  }
+  if (!opened) return reporter.error(opened.error().message);
+  for (const std::string& w : opened->warnings) {
+    std::fprintf(stderr, "mount.raidfs: warning: %s\n", w.c_str());
+    if (s.foreground) RAIDFS_LOG(kWarning, "%s", w.c_str());
+  }
+
+  fs::FilesystemOptions fo;
+  fo.read_only = s.read_only;
+  auto filesystem = fs::Filesystem::open(std::move(opened->array), std::move(opened->meta), fo);
+  if (!filesystem) return reporter.error(filesystem.error().message);
+  if (signals.signalled()) return reporter.error("interrupted before mounting");
+
+  auto mount = fs::FuseMount::mount(s.mountpoint, s.fuse_options, s.debug);
+  if (!mount) return reporter.error(mount.error().message);
+  fs::RequestDispatcher dispatcher(**filesystem, s.dispatcher);
+  fs::ClassicTransport transport(**filesystem, dispatcher, (*mount)->fd(), s.threads);
+  signals.attach(mount->get());
+  reporter.mounted();
+  if (reporter.detached()) {
+    (void)!::chdir("/");  // keep no directory busy; every path in use is absolute
+    for (const std::string& w : opened->warnings) RAIDFS_LOG(kWarning, "%s", w.c_str());
+  }
+  RAIDFS_LOG(kInfo, "mounted %s on %s (%u threads%s)", s.spec.c_str(), s.mountpoint.c_str(),
+             s.threads, s.read_only ? ", read-only" : "");
+
+  const Result<void> served = transport.run();
+  signals.attach(nullptr);
+  (*mount)->unmount();  // already done unless the transport failed
+  int code = 0;
+  if (!served) {
+    RAIDFS_LOG(kError, "%s", served.error().message.c_str());
+    code = kExitError;
+  }
+  // Whatever the kernel sent before the connection ended is in; write out the open stripes.
+  auto ctx = (*filesystem)->make_io_context();
+  Result<void> synced =
+      ctx ? (*filesystem)->sync_all(**ctx) : Result<void>(std::unexpected(ctx.error()));
+  if (!synced) {
+    RAIDFS_LOG(kError, "writing out at unmount failed: %s", synced.error().message.c_str());
+    code = kExitError;
+  } else {
+    RAIDFS_LOG(kInfo, "unmounted %s; everything written out", s.mountpoint.c_str());
+  }
+  return code;
+}
+
+// Forks; the parent waits for the child's report and returns the exit code; the child returns
+// -1 and the write end of the report pipe in `report_fd`.
+int detach(int& report_fd) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "mount.raidfs: pipe: %s\n", std::strerror(errno));
+    return kExitError;
+  }
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    std::fprintf(stderr, "mount.raidfs: fork: %s\n", std::strerror(errno));
+    return kExitError;
+  }
+  if (pid == 0) {
+    ::close(pipe_fds[0]);
+    ::setsid();
+    report_fd = pipe_fds[1];
+    return -1;
+  }
+  ::close(pipe_fds[1]);
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(pipe_fds[0], buf, sizeof buf);
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;
+  }
+  ::close(pipe_fds[0]);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (text == "mounted") return 0;
+  if (text.starts_with("error: ")) {
+    std::fprintf(stderr, "mount.raidfs: %s\n", text.c_str() + 7);
+  } else {
+    std::fprintf(stderr,
+                 "mount.raidfs: the daemon exited before mounting (run with -f to see why)\n");
+  }
+  return kExitError;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mount.raidfs: mount a raidfs array (the mount -t raidfs helper)"};
+  Settings s;
+  std::vector<std::string> option_args;
+  bool ignored = false;
+  std::string ignored_type;
+  app.add_option("spec", s.spec, "metadata directory, or member paths separated by commas")
+      ->required();
+  app.add_option("mountpoint", s.mountpoint, "directory to mount on")->required();
+  app.add_option("-o", option_args,
+                 "mount options, comma-separated: FUSE/mount ones (ro, allow_other, noatime ...) "
+                 "and raidfs ones: members=PATH:PATH:..., transport=classic|uring, threads=N, "
+                 "writeback_cache, no_writeback_cache, attr_timeout=SECONDS, entry_timeout=SECONDS")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->take_all();
+  app.add_flag("-f,--foreground", s.foreground, "stay in the foreground (do not detach)");
+  app.add_flag("-d,--debug", s.debug, "log every request (implies -f)");
+  app.add_option("--threads", s.threads, "FUSE worker threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, fs::ClassicTransport::kThreadsMax));
+  app.add_flag("-n,-s,-v", ignored, "accepted from mount(8) and ignored");
+  app.add_option("-t", ignored_type, "accepted from mount(8) and ignored");
+  app.set_version_flag("-V,--version", std::string("mount.raidfs ") + RAIDFS_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "mount.raidfs: %s (see --help)\n", e.what());
+    return kExitUsage;
+  }
+  if (s.debug) {
+    s.foreground = true;
+    set_log_level(LogLevel::kDebug);
+  }
+
+  for (const std::string& arg : option_args) {
+    for (const std::string& option : split(arg, ',')) {
+      if (option.empty()) continue;
+      if (auto r = apply_option(option, s); !r) {
+        std::fprintf(stderr, "mount.raidfs: %s (see --help)\n", r.error().message.c_str());
+        return kExitUsage;
+      }
+    }
+  }
+  // Paths become absolute: the daemon leaves its working directory once everything is open.
+  std::vector<std::string> spec_parts;
+  for (const std::string& part : split(s.spec, ',')) spec_parts.push_back(absolute_if_exists(part));
+  std::string spec;
+  for (const std::string& part : spec_parts) spec += (spec.empty() ? "" : ",") + part;
+  s.spec = spec.empty() ? s.spec : spec;
+  char resolved[PATH_MAX];
+  if (::realpath(s.mountpoint.c_str(), resolved) == nullptr) {
+    std::fprintf(stderr, "mount.raidfs: %s: %s\n", s.mountpoint.c_str(), std::strerror(errno));
+    return kExitError;
+  }
+  s.mountpoint = resolved;
+  bool has_fsname = false;
+  for (const std::string& o : s.fuse_options) has_fsname |= o.starts_with("fsname=");
+  if (!has_fsname) s.fuse_options.push_back("fsname=" + s.spec);
+  // Root mounts are system mounts: every user may use them, the kernel checking permissions.
+  bool has_allow = false;
+  for (const std::string& o : s.fuse_options) has_allow |= o == "allow_other" || o == "allow_root";
+  if (::geteuid() == 0 && !has_allow) s.fuse_options.push_back("allow_other");
+  if (auto r = fs::FuseMount::check_options(s.fuse_options); !r) {
+    std::fprintf(stderr, "mount.raidfs: %s (see --help)\n", r.error().message.c_str());
+    return kExitUsage;
+  }
+
+  int report_fd = -1;
+  if (!s.foreground) {
+    const int parent_code = detach(report_fd);
+    if (parent_code >= 0) return parent_code;
+  }
+  Reporter reporter(report_fd);
+  return serve(s, reporter);
+}
