@@ -43,6 +43,9 @@
 namespace raidfs {
 
 class Array;
+struct ScrubRequest;     // raid/array_scrub.h
+struct ScrubReport;
+struct SuperblockIssue;
 
 // The data area starts 1 MiB into each member (room for the superblock and future use); a member
 // must hold at least this many stripes.
@@ -169,6 +172,16 @@ class Array {
   // EINVAL misaligned or out-of-range request; EIO when a block cannot be rebuilt (more than m
   // chunks of its row lost or corrupt) — the message names the stripe and block.
   Result<ReadReport> read(IoChannel& channel, const ReadRequest& request);
+
+  // Verifies one whole stripe — every filled block's checksum, the parity against the data — and
+  // with request.repair rewrites rebuilt blocks and wrong member parity (raid/array_scrub.h).
+  // `chunks`: n * C bytes, 4 KiB-aligned; on return the verified data (slot-major, zeros past
+  // filled and for lost blocks) and the parity computed from it. EINVAL bad request; EIO when
+  // the stripe cannot be read at all (more members unavailable than parity covers).
+  Result<ScrubReport> scrub_stripe(IoChannel& channel, const ScrubRequest& request, uint8_t* chunks);
+  // Compares both superblock copies of every present active member with the array's newest
+  // superblock; with `repair`, rewrites the members whose copies differ (raid/array_scrub.h).
+  std::vector<SuperblockIssue> check_superblocks(bool repair);
 
   // Marks a member failed (in memory, then in the other members' superblocks — unless that would
   // leave more than m unavailable: then the array stops in memory only, and the superblocks keep
