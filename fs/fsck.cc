@@ -1,0 +1,127 @@
+// fsck: the driver — opening, pass 1 (superblocks), pass 2 (metadata), then the stripe pass
+// (fsck_stripes.cc), and the summary. See fsck.h.
+#include "fs/fsck.h"
+
+#include <chrono>
+
+#include "fs/array_spec.h"
+#include "fs/fsck_internal.h"
+#include "meta/checker.h"
+#include "meta/repair.h"
+#include "raid/array_scrub.h"
+
+namespace raidfs::fs {
+namespace {
+
+using fsck_detail::FsckLog;
+
+std::string level_name(uint32_t m) { return m == 1 ? "RAID5" : m == 2 ? "RAID6" : "triple parity"; }
+
+// Pass 1: the superblock copies on the members.
+void check_superblocks(Array& array, FsckLog& log) {
+  log.line("pass 1: superblocks");
+  for (const SuperblockIssue& issue : array.check_superblocks(log.repairing()))
+    log.found_and_fixed(issue.what + (issue.repaired ? ": rewritten" : ""), issue.repaired);
+}
+
+// Pass 2: the metadata — meta::check(), and meta::repair() when repairing and it found anything.
+Result<void> check_metadata(meta::Store& store, FsckLog& log) {
+  log.line("pass 2: metadata (namespace, extents, stripe records, counters)");
+  RAIDFS_TRY(auto findings, meta::check(store));
+  for (const meta::Finding& f : findings)
+    log.problem(std::string(meta::finding_kind_name(f.kind)) + ": " + f.detail);
+  if (findings.empty()) return {};
+  if (!log.repairing()) {
+    log.left(std::to_string(findings.size()) + " metadata problem(s) not fixed (-n)", findings.size());
+    return {};
+  }
+  const auto policy = log.preening() ? meta::RepairPolicy::kSafe : meta::RepairPolicy::kAll;
+  RAIDFS_TRY(auto actions, meta::repair(store, policy));
+  for (const meta::RepairAction& a : actions) {
+    if (a.applied)
+      log.fixed(a.text);
+    else
+      log.line("not fixed without -y: " + a.text);
+  }
+  RAIDFS_TRY(auto remaining, meta::check(store));
+  for (const meta::Finding& f : remaining)
+    log.left(std::string(meta::finding_kind_name(f.kind)) + ": " + f.detail);
+  return {};
+}
+
+Result<std::unique_ptr<meta::Store>> open_store(const Array& array) {
+  const Superblock sb = array.superblock();
+  const Geometry& g = array.geometry();
+  if (sb.metadata_dir.empty())
+    return fail(EINVAL, "the superblocks name no metadata directory (format with mkfs.raidfs -m)");
+  meta::StoreOptions so;
+  so.path = sb.metadata_dir;
+  so.array_uuid = sb.array_uuid;
+  so.create_if_missing = false;
+  so.stripe_count = g.stripe_count();
+  so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
+  auto store = meta::Store::open(so);
+  if (!store) return fail_with(store.error(), sb.metadata_dir + ": ");
+  const meta::Super& super = (*store)->super();
+  if (super.stripe_count != g.stripe_count() || super.stripe_data_bytes != g.stripe_data_bytes())
+    return fail(EINVAL, sb.metadata_dir + ": the metadata describes " + std::to_string(super.stripe_count) +
+                            " stripes of " + std::to_string(super.stripe_data_bytes) + " bytes, the members " +
+                            std::to_string(g.stripe_count()) + " of " + std::to_string(g.stripe_data_bytes()));
+  return store;
+}
+
+}  // namespace
+
+Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  FsckSummary summary;
+  FsckLog log(options, summary);
+
+  RAIDFS_TRY(auto paths, member_paths(spec));
+  auto opened = Array::open(paths);
+  if (!opened) {
+    if (opened.error().code == EBUSY)
+      return fail(EBUSY, spec + " is in use (mounted?): unmount it first (" + opened.error().message + ")");
+    return std::unexpected(opened.error());
+  }
+  std::unique_ptr<Array> array = std::move(*opened);
+  const Geometry& g = array->geometry();
+  const Superblock sb = array->superblock();
+  log.line("array " + uuid_to_string(sb.array_uuid) + (sb.label.empty() ? "" : " (" + sb.label + ")") + ": " +
+           level_name(g.parity_count()) + ", " + std::to_string(g.member_count()) + " members, " +
+           std::to_string(g.data_count()) + "+" + std::to_string(g.parity_count()) + " chunks of " +
+           std::to_string(g.chunk_bytes() / 1024) + " KiB, " + std::to_string(g.stripe_count()) +
+           " stripes; metadata " + sb.metadata_dir);
+  for (const std::string& w : array->warnings()) log.warning(w);
+  summary.members_unavailable = array->unavailable_count();
+  if (summary.members_unavailable > 0)
+    log.warning("the array is degraded: " + std::to_string(summary.members_unavailable) +
+                " member(s) unavailable; what they held is checked through parity, and no fsck "
+                "can bring them back (replace them: raidfs replace)");
+
+  check_superblocks(*array, log);
+  RAIDFS_TRY(auto store, open_store(*array));
+  RAIDFS_CHECK(check_metadata(*store, log));
+  log.line("pass 3: stripes (block checksums, parity)");
+  RAIDFS_CHECK(fsck_detail::check_stripes(*array, *store, log, summary));
+  RAIDFS_CHECK(store->sync(store->latest_sequence()));
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "stripes: %llu sealed, %llu open, %llu free; %llu blocks verified, %llu rebuilt, "
+                "%llu lost; %llu parity rows checked, %llu wrong; %.1f GiB read in %.1f s",
+                static_cast<unsigned long long>(summary.stripes_sealed),
+                static_cast<unsigned long long>(summary.stripes_open),
+                static_cast<unsigned long long>(summary.stripes_free),
+                static_cast<unsigned long long>(summary.blocks_verified),
+                static_cast<unsigned long long>(summary.blocks_rebuilt),
+                static_cast<unsigned long long>(summary.blocks_lost),
+                static_cast<unsigned long long>(summary.parity_rows_checked),
+                static_cast<unsigned long long>(summary.parity_rows_bad),
+                static_cast<double>(summary.bytes_read) / (1 << 30), seconds);
+  log.line(line);
+  return summary;
+}
+
+}  // namespace raidfs::fs

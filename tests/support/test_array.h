@@ -1,0 +1,53 @@
+// make_test_array: a freshly formatted raidfs array on sparse image files in a TempDir — the
+// superblocks, the metadata database in DIR/meta and its member list — as mkfs.raidfs makes one,
+// for tests that then open it with fs::open_array(DIR/meta).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "fs/array_spec.h"
+#include "meta/fs_meta.h"
+#include "raid/array.h"
+#include "tests/support/temp_dir.h"
+
+namespace raidfs::testing {
+
+struct TestArray {
+  std::vector<std::string> paths;  // member images, in member order
+  std::string metadata_dir;        // the SPEC to open it by
+  Superblock superblock;
+  Geometry geometry() const { return superblock.geometry(); }
+};
+
+inline Result<TestArray> make_test_array(const TempDir& dir, uint32_t members, uint32_t parity,
+                                         uint32_t chunk_bytes, uint64_t member_bytes,
+                                         const std::string& name = "") {
+  TestArray out;
+  for (uint32_t i = 0; i < members; ++i)
+    out.paths.push_back(dir.image(name + "m" + std::to_string(i) + ".img", member_bytes));
+  FormatOptions fo;
+  fo.parity_count = parity;
+  fo.chunk_bytes = chunk_bytes;
+  fo.metadata_dir = dir.file(name + "meta");
+  fo.force = true;
+  std::error_code ec;
+  std::filesystem::remove_all(fo.metadata_dir, ec);
+  RAIDFS_TRY(out.superblock, Array::format(out.paths, fo));
+  std::filesystem::create_directories(fo.metadata_dir);
+  RAIDFS_CHECK(fs::write_member_list(fo.metadata_dir, out.paths));
+  const Geometry g = out.superblock.geometry();
+  meta::StoreOptions so;
+  so.path = fo.metadata_dir;
+  so.array_uuid = out.superblock.array_uuid;
+  so.create_if_missing = true;
+  so.stripe_count = g.stripe_count();
+  so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
+  so.geometry = "test";
+  RAIDFS_CHECK(meta::FsMeta::open(so));
+  out.metadata_dir = fo.metadata_dir;
+  return out;
+}
+
+}  // namespace raidfs::testing
