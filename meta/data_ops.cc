@@ -166,26 +166,39 @@ Result<void> destroy_inode(Txn& txn, const Inode& inode) {
 }
 
 // Overlays `extents` (sorted, inside [lo, hi)) on the map of `ino`, each replacing what mapped
-// its own bytes; with no extents, unmaps all of [lo, hi) (a hole). Loads every old extent
-// touching the range, writes the diff and records the live-count changes. Scans committed
-// state: once per inode per Txn.
+// its own bytes; with no extents, unmaps all of [lo, hi) (a hole). Loads the old extents touching
+// each new extent (runs of adjacent ones read together — a random-write batch must not scan the
+// whole file between its lowest and highest offset), writes the diff and records the live-count
+// changes. Scans committed state: once per inode per Txn.
 Result<void> replace_extents(Txn& txn, uint64_t ino, uint64_t lo, uint64_t hi,
                              std::span<const Extent> extents) {
   const Store& store = txn.store();
   std::map<uint64_t, Extent> before;
-  RAIDFS_TRY(auto prev, store.floor(Family::kExtents, extent_key(ino, lo), extent_key(ino, 0)));
-  if (prev) {
-    RAIDFS_TRY(auto k, parse_u64_pair_key(prev->first));
-    RAIDFS_TRY(Extent e, decode_extent(k.second, prev->second));
-    if (e.file_end() > lo) before[e.file_offset] = e;
+  auto load = [&](uint64_t a, uint64_t b) -> Result<void> {
+    RAIDFS_TRY(auto prev, store.floor(Family::kExtents, extent_key(ino, a), extent_key(ino, 0)));
+    if (prev) {
+      RAIDFS_TRY(auto k, parse_u64_pair_key(prev->first));
+      RAIDFS_TRY(Extent e, decode_extent(k.second, prev->second));
+      if (e.file_end() > a) before[e.file_offset] = e;
+    }
+    return store.scan(Family::kExtents, extent_key(ino, a), extent_key(ino, b),
+                      [&](std::string_view key, std::string_view value) -> Result<bool> {
+                        RAIDFS_TRY(auto k, parse_u64_pair_key(key));
+                        RAIDFS_TRY(Extent e, decode_extent(k.second, value));
+                        before[e.file_offset] = e;
+                        return true;
+                      });
+  };
+  if (extents.empty()) {
+    RAIDFS_CHECK(load(lo, hi));
+  } else {
+    for (size_t i = 0; i < extents.size();) {
+      size_t j = i + 1;
+      while (j < extents.size() && extents[j].file_offset == extents[j - 1].file_end()) ++j;
+      RAIDFS_CHECK(load(extents[i].file_offset, extents[j - 1].file_end()));
+      i = j;
+    }
   }
-  RAIDFS_CHECK(store.scan(Family::kExtents, extent_key(ino, lo), extent_key(ino, hi),
-                          [&](std::string_view key, std::string_view value) -> Result<bool> {
-                            RAIDFS_TRY(auto k, parse_u64_pair_key(key));
-                            RAIDFS_TRY(Extent e, decode_extent(k.second, value));
-                            before[e.file_offset] = e;
-                            return true;
-                          }));
   std::map<uint64_t, Extent> after = before;
   if (extents.empty()) carve(after, lo, hi);
   for (const Extent& e : extents) {

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# fs_bench.sh — fio on a mounted raidfs, on the raw member medium, and on btrfs RAID over the same
+# kind of members, in one run; prints a table with ratios. A benchmark, not a test: run by hand.
+#
+#   bash tests/bench/fs_bench.sh [BUILD_DIR]        (root; default BUILD_DIR=build)
+#
+# Members are sparse image files on /dev/shm (tmpfs), so the software is what is measured, not a
+# disk. Targets:
+#   raw       fio on a file in /dev/shm itself (the members' medium: the ceiling)
+#   raidfs    RAID6, 6 members, 64 KiB chunks, mounted with mount.raidfs (each transport given in
+#             RAIDFS_BENCH_TRANSPORTS, default "classic")
+#   btrfs     btrfs -d raid6 -m raid1c3 over 6 loop devices (direct I/O) on the same kind of images
+# Environment: RAIDFS_BENCH_SIZE (file size, default 512M), RAIDFS_BENCH_RUNTIME (seconds per
+# time-based job, default 5).
+set -euo pipefail
+
+BUILD=${1:-build}
+BUILD=$(cd "$BUILD" && pwd)
+SIZE=${RAIDFS_BENCH_SIZE:-512M}
+RUNTIME=${RAIDFS_BENCH_RUNTIME:-5}
+TRANSPORTS=${RAIDFS_BENCH_TRANSPORTS:-classic}
+WORK=$(mktemp -d /dev/shm/raidfs-bench.XXXXXX)
+META=$(mktemp -d /var/tmp/raidfs-bench-meta.XXXXXX)
+LOOPS=()
+
+cleanup() {
+  set +e
+  for mp in "$WORK"/mnt-*; do
+    [ -d "$mp" ] && mountpoint -q "$mp" && umount "$mp"
+  done
+  sleep 1
+  for l in "${LOOPS[@]}"; do losetup -d "$l"; done
+  rm -rf "$WORK" "$META"
+}
+trap cleanup EXIT
+
+[ "$(id -u)" = 0 ] || { echo "fs_bench.sh: run as root (mounts)" >&2; exit 1; }
+command -v fio >/dev/null || { echo "fs_bench.sh: fio is missing (scripts/deps.sh)" >&2; exit 1; }
+
+# job name → fio arguments. Reads and random writes use O_DIRECT so that they reach the daemon
+# instead of the page cache.
+JOBS=(seqwrite-1M seqread-1M randread-4K-qd1 randread-4K-qd32 randwrite-4K-qd16)
+job_args() {
+  case $1 in
+    seqwrite-1M) echo "--rw=write --bs=1M --ioengine=psync --end_fsync=1" ;;
+    seqread-1M) echo "--rw=read --bs=1M --ioengine=psync --direct=1" ;;
+    randread-4K-qd1) echo "--rw=randread --bs=4k --ioengine=psync --direct=1 --time_based --runtime=$RUNTIME" ;;
+    randread-4K-qd32) echo "--rw=randread --bs=4k --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime=$RUNTIME" ;;
+    randwrite-4K-qd16) echo "--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --time_based --runtime=$RUNTIME" ;;
+  esac
+}
+
+declare -A RESULT CPU
+cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+
+# run_target NAME DIR [DAEMON_PID]
+run_target() {
+  local name=$1 dir=$2 pid=${3:-}
+  # Lay the file out once so reads have data.
+  fio --name=layout --directory="$dir" --filename=bench.dat --size="$SIZE" --rw=write --bs=1M \
+      --end_fsync=1 --output-format=terse >/dev/null
+  for job in "${JOBS[@]}"; do
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    local before after out
+    before=$(cpu_ticks "$pid")
+    # shellcheck disable=SC2046
+    out=$(fio --name="$job" --directory="$dir" --filename=bench.dat --size="$SIZE" \
+              $(job_args "$job") --output-format=json)
+    after=$(cpu_ticks "$pid")
+    RESULT[$name,$job]=$(python3 -c '
+import json, sys
+j = json.loads(sys.stdin.read())["jobs"][0]
+rw = j["read"] if j["read"]["io_bytes"] else j["write"]
+print("%.0f %.1f %d" % (rw["iops"], rw["bw_bytes"] / 1048576, rw["io_bytes"]))' <<<"$out")
+    local bytes=${RESULT[$name,$job]##* }
+    if [ -n "$pid" ] && [ "$bytes" -gt 0 ]; then
+      CPU[$name,$job]=$(python3 -c "print('%.2f' % (($after - $before) / $(getconf CLK_TCK) / ($bytes / 2**30)))")
+    else
+      CPU[$name,$job]="-"
+    fi
+  done
+}
+
+mkimages() {  # mkimages PREFIX COUNT BYTES
+  for i in $(seq 0 $(($2 - 1))); do truncate -s "$3" "$WORK/$1$i.img"; done
+}
+
+# --- raw ---------------------------------------------------------------------------------------
+mkdir -p "$WORK/raw"
+run_target raw "$WORK/raw"
+rm -f "$WORK/raw/bench.dat"
+TARGETS=(raw)
+
+# --- raidfs, per transport -------------------------------------------------------------------------
+for t in $TRANSPORTS; do
+  name="raidfs-$t"
+  mkimages "r$t" 6 1G
+  "$BUILD/utils/mkfs.raidfs" -q -f -l 6 -m "$META/$t" "$WORK"/r"$t"{0..5}.img
+  mkdir -p "$WORK/mnt-$t"
+  "$BUILD/utils/mount.raidfs" "$META/$t" "$WORK/mnt-$t" -o "transport=$t"
+  pid=$(pgrep -f "mount.raidfs $META/$t" | head -1)
+  run_target "$name" "$WORK/mnt-$t" "$pid"
+  umount "$WORK/mnt-$t"
+  for _ in $(seq 50); do pgrep -f "mount.raidfs $META/$t" >/dev/null || break; sleep 0.2; done
+  rm -f "$WORK"/r"$t"*.img
+  TARGETS+=("$name")
+done
+
+# --- btrfs RAID6 over loop devices ---------------------------------------------------------------
+if command -v mkfs.btrfs >/dev/null; then
+  mkimages b 6 1G
+  for i in 0 1 2 3 4 5; do LOOPS+=("$(losetup --direct-io=on -f --show "$WORK/b$i.img")"); done
+  mkfs.btrfs -q -f -d raid6 -m raid1c3 "${LOOPS[@]}" >/dev/null
+  mkdir -p "$WORK/mnt-btrfs"
+  mount "${LOOPS[0]}" "$WORK/mnt-btrfs"
+  run_target btrfs "$WORK/mnt-btrfs"
+  umount "$WORK/mnt-btrfs"
+  TARGETS+=(btrfs)
+fi
+
+# --- table ------------------------------------------------------------------------------------------
+printf '\n%-20s' job
+for t in "${TARGETS[@]}"; do printf ' %22s' "$t"; done
+printf '   raidfs/raw  raidfs/btrfs\n'
+for job in "${JOBS[@]}"; do
+  printf '%-20s' "$job"
+  for t in "${TARGETS[@]}"; do
+    read -r iops mib _ <<<"${RESULT[$t,$job]}"
+    cpu=${CPU[$t,$job]:-}
+    if [[ $job == *4K* ]]; then cell="${iops} IOPS"; else cell="${mib} MiB/s"; fi
+    [ -n "$cpu" ] && [ "$cpu" != "-" ] && cell="$cell ${cpu}s/GiB"
+    printf ' %22s' "$cell"
+  done
+  first=${TARGETS[1]:-}
+  if [ -n "$first" ]; then
+    read -r a _ <<<"${RESULT[$first,$job]}"; read -r r _ <<<"${RESULT[raw,$job]}"
+    ratio_raw=$(python3 -c "print('%.2f' % ($a / $r if $r else 0))")
+    ratio_btrfs=-
+    if [ -n "${RESULT[btrfs,$job]:-}" ]; then
+      read -r b _ <<<"${RESULT[btrfs,$job]}"
+      ratio_btrfs=$(python3 -c "print('%.2f' % ($a / $b if $b else 0))")
+    fi
+    printf '   %10s  %12s' "$ratio_raw" "$ratio_btrfs"
+  fi
+  printf '\n'
+done
+echo "(s/GiB: the raidfs daemon's CPU seconds per GiB moved; ratios use the first raidfs transport)"
