@@ -57,3 +57,16 @@ for name in "${reverify[@]}"; do run_job "$name" --verify_only; done
 it_log "all $(wc -l <"$IT_WORK/before.sums") files have the same sha256 after the remount"
 df -h "$mp" | tail -n 1
 it_umount "$mp"
+
+# Without the kernel's writeback cache every write(2), unaligned and small ones too, reaches the
+# daemon as it was made.
+it_mount "$arr/meta" "$mp" -o no_writeback_cache
+jobs[wt-uneven]="--rw=randwrite --bsrange=512-100k --bs_unaligned --size=16M --direct=0 --fsync=8"
+jobs[wt-seq]="--rw=write --bs=4k --size=16M --direct=0 --end_fsync=1"
+run_job wt-uneven
+run_job wt-seq
+it_umount "$mp"
+it_mount "$arr/meta" "$mp"
+run_job wt-uneven --verify_only
+run_job wt-seq --verify_only
+it_umount "$mp"

@@ -18,6 +18,7 @@ command -v fusermount3 >/dev/null || skip "no fusermount3"
 arr=$IT_WORK/arr mp=$IT_WORK/mnt log=$IT_WORK/fsynced.log
 it_make_array "$arr" 6 128M -l 6 -c 16K
 it_mount "$arr/meta" "$mp"
+: >"$log"
 
 cat >"$IT_WORK/writer.py" <<'PY'
 import hashlib, os, random, sys
@@ -92,7 +93,7 @@ PY
 # (SIGKILL), lazily unmounts, remounts, and checks everything fsynced in every round so far.
 crash_round() {
   local round=$1 want=$2 before t pids
-  before=$(wc -l <"$log" 2>/dev/null || echo 0)
+  before=$(wc -l <"$log")
   python3 "$IT_WORK/writer.py" "$mp" "$log" "$round" 2>"$IT_WORK/writer-$round.err" &
   local writer=$!
   for ((t = 0; t < 600; t++)); do

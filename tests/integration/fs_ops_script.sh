@@ -266,6 +266,15 @@ print('size:', os.fstat(fd).st_size)
 os.close(fd)
 attempt(os.stat, 'open-unlinked')"
 
+# Renamed over while open: the open file keeps its data until closed.
+py "
+open('victim', 'wb').write(b'old content' * 1000); open('winner', 'wb').write(b'new')
+fd = os.open('victim', os.O_RDONLY)
+os.rename('winner', 'victim')
+print('open fd reads:', os.pread(fd, 11, 0), os.fstat(fd).st_size, 'nlink', os.fstat(fd).st_nlink)
+os.close(fd)
+print('name reads:', open('victim', 'rb').read())"
+
 section "name length"
 n255=$(printf 'n%.0s' {1..255}) n256=$(printf 'n%.0s' {1..256})
 run touch "$n255"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Goal: a tree of files copied into a mounted raidfs reads back byte for byte — right after the
-# copy, after sync and a dropped page cache, and after an unmount and a remount — for file sizes
-# around every boundary of the layout (4 KiB block, chunk, stripe data) and a big file.
+# copy, after sync and a dropped page cache, after an unmount and a remount (one FUSE thread), and
+# read-only — for file sizes around every boundary of the layout (4 KiB block, chunk, stripe data)
+# and a big file; a mounted array cannot be mounted a second time.
 # Method: RAID6 on 6 sparse images (64 KiB chunks: 4 data chunks, 256 KiB of data per stripe),
 # then RAID5 on 3 images with a smaller tree; cp -a, then diff -r and a listing of types, modes,
 # sizes and mtimes.
@@ -49,15 +50,32 @@ run_level() {
   check "$label (after cp)" "$src" "$mp"
   drop_caches
   check "$label (after sync + drop_caches)" "$src" "$mp"
-  # Remount by the member list this time (the other SPEC form).
-  it_umount "$mp"
-  local members
+  # The same array cannot be mounted twice (RAID6: by METADIR, RAID5: by member list): exit 1, one
+  # line. (mount.raidfs retries a busy member for 10 s: an earlier daemon may still be exiting.)
+  local members rc err spec
   members=$(IFS=,; echo "${IT_MEMBERS[*]}")
-  it_mount "$members" "$mp"
+  spec=$arr/meta
+  [[ $level == 5 ]] && spec=$members
+  rc=0; it_try_mount "$spec" "$mp-twice" || rc=$?
+  err=$(cat "$IT_WORK/mount.err")
+  ((rc == 1)) || fail "$label: mounting the mounted array again ($spec) gave exit $rc (want 1): $err"
+  [[ -n $err && $(grep -c . <<<"$err") -eq 1 ]] || fail "$label: refusing a second mount, want one line on stderr: $err"
+  mountpoint -q "$mp-twice" && fail "$label: the array is mounted twice"
+  it_log "$label: a second mount is refused: $err"
+  # Remount by the member list this time (the other SPEC form), with one FUSE thread.
+  it_umount "$mp"
+  it_mount "$members" "$mp" -o threads=1
   check "$label (after remount)" "$src" "$mp"
   local status
   status=$(it_status "$mp") || fail "$label: cannot read the status (xattr raidfs.status)"
   grep -q -i -E '^state:.*(degraded|failed)' <<<"$status" && fail "$label: a healthy array's status says: $status"
+  it_umount "$mp"
+  # Read-only: everything reads, nothing can be written.
+  it_mount "$arr/meta" "$mp" -o ro
+  check "$label (mounted read-only)" "$src" "$mp"
+  err=$(touch "$mp/new" 2>&1) && fail "$label: created a file on a read-only mount"
+  [[ $err == *"Read-only file system"* ]] || fail "$label: creating a file on a read-only mount: want EROFS, got: $err"
+  err=$(dd if=/dev/zero of="$mp/tree/sizes/f1" bs=1 count=1 conv=notrunc 2>&1) && fail "$label: wrote to a file on a read-only mount"
   it_umount "$mp"
   rm -rf "$src"
 }
