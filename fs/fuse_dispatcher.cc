@@ -30,6 +30,7 @@ constexpr uint16_t kMaxBackground = 64;
 constexpr uint16_t kCongestionThreshold = 48;  // 3/4 of max_background, as libfuse
 constexpr uint32_t kLogPerSecondMax = 20;
 
+static_assert(FUSE_ROOT_ID == meta::kRootIno);
 static_assert(meta::kRenameNoReplace == RENAME_NOREPLACE &&
               meta::kRenameExchange == RENAME_EXCHANGE);
 
@@ -55,85 +56,22 @@ bool is_eio_class(int code) {
   return code == EIO || code == EUCLEAN || code == EBADMSG || code == ENOTRECOVERABLE;
 }
 
+// For log lines only.
 const char* opcode_name(uint32_t opcode) {
-  switch (opcode) {
-    case FUSE_LOOKUP:
-      return "LOOKUP";
-    case FUSE_FORGET:
-      return "FORGET";
-    case FUSE_GETATTR:
-      return "GETATTR";
-    case FUSE_SETATTR:
-      return "SETATTR";
-    case FUSE_READLINK:
-      return "READLINK";
-    case FUSE_SYMLINK:
-      return "SYMLINK";
-    case FUSE_MKNOD:
-      return "MKNOD";
-    case FUSE_MKDIR:
-      return "MKDIR";
-    case FUSE_UNLINK:
-      return "UNLINK";
-    case FUSE_RMDIR:
-      return "RMDIR";
-    case FUSE_RENAME:
-      return "RENAME";
-    case FUSE_LINK:
-      return "LINK";
-    case FUSE_OPEN:
-      return "OPEN";
-    case FUSE_READ:
-      return "READ";
-    case FUSE_WRITE:
-      return "WRITE";
-    case FUSE_STATFS:
-      return "STATFS";
-    case FUSE_RELEASE:
-      return "RELEASE";
-    case FUSE_FSYNC:
-      return "FSYNC";
-    case FUSE_SETXATTR:
-      return "SETXATTR";
-    case FUSE_GETXATTR:
-      return "GETXATTR";
-    case FUSE_LISTXATTR:
-      return "LISTXATTR";
-    case FUSE_REMOVEXATTR:
-      return "REMOVEXATTR";
-    case FUSE_FLUSH:
-      return "FLUSH";
-    case FUSE_INIT:
-      return "INIT";
-    case FUSE_OPENDIR:
-      return "OPENDIR";
-    case FUSE_READDIR:
-      return "READDIR";
-    case FUSE_RELEASEDIR:
-      return "RELEASEDIR";
-    case FUSE_FSYNCDIR:
-      return "FSYNCDIR";
-    case FUSE_ACCESS:
-      return "ACCESS";
-    case FUSE_CREATE:
-      return "CREATE";
-    case FUSE_INTERRUPT:
-      return "INTERRUPT";
-    case FUSE_DESTROY:
-      return "DESTROY";
-    case FUSE_BATCH_FORGET:
-      return "BATCH_FORGET";
-    case FUSE_FALLOCATE:
-      return "FALLOCATE";
-    case FUSE_READDIRPLUS:
-      return "READDIRPLUS";
-    case FUSE_RENAME2:
-      return "RENAME2";
-    case FUSE_LSEEK:
-      return "LSEEK";
-    default:
-      return "other";
-  }
+  static constexpr const char* kNames[] = {
+      nullptr,        "LOOKUP",        "FORGET",      "GETATTR",  "SETATTR",  "READLINK",
+      "SYMLINK",      nullptr,         "MKNOD",       "MKDIR",    "UNLINK",   "RMDIR",
+      "RENAME",       "LINK",          "OPEN",        "READ",     "WRITE",    "STATFS",
+      "RELEASE",      nullptr,         "FSYNC",       "SETXATTR", "GETXATTR", "LISTXATTR",
+      "REMOVEXATTR",  "FLUSH",         "INIT",        "OPENDIR",  "READDIR",  "RELEASEDIR",
+      "FSYNCDIR",     "GETLK",         "SETLK",       "SETLKW",   "ACCESS",   "CREATE",
+      "INTERRUPT",    "BMAP",          "DESTROY",     "IOCTL",    "POLL",     "NOTIFY_REPLY",
+      "BATCH_FORGET", "FALLOCATE",     "READDIRPLUS", "RENAME2",  "LSEEK",    "COPY_FILE_RANGE",
+      "SETUPMAPPING", "REMOVEMAPPING", "SYNCFS",      "TMPFILE",  "STATX",
+  };
+  static_assert(sizeof kNames / sizeof kNames[0] == fuse::kOpStatx + 1);
+  const char* name = opcode < std::size(kNames) ? kNames[opcode] : nullptr;
+  return name != nullptr ? name : "unknown";
 }
 
 int64_t now_ns() {
@@ -447,8 +385,6 @@ Result<void> RequestDispatcher::Call::init() {
     return fail(EPROTO, "kernel FUSE protocol 7." + std::to_string(in.minor) + " is older than 7." +
                             std::to_string(fuse::kMinKernelMinor) +
                             " (Linux 4.20), the oldest raidfs serves");
-  if (d.initialized()) return fail(EINVAL, "INIT twice");
-
   uint64_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_DO_READDIRPLUS |
                   FUSE_READDIRPLUS_AUTO | FUSE_MAX_PAGES | FUSE_ASYNC_DIO | FUSE_CACHE_SYMLINKS |
                   FUSE_INIT_EXT;
@@ -476,10 +412,12 @@ Result<void> RequestDispatcher::Call::init() {
   put_fixed(out);
 
   {
+    // The kernel sends INIT once; a second one (a confused or hostile peer) changes nothing.
     std::lock_guard lock(d.init_mu_);
+    if (d.initialized()) return fail(EINVAL, "INIT twice");
     d.connection_ = c;
+    d.initialized_.store(true, std::memory_order_release);
   }
-  d.initialized_.store(true, std::memory_order_release);
   RAIDFS_LOG(
       kInfo, "FUSE protocol 7.%u (kernel 7.%u), max_write %u, flags 0x%llx%s", c.minor, in.minor,
       c.max_write, static_cast<unsigned long long>(granted),

@@ -226,6 +226,11 @@ TEST_F(DispatcherTest, InitAnswersOurMinorAndOnlyFlagsTheKernelOffered) {
   EXPECT_FALSE(dispatcher_->connection().over_io_uring());
   // The out header announces exactly header + struct.
   EXPECT_EQ(r.out_header().len, sizeof(fuse_out_header) + sizeof(fuse_init_out));
+  // A second INIT changes nothing.
+  const Reply again = init(7, 31);
+  EXPECT_EQ(again.error, -EINVAL);
+  EXPECT_EQ(again.out_header().len, sizeof(fuse_out_header));
+  EXPECT_EQ(dispatcher_->connection().minor, fuse::kProtocolMinor);
 }
 
 TEST_F(DispatcherTest, InitGrantsIoUringOnlyWhenAskedAndOffered) {
