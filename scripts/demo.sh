@@ -41,12 +41,18 @@ if mountpoint -q "$mp"; then
   say "unmounting the earlier demo at $mp"
   umount "$mp"
 fi
+# users PATH...: the pids of processes holding any of the files open (fuser without psmisc).
+users() {
+  local args=() p
+  for p; do args+=(-o -lname "$p"); done
+  { find /proc/[0-9]*/fd \( "${args[@]:1}" \) 2>/dev/null || true; } | cut -d/ -f3 | sort -u | tr '\n' ' '
+}
 for ((t = 0; t < 200; t++)); do
-  busy=$(fuser "${images[@]}" 2>/dev/null || true)
-  [[ -z ${busy// /} ]] && break
+  busy=$(users "${images[@]}" "$dir/meta/LOCK")
+  [[ -z $busy ]] && break
   sleep 0.1
 done
-[[ -z ${busy// /} ]] || die "the images in $dir are still in use (pids$busy)"
+[[ -z $busy ]] || die "the images in $dir are still in use (pids $busy)"
 
 say "a RAID6 array: six sparse image files of $size in $dir"
 mkdir -p "$dir" "$mp"

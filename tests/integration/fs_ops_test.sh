@@ -15,6 +15,7 @@ source "$here/lib.sh"
 if [[ ${RAIDFS_OPS_SELFTEST:-0} == 1 ]]; then
   [[ $(id -u) -eq 0 ]] || skip "needs root"
   IT_WORK=$(mktemp -d /var/tmp/raidfs-it-opsself-XXXXXX)
+  # shellcheck disable=SC2154  # rc is set inside the trap
   trap 'rc=$?; set +e; umount "$IT_WORK"/ref "$IT_WORK"/mnt 2>/dev/null; rm -rf "$IT_WORK"; exit $rc' EXIT
 else
   it_init "${1:?build dir}" fs_ops

@@ -16,8 +16,8 @@
 # failure; the default is the detaching mount a user runs), RAIDFS_IT_KEEP=1 (keep $IT_WORK).
 #
 # Mount points and images live under a mktemp directory whose name has only [A-Za-z0-9/_-], so a
-# daemon is found by its command line (pgrep -f "mount.raidfs.*MP") or by the images it holds open
-# (fuser), and only processes using this test's own files are ever signalled.
+# daemon is found by its command line (pgrep -f "mount.raidfs.*MP") or by the files under the temp
+# dir it holds open (/proc/PID/fd), and only processes using this test's own files are signalled.
 
 IT_MOUNTS=()        # mount points this test mounted (and may still be mounted)
 IT_DAEMON_WAIT=30   # seconds to wait for a daemon to exit after an unmount
@@ -60,9 +60,10 @@ it_daemon_pids() {
   local mp=$1 dir=${2:-}
   {
     pgrep -f -- "mount\.raidfs.*$mp( |\$)" || true
+    # Processes holding a member image or the database lock under DIR open (what fuser would say,
+    # without needing psmisc; not those merely using files in the mount or logs under DIR).
     if [[ -n $dir && -d $dir ]]; then
-      find "$dir" -maxdepth 3 \( -name '*.img*' -o -name LOCK \) -print0 2>/dev/null |
-        xargs -0 -r fuser 2>/dev/null | tr -s ' ' '\n' | grep -E '^[0-9]+$' || true
+      find /proc/[0-9]*/fd \( -lname "$dir/*.img*" -o -lname "$dir/*/LOCK" \) 2>/dev/null | cut -d/ -f3 || true
     fi
   } | sort -u | grep -v -x -e "$$" -e "$BASHPID" || true
 }
