@@ -43,6 +43,7 @@ run_script() {
 
 mkdir -p "$IT_WORK/ref" "$IT_WORK/scratch"
 mount -t tmpfs -o size=2G,mode=755 raidfs-it-ref "$IT_WORK/ref" || fail "cannot mount the reference tmpfs"
+IT_MOUNTS+=("$IT_WORK/ref")   # unmounted by the cleanup if the script stops early
 mkdir "$IT_WORK/ref/t"
 t0=$SECONDS
 run_script "$IT_WORK/ref/t" "$IT_WORK/ref.out"
