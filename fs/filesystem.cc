@@ -133,6 +133,7 @@ FilesystemStats Filesystem::stats() const {
   s.reconstructed_blocks = counters_.reconstructed;
   s.corrupt_blocks = counters_.corrupt;
   s.healed_blocks = counters_.healed;
+  s.unreadable_reads = counters_.unreadable;
   s.stripes_sealed = w.stripes_sealed;
   s.partial_flushes = w.partial_flushes;
   s.bytes_copied_read = counters_.copied_read;
@@ -169,6 +170,7 @@ std::string Filesystem::status_text() const {
   out << "reconstructed_blocks: " << c.reconstructed_blocks << "\n";
   out << "corrupt_blocks: " << c.corrupt_blocks << "\n";
   out << "healed_blocks: " << c.healed_blocks << "\n";
+  out << "unreadable_reads: " << c.unreadable_reads << "\n";
   out << "stripes_sealed: " << c.stripes_sealed << "\n";
   out << "partial_flushes: " << c.partial_flushes << "\n";
   out << "bytes_copied_read: " << c.bytes_copied_read << "\n";
@@ -191,7 +193,10 @@ FsStatfs Filesystem::statfs() const {
 // --- namespace --------------------------------------------------------------------------------------
 
 meta::Inode Filesystem::with_pending_size(meta::Inode inode) const {
-  if (is_reg(inode)) inode.size = std::max(inode.size, writer_->pending_end(inode.ino));
+  if (!is_reg(inode)) return inode;
+  inode.size = std::max(inode.size, writer_->pending_end(inode.ino));
+  if (const int64_t t = writer_->pending_mtime(inode.ino); t > inode.mtime_ns)
+    inode.mtime_ns = inode.ctime_ns = t;
   return inode;
 }
 
@@ -207,6 +212,7 @@ Result<meta::Inode> Filesystem::getattr(uint64_t ino) const {
 
 Result<meta::Inode> Filesystem::setattr(IoContext&, uint64_t ino, const meta::SetAttr& attr) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
+  if (attr.mtime_ns) writer_->clear_pending_mtime(ino);
   if (attr.size) {
     if (*attr.size > kMaxFileBytes) return fail(EFBIG, "size beyond the largest file");
     RAIDFS_TRY(meta::Inode inode, writer_->set_size(ino, attr));
@@ -330,7 +336,7 @@ Result<size_t> Filesystem::write(IoContext& ctx, uint64_t ino, uint64_t offset,
   if (offset > kMaxFileBytes || data.size() > kMaxFileBytes - offset)
     return fail(EFBIG, "write beyond the largest file");
   if (data.empty()) return size_t{0};
-  return writer_->write(ctx, ino, offset, data);
+  return writer_->write(ctx, ino, offset, data, write_times_ == WriteTimes::kSetByWrite);
 }
 
 Result<void> Filesystem::fsync(IoContext& ctx, uint64_t ino) {
@@ -523,6 +529,7 @@ Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& 
   req.dest = dest;
   auto report = array_->read(ctx.channel(), req);
   if (!report) {
+    if (report.error().code == EIO) ++counters_.unreadable;
     RAIDFS_LOG(kError, "%s", report.error().message.c_str());
     return std::unexpected(report.error());
   }
@@ -555,11 +562,16 @@ Result<void> Filesystem::set_xattr(uint64_t ino, std::string_view name, std::str
                                    int flags) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
   if (ino == meta::kRootIno && name == kStatusXattr) return fail(EPERM, "status is read-only");
+  // POSIX ACLs are not implemented: storing them as plain bytes would make cp -a, tar --acls
+  // and setfacl believe the ACL (and the mode it implies) took effect. Refusing lets them fall
+  // back to chmod.
+  if (name.starts_with("system.posix_acl_")) return fail(EOPNOTSUPP, "POSIX ACLs are not supported");
   return meta_->set_xattr(ino, name, value, flags);
 }
 
 Result<std::string> Filesystem::get_xattr(uint64_t ino, std::string_view name) const {
   if (ino == meta::kRootIno && name == kStatusXattr) return status_text();
+  if (name.starts_with("system.posix_acl_")) return fail(EOPNOTSUPP, "POSIX ACLs are not supported");
   return meta_->get_xattr(ino, name);
 }
 

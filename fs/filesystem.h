@@ -62,11 +62,17 @@ struct FilesystemOptions {
   bool read_only = false;
 };
 
+// Whether a write sets the file's mtime and ctime. With the kernel's writeback cache the kernel
+// keeps the times itself and sends them in SETATTR; setting them again at commit would replace a
+// time the user set (touch -d) with the commit time.
+enum class WriteTimes { kSetByWrite, kKeptByKernel };
+
 // Counters for status and benchmarks; monotonic since mount.
 struct FilesystemStats {
   uint64_t reconstructed_blocks = 0;  // blocks rebuilt from parity on read (degraded or corrupt)
   uint64_t corrupt_blocks = 0;        // blocks that failed their checksum
   uint64_t healed_blocks = 0;         // corrupt blocks of sealed stripes rewritten in place
+  uint64_t unreadable_reads = 0;      // reads that failed: blocks lost beyond the parity count
   uint64_t stripes_sealed = 0;
   uint64_t partial_flushes = 0;       // fsyncs that committed part of an open stripe
   uint64_t bytes_copied_read = 0;     // file bytes memcpy'd in user space on reads
@@ -93,6 +99,9 @@ class Filesystem {
   ~Filesystem();
 
   Result<std::unique_ptr<IoContext>> make_io_context() const;
+
+  // The transport says who keeps file times once it knows (INIT); kSetByWrite until then.
+  void set_write_times(WriteTimes times) { write_times_ = times; }
 
   const Array& array() const { return *array_; }
   meta::FsMeta& meta() { return *meta_; }
@@ -175,6 +184,7 @@ class Filesystem {
   Result<void> seal_open_stripe(IoContext& ctx, const meta::Stripe& stripe);
 
   FilesystemOptions options_;
+  std::atomic<WriteTimes> write_times_{WriteTimes::kSetByWrite};
   std::unique_ptr<Array> array_;
   std::unique_ptr<meta::FsMeta> meta_;
   // Readers of committed data hold it shared; allocating a stripe holds it exclusively.
@@ -182,7 +192,7 @@ class Filesystem {
   std::unique_ptr<OpenFiles> open_files_;
   std::unique_ptr<StripeWriter> writer_;
   mutable struct Counters {
-    std::atomic<uint64_t> reconstructed{0}, corrupt{0}, healed{0}, copied_read{0};
+    std::atomic<uint64_t> reconstructed{0}, corrupt{0}, healed{0}, unreadable{0}, copied_read{0};
   } counters_;
 };
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 #include "fs/filesystem.h"
 #include "raid/checksum.h"
@@ -13,6 +14,12 @@ namespace {
 constexpr uint32_t kBlock = kBlockBytes;
 
 uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
+
+int64_t now_ns() {
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
 
 }  // namespace
 
@@ -69,8 +76,16 @@ Result<void> StripeWriter::allocate_locked() {
 }
 
 Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset,
-                                   std::span<const uint8_t> data) {
+                                   std::span<const uint8_t> data, bool set_times) {
   std::lock_guard lock(mu_);
+  // Refuse up front what cannot fit, so that a failed write changes nothing (a short count
+  // would also make the kernel's async direct I/O report EIO instead of ENOSPC). Each stripe the
+  // data spans may lose up to a block to alignment. Only this thread allocates, so the free
+  // count can only grow meanwhile.
+  const uint64_t room = open_free_bytes_ + meta_.free_stripe_count() * uint64_t{data_bytes_};
+  const uint64_t need = data.size() + kBlock * (data.size() / data_bytes_ + 2);
+  if (need > room) return fail(ENOSPC, "the array is full");
+  const int64_t now = set_times ? now_ns() : 0;
   size_t accepted = 0;
   while (accepted < data.size()) {
     if (!open_) {
@@ -96,7 +111,9 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
     std::memcpy(buffer_.data() + pos, data.data() + accepted, n);
     {
       std::lock_guard pending_lock(pending_mu_);
-      PendingMap& map = pending_[ino];
+      PendingFile& file = pending_[ino];
+      if (set_times) file.mtime_ns = now;
+      PendingMap& map = file.extents;
       carve(map, file_offset, file_offset + n);
       auto prev = map.lower_bound(file_offset);
       if (prev != map.begin() && std::prev(prev)->first + std::prev(prev)->second.length == file_offset &&
@@ -148,10 +165,11 @@ Result<void> StripeWriter::commit_locked(const meta::Stripe& record) {
   std::vector<meta::FileExtents> files;
   {
     std::lock_guard pending_lock(pending_mu_);
-    for (const auto& [ino, map] : pending_) {
-      if (map.empty()) continue;
-      meta::FileExtents file{ino, {}, true};
-      for (const auto& [off, p] : map)
+    for (const auto& [ino, pf] : pending_) {
+      if (pf.extents.empty()) continue;
+      meta::FileExtents file{ino, {}, true, std::nullopt};
+      if (pf.mtime_ns) file.mtime_ns = pf.mtime_ns;
+      for (const auto& [off, p] : pf.extents)
         file.extents.push_back(meta::Extent{off, open_->id, p.stripe_offset, p.length});
       files.push_back(std::move(file));
     }
@@ -211,7 +229,7 @@ Result<void> StripeWriter::seal_locked(IoContext& ctx) {
   {
     std::lock_guard pending_lock(pending_mu_);
     any_pending = std::any_of(pending_.begin(), pending_.end(),
-                              [](const auto& e) { return !e.second.empty(); });
+                              [](const auto& e) { return !e.second.extents.empty(); });
   }
   if (!s.committed && !any_pending) {  // nothing of it ever reached the metadata
     meta_.release_stripe(s.id);
@@ -249,9 +267,9 @@ Result<void> StripeWriter::flush(IoContext& ctx, uint64_t ino) {
     std::lock_guard pending_lock(pending_mu_);
     if (ino != 0) {
       auto it = pending_.find(ino);
-      if (it == pending_.end() || it->second.empty()) return {};
+      if (it == pending_.end() || it->second.extents.empty()) return {};
     } else if (std::all_of(pending_.begin(), pending_.end(),
-                           [](const auto& e) { return e.second.empty(); })) {
+                           [](const auto& e) { return e.second.extents.empty(); })) {
       return {};
     }
   }
@@ -267,9 +285,20 @@ Result<void> StripeWriter::seal(IoContext& ctx) {
 uint64_t StripeWriter::pending_end(uint64_t ino) const {
   std::lock_guard pending_lock(pending_mu_);
   auto it = pending_.find(ino);
-  if (it == pending_.end() || it->second.empty()) return 0;
-  const auto& [off, p] = *it->second.rbegin();
+  if (it == pending_.end() || it->second.extents.empty()) return 0;
+  const auto& [off, p] = *it->second.extents.rbegin();
   return off + p.length;
+}
+
+int64_t StripeWriter::pending_mtime(uint64_t ino) const {
+  std::lock_guard pending_lock(pending_mu_);
+  auto it = pending_.find(ino);
+  return it == pending_.end() ? 0 : it->second.mtime_ns;
+}
+
+void StripeWriter::clear_pending_mtime(uint64_t ino) {
+  std::lock_guard pending_lock(pending_mu_);
+  if (auto it = pending_.find(ino); it != pending_.end()) it->second.mtime_ns = 0;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t ino, uint64_t offset,
@@ -280,7 +309,7 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t i
   std::lock_guard pending_lock(pending_mu_);
   auto found = pending_.find(ino);
   if (found == pending_.end()) return covered;
-  const PendingMap& map = found->second;
+  const PendingMap& map = found->second.extents;
   auto it = map.upper_bound(offset);
   if (it != map.begin()) --it;
   uint64_t copied = 0;
@@ -306,7 +335,7 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t
   std::lock_guard pending_lock(pending_mu_);
   auto found = pending_.find(ino);
   if (found == pending_.end()) return ranges;
-  for (const auto& [off, p] : found->second) {
+  for (const auto& [off, p] : found->second.extents) {
     if (off + p.length <= offset) continue;
     if (!ranges.empty() && ranges.back().second == off) {
       ranges.back().second = off + p.length;
@@ -321,7 +350,8 @@ Result<meta::Inode> StripeWriter::set_size(uint64_t ino, const meta::SetAttr& at
   std::lock_guard lock(mu_);
   if (attr.size) {
     std::lock_guard pending_lock(pending_mu_);
-    if (auto it = pending_.find(ino); it != pending_.end()) carve(it->second, *attr.size, UINT64_MAX);
+    if (auto it = pending_.find(ino); it != pending_.end())
+      carve(it->second.extents, *attr.size, UINT64_MAX);
   }
   return meta_.setattr(ino, attr);
 }
@@ -331,7 +361,7 @@ Result<void> StripeWriter::punch_hole(uint64_t ino, uint64_t offset, uint64_t le
   {
     std::lock_guard pending_lock(pending_mu_);
     if (auto it = pending_.find(ino); it != pending_.end())
-      carve(it->second, offset, offset + length);
+      carve(it->second.extents, offset, offset + length);
   }
   return meta_.punch_hole(ino, offset, length);
 }

@@ -61,10 +61,12 @@ class StripeWriter {
  public:
   StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse);
 
-  // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills. Returns the
-  // bytes accepted: all of them, or fewer when no free stripe is left (ENOSPC if none).
-  // EIO when a seal cannot write or commit (the data stays pending; a later call retries).
-  Result<size_t> write(IoContext& ctx, uint64_t ino, uint64_t offset, std::span<const uint8_t> data);
+  // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills. All or
+  // nothing: ENOSPC, with nothing changed, when the free stripes cannot hold it. EIO when a seal
+  // cannot write or commit (the data stays pending; a later call retries). `set_times`: the
+  // write sets the file's mtime/ctime (to now, kept pending and committed with the data).
+  Result<size_t> write(IoContext& ctx, uint64_t ino, uint64_t offset, std::span<const uint8_t> data,
+                       bool set_times = true);
 
   // Commits the open stripe's pending data if `ino` (0: anyone) has some (flush_partial). The
   // commit is in the WAL, not yet synced: the caller syncs the metadata for durability.
@@ -73,8 +75,12 @@ class StripeWriter {
   Result<void> seal(IoContext& ctx);
 
   // --- for readers and namespace operations --------------------------------------------------
-  // End of the file's pending data (0 when it has none).
+  // End of the file's pending data (0 when it has none), and the time its last pending write set
+  // (0 when none did).
   uint64_t pending_end(uint64_t ino) const;
+  int64_t pending_mtime(uint64_t ino) const;
+  // A time set explicitly (utimens) replaces the pending one.
+  void clear_pending_mtime(uint64_t ino);
   // Copies the file's pending data overlapping [offset, offset + length) to dest (dest[0] is
   // file byte `offset`) and returns the file ranges it covered, sorted.
   std::vector<std::pair<uint64_t, uint64_t>> read_pending(uint64_t ino, uint64_t offset,
@@ -99,6 +105,10 @@ class StripeWriter {
     uint32_t stripe_offset = 0;
   };
   using PendingMap = std::map<uint64_t, Pending>;  // by file_offset, non-overlapping
+  struct PendingFile {
+    PendingMap extents;
+    int64_t mtime_ns = 0;  // set by the last write that sets times; 0: none
+  };
 
   struct OpenStripe {
     uint64_t id = 0;
@@ -132,7 +142,7 @@ class StripeWriter {
   std::optional<OpenStripe> open_;
   AlignedBuffer buffer_;        // n chunks: data 0..k-1 then parity 0..m-1, each C bytes
   mutable std::mutex pending_mu_;
-  std::map<uint64_t, PendingMap> pending_;  // by inode; all in open_'s stripe
+  std::map<uint64_t, PendingFile> pending_;  // by inode; all in open_'s stripe
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
 };

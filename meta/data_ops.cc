@@ -222,7 +222,7 @@ Result<void> FsMeta::commit_write(uint64_t ino, std::span<const Extent> extents,
                                   std::span<const Stripe> stripes, Durability durability) {
   if (ino == 0 && !extents.empty()) return fail(EINVAL, "extents without an inode");
   std::vector<FileExtents> files;
-  if (ino != 0) files.push_back(FileExtents{ino, {extents.begin(), extents.end()}, false});
+  if (ino != 0) files.push_back(FileExtents{ino, {extents.begin(), extents.end()}, false, now_ns()});
   return commit_files(files, stripes, durability);
 }
 
@@ -261,7 +261,7 @@ Result<void> FsMeta::commit_files(std::span<const FileExtents> files,
       if (file.skip_if_missing) continue;  // removed meanwhile: its data is dead already
       return fail(ENOENT, "inode " + std::to_string(file.ino) + " does not exist");
     }
-    RAIDFS_CHECK(apply_file_extents(txn, *found, file.extents, supplied));
+    RAIDFS_CHECK(apply_file_extents(txn, *found, file, supplied));
   }
   RAIDFS_CHECK(apply_live_deltas(txn, supplied_ids));
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
@@ -269,9 +269,10 @@ Result<void> FsMeta::commit_files(std::span<const FileExtents> files,
   return finish(seq, durability);
 }
 
-Result<void> FsMeta::apply_file_extents(Txn& txn, Inode inode, std::span<const Extent> extents,
+Result<void> FsMeta::apply_file_extents(Txn& txn, Inode inode, const FileExtents& file,
                                         const std::map<uint64_t, Stripe>& supplied) {
   const uint64_t ino = inode.ino;
+  std::span<const Extent> extents = file.extents;
   if (is_dir(inode)) return fail(EISDIR, "inode " + std::to_string(ino) + " is a directory");
   if (!is_reg(inode)) return fail(EINVAL, "inode " + std::to_string(ino) + " is not a file");
 
@@ -303,7 +304,7 @@ Result<void> FsMeta::apply_file_extents(Txn& txn, Inode inode, std::span<const E
     RAIDFS_CHECK(replace_extents(txn, ino, lo, hi, extents));
     inode.size = std::max(inode.size, hi);
   }
-  inode.mtime_ns = inode.ctime_ns = now_ns();
+  if (file.mtime_ns) inode.mtime_ns = inode.ctime_ns = *file.mtime_ns;
   txn.put_inode(inode);
   return {};
 }

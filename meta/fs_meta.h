@@ -117,6 +117,9 @@ struct FileExtents {
   // A file removed since its data was written is skipped instead of failing the batch: its
   // data is dead, and the other files' data must still commit.
   bool skip_if_missing = true;
+  // The file's new mtime and ctime (the time of its last write); unset: times unchanged (the
+  // kernel keeps them, with a writeback cache).
+  std::optional<int64_t> mtime_ns;
 };
 
 struct StripeRef {
@@ -247,7 +250,7 @@ class FsMeta {
   Result<void> finish(uint64_t seq, Durability durability);
   // commit_files' work for one file (mu_ held): validates its extents, overlays them, sets size
   // and times.
-  Result<void> apply_file_extents(Txn& txn, Inode inode, std::span<const Extent> extents,
+  Result<void> apply_file_extents(Txn& txn, Inode inode, const FileExtents& file,
                                   const std::map<uint64_t, Stripe>& supplied);
   void reclaim_pending_locked();
 
