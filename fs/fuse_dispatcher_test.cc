@@ -474,6 +474,14 @@ TEST_F(DispatcherTest, XattrsProbeSizeAndTheStatusXattrIsReadOnlyAndUnlisted) {
             -EPERM);
   get.size = 4096;
   EXPECT_EQ(send(Request(FUSE_LISTXATTR, meta::kRootIno).op(get)).data_bytes, 0u);
+  // POSIX ACLs are refused (so that cp -a falls back to chmod), not stored as opaque bytes.
+  set.size = 4;
+  EXPECT_EQ(send(Request(FUSE_SETXATTR, ino)
+                     .op(set)
+                     .name("system.posix_acl_access")
+                     .raw(std::string_view("\2\0\0\0", 4)))
+                .error,
+            -EOPNOTSUPP);
   // A file's xattr of that name is an ordinary one.
   EXPECT_EQ(send(Request(FUSE_GETXATTR, ino).op(get).name(Filesystem::kStatusXattr)).error,
             -ENODATA);
