@@ -294,11 +294,6 @@ struct RequestDispatcher::Call {
     RAIDFS_TRY(const auto value, reader.take(in.size));
     if (reader.remaining() != 0) return fail(EINVAL, "SETXATTR value longer than its size");
     if (is_status_xattr(name)) return fail(EPERM, "raidfs.status is read-only");
-    // Without FUSE_POSIX_ACL the kernel passes POSIX ACLs through as plain xattrs. Stored, they
-    // would be honoured by nothing and would stand in for the mode: cp -a and tar set the
-    // permissions of what they copy as an ACL and fall back to chmod only when that fails.
-    if (name == "system.posix_acl_access" || name == "system.posix_acl_default")
-      return fail(EOPNOTSUPP, "POSIX ACLs are not supported");
     return fs().set_xattr(
         nodeid(), name, std::string_view(reinterpret_cast<const char*>(value.data()), value.size()),
         flags);

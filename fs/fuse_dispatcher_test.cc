@@ -474,7 +474,7 @@ TEST_F(DispatcherTest, XattrsProbeSizeAndTheStatusXattrIsReadOnlyAndUnlisted) {
             -EPERM);
   get.size = 4096;
   EXPECT_EQ(send(Request(FUSE_LISTXATTR, meta::kRootIno).op(get)).data_bytes, 0u);
-  // POSIX ACLs are refused (so that cp -a falls back to chmod), not stored as opaque bytes.
+  // POSIX ACLs are refused (the Filesystem's rule: cp -a then falls back to chmod).
   set.size = 4;
   EXPECT_EQ(send(Request(FUSE_SETXATTR, ino)
                      .op(set)
