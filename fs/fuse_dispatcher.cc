@@ -418,6 +418,9 @@ Result<void> RequestDispatcher::Call::init() {
     d.connection_ = c;
     d.initialized_.store(true, std::memory_order_release);
   }
+  // With the writeback cache the kernel keeps mtime/ctime and sends them in SETATTR.
+  d.fs_.set_write_times((granted & FUSE_WRITEBACK_CACHE) ? WriteTimes::kKeptByKernel
+                                                          : WriteTimes::kSetByWrite);
   RAIDFS_LOG(
       kInfo, "FUSE protocol 7.%u (kernel 7.%u), max_write %u, flags 0x%llx%s", c.minor, in.minor,
       c.max_write, static_cast<unsigned long long>(granted),
