@@ -25,14 +25,17 @@ inline Result<TestArray> make_test_array(const TempDir& dir, uint32_t members, u
                                          uint32_t chunk_bytes, uint64_t member_bytes,
                                          const std::string& name = "") {
   TestArray out;
-  for (uint32_t i = 0; i < members; ++i)
+  std::error_code ec;
+  for (uint32_t i = 0; i < members; ++i) {
+    // A new, all-zero image: an old one of the same size would keep its bytes through image().
+    std::filesystem::remove(dir.file(name + "m" + std::to_string(i) + ".img"), ec);
     out.paths.push_back(dir.image(name + "m" + std::to_string(i) + ".img", member_bytes));
+  }
   FormatOptions fo;
   fo.parity_count = parity;
   fo.chunk_bytes = chunk_bytes;
   fo.metadata_dir = dir.file(name + "meta");
   fo.force = true;
-  std::error_code ec;
   std::filesystem::remove_all(fo.metadata_dir, ec);
   RAIDFS_TRY(out.superblock, Array::format(out.paths, fo));
   std::filesystem::create_directories(fo.metadata_dir);
