@@ -92,6 +92,10 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
            std::to_string(g.data_count()) + "+" + std::to_string(g.parity_count()) + " chunks of " +
            std::to_string(g.chunk_bytes() / 1024) + " KiB, " + std::to_string(g.stripe_count()) +
            " stripes; metadata " + sb.metadata_dir);
+  for (uint32_t i = 0; i < g.member_count(); ++i)
+    log.note("member " + std::to_string(i) + ": " +
+             (array->member_path(i).empty() ? std::string("(not given)") : array->member_path(i)) + ", " +
+             member_state_name(array->member_state(i)));
   for (const std::string& w : array->warnings()) log.warning(w);
   summary.members_unavailable = array->unavailable_count();
   if (summary.members_unavailable > 0)

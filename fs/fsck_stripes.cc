@@ -108,6 +108,10 @@ class StripePass {
       }
       req.ref.parity = open_parity_.data();
     }
+    if (open)
+      log_.note(what + ": " + std::to_string(s.filled_bytes) + " bytes filled, " +
+                std::to_string(s.live_blocks) + " live blocks, parity of " +
+                std::to_string(s.parity_rows.size()) + " row(s) in the metadata");
     RAIDFS_TRY(ScrubReport r, array_.scrub_stripe(channel_, req, chunks_.data()));
     summary_.bytes_read += uint64_t{req.ref.filled_blocks} * kBlock + (open ? 0 : uint64_t{m} * c);
     summary_.blocks_verified += req.ref.filled_blocks - r.rebuilt_blocks.size() - r.lost_blocks.size();
