@@ -138,6 +138,7 @@ FilesystemStats Filesystem::stats() const {
   s.partial_flushes = w.partial_flushes;
   s.bytes_copied_read = counters_.copied_read;
   s.bytes_copied_write = w.bytes_copied;
+  s.bytes_direct_write = w.bytes_direct;
   return s;
 }
 
@@ -175,6 +176,7 @@ std::string Filesystem::status_text() const {
   out << "partial_flushes: " << c.partial_flushes << "\n";
   out << "bytes_copied_read: " << c.bytes_copied_read << "\n";
   out << "bytes_copied_write: " << c.bytes_copied_write << "\n";
+  out << "bytes_direct_write: " << c.bytes_direct_write << "\n";
   for (const std::string& w : array_->warnings()) out << "warning: " << w << "\n";
   return out.str();
 }

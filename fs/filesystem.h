@@ -77,6 +77,7 @@ struct FilesystemStats {
   uint64_t partial_flushes = 0;       // fsyncs that committed part of an open stripe
   uint64_t bytes_copied_read = 0;     // file bytes memcpy'd in user space on reads
   uint64_t bytes_copied_write = 0;    // file bytes memcpy'd in user space on writes
+  uint64_t bytes_direct_write = 0;    // file bytes written to members from the request buffer
 };
 
 struct FsStatfs {

@@ -283,6 +283,39 @@ TEST_F(FilesystemTest, TruncatePunchHolesAndSeek) {
   EXPECT_EQ(read(a, 0, 80000), expect);
 }
 
+TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
+  format(6, 2, 16 << 20);
+  const uint64_t stripe = 4 * kChunk;
+  const uint64_t a = create("a");
+  // Older data in the open stripe over part of the range: the full stripe must win over it.
+  write(a, stripe + 4096, random_bytes(10000, 20));
+  AlignedBuffer big(3 * stripe);
+  auto d = random_bytes(3 * stripe, 21);
+  std::memcpy(big.data(), d.data(), d.size());
+  auto n = fs_->write(*ctx_, a, 0, {big.data(), d.size()});
+  ASSERT_TRUE(n) << n.error().message;
+  ASSERT_EQ(*n, d.size());
+  const FilesystemStats s = fs_->stats();
+  EXPECT_EQ(s.bytes_direct_write, 3 * stripe);
+  EXPECT_EQ(s.bytes_copied_write, 10000u) << "only the small write was copied";
+  EXPECT_EQ(read(a, 0, d.size()), d);
+  ASSERT_TRUE(fs_->fsync(*ctx_, a));
+  EXPECT_EQ(read(a, 0, d.size()), d);
+  // A misaligned buffer takes the copying path, with the same result.
+  std::vector<uint8_t> odd(stripe + 1);
+  std::memcpy(odd.data() + 1, d.data(), stripe);
+  n = fs_->write(*ctx_, a, 0, {odd.data() + 1, stripe});
+  ASSERT_TRUE(n);
+  EXPECT_EQ(fs_->stats().bytes_direct_write, 3 * stripe);
+  remount();
+  EXPECT_EQ(read(a, 0, d.size()), d);
+  fs_.reset();
+  remove_member(1);
+  remove_member(4);
+  mount();
+  EXPECT_EQ(read(a, 0, d.size()), d);
+}
+
 TEST_F(FilesystemTest, AnUnlinkedOpenFileWorksUntilItsLastClose) {
   format(4, 1, 16 << 20);
   const uint64_t a = create("a");  // create opens it

@@ -29,7 +29,8 @@ StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& 
       stripe_reuse_(stripe_reuse),
       chunk_bytes_(array.geometry().chunk_bytes()),
       data_bytes_(static_cast<uint32_t>(array.geometry().stripe_data_bytes())),
-      buffer_(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes()) {}
+      buffer_(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes()),
+      full_parity_(size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()) {}
 
 void StripeWriter::carve(PendingMap& map, uint64_t begin, uint64_t end) {
   auto it = map.lower_bound(begin);
@@ -88,6 +89,17 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
   const int64_t now = set_times ? now_ns() : 0;
   size_t accepted = 0;
   while (accepted < data.size()) {
+    const uint64_t file_offset = offset + accepted;
+    const uint8_t* src = data.data() + accepted;
+    if (data.size() - accepted >= data_bytes_ && file_offset % kBlock == 0 &&
+        reinterpret_cast<uintptr_t>(src) % kBlock == 0) {
+      if (auto direct = write_full_stripe_locked(ctx, ino, file_offset, src, now); !direct) {
+        if (accepted > 0 && direct.error().code == ENOSPC) return accepted;
+        return std::unexpected(direct.error());
+      }
+      accepted += data_bytes_;
+      continue;
+    }
     if (!open_) {
       if (auto allocated = allocate_locked(); !allocated) {
         if (accepted > 0 && allocated.error().code == ENOSPC) return accepted;
@@ -95,7 +107,6 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
       }
     }
     OpenStripe& s = *open_;
-    const uint64_t file_offset = offset + accepted;
     uint64_t pos;
     if (s.last_ino == ino && s.last_file_end == file_offset && s.last_stripe_end >= s.written &&
         s.last_stripe_end > 0) {
@@ -133,6 +144,52 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
     if (s.filled == data_bytes_) RAIDFS_CHECK(seal_locked(ctx));
   }
   return accepted;
+}
+
+Result<void> StripeWriter::write_full_stripe_locked(IoContext& ctx, uint64_t ino,
+                                                   uint64_t file_offset, const uint8_t* src,
+                                                   int64_t mtime_ns) {
+  meta::StripeRef ref;
+  {
+    std::unique_lock reuse(stripe_reuse_);
+    RAIDFS_TRY(ref, meta_.allocate_stripe());
+  }
+  const Geometry& g = array_.geometry();
+  const uint32_t k = g.data_count(), m = g.parity_count();
+  const uint8_t* data[kMembersMax];
+  uint8_t* parity[kParityMax];
+  for (uint32_t d = 0; d < k; ++d) data[d] = src + size_t{d} * chunk_bytes_;
+  for (uint32_t p = 0; p < m; ++p) parity[p] = full_parity_.data() + size_t{p} * chunk_bytes_;
+  array_.codec().encode(data, parity, chunk_bytes_);
+
+  meta::Stripe record;
+  record.id = ref.id;
+  record.generation = ref.generation;
+  record.state = meta::StripeState::kSealed;
+  record.filled_bytes = data_bytes_;
+  for (uint32_t b = 0; b < data_bytes_ / kBlock; ++b)
+    record.block_crcs.push_back(
+        block_checksum(BlockVersion{ref.id, ref.generation, b}, {src + size_t{b} * kBlock, kBlock}));
+  meta::FileExtents file{ino, {meta::Extent{file_offset, ref.id, 0, data_bytes_}}, true, std::nullopt};
+  if (mtime_ns) file.mtime_ns = mtime_ns;
+
+  auto written = [&]() -> Result<void> {
+    RAIDFS_CHECK(array_.write_data(ctx.channel(), ref.id, 0, data_bytes_, src));
+    RAIDFS_CHECK(array_.write_parity(ctx.channel(), ref.id, full_parity_.data()));
+    RAIDFS_CHECK(array_.flush(ctx.channel()));
+    return meta_.commit_files(std::span(&file, 1), std::span(&record, 1));
+  }();
+  if (!written) {
+    meta_.release_stripe(ref.id);  // never committed: free again
+    return written;
+  }
+  // Older pending data of this range would otherwise commit later over the newer data.
+  std::lock_guard pending_lock(pending_mu_);
+  if (auto it = pending_.find(ino); it != pending_.end())
+    carve(it->second.extents, file_offset, file_offset + data_bytes_);
+  ++stats_.stripes_sealed;
+  stats_.bytes_direct += data_bytes_;
+  return {};
 }
 
 Result<void> StripeWriter::write_new_blocks_locked(IoContext& ctx) {

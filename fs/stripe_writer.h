@@ -22,6 +22,12 @@
 // In every committed state the metadata names exactly the blocks the parity it points at covers:
 // a crash at any instant leaves the previous commit readable, degraded or not.
 //
+// Full stripes straight from the caller: a write that covers a whole stripe's worth of data from
+// a 4 KiB-aligned file offset and a 4 KiB-aligned buffer (the io_uring transport's payload) is
+// not copied: it gets a stripe of its own, its data chunks are written from the caller's buffer
+// (WRITE_FIXED when that buffer is registered), parity is computed from it, and the stripe is
+// committed sealed. The open stripe is left as it was.
+//
 // Alignment: data is placed so that stripe_offset ≡ file_offset (mod 4 KiB), which keeps block
 // aligned file reads block aligned on the members. Consecutive writes of one file are packed
 // contiguously while their block has not reached the members.
@@ -55,6 +61,7 @@ struct WriterStats {
   uint64_t stripes_sealed = 0;
   uint64_t partial_flushes = 0;
   uint64_t bytes_copied = 0;  // file bytes copied into stripe buffers
+  uint64_t bytes_direct = 0;  // file bytes written to the members from the caller's buffer
 };
 
 class StripeWriter {
@@ -123,6 +130,9 @@ class StripeWriter {
   };
 
   Result<void> allocate_locked();
+  // The zero-copy path above: one whole stripe of `data_bytes_` from `src`.
+  Result<void> write_full_stripe_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
+                                        const uint8_t* src, int64_t mtime_ns);
   // Writes blocks [written, filled rounded up) to the members and checksums them.
   Result<void> write_new_blocks_locked(IoContext& ctx);
   // Commits pending extents with `record`; on success clears them.
@@ -141,6 +151,7 @@ class StripeWriter {
   std::mutex mu_;               // placement, flush, seal; taken before pending_mu_
   std::optional<OpenStripe> open_;
   AlignedBuffer buffer_;        // n chunks: data 0..k-1 then parity 0..m-1, each C bytes
+  AlignedBuffer full_parity_;   // m chunks: the parity of a full stripe written from the caller
   mutable std::mutex pending_mu_;
   std::map<uint64_t, PendingFile> pending_;  // by inode; all in open_'s stripe
   WriterStats stats_;           // under pending_mu_
