@@ -32,7 +32,8 @@ Result<void> check_metadata(meta::Store& store, FsckLog& log) {
     log.problem(std::string(meta::finding_kind_name(f.kind)) + ": " + f.detail);
   if (findings.empty()) return {};
   if (!log.repairing()) {
-    log.left(std::to_string(findings.size()) + " metadata problem(s) not fixed (-n)", findings.size());
+    log.left(std::to_string(findings.size()) + " metadata problem(s) not fixed (-n)",
+             findings.size());
     return {};
   }
   const auto policy = log.preening() ? meta::RepairPolicy::kSafe : meta::RepairPolicy::kAll;
@@ -64,9 +65,11 @@ Result<std::unique_ptr<meta::Store>> open_store(const Array& array) {
   if (!store) return fail_with(store.error(), sb.metadata_dir + ": ");
   const meta::Super& super = (*store)->super();
   if (super.stripe_count != g.stripe_count() || super.stripe_data_bytes != g.stripe_data_bytes())
-    return fail(EINVAL, sb.metadata_dir + ": the metadata describes " + std::to_string(super.stripe_count) +
-                            " stripes of " + std::to_string(super.stripe_data_bytes) + " bytes, the members " +
-                            std::to_string(g.stripe_count()) + " of " + std::to_string(g.stripe_data_bytes()));
+    return fail(EINVAL, sb.metadata_dir + ": the metadata describes " +
+                            std::to_string(super.stripe_count) + " stripes of " +
+                            std::to_string(super.stripe_data_bytes) + " bytes, the members " +
+                            std::to_string(g.stripe_count()) + " of " +
+                            std::to_string(g.stripe_data_bytes()));
   return store;
 }
 
@@ -81,21 +84,23 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
   auto opened = Array::open(paths);
   if (!opened) {
     if (opened.error().code == EBUSY)
-      return fail(EBUSY, spec + " is in use (mounted?): unmount it first (" + opened.error().message + ")");
+      return fail(
+          EBUSY, spec + " is in use (mounted?): unmount it first (" + opened.error().message + ")");
     return std::unexpected(opened.error());
   }
   std::unique_ptr<Array> array = std::move(*opened);
   const Geometry& g = array->geometry();
   const Superblock sb = array->superblock();
-  log.line("array " + uuid_to_string(sb.array_uuid) + (sb.label.empty() ? "" : " (" + sb.label + ")") + ": " +
-           level_name(g.parity_count()) + ", " + std::to_string(g.member_count()) + " members, " +
-           std::to_string(g.data_count()) + "+" + std::to_string(g.parity_count()) + " chunks of " +
+  log.line("array " + uuid_to_string(sb.array_uuid) +
+           (sb.label.empty() ? "" : " (" + sb.label + ")") + ": " + level_name(g.parity_count()) +
+           ", " + std::to_string(g.member_count()) + " members, " + std::to_string(g.data_count()) +
+           "+" + std::to_string(g.parity_count()) + " chunks of " +
            std::to_string(g.chunk_bytes() / 1024) + " KiB, " + std::to_string(g.stripe_count()) +
            " stripes; metadata " + sb.metadata_dir);
   for (uint32_t i = 0; i < g.member_count(); ++i)
     log.note("member " + std::to_string(i) + ": " +
-             (array->member_path(i).empty() ? std::string("(not given)") : array->member_path(i)) + ", " +
-             member_state_name(array->member_state(i)));
+             (array->member_path(i).empty() ? std::string("(not given)") : array->member_path(i)) +
+             ", " + member_state_name(array->member_state(i)));
   for (const std::string& w : array->warnings()) log.warning(w);
   summary.members_unavailable = array->unavailable_count();
   if (summary.members_unavailable > 0)
@@ -110,7 +115,8 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
   RAIDFS_CHECK(fsck_detail::check_stripes(*array, *store, log, summary));
   RAIDFS_CHECK(store->sync(store->latest_sequence()));
 
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char line[512];
   std::snprintf(line, sizeof line,
                 "stripes: %llu sealed, %llu open, %llu free; %llu blocks verified, %llu rebuilt, "

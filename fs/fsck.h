@@ -52,12 +52,12 @@ struct FsckSummary {
   uint64_t problems_left = 0;   // still wrong after the run (in kCheck: everything found)
   uint32_t members_unavailable = 0;
   uint64_t stripes_sealed = 0, stripes_open = 0, stripes_free = 0;
-  uint64_t blocks_verified = 0;       // data blocks read and matching their checksum
-  uint64_t blocks_rebuilt = 0;        // failed their checksum (or unreadable), rebuilt
-  uint64_t blocks_lost = 0;           // could not be rebuilt
-  uint64_t parity_rows_checked = 0;   // (4 KiB row, parity chunk) pairs compared
+  uint64_t blocks_verified = 0;      // data blocks read and matching their checksum
+  uint64_t blocks_rebuilt = 0;       // failed their checksum (or unreadable), rebuilt
+  uint64_t blocks_lost = 0;          // could not be rebuilt
+  uint64_t parity_rows_checked = 0;  // (4 KiB row, parity chunk) pairs compared
   uint64_t parity_rows_bad = 0;
-  uint64_t bytes_read = 0;            // member bytes read by the stripe pass
+  uint64_t bytes_read = 0;  // member bytes read by the stripe pass
 
   int exit_code() const { return (problems_fixed > 0 ? 1 : 0) | (problems_left > 0 ? 4 : 0); }
 };

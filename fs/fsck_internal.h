@@ -14,7 +14,8 @@ namespace raidfs::fs::fsck_detail {
 // "left: ...", "warning: ...", "note: ..." (verbose only).
 class FsckLog {
  public:
-  FsckLog(const FsckOptions& options, FsckSummary& summary) : options_(options), summary_(summary) {}
+  FsckLog(const FsckOptions& options, FsckSummary& summary)
+      : options_(options), summary_(summary) {}
 
   bool repairing() const { return options_.mode != FsckMode::kCheck; }
   bool preening() const { return options_.mode == FsckMode::kPreen; }

@@ -24,7 +24,8 @@ std::string ranges(std::vector<uint32_t> v, size_t max_items = 8) {
     size_t j = i;
     while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
     if (items++ == max_items) return out + ", ...";
-    out += (out.empty() ? "" : ", ") + std::to_string(v[i]) + (j > i ? "-" + std::to_string(v[j]) : "");
+    out += (out.empty() ? "" : ", ") + std::to_string(v[i]) +
+           (j > i ? "-" + std::to_string(v[j]) : "");
     i = j + 1;
   }
   return out;
@@ -34,29 +35,38 @@ class StripePass {
  public:
   StripePass(Array& array, meta::Store& store, FsckLog& log, FsckSummary& summary,
              std::unique_ptr<MemberIo> io)
-      : array_(array), store_(store), log_(log), summary_(summary), g_(array.geometry()),
-        io_(std::move(io)), channel_(array, *io_),
+      : array_(array),
+        store_(store),
+        log_(log),
+        summary_(summary),
+        g_(array.geometry()),
+        io_(std::move(io)),
+        channel_(array, *io_),
         chunks_(size_t{g_.member_count()} * g_.chunk_bytes()),
         open_parity_(size_t{g_.parity_count()} * g_.chunk_bytes()),
         crcs_(g_.data_count() * g_.blocks_per_chunk()) {}
 
   Result<void> run() {
     uint64_t total = 0, done = 0;
-    RAIDFS_CHECK(store_.scan(meta::Family::kStripes, "", "", [&](std::string_view, std::string_view) -> Result<bool> {
-      ++total;
-      return true;
-    }));
+    RAIDFS_CHECK(store_.scan(meta::Family::kStripes, "", "",
+                             [&](std::string_view, std::string_view) -> Result<bool> {
+                               ++total;
+                               return true;
+                             }));
     uint64_t records_in_use = 0;
-    RAIDFS_CHECK(store_.scan(meta::Family::kStripes, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-      log_.progress(++done, total);
-      auto id = meta::parse_u64_key(k);
-      if (!id) return true;
-      auto stripe = meta::decode_stripe(*id, v);  // what does not decode is pass 2's
-      if (!stripe || *id >= g_.stripe_count() || stripe->state == meta::StripeState::kFree) return true;
-      ++records_in_use;
-      RAIDFS_CHECK(check_stripe(*stripe));
-      return true;
-    }));
+    RAIDFS_CHECK(store_.scan(
+        meta::Family::kStripes, "", "",
+        [&](std::string_view k, std::string_view v) -> Result<bool> {
+          log_.progress(++done, total);
+          auto id = meta::parse_u64_key(k);
+          if (!id) return true;
+          auto stripe = meta::decode_stripe(*id, v);  // what does not decode is pass 2's
+          if (!stripe || *id >= g_.stripe_count() || stripe->state == meta::StripeState::kFree)
+            return true;
+          ++records_in_use;
+          RAIDFS_CHECK(check_stripe(*stripe));
+          return true;
+        }));
     summary_.stripes_free = g_.stripe_count() - std::min(g_.stripe_count(), records_in_use);
     return report_lost();
   }
@@ -70,7 +80,8 @@ class StripePass {
     (open ? summary_.stripes_open : summary_.stripes_sealed)++;
     if (s.filled_bytes > g_.stripe_data_bytes()) {
       log_.found_and_fixed(what + ": filled bytes " + std::to_string(s.filled_bytes) +
-                               " beyond the stripe's size: cannot be checked", false);
+                               " beyond the stripe's size: cannot be checked",
+                           false);
       return {};
     }
     if (!open && !s.parity_rows.empty()) {
@@ -83,7 +94,9 @@ class StripePass {
         RAIDFS_CHECK(meta::put_stripe_record(store_, fixed));
         done = true;
       }
-      log_.found_and_fixed(what + ": sealed, but keeps parity rows in the metadata" + (done ? ": dropped" : ""), done);
+      log_.found_and_fixed(
+          what + ": sealed, but keeps parity rows in the metadata" + (done ? ": dropped" : ""),
+          done);
     }
 
     std::fill(crcs_.begin(), crcs_.end(), 0);
@@ -98,7 +111,8 @@ class StripePass {
     if (open) {
       std::memset(open_parity_.data(), 0, open_parity_.size());
       for (const meta::ParityRow& row : s.parity_rows) {
-        if (s.parity_count != m || row.row_index >= per_chunk || row.bytes.size() != size_t{m} * kBlock) {
+        if (s.parity_count != m || row.row_index >= per_chunk ||
+            row.bytes.size() != size_t{m} * kBlock) {
           rows_valid = false;
           continue;
         }
@@ -114,7 +128,8 @@ class StripePass {
                 std::to_string(s.parity_rows.size()) + " row(s) in the metadata");
     RAIDFS_TRY(ScrubReport r, array_.scrub_stripe(channel_, req, chunks_.data()));
     summary_.bytes_read += uint64_t{req.ref.filled_blocks} * kBlock + (open ? 0 : uint64_t{m} * c);
-    summary_.blocks_verified += req.ref.filled_blocks - r.rebuilt_blocks.size() - r.lost_blocks.size();
+    summary_.blocks_verified +=
+        req.ref.filled_blocks - r.rebuilt_blocks.size() - r.lost_blocks.size();
     summary_.blocks_rebuilt += r.rebuilt_blocks.size();
     summary_.blocks_lost += r.lost_blocks.size();
     summary_.parity_rows_checked += r.parity_rows_checked;
@@ -124,10 +139,12 @@ class StripePass {
       std::set<uint32_t> members;
       for (uint32_t b : r.rebuilt_blocks) members.insert(g_.locate(s.id, b / per_chunk, 0).member);
       std::string on;
-      for (uint32_t mem : members) on += (on.empty() ? "" : ", ") + std::to_string(mem) + " (" + array_.member_path(mem) + ")";
+      for (uint32_t mem : members)
+        on += (on.empty() ? "" : ", ") + std::to_string(mem) + " (" + array_.member_path(mem) + ")";
       const bool done = r.healed_blocks == r.rebuilt_blocks.size();
       log_.found_and_fixed(what + ": block(s) " + ranges(r.rebuilt_blocks) + " on member(s) " + on +
-                               " failed their checksum" + (done ? "; rebuilt from parity and rewritten" : ""),
+                               " failed their checksum" +
+                               (done ? "; rebuilt from parity and rewritten" : ""),
                            done, r.rebuilt_blocks.size());
     }
     for (uint32_t b : r.lost_blocks) lost_.emplace_back(s.id, b);
@@ -151,15 +168,17 @@ class StripePass {
           RAIDFS_CHECK(rewrite_open_parity(s));
           done = true;
         }
-        log_.found_and_fixed(what + ": parity rows in the metadata " +
-                                 (rows_valid ? names + " differ from the data in row(s) " + ranges(rows)
-                                             : std::string("are malformed")) +
-                                 (done ? "; recomputed from the verified data" : ""),
-                             done, count);
+        log_.found_and_fixed(
+            what + ": parity rows in the metadata " +
+                (rows_valid ? names + " differ from the data in row(s) " + ranges(rows)
+                            : std::string("are malformed")) +
+                (done ? "; recomputed from the verified data" : ""),
+            done, count);
       } else {
         const bool done = r.parity_rows_rewritten == r.parity_mismatches.size();
-        log_.found_and_fixed(what + ": parity " + names + " on the members differs from the data in row(s) " +
-                                 ranges(rows) + (done ? "; rewritten from the verified data" : ""),
+        log_.found_and_fixed(what + ": parity " + names +
+                                 " on the members differs from the data in row(s) " + ranges(rows) +
+                                 (done ? "; rewritten from the verified data" : ""),
                              done, count);
       }
     }
@@ -169,7 +188,8 @@ class StripePass {
   // New parity rows for an open stripe from the parity scrub_stripe computed into chunks_.
   Result<void> rewrite_open_parity(const meta::Stripe& s) {
     const uint32_t k = g_.data_count(), m = g_.parity_count(), c = g_.chunk_bytes();
-    const uint32_t filled_blocks = static_cast<uint32_t>((uint64_t{s.filled_bytes} + kBlock - 1) / kBlock);
+    const uint32_t filled_blocks =
+        static_cast<uint32_t>((uint64_t{s.filled_bytes} + kBlock - 1) / kBlock);
     meta::Stripe fixed = s;
     fixed.parity_count = static_cast<uint8_t>(m);
     fixed.parity_rows.clear();
@@ -197,13 +217,15 @@ class StripePass {
       std::string held;
       for (const meta::BlockOwner& o : owners) {
         if (o.stripe_id != stripe || o.block != block) continue;
-        held += (held.empty() ? "" : "; ") + paths[o.ino] + " bytes " + std::to_string(o.file_offset) + "-" +
-                std::to_string(o.file_offset + o.length - 1);
+        held += (held.empty() ? "" : "; ") + paths[o.ino] + " bytes " +
+                std::to_string(o.file_offset) + "-" + std::to_string(o.file_offset + o.length - 1);
       }
       if (held.empty()) held = "no file (dead data, but its row has lost its redundancy)";
-      log_.problem("stripe " + std::to_string(stripe) + " block " + std::to_string(block) + " (member " +
-                   std::to_string(a.member) + " at byte " + std::to_string(a.offset) +
-                   "): corrupt, and its row has more damage than parity covers: cannot be rebuilt; holds " + held);
+      log_.problem(
+          "stripe " + std::to_string(stripe) + " block " + std::to_string(block) + " (member " +
+          std::to_string(a.member) + " at byte " + std::to_string(a.offset) +
+          "): corrupt, and its row has more damage than parity covers: cannot be rebuilt; holds " +
+          held);
       log_.left("stripe " + std::to_string(stripe) + " block " + std::to_string(block) +
                 " stays unreadable (restore " + held + " from a backup)");
     }

@@ -241,15 +241,17 @@ TEST_F(FsckTest, AnOpenStripesParityRowsAreCheckedAndRecomputed) {
   write_file("a", 30000, 7, /*fsync=*/true);
   unmount();  // crash: stripe open, parity in its record
   edit_store([](meta::Store& store) {
-    ASSERT_TRUE(store.scan(meta::Family::kStripes, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-      auto s = meta::decode_stripe(*meta::parse_u64_key(k), v);
-      EXPECT_TRUE(s && s->state == meta::StripeState::kOpen && !s->parity_rows.empty());
-      s->parity_rows[1].bytes[100] ^= 1;
-      meta::WriteSet set;
-      set.put(meta::Family::kStripes, std::string(k), meta::encode_stripe(*s));
-      EXPECT_TRUE(store.write(set, meta::Durability::kNone));
-      return true;
-    }));
+    ASSERT_TRUE(store.scan(
+        meta::Family::kStripes, "", "",
+        [&](std::string_view k, std::string_view v) -> Result<bool> {
+          auto s = meta::decode_stripe(*meta::parse_u64_key(k), v);
+          EXPECT_TRUE(s && s->state == meta::StripeState::kOpen && !s->parity_rows.empty());
+          s->parity_rows[1].bytes[100] ^= 1;
+          meta::WriteSet set;
+          set.put(meta::Family::kStripes, std::string(k), meta::encode_stripe(*s));
+          EXPECT_TRUE(store.write(set, meta::Durability::kNone));
+          return true;
+        }));
   });
   unmount();
   FsckSummary s = fsck(FsckMode::kCheck);
@@ -258,7 +260,8 @@ TEST_F(FsckTest, AnOpenStripesParityRowsAreCheckedAndRecomputed) {
   EXPECT_EQ(fsck(FsckMode::kPreen).exit_code(), 1) << output_;
   EXPECT_EQ(fsck(FsckMode::kCheck).exit_code(), 0) << output_;
   // The rows are right again: the block on a lost member is rebuilt through them.
-  ASSERT_EQ(::rename(array_.paths[0].c_str(), (array_.paths[0] + ".gone").c_str()), 0);  // D0 of stripe 0
+  ASSERT_EQ(::rename(array_.paths[0].c_str(), (array_.paths[0] + ".gone").c_str()),
+            0);  // D0 of stripe 0
   mount(/*read_only=*/true);
   verify();
 }
@@ -319,7 +322,8 @@ TEST_F(FsckTest, MetadataDamageIsRepairedSafeFixesFirst) {
     set.put(meta::Family::kInodes, meta::inode_key(a), meta::encode_inode(inode));
     set.put(meta::Family::kDirents, meta::dirent_key(meta::kRootIno, "ghost"),
             meta::encode_dirent(meta::Dirent{999, meta::FileType::kRegular, 2000}));
-    set.put(meta::Family::kCookies, meta::cookie_key(meta::kRootIno, 2000), meta::encode_cookie("ghost"));
+    set.put(meta::Family::kCookies, meta::cookie_key(meta::kRootIno, 2000),
+            meta::encode_cookie("ghost"));
     set.put(meta::Family::kXattrs, meta::xattr_key(777, "user.x"), meta::encode_xattr("v"));
     auto ae = store.floor(meta::Family::kExtents, meta::extent_key(a, 0), meta::extent_key(a, 0));
     ASSERT_TRUE(ae && *ae);
@@ -329,7 +333,8 @@ TEST_F(FsckTest, MetadataDamageIsRepairedSafeFixesFirst) {
     st.live_blocks += 5;
     set.put(meta::Family::kStripes, meta::stripe_key(a_stripe), meta::encode_stripe(st));
     auto di = store.get(meta::Family::kDirents, meta::dirent_key(meta::kRootIno, "d"));
-    set.del(meta::Family::kCookies, meta::cookie_key(meta::kRootIno, meta::decode_dirent(**di)->cookie));
+    set.del(meta::Family::kCookies,
+            meta::cookie_key(meta::kRootIno, meta::decode_dirent(**di)->cookie));
     ASSERT_TRUE(store.write(set, meta::Durability::kNone));
   });
   unmount();
@@ -341,8 +346,10 @@ TEST_F(FsckTest, MetadataDamageIsRepairedSafeFixesFirst) {
   // -p: everything but the removal of the dangling name.
   s = fsck(FsckMode::kPreen);
   EXPECT_EQ(s.exit_code(), 5) << output_;
-  EXPECT_TRUE(said("not fixed without -y: dirent 1/ghost names missing inode 999: removed")) << output_;
-  EXPECT_TRUE(said("fixed: inode " + std::to_string(b) + " has no name: linked into /lost+found")) << output_;
+  EXPECT_TRUE(said("not fixed without -y: dirent 1/ghost names missing inode 999: removed"))
+      << output_;
+  EXPECT_TRUE(said("fixed: inode " + std::to_string(b) + " has no name: linked into /lost+found"))
+      << output_;
   s = fsck(FsckMode::kRepair);
   EXPECT_EQ(s.exit_code(), 1) << output_;
   s = fsck(FsckMode::kCheck);
@@ -388,10 +395,12 @@ TEST_F(FsckTest, ExtentsIntoFreeStripesAndDirectoryCyclesNeedYes) {
     set.put(meta::Family::kDirents, meta::dirent_key(d2->ino, "back"),
             meta::encode_dirent(meta::Dirent{d1->ino, meta::FileType::kDirectory, 3}));
     set.put(meta::Family::kCookies, meta::cookie_key(d2->ino, 3), meta::encode_cookie("back"));
-    meta::Inode d1i = *meta::decode_inode(d1->ino, **store.get(meta::Family::kInodes, meta::inode_key(d1->ino)));
+    meta::Inode d1i =
+        *meta::decode_inode(d1->ino, **store.get(meta::Family::kInodes, meta::inode_key(d1->ino)));
     d1i.parent = d2->ino;
     set.put(meta::Family::kInodes, meta::inode_key(d1->ino), meta::encode_inode(d1i));
-    meta::Inode d2i = *meta::decode_inode(d2->ino, **store.get(meta::Family::kInodes, meta::inode_key(d2->ino)));
+    meta::Inode d2i =
+        *meta::decode_inode(d2->ino, **store.get(meta::Family::kInodes, meta::inode_key(d2->ino)));
     d2i.next_cookie = 4;
     d2i.nlink = 3;
     set.put(meta::Family::kInodes, meta::inode_key(d2->ino), meta::encode_inode(d2i));

@@ -10,45 +10,50 @@
 
 namespace raidfs::meta {
 
-Result<std::vector<BlockOwner>> block_owners(const Store& store,
-                                             std::span<const std::pair<uint64_t, uint32_t>> blocks) {
+Result<std::vector<BlockOwner>> block_owners(
+    const Store& store, std::span<const std::pair<uint64_t, uint32_t>> blocks) {
   const std::set<std::pair<uint64_t, uint32_t>> wanted(blocks.begin(), blocks.end());
   std::set<uint64_t> stripes;
   for (const auto& [stripe, block] : wanted) stripes.insert(stripe);
   std::vector<BlockOwner> out;
-  RAIDFS_CHECK(store.scan(Family::kExtents, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-    auto key = parse_u64_pair_key(k);
-    if (!key) return true;
-    auto e = decode_extent(key->second, v);
-    if (!e || !stripes.contains(e->stripe_id)) return true;
-    const uint64_t first = e->stripe_offset / kBlockBytes;
-    const uint64_t last = (uint64_t{e->stripe_offset} + e->length - 1) / kBlockBytes;
-    for (auto it = wanted.lower_bound({e->stripe_id, static_cast<uint32_t>(first)});
-         it != wanted.end() && it->first == e->stripe_id && it->second <= last; ++it) {
-      // The part of the extent inside this block.
-      const uint64_t a = std::max<uint64_t>(e->stripe_offset, uint64_t{it->second} * kBlockBytes);
-      const uint64_t b = std::min<uint64_t>(uint64_t{e->stripe_offset} + e->length,
-                                            uint64_t{it->second + 1} * kBlockBytes);
-      out.push_back(BlockOwner{e->stripe_id, it->second, key->first,
-                               e->file_offset + (a - e->stripe_offset), static_cast<uint32_t>(b - a)});
-    }
-    return true;
-  }));
+  RAIDFS_CHECK(store.scan(
+      Family::kExtents, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
+        auto key = parse_u64_pair_key(k);
+        if (!key) return true;
+        auto e = decode_extent(key->second, v);
+        if (!e || !stripes.contains(e->stripe_id)) return true;
+        const uint64_t first = e->stripe_offset / kBlockBytes;
+        const uint64_t last = (uint64_t{e->stripe_offset} + e->length - 1) / kBlockBytes;
+        for (auto it = wanted.lower_bound({e->stripe_id, static_cast<uint32_t>(first)});
+             it != wanted.end() && it->first == e->stripe_id && it->second <= last; ++it) {
+          // The part of the extent inside this block.
+          const uint64_t a =
+              std::max<uint64_t>(e->stripe_offset, uint64_t{it->second} * kBlockBytes);
+          const uint64_t b = std::min<uint64_t>(uint64_t{e->stripe_offset} + e->length,
+                                                uint64_t{it->second + 1} * kBlockBytes);
+          out.push_back(BlockOwner{e->stripe_id, it->second, key->first,
+                                   e->file_offset + (a - e->stripe_offset),
+                                   static_cast<uint32_t>(b - a)});
+        }
+        return true;
+      }));
   return out;
 }
 
-Result<std::map<uint64_t, std::string>> inode_paths(const Store& store, std::span<const uint64_t> inos) {
+Result<std::map<uint64_t, std::string>> inode_paths(const Store& store,
+                                                    std::span<const uint64_t> inos) {
   const std::set<uint64_t> wanted(inos.begin(), inos.end());
   // child → (parent, name): the wanted inodes' names, and every directory's.
   std::unordered_map<uint64_t, std::pair<uint64_t, std::string>> name_of;
-  RAIDFS_CHECK(store.scan(Family::kDirents, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-    auto key = parse_u64_name_key(k);
-    auto d = decode_dirent(v);
-    if (!key || !d) return true;
-    if (wanted.contains(d->child) || d->type == FileType::kDirectory)
-      name_of.try_emplace(d->child, key->first, std::string(key->second));
-    return true;
-  }));
+  RAIDFS_CHECK(store.scan(Family::kDirents, "", "",
+                          [&](std::string_view k, std::string_view v) -> Result<bool> {
+                            auto key = parse_u64_name_key(k);
+                            auto d = decode_dirent(v);
+                            if (!key || !d) return true;
+                            if (wanted.contains(d->child) || d->type == FileType::kDirectory)
+                              name_of.try_emplace(d->child, key->first, std::string(key->second));
+                            return true;
+                          }));
   std::map<uint64_t, std::string> out;
   for (uint64_t ino : wanted) {
     std::string path;

@@ -19,7 +19,7 @@ namespace raidfs::meta {
 
 struct BlockOwner {
   uint64_t stripe_id = 0;
-  uint32_t block = 0;        // 4 KiB block index in the stripe's data
+  uint32_t block = 0;  // 4 KiB block index in the stripe's data
   uint64_t ino = 0;
   uint64_t file_offset = 0;  // the file bytes [file_offset, file_offset + length) the block holds
   uint32_t length = 0;
@@ -32,6 +32,7 @@ Result<std::vector<BlockOwner>> block_owners(const Store& store,
 
 // A path from the root for each inode ("/a/b"; one of the names of a hard-linked file), or
 // "<inode N>" when no chain of names leads to it. EIO when the store cannot be read.
-Result<std::map<uint64_t, std::string>> inode_paths(const Store& store, std::span<const uint64_t> inos);
+Result<std::map<uint64_t, std::string>> inode_paths(const Store& store,
+                                                    std::span<const uint64_t> inos);
 
 }  // namespace raidfs::meta

@@ -104,17 +104,18 @@ Result<void> remove_corrupt_records(Repairer& r) {
   Txn txn(r.store());
   for (Family f : {Family::kInodes, Family::kDirents, Family::kCookies, Family::kExtents,
                    Family::kStripes, Family::kXattrs, Family::kOrphans}) {
-    RAIDFS_CHECK(r.store().scan(f, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-      auto ok = decodes(f, k, v);
-      if (ok) return true;
-      if (ok.error().code != EIO) return std::unexpected(ok.error());
-      // The cookie index is derived from the entries (pass 3 rebuilds it): nothing is lost.
-      const bool safe = f == Family::kCookies;
-      if (r.propose(safe, std::string(family_name(f)) + " record " + hex_key(k) + ": " +
-                              ok.error().message + ": removed"))
-        txn.del(f, std::string(k));
-      return true;
-    }));
+    RAIDFS_CHECK(
+        r.store().scan(f, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
+          auto ok = decodes(f, k, v);
+          if (ok) return true;
+          if (ok.error().code != EIO) return std::unexpected(ok.error());
+          // The cookie index is derived from the entries (pass 3 rebuilds it): nothing is lost.
+          const bool safe = f == Family::kCookies;
+          if (r.propose(safe, std::string(family_name(f)) + " record " + hex_key(k) + ": " +
+                                  ok.error().message + ": removed"))
+            txn.del(f, std::string(k));
+          return true;
+        }));
   }
   return r.commit(txn);
 }
@@ -122,38 +123,43 @@ Result<void> remove_corrupt_records(Repairer& r) {
 Result<void> repair_rest(Repairer& r) {
   Txn txn(r.store());
   RAIDFS_TRY(auto inodes, load_inodes(r.store()));
-  RAIDFS_CHECK(r.store().scan(Family::kXattrs, "", "", [&](std::string_view k, std::string_view) -> Result<bool> {
-    auto key = parse_u64_name_key(k);
-    if (!key || inodes.contains(key->first)) return true;
-    if (r.propose(true, "xattr \"" + std::string(key->second) + "\" of missing inode " +
-                            std::to_string(key->first) + ": removed"))
-      txn.del(Family::kXattrs, std::string(k));
-    return true;
-  }));
+  RAIDFS_CHECK(r.store().scan(
+      Family::kXattrs, "", "", [&](std::string_view k, std::string_view) -> Result<bool> {
+        auto key = parse_u64_name_key(k);
+        if (!key || inodes.contains(key->first)) return true;
+        if (r.propose(true, "xattr \"" + std::string(key->second) + "\" of missing inode " +
+                                std::to_string(key->first) + ": removed"))
+          txn.del(Family::kXattrs, std::string(k));
+        return true;
+      }));
 
   const uint64_t max_ino = inodes.empty() ? kRootIno : inodes.rbegin()->first;
   RAIDFS_TRY(auto next_inode, read_counter(r.store(), kNextInodeKey));
   if (!next_inode || *next_inode <= max_ino) {
     const uint64_t want = std::max(max_ino, kRootIno) + 1;
-    if (r.propose(true, "next_inode counter " +
-                            (next_inode ? std::to_string(*next_inode) : std::string("missing or corrupt")) +
-                            ", inode " + std::to_string(max_ino) + " in use: set to " + std::to_string(want)))
+    if (r.propose(
+            true,
+            "next_inode counter " +
+                (next_inode ? std::to_string(*next_inode) : std::string("missing or corrupt")) +
+                ", inode " + std::to_string(max_ino) + " in use: set to " + std::to_string(want)))
       txn.put(Family::kSuper, std::string(kNextInodeKey), encode_counter(want));
   }
 
   uint64_t generation_end = 1;  // generations below it are in use (or were)
-  RAIDFS_CHECK(r.store().scan(Family::kStripes, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-    auto id = parse_u64_key(k);
-    if (!id) return true;
-    if (auto s = decode_stripe(*id, v)) generation_end = std::max(generation_end, s->generation + 1);
-    return true;
-  }));
+  RAIDFS_CHECK(r.store().scan(Family::kStripes, "", "",
+                              [&](std::string_view k, std::string_view v) -> Result<bool> {
+                                auto id = parse_u64_key(k);
+                                if (!id) return true;
+                                if (auto s = decode_stripe(*id, v))
+                                  generation_end = std::max(generation_end, s->generation + 1);
+                                return true;
+                              }));
   RAIDFS_TRY(auto limit, read_counter(r.store(), kGenerationLimitKey));
   if (!limit || *limit < generation_end) {
     if (r.propose(true, "generation_limit counter " +
                             (limit ? std::to_string(*limit) : std::string("missing or corrupt")) +
-                            ", generation " + std::to_string(generation_end - 1) + " in use: set to " +
-                            std::to_string(generation_end)))
+                            ", generation " + std::to_string(generation_end - 1) +
+                            " in use: set to " + std::to_string(generation_end)))
       txn.put(Family::kSuper, std::string(kGenerationLimitKey), encode_counter(generation_end));
   }
   return r.commit(txn);

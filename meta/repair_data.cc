@@ -1,4 +1,5 @@
-// repair: the data passes — 6 extents, 7 stripe records (live counts, leaked stripes). See repair.h.
+// repair: the data passes — 6 extents, 7 stripe records (live counts, leaked stripes). See
+// repair.h.
 #include <algorithm>
 #include <unordered_map>
 
@@ -15,12 +16,13 @@ struct ExtentRecord {
 
 Result<std::map<uint64_t, Stripe>> load_stripes(const Store& store) {
   std::map<uint64_t, Stripe> stripes;
-  RAIDFS_CHECK(store.scan(Family::kStripes, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-    auto id = parse_u64_key(k);
-    if (!id) return true;
-    if (auto s = decode_stripe(*id, v)) stripes.emplace(*id, std::move(*s));
-    return true;
-  }));
+  RAIDFS_CHECK(store.scan(Family::kStripes, "", "",
+                          [&](std::string_view k, std::string_view v) -> Result<bool> {
+                            auto id = parse_u64_key(k);
+                            if (!id) return true;
+                            if (auto s = decode_stripe(*id, v)) stripes.emplace(*id, std::move(*s));
+                            return true;
+                          }));
   return stripes;
 }
 
@@ -42,28 +44,32 @@ std::vector<Extent> clean_file_extents(Repairer& r, uint64_t ino, const std::vec
     Extent e = original;
     const std::string what = extent_name(ino, e);
     if (!regular) {
-      if (r.propose(false, what + ": the inode is missing or not a regular file: removed")) continue;
+      if (r.propose(false, what + ": the inode is missing or not a regular file: removed"))
+        continue;
       kept.push_back(e);
       continue;
     }
     auto s = stripes.find(e.stripe_id);
-    if (e.stripe_id >= stripe_count || s == stripes.end() || s->second.state == StripeState::kFree) {
-      if (r.propose(false, what + ": the stripe is free or unknown: removed (the range reads as a hole)"))
+    if (e.stripe_id >= stripe_count || s == stripes.end() ||
+        s->second.state == StripeState::kFree) {
+      if (r.propose(false,
+                    what + ": the stripe is free or unknown: removed (the range reads as a hole)"))
         continue;
     } else if (uint64_t{e.stripe_offset} + e.length > s->second.filled_bytes) {
       const uint32_t filled = s->second.filled_bytes;
       const std::string fix = e.stripe_offset >= filled
                                   ? std::string("removed")
                                   : "cut to " + std::to_string(filled - e.stripe_offset) + " bytes";
-      if (r.propose(false, what + ": past the stripe's " + std::to_string(filled) + " filled bytes: " + fix)) {
+      if (r.propose(false, what + ": past the stripe's " + std::to_string(filled) +
+                               " filled bytes: " + fix)) {
         if (e.stripe_offset >= filled) continue;
         e.length = filled - e.stripe_offset;
       }
     }
     if (e.file_offset < end) {  // overlaps the extent before: the earlier one wins
       const uint64_t cut = std::min<uint64_t>(end - e.file_offset, e.length);
-      if (r.propose(false, what + ": overlaps the extent before it by " + std::to_string(cut) + " bytes: " +
-                               (cut == e.length ? "removed" : "cut"))) {
+      if (r.propose(false, what + ": overlaps the extent before it by " + std::to_string(cut) +
+                               " bytes: " + (cut == e.length ? "removed" : "cut"))) {
         if (cut == e.length) continue;
         e.file_offset += cut;
         e.stripe_offset += static_cast<uint32_t>(cut);
@@ -91,15 +97,17 @@ Result<void> repair_extents(Repairer& r) {
     std::vector<Extent> kept = clean_file_extents(r, current, file, inodes, stripes, stripe_count);
     if (kept != file) {
       for (const Extent& e : file) txn.del(Family::kExtents, extent_key(current, e.file_offset));
-      for (const Extent& e : kept) txn.put(Family::kExtents, extent_key(current, e.file_offset), encode_extent(e));
+      for (const Extent& e : kept)
+        txn.put(Family::kExtents, extent_key(current, e.file_offset), encode_extent(e));
     }
     auto inode = inodes.find(current);
     if (!kept.empty() && inode != inodes.end() && is_reg(inode->second)) {
       uint64_t end = 0;
       for (const Extent& e : kept) end = std::max(end, e.file_end());
       if (end > inode->second.size &&
-          r.propose(false, "inode " + std::to_string(current) + ": size " + std::to_string(inode->second.size) +
-                               ", its extents reach " + std::to_string(end) + ": size set to " + std::to_string(end))) {
+          r.propose(false, "inode " + std::to_string(current) + ": size " +
+                               std::to_string(inode->second.size) + ", its extents reach " +
+                               std::to_string(end) + ": size set to " + std::to_string(end))) {
         inode->second.size = end;
         txn.put_inode(inode->second);
       }
@@ -107,18 +115,19 @@ Result<void> repair_extents(Repairer& r) {
     file.clear();
     return {};
   };
-  RAIDFS_CHECK(r.store().scan(Family::kExtents, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-    auto key = parse_u64_pair_key(k);
-    if (!key) return true;
-    auto e = decode_extent(key->second, v);
-    if (!e) return true;
-    if (key->first != current) {
-      RAIDFS_CHECK(finish_file());
-      current = key->first;
-    }
-    file.push_back(*e);
-    return true;
-  }));
+  RAIDFS_CHECK(r.store().scan(Family::kExtents, "", "",
+                              [&](std::string_view k, std::string_view v) -> Result<bool> {
+                                auto key = parse_u64_pair_key(k);
+                                if (!key) return true;
+                                auto e = decode_extent(key->second, v);
+                                if (!e) return true;
+                                if (key->first != current) {
+                                  RAIDFS_CHECK(finish_file());
+                                  current = key->first;
+                                }
+                                file.push_back(*e);
+                                return true;
+                              }));
   RAIDFS_CHECK(finish_file());
   return r.commit(txn);
 }
@@ -126,18 +135,21 @@ Result<void> repair_extents(Repairer& r) {
 Result<void> repair_stripes(Repairer& r) {
   Txn txn(r.store());
   std::unordered_map<uint64_t, uint64_t> refs;
-  RAIDFS_CHECK(r.store().scan(Family::kExtents, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-    auto key = parse_u64_pair_key(k);
-    if (!key) return true;
-    if (auto e = decode_extent(key->second, v)) refs[e->stripe_id] += blocks_touched(e->stripe_offset, e->length);
-    return true;
-  }));
+  RAIDFS_CHECK(r.store().scan(Family::kExtents, "", "",
+                              [&](std::string_view k, std::string_view v) -> Result<bool> {
+                                auto key = parse_u64_pair_key(k);
+                                if (!key) return true;
+                                if (auto e = decode_extent(key->second, v))
+                                  refs[e->stripe_id] += blocks_touched(e->stripe_offset, e->length);
+                                return true;
+                              }));
   RAIDFS_TRY(auto stripes, load_stripes(r.store()));
   const uint64_t stripe_count = r.store().super().stripe_count;
   for (auto& [id, s] : stripes) {
     const std::string what = "stripe " + std::to_string(id);
     if (id >= stripe_count) {
-      if (r.propose(false, what + " is beyond the array's " + std::to_string(stripe_count) + " stripes: record removed"))
+      if (r.propose(false, what + " is beyond the array's " + std::to_string(stripe_count) +
+                               " stripes: record removed"))
         txn.del(Family::kStripes, stripe_key(id));
       continue;
     }
@@ -145,8 +157,8 @@ Result<void> repair_stripes(Repairer& r) {
     Stripe fixed = s;
     const uint64_t referenced = refs.contains(id) ? refs[id] : 0;
     if (s.live_blocks != referenced &&
-        r.propose(true, what + ": live count " + std::to_string(s.live_blocks) + ", extents reference " +
-                            std::to_string(referenced) + " blocks: fixed"))
+        r.propose(true, what + ": live count " + std::to_string(s.live_blocks) +
+                            ", extents reference " + std::to_string(referenced) + " blocks: fixed"))
       fixed.live_blocks = static_cast<uint32_t>(std::min<uint64_t>(referenced, UINT32_MAX));
     if (s.state == StripeState::kSealed && referenced == 0 &&
         r.propose(true, what + " is sealed with no live block: freed")) {

@@ -71,7 +71,8 @@ Result<void> repair_dirents(Repairer& r) {
       continue;
     }
     if (!inodes.contains(d.dirent.child)) {
-      if (r.propose(false, what + " names missing inode " + std::to_string(d.dirent.child) + ": removed"))
+      if (r.propose(false,
+                    what + " names missing inode " + std::to_string(d.dirent.child) + ": removed"))
         txn.del(Family::kDirents, dirent_key(d.parent, d.name));
       else
         kept.push_back(&d);
@@ -95,7 +96,9 @@ Result<void> repair_dirents(Repairer& r) {
     }
     for (const DirentRecord* d : names) {
       if (d == keep) continue;
-      const std::string why = child == kRootIno ? " names the root directory" : " is a second name of directory " + std::to_string(child);
+      const std::string why = child == kRootIno
+                                  ? " names the root directory"
+                                  : " is a second name of directory " + std::to_string(child);
       if (r.propose(false, dirent_name(d->parent, d->name) + why + ": removed")) {
         txn.del(Family::kDirents, dirent_key(d->parent, d->name));
         dropped.insert(d);
@@ -122,48 +125,52 @@ Result<void> repair_dirents(Repairer& r) {
       const FileType type = file_type_of_mode(child->second.mode);
       if (type != fixed.type &&
           r.propose(true, what + ": type " + std::to_string(static_cast<int>(fixed.type)) +
-                              ", the inode's is " + std::to_string(static_cast<int>(type)) + ": corrected"))
+                              ", the inode's is " + std::to_string(static_cast<int>(type)) +
+                              ": corrected"))
         fixed.type = type;
     }
     if (fixed.cookie < kFirstCookie || used.contains({d->parent, fixed.cookie})) {
       const uint64_t fresh = next_cookie[d->parent]++;
       if (r.propose(true, what + ": readdir cookie " + std::to_string(fixed.cookie) +
-                              (fixed.cookie < kFirstCookie ? " out of range" : " shared with another entry") +
+                              (fixed.cookie < kFirstCookie ? " out of range"
+                                                           : " shared with another entry") +
                               ": given cookie " + std::to_string(fresh)))
         fixed.cookie = fresh;
     }
     used.insert({d->parent, fixed.cookie});
     index[{d->parent, fixed.cookie}] = d->name;
-    if (!(fixed == d->dirent)) txn.put(Family::kDirents, dirent_key(d->parent, d->name), encode_dirent(fixed));
+    if (!(fixed == d->dirent))
+      txn.put(Family::kDirents, dirent_key(d->parent, d->name), encode_dirent(fixed));
   }
   for (const auto& [dir, next] : next_cookie) {
     Inode inode = inodes[dir];
     if (inode.next_cookie == next) continue;
     if (inode.next_cookie > next) continue;
     if (r.propose(true, "directory " + std::to_string(dir) + ": next cookie " +
-                            std::to_string(inode.next_cookie) + " not above its entries': raised to " +
-                            std::to_string(next))) {
+                            std::to_string(inode.next_cookie) +
+                            " not above its entries': raised to " + std::to_string(next))) {
       inode.next_cookie = next;
       txn.put_inode(inode);
     }
   }
 
   // The cookie index is derived from the entries: make it match them exactly.
-  RAIDFS_CHECK(r.store().scan(Family::kCookies, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-    auto key = parse_u64_pair_key(k);
-    auto name = decode_cookie(v);
-    if (!key || !name) return true;  // pass 1 removed what does not decode
-    auto want = index.find(*key);
-    if (want != index.end() && want->second == *name) {
-      index.erase(want);
-      return true;
-    }
-    if (want == index.end() &&
-        r.propose(true, "cookie index " + std::to_string(key->first) + ":" + std::to_string(key->second) +
-                            " → \"" + *name + "\" has no entry: removed"))
-      txn.del(Family::kCookies, std::string(k));
-    return true;
-  }));
+  RAIDFS_CHECK(r.store().scan(
+      Family::kCookies, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
+        auto key = parse_u64_pair_key(k);
+        auto name = decode_cookie(v);
+        if (!key || !name) return true;  // pass 1 removed what does not decode
+        auto want = index.find(*key);
+        if (want != index.end() && want->second == *name) {
+          index.erase(want);
+          return true;
+        }
+        if (want == index.end() && r.propose(true, "cookie index " + std::to_string(key->first) +
+                                                       ":" + std::to_string(key->second) + " → \"" +
+                                                       *name + "\" has no entry: removed"))
+          txn.del(Family::kCookies, std::string(k));
+        return true;
+      }));
   for (const auto& [key, name] : index)
     if (r.propose(true, dirent_name(key.first, name) + " (cookie " + std::to_string(key.second) +
                             ") missing from the cookie index: added"))
@@ -176,10 +183,11 @@ Result<void> repair_links(Repairer& r) {
   RAIDFS_TRY(auto inodes, load_inodes(r.store()));
   RAIDFS_TRY(auto dirents, load_dirents(r.store()));
   std::set<uint64_t> orphans;
-  RAIDFS_CHECK(r.store().scan(Family::kOrphans, "", "", [&](std::string_view k, std::string_view) -> Result<bool> {
-    if (auto ino = parse_u64_key(k)) orphans.insert(*ino);
-    return true;
-  }));
+  RAIDFS_CHECK(r.store().scan(Family::kOrphans, "", "",
+                              [&](std::string_view k, std::string_view) -> Result<bool> {
+                                if (auto ino = parse_u64_key(k)) orphans.insert(*ino);
+                                return true;
+                              }));
   if (!is_directory(inodes, kRootIno)) return {};  // left by pass 2 (policy): nowhere to link to
 
   std::unordered_map<uint64_t, uint32_t> names;
@@ -244,8 +252,9 @@ Result<void> repair_links(Repairer& r) {
     if (entry == dir_entry.end() || entry->second == nullptr) continue;
     const uint64_t named_in = entry->second->parent;
     if (inode.parent != named_in &&
-        r.propose(true, "directory " + std::to_string(ino) + ": parent " + std::to_string(inode.parent) +
-                            ", named in " + std::to_string(named_in) + ": parent set to " +
+        r.propose(true, "directory " + std::to_string(ino) + ": parent " +
+                            std::to_string(inode.parent) + ", named in " +
+                            std::to_string(named_in) + ": parent set to " +
                             std::to_string(named_in))) {
       inode.parent = named_in;
       txn.put_inode(inode);
@@ -258,8 +267,10 @@ Result<void> repair_links(Repairer& r) {
         (lost_found == std::nullopt || ino != lost_found->ino))
       nameless.push_back(ino);
   for (uint64_t ino : nameless) {
-    const std::string what = std::string(is_dir(inodes[ino]) ? "directory " : "inode ") + std::to_string(ino);
-    if (!r.propose(true, what + " has no name: linked into /lost+found as #" + std::to_string(ino))) continue;
+    const std::string what =
+        std::string(is_dir(inodes[ino]) ? "directory " : "inode ") + std::to_string(ino);
+    if (!r.propose(true, what + " has no name: linked into /lost+found as #" + std::to_string(ino)))
+      continue;
     RAIDFS_TRY(bool linked, link_lost(ino));
     if (!linked) r.propose(false, what + ": could not be linked into /lost+found");
   }
@@ -294,13 +305,16 @@ Result<void> repair_links(Repairer& r) {
       const uint64_t cut = *std::min_element(cycle_begin, chain.end());
       const DirentRecord* entry = dir_entry.contains(cut) ? dir_entry[cut] : nullptr;
       if (entry != nullptr &&
-          r.propose(false, "directory " + std::to_string(cut) + " is in a cycle cut off from the root: " +
+          r.propose(false, "directory " + std::to_string(cut) +
+                               " is in a cycle cut off from the root: " +
                                dirent_name(entry->parent, entry->name) + " moved to /lost+found/#" +
                                std::to_string(cut))) {
         txn.del_dirent(entry->parent, entry->name, entry->dirent);
         RAIDFS_TRY(bool linked, link_lost(cut));
         good = linked;
-        if (!linked) r.propose(false, "directory " + std::to_string(cut) + ": could not be linked into /lost+found");
+        if (!linked)
+          r.propose(false,
+                    "directory " + std::to_string(cut) + ": could not be linked into /lost+found");
       }
     }
     for (uint64_t c : chain) (good ? reaches : cut_off).insert(c);
@@ -309,7 +323,8 @@ Result<void> repair_links(Repairer& r) {
   for (uint64_t ino : orphans) {
     if (inodes.contains(ino) && !names.contains(ino)) continue;
     if (r.propose(true, "orphan entry of inode " + std::to_string(ino) +
-                            (inodes.contains(ino) ? ", which has a name" : ", which is missing") + ": removed"))
+                            (inodes.contains(ino) ? ", which has a name" : ", which is missing") +
+                            ": removed"))
       txn.del(Family::kOrphans, orphan_key(ino));
   }
   if (lost_found) txn.put_inode(*lost_found);
@@ -330,8 +345,8 @@ Result<void> repair_nlink(Repairer& r) {
     const uint32_t want = is_dir(inode) ? 2 + subdirs[ino] : names[ino];
     if (inode.nlink == want) continue;
     if (r.propose(true, std::string(is_dir(inode) ? "directory " : "inode ") + std::to_string(ino) +
-                            ": nlink " + std::to_string(inode.nlink) + ", should be " + std::to_string(want) +
-                            ": fixed")) {
+                            ": nlink " + std::to_string(inode.nlink) + ", should be " +
+                            std::to_string(want) + ": fixed")) {
       inode.nlink = want;
       txn.put_inode(inode);
     }

@@ -62,7 +62,8 @@ Result<ScrubReport> Array::scrub_stripe(IoChannel& channel, const ScrubRequest& 
       RAIDFS_CHECK(check_quorum("cannot " + what));
       for (uint32_t b = 0; b < filled; ++b) {
         uint8_t* dest = chunks + uint64_t{b} * kBlockBytes;
-        auto one = read(channel, ReadRequest{ref, uint64_t{b} * kBlockBytes, kBlockBytes, dest, false});
+        auto one =
+            read(channel, ReadRequest{ref, uint64_t{b} * kBlockBytes, kBlockBytes, dest, false});
         if (one) {
           collect(*one);
           continue;
@@ -100,7 +101,8 @@ Result<ScrubReport> Array::scrub_stripe(IoChannel& channel, const ScrubRequest& 
     for (uint32_t j = 0; j < m; ++j) {
       const MemberAddress a = geometry_.locate_parity(ref.stripe, j, 0);
       if (usable(a.member))
-        channel.batch_.push_back({IoOp::kRead, a.member, a.offset, chunk, scratch + uint64_t{j} * chunk, 0});
+        channel.batch_.push_back(
+            {IoOp::kRead, a.member, a.offset, chunk, scratch + uint64_t{j} * chunk, 0});
     }
     RAIDFS_CHECK(execute(channel));
     for (const IoRequest& r : channel.batch_)
@@ -129,7 +131,8 @@ Result<ScrubReport> Array::scrub_stripe(IoChannel& channel, const ScrubRequest& 
   if (ref.parity == nullptr && !report.parity_mismatches.empty()) {
     channel.batch_.clear();
     for (const ParityMismatch& mm : report.parity_mismatches) {
-      const MemberAddress a = geometry_.locate_parity(ref.stripe, mm.parity_index, mm.row * kBlockBytes);
+      const MemberAddress a =
+          geometry_.locate_parity(ref.stripe, mm.parity_index, mm.row * kBlockBytes);
       if (usable(a.member))
         channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, kBlockBytes,
                                   parity[mm.parity_index] + uint64_t{mm.row} * kBlockBytes, 0});
@@ -175,7 +178,8 @@ std::vector<SuperblockIssue> Array::check_superblocks(bool repair) {
       problems += (problems.empty() ? "" : "; ") + std::string(name) + " superblock " + problem;
     }
     if (problems.empty()) continue;
-    SuperblockIssue issue{i, "member " + std::to_string(i) + " (" + paths_[i] + "): " + problems, false};
+    SuperblockIssue issue{i, "member " + std::to_string(i) + " (" + paths_[i] + "): " + problems,
+                          false};
     if (repair) {
       std::lock_guard lock(superblock_mutex_);  // no state change may interleave
       if (auto w = write_superblock(fds_[i], own); w)

@@ -51,10 +51,10 @@ struct ScrubReport {
   std::vector<uint32_t> rebuilt_blocks;  // failed their checksum (or unreadable); rebuilt, verified
   std::vector<uint32_t> lost_blocks;     // could not be rebuilt (more damage than parity covers)
   std::vector<ParityMismatch> parity_mismatches;  // parity differing from the verified data
-  uint32_t degraded_blocks = 0;          // rebuilt because their member is unavailable (no fault)
-  uint32_t parity_rows_checked = 0;      // (row, parity index) pairs compared
-  uint32_t healed_blocks = 0;            // rebuilt blocks written back (repair)
-  uint32_t parity_rows_rewritten = 0;    // member parity rows rewritten (repair, sealed stripes)
+  uint32_t degraded_blocks = 0;        // rebuilt because their member is unavailable (no fault)
+  uint32_t parity_rows_checked = 0;    // (row, parity index) pairs compared
+  uint32_t healed_blocks = 0;          // rebuilt blocks written back (repair)
+  uint32_t parity_rows_rewritten = 0;  // member parity rows rewritten (repair, sealed stripes)
 };
 
 // One finding of check_superblocks.

@@ -22,7 +22,8 @@ constexpr uint32_t kPerChunk = kChunk / kBlockBytes;
 class ArrayScrubTest : public ::testing::Test {
  protected:
   void make(uint32_t n, uint32_t m) {
-    for (uint32_t i = 0; i < n; ++i) paths_.push_back(dir_.image("m" + std::to_string(i) + ".img", 8 << 20));
+    for (uint32_t i = 0; i < n; ++i)
+      paths_.push_back(dir_.image("m" + std::to_string(i) + ".img", 8 << 20));
     FormatOptions o;
     o.parity_count = m;
     o.chunk_bytes = kChunk;
@@ -44,7 +45,8 @@ class ArrayScrubTest : public ::testing::Test {
     const Geometry& g = array_->geometry();
     AlignedBuffer buf(size_t{g.member_count()} * kChunk);
     std::mt19937 rng(static_cast<uint32_t>(s + 1));
-    for (size_t i = 0; i < size_t{filled} * kBlockBytes; ++i) buf.data()[i] = static_cast<uint8_t>(rng());
+    for (size_t i = 0; i < size_t{filled} * kBlockBytes; ++i)
+      buf.data()[i] = static_cast<uint8_t>(rng());
     crcs_.assign(g.data_count() * kPerChunk, 0);
     for (uint32_t b = 0; b < filled; ++b)
       crcs_[b] = block_checksum({s, 7, b}, {buf.data() + size_t{b} * kBlockBytes, kBlockBytes});
@@ -117,9 +119,9 @@ TEST_F(ArrayScrubTest, DataAndParityFaultsAreFoundThenRepaired) {
 TEST_F(ArrayScrubTest, TwoFaultsInARaid5RowLoseTheBlockAndLeaveTheRestAlone) {
   make(4, 1);
   write(2, 3 * kPerChunk);
-  flip(data(2, 6));            // chunk 1, row 2
+  flip(data(2, 6));  // chunk 1, row 2
   flip(parity(2, 0, 6 % kPerChunk));
-  flip(data(2, 9));            // chunk 2, row 1: repairable
+  flip(data(2, 9));  // chunk 2, row 1: repairable
   ScrubReport r = scrub(2, true);
   EXPECT_EQ(r.lost_blocks, std::vector<uint32_t>{6});
   EXPECT_EQ(r.rebuilt_blocks, std::vector<uint32_t>{9});
@@ -163,7 +165,9 @@ TEST_F(ArrayScrubTest, DamagedSuperblockCopiesAreFoundAndRewritten) {
   const int fd = ::open(paths_[2].c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
   const std::vector<uint8_t> junk(4096, 0x5a);
-  ASSERT_EQ(::pwrite(fd, junk.data(), junk.size(), static_cast<off_t>(backup_superblock_offset(8 << 20))), 4096);
+  ASSERT_EQ(
+      ::pwrite(fd, junk.data(), junk.size(), static_cast<off_t>(backup_superblock_offset(8 << 20))),
+      4096);
   ::close(fd);
   auto issues = array_->check_superblocks(false);
   ASSERT_EQ(issues.size(), 1u);

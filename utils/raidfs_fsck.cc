@@ -28,20 +28,24 @@ int die(const std::string& message, int code) {
 int main(int argc, char** argv) {
   using namespace raidfs;
   CLI::App app{
-      "raidfs-fsck: check an unmounted raidfs array (superblocks, metadata, block checksums, parity)\n"
-      "and repair it. Exit codes: 0 clean, 1 fixed, 4 left uncorrected, 8 operational error, 16 usage."};
+      "raidfs-fsck: check an unmounted raidfs array (superblocks, metadata, block checksums, "
+      "parity)\n"
+      "and repair it. Exit codes: 0 clean, 1 fixed, 4 left uncorrected, 8 operational error, 16 "
+      "usage."};
   bool no_changes = false, yes = false, preen = false, verbose = false;
   bool progress = ::isatty(STDERR_FILENO);
   std::vector<std::string> targets;
   auto* n = app.add_flag("-n,--no-changes", no_changes, "check only, change nothing (the default)");
   auto* y = app.add_flag("-y,--yes", yes, "repair everything that can be repaired");
-  auto* p = app.add_flag("-p,--preen", preen,
-                         "repair only what loses nothing (parity, rebuilt blocks, counts, lost+found); "
-                         "leave the rest");
+  auto* p =
+      app.add_flag("-p,--preen", preen,
+                   "repair only what loses nothing (parity, rebuilt blocks, counts, lost+found); "
+                   "leave the rest");
   n->excludes(y)->excludes(p);
   y->excludes(p);
   app.add_flag("-v,--verbose", verbose, "also per-pass details");
-  app.add_flag("--progress,!--no-progress", progress, "progress bar on a terminal (default: when stderr is one)");
+  app.add_flag("--progress,!--no-progress", progress,
+               "progress bar on a terminal (default: when stderr is one)");
   app.add_option("spec", targets,
                  "the metadata directory, a comma-separated member list, or the members one by one")
       ->required();
@@ -75,7 +79,9 @@ int main(int argc, char** argv) {
   if (!summary) return die(summary.error().message, kExitOperational);
   const int code = summary->exit_code();
   std::printf("%s: %llu problem(s) found, %llu fix(es) made, %llu left%s\n",
-              code == 0 ? "clean" : (code & 4) ? "NOT CLEAN" : "repaired",
+              code == 0    ? "clean"
+              : (code & 4) ? "NOT CLEAN"
+                           : "repaired",
               static_cast<unsigned long long>(summary->problems_found),
               static_cast<unsigned long long>(summary->problems_fixed),
               static_cast<unsigned long long>(summary->problems_left),

@@ -40,8 +40,8 @@ class PowerCutIo final : public MemberIo {
     rng_.seed(seed);
   }
   bool cut() const { return cut_; }
-  uint64_t writes_seen() const { return writes_; }   // write requests that reached the members
-  bool torn_batch() const { return torn_; }          // the cut fell inside a batch
+  uint64_t writes_seen() const { return writes_; }       // write requests that reached the members
+  bool torn_batch() const { return torn_; }              // the cut fell inside a batch
   uint64_t blocks_lost() const { return blocks_lost_; }  // cached blocks put back at the cut
 
   void execute(std::span<IoRequest> batch) override {
@@ -64,7 +64,8 @@ class PowerCutIo final : public MemberIo {
     inner_->execute(reaching);
     for (const IoRequest& r : reaching) {
       if (r.op == IoOp::kWrite && r.ok()) ++writes_;
-      if (r.op == IoOp::kFlush && r.ok()) std::erase_if(cache_, [&](const Cached& c) { return c.member == r.member; });
+      if (r.op == IoOp::kFlush && r.ok())
+        std::erase_if(cache_, [&](const Cached& c) { return c.member == r.member; });
     }
     if (pass == batch.size()) return;
     torn_ = pass > 0;
@@ -91,12 +92,14 @@ class PowerCutIo final : public MemberIo {
     for (const IoRequest& r : batch) {
       if (r.op != IoOp::kWrite) continue;
       cache_.push_back(Cached{r.member, r.offset, AlignedBuffer(r.length)});
-      reads.push_back(IoRequest{IoOp::kRead, r.member, r.offset, r.length, cache_.back().before.data(), 0});
+      reads.push_back(
+          IoRequest{IoOp::kRead, r.member, r.offset, r.length, cache_.back().before.data(), 0});
     }
     if (reads.empty()) return;
     inner_->execute(reads);
     for (size_t i = 0; i < reads.size(); ++i)
-      if (!reads[i].ok()) std::memset(cache_[first + i].before.data(), 0, cache_[first + i].before.size());
+      if (!reads[i].ok())
+        std::memset(cache_[first + i].before.data(), 0, cache_[first + i].before.size());
   }
 
   // The power goes: each cached block, latest write first, is lost with probability 1/2.
@@ -105,7 +108,8 @@ class PowerCutIo final : public MemberIo {
     for (auto it = cache_.rbegin(); it != cache_.rend(); ++it) {
       for (size_t at = 0; at < it->before.size(); at += 4096) {
         if (rng_() % 2) continue;
-        restores.push_back(IoRequest{IoOp::kWrite, it->member, it->offset + at, 4096, it->before.data() + at, 0});
+        restores.push_back(
+            IoRequest{IoOp::kWrite, it->member, it->offset + at, 4096, it->before.data() + at, 0});
         ++blocks_lost_;
         // One at a time: requests to one member within a batch are not ordered.
         inner_->execute(std::span(&restores.back(), 1));

@@ -51,7 +51,8 @@ struct FileModel {
     if (got.size() < synced.size())
       return "size " + std::to_string(got.size()) + " < fsynced " + std::to_string(synced.size());
     if (got.size() > current.size())
-      return "size " + std::to_string(got.size()) + " > ever written " + std::to_string(current.size());
+      return "size " + std::to_string(got.size()) + " > ever written " +
+             std::to_string(current.size());
     for (size_t i = 0; i < got.size(); ++i) {
       if (i < synced.size() && got[i] == synced[i]) continue;
       bool covered = false, matches = false;
@@ -64,7 +65,8 @@ struct FileModel {
         }
       }
       if (!matches && !(!covered && i >= synced.size() && got[i] == 0))
-        return "byte " + std::to_string(i) + " = " + std::to_string(got[i]) + " was never written there" +
+        return "byte " + std::to_string(i) + " = " + std::to_string(got[i]) +
+               " was never written there" +
                (i < synced.size() ? " (fsynced " + std::to_string(synced[i]) + ")" : "");
     }
     return "";
@@ -163,7 +165,8 @@ class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
 
   // Reads everything read-only with members `gone` removed, then puts them back as they were (the
   // degraded open records them missing in the others' superblocks: those are restored too).
-  std::vector<std::vector<uint8_t>> read_degraded(std::vector<uint32_t> gone, const std::string& when) {
+  std::vector<std::vector<uint8_t>> read_degraded(std::vector<uint32_t> gone,
+                                                  const std::string& when) {
     std::vector<std::vector<uint8_t>> saved(kMembers);
     const uint64_t backup = backup_superblock_offset(kMemberBytes);
     for (uint32_t i = 0; i < kMembers; ++i) {
@@ -173,10 +176,12 @@ class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
       EXPECT_EQ(::pread(fd, saved[i].data() + 4096, 4096, static_cast<off_t>(backup)), 4096);
       ::close(fd);
     }
-    for (uint32_t i : gone) EXPECT_EQ(::rename(array_.paths[i].c_str(), (array_.paths[i] + ".gone").c_str()), 0);
+    for (uint32_t i : gone)
+      EXPECT_EQ(::rename(array_.paths[i].c_str(), (array_.paths[i] + ".gone").c_str()), 0);
     std::vector<std::vector<uint8_t>> contents;
     if (auto fs = mount(/*read_only=*/true)) contents = read_all(*fs, when);
-    for (uint32_t i : gone) EXPECT_EQ(::rename((array_.paths[i] + ".gone").c_str(), array_.paths[i].c_str()), 0);
+    for (uint32_t i : gone)
+      EXPECT_EQ(::rename((array_.paths[i] + ".gone").c_str(), array_.paths[i].c_str()), 0);
     for (uint32_t i = 0; i < kMembers; ++i) {
       const int fd = ::open(array_.paths[i].c_str(), O_WRONLY);
       EXPECT_EQ(::pwrite(fd, saved[i].data(), 4096, 0), 4096);
