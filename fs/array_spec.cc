@@ -21,6 +21,18 @@ std::string geometry_text(const Geometry& g) {
 
 }  // namespace
 
+meta::StoreOptions metadata_store_options(const Superblock& sb, bool create) {
+  const Geometry g = sb.geometry();
+  meta::StoreOptions so;
+  so.path = sb.metadata_dir;
+  so.array_uuid = sb.array_uuid;
+  so.create_if_missing = create;
+  so.stripe_count = g.stripe_count();
+  so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
+  so.geometry = geometry_text(g);
+  return so;
+}
+
 Result<std::vector<std::string>> member_paths(const std::string& spec) {
   if (spec.empty()) return fail(EINVAL, "empty array name: give the metadata directory or the members");
   std::vector<std::string> paths;
@@ -74,14 +86,7 @@ Result<OpenedArray> open_array(const std::string& spec,
   if (sb.metadata_dir.empty())
     return fail(EINVAL, "the superblocks name no metadata directory (format with mkfs.raidfs -m)");
 
-  meta::StoreOptions so;
-  so.path = sb.metadata_dir;
-  so.array_uuid = sb.array_uuid;
-  so.create_if_missing = false;
-  so.stripe_count = g.stripe_count();
-  so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
-  so.geometry = geometry_text(g);
-  auto meta = meta::FsMeta::open(so);
+  auto meta = meta::FsMeta::open(metadata_store_options(sb, /*create=*/false));
   if (!meta) return fail_with(meta.error(), sb.metadata_dir + ": ");
   const meta::Super& super = (*meta)->store().super();
   if (super.stripe_count != g.stripe_count() || super.stripe_data_bytes != g.stripe_data_bytes())

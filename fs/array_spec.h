@@ -31,6 +31,10 @@ struct OpenedArray {
 // list of existing paths; EINVAL an empty list.
 Result<std::vector<std::string>> member_paths(const std::string& spec);
 
+// The options that open (or, with `create`, make) the metadata database an array's superblock
+// names: its directory, the array's UUID, and the stripe geometry a new database records.
+meta::StoreOptions metadata_store_options(const Superblock& sb, bool create);
+
 // Writes the member list into a metadata directory (mkfs.raidfs).
 Result<void> write_member_list(const std::string& metadata_dir,
                                const std::vector<std::string>& paths);

@@ -14,6 +14,7 @@
 
 #include "fs/array_spec.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_array.h"
 
 namespace raidfs::fs {
 namespace {
@@ -30,33 +31,16 @@ class FilesystemTest : public ::testing::Test {
   static constexpr uint32_t kChunk = 16384;
 
   void format(uint32_t members, uint32_t parity, uint64_t member_bytes) {
-    paths_.clear();
-    for (uint32_t i = 0; i < members; ++i)
-      paths_.push_back(dir_.image("m" + std::to_string(i) + ".img", member_bytes));
-    FormatOptions fo;
-    fo.parity_count = parity;
-    fo.chunk_bytes = kChunk;
-    fo.metadata_dir = dir_.file("meta");
-    auto sb = Array::format(paths_, fo);
-    ASSERT_TRUE(sb) << sb.error().message;
-    std::filesystem::create_directories(fo.metadata_dir);
-    ASSERT_TRUE(write_member_list(fo.metadata_dir, paths_));
-    const Geometry g = sb->geometry();
-    meta::StoreOptions so;
-    so.path = fo.metadata_dir;
-    so.array_uuid = sb->array_uuid;
-    so.create_if_missing = true;
-    so.stripe_count = g.stripe_count();
-    so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
-    so.geometry = "test";
-    ASSERT_TRUE(meta::FsMeta::open(so));
+    auto made = testing::make_test_array(dir_, members, parity, kChunk, member_bytes);
+    ASSERT_TRUE(made) << made.error().message;
+    paths_ = made->paths;
     mount();
   }
 
   void mount(bool read_only = false) {
     fs_.reset();
     ctx_.reset();
-    auto opened = open_array(dir_.file("meta"));
+    auto opened = open_array(dir_.file("meta"));  // make_test_array's metadata directory
     ASSERT_TRUE(opened) << opened.error().message;
     auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), {read_only});
     ASSERT_TRUE(fs) << fs.error().message;

@@ -130,19 +130,11 @@ int main(int argc, char** argv) {
     if (ec) return die(dir->path + ": cannot remove the old database: " + ec.message());
   }
   const Geometry g = sb->geometry();
-  meta::StoreOptions so;
-  so.path = dir->path;
-  so.array_uuid = sb->array_uuid;
-  so.create_if_missing = true;
-  so.stripe_count = g.stripe_count();
-  so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
-  so.geometry = std::to_string(g.member_count()) + "x" + std::to_string(g.chunk_bytes()) + "/p" +
-                std::to_string(g.parity_count());
   std::vector<std::string> absolute_members;
   for (const std::string& member : members) absolute_members.push_back(stdfs::absolute(member).string());
   if (auto listed = raidfs::fs::write_member_list(dir->path, absolute_members); !listed)
     return die(listed.error().message);
-  auto fsmeta = meta::FsMeta::open(so);
+  auto fsmeta = meta::FsMeta::open(raidfs::fs::metadata_store_options(*sb, /*create=*/true));
   if (!fsmeta) {
     return die(dir->path + ": cannot create the metadata database: " + fsmeta.error().message +
                " (the members now carry superblocks without metadata: rerun mkfs.raidfs -f)");
