@@ -19,6 +19,7 @@
 #include "fs/filesystem.h"
 #include "meta/checker.h"
 #include "meta/keys.h"
+#include "raid/fault_injecting_io.h"
 #include "tests/support/test_array.h"
 
 namespace raidfs::fs {
@@ -445,6 +446,41 @@ TEST_F(FsckTest, UndecodableRecordsAreRemovedByYesOnly) {
   files_.erase("a");
   verify();
   EXPECT_FALSE(fs_->lookup(meta::kRootIno, "a"));
+}
+
+// Found while writing fsck (a StripeWriter bug, reported to the lead): a partial flush whose member
+// writes succeeded but whose member flush (or commit) then failed for a reason that fails no
+// member (ECANCELED here; ENOSPC under an image file, a spent ring) kept the new blocks' checksums
+// in the open stripe; the retry appended them again, so every later commit of that stripe was
+// refused ("one crc per 4 KiB filled block expected") and its data could never be committed.
+TEST_F(FsckTest, AFsyncRetriedAfterATransientFlushErrorCommits) {
+  format(4, 1);
+  unmount();
+  auto opened = open_array(array_.metadata_dir);
+  ASSERT_TRUE(opened) << opened.error().message;
+  auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), {});
+  ASSERT_TRUE(fs) << fs.error().message;
+  fs_ = std::move(*fs);
+  auto inner = fs_->array().make_member_io();
+  ASSERT_TRUE(inner);
+  auto* faults = new FaultInjectingIo(**inner);
+  ctx_ = std::make_unique<IoContext>(std::unique_ptr<MemberIo>(faults), fs_->array());
+  const uint64_t ino = write_file("a", 5000, 16);
+  // Stripe 0's data chunk 0 is on member 0, its parity on member 3: the partial flush writes
+  // member 0 only, then flushes every member — and member 3's flush fails.
+  faults->fail_member(3, ECANCELED);
+  auto failed = fs_->fsync(*ctx_, ino);
+  ASSERT_FALSE(failed);
+  faults->fail_member(3, 0);
+  auto retried = fs_->fsync(*ctx_, ino);
+  EXPECT_TRUE(retried) << retried.error().message;
+  ctx_.reset();  // the daemon dies; what the fsync committed must be there
+  fs_.reset();
+  inner->reset();
+  mount();
+  verify();
+  unmount();
+  EXPECT_EQ(fsck(FsckMode::kCheck).exit_code(), 0) << output_;
 }
 
 }  // namespace

@@ -198,6 +198,7 @@ Result<void> StripeWriter::write_new_blocks_locked(IoContext& ctx) {
   if (end > s.written) {
     RAIDFS_CHECK(array_.write_data(ctx.channel(), s.id, s.written, end - s.written,
                                    buffer_.data() + s.written));
+    s.crcs.resize(s.written / kBlock);  // drops those of an earlier attempt that did not commit
     for (uint32_t b = s.written / kBlock; b < end / kBlock; ++b)
       s.crcs.push_back(block_checksum(BlockVersion{s.id, s.generation, b},
                                       {buffer_.data() + size_t{b} * kBlock, kBlock}));
