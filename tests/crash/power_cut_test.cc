@@ -9,7 +9,8 @@
 // read through their metadata parity), a normal mount (which seals them), fsck -n, another
 // degraded mount — each read checked against a model of what each file may hold. Every member
 // write of the workload is a cut point, for RAID5 and RAID6; RAIDFS_POWER_CUT_ROUNDS=N (long
-// mode) does the same for N different workloads.
+// mode) does the same for N different workloads. To debug a failure: RAIDFS_POWER_CUT_ONLY=SEED:CUT
+// replays one cut point (both in the failure's trace), RAIDFS_POWER_CUT_TRACE=1 prints each step.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -107,7 +108,11 @@ class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
       return v;
     };
     auto fsync = [&](FileModel& f) {
-      if (!fs.fsync(ctx, f.ino)) return false;
+      auto synced = fs.fsync(ctx, f.ino);
+      if (trace_)
+        std::printf("  fsync f%lld: %s\n", static_cast<long long>(&f - files_.data()),
+                    synced ? "ok" : synced.error().message.c_str());
+      if (!synced) return false;
       f.synced = f.current;
       f.since.clear();
       return true;
@@ -133,6 +138,12 @@ class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
         AlignedBuffer aligned(length);
         std::copy(data.begin(), data.end(), aligned.data());
         auto n = fs.write(ctx, f.ino, offset, {aligned.data(), length});
+        if (trace_)
+          std::printf("step %d: f%lld write [%llu, %llu): %s\n", step,
+                      static_cast<long long>(&f - files_.data()),
+                      static_cast<unsigned long long>(offset),
+                      static_cast<unsigned long long>(offset + length),
+                      n ? "ok" : n.error().message.c_str());
         if (!n) return;
         ASSERT_EQ(*n, data.size());
         if (rng() % 2 && !fsync(f)) return;
@@ -202,6 +213,7 @@ class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
   testing::TempDir dir_;
   testing::TestArray array_;
   std::vector<FileModel> files_;
+  bool trace_ = std::getenv("RAIDFS_POWER_CUT_TRACE") != nullptr;  // print every operation
 };
 
 TEST_P(PowerCutTest, FsyncedDataSurvivesACutAtEveryMemberWriteEvenDegraded) {
@@ -211,7 +223,10 @@ TEST_P(PowerCutTest, FsyncedDataSurvivesACutAtEveryMemberWriteEvenDegraded) {
   const uint64_t rounds = env ? std::max<uint64_t>(1, std::strtoull(env, nullptr, 10)) : 1;
   uint64_t cuts = 0, torn = 0, lost_blocks = 0;
   for (uint64_t round = 0; round < rounds && !HasFailure(); ++round) {
-    const uint32_t seed = static_cast<uint32_t>(1000 + parity + 7919 * round);
+    uint32_t seed = static_cast<uint32_t>(1000 + parity + 7919 * round);
+    uint64_t only_cut = UINT64_MAX;  // RAIDFS_POWER_CUT_ONLY=SEED:CUT replays one cut point
+    if (const char* only = std::getenv("RAIDFS_POWER_CUT_ONLY"))
+      std::sscanf(only, "%u:%lu", &seed, &only_cut);
 
     // A run without a cut: how many member writes the workload makes, and that it works at all.
     format();
@@ -236,6 +251,7 @@ TEST_P(PowerCutTest, FsyncedDataSurvivesACutAtEveryMemberWriteEvenDegraded) {
 
     // The cut before each member write in turn (and one after the last).
     for (uint64_t cut = 0; cut <= total_writes && !HasFailure(); ++cut, ++cuts) {
+      if (only_cut != UINT64_MAX && cut != only_cut) continue;
       const std::string when = "workload " + std::to_string(seed) + ", cut before member write " +
                                std::to_string(cut) + " of " + std::to_string(total_writes);
       SCOPED_TRACE(when);
