@@ -305,6 +305,7 @@ struct RequestDispatcher::Call {
     std::string value;
     if (is_status_xattr(name)) {
       value = fs().status_text();
+      if (d.transport_status_) value += d.transport_status_();
     } else {
       RAIDFS_TRY(value, fs().get_xattr(nodeid(), name));
     }
@@ -695,6 +696,26 @@ Reply RequestDispatcher::reply_to_unreadable(std::span<const uint8_t> bytes) {
   reply.error = -EINVAL;
   reply.send = !takes_no_reply(header.opcode);
   return reply;
+}
+
+Result<RequestView> RequestDispatcher::split_uring(const fuse_uring_req_header& entry,
+                                                  std::span<const uint8_t> payload) {
+  static_assert(sizeof(fuse_in_header) <= sizeof entry.in_out);
+  RequestView view;
+  std::memcpy(&view.header, entry.in_out, sizeof(fuse_in_header));
+  fuse_uring_ent_in_out info;
+  std::memcpy(&info, &entry.ring_ent_in_out, sizeof info);
+  if (info.payload_sz > payload.size())
+    return fail(EINVAL, "ring entry payload_sz larger than the payload buffer");
+  std::span<const uint8_t> rest = payload.first(info.payload_sz);
+  const size_t ext_bytes = size_t{view.header.total_extlen} * 8;
+  if (ext_bytes > rest.size()) return fail(EINVAL, "request extensions longer than the payload");
+  view.payload = rest.first(rest.size() - ext_bytes);
+  // The kernel puts the per-op struct (its first argument) in op_in and everything after it in
+  // the payload; an opcode without one has an empty first argument. INIT never comes this way.
+  const size_t op_bytes = std::min(op_struct_bytes(view.header.opcode), sizeof entry.op_in);
+  view.op = std::span(reinterpret_cast<const uint8_t*>(entry.op_in), op_bytes);
+  return view;
 }
 
 Reply RequestDispatcher::dispatch(IoContext& ctx, const RequestView& request,

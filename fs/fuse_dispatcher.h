@@ -13,6 +13,7 @@
 //                     payload_sz bytes. INIT's struct, whose size grew over the minors, is `op`.
 //                 An io_uring reply is committed as: out header in the in_out area, and the body
 //                 (fixed or data) at payload offset 0 with payload_sz = body_bytes().
+//                 split_classic() and split_uring() build it from each transport's buffers.
 //   Reply         the fuse_out_header fields, then EITHER `fixed` (a small struct built in the
 //                 Reply: entry_out, attr_out, open_out ...) OR `data` (READ data, directory
 //                 entries, a link target, an xattr value) — never both. `data` always points to
@@ -26,6 +27,10 @@
 // that disagree) get EINVAL. Nothing a request contains can make the dispatcher read outside
 // the view it was given.
 //
+// The reply buffer may be the very buffer the request's payload lies in (the io_uring transport
+// answers in the payload buffer the request came in): every handler reads all of its payload
+// before it writes the reply buffer.
+//
 // Threads: dispatch() may be called from any number of threads at once, each with its own
 // IoContext and reply buffer. INIT is the kernel's first request and is answered before any
 // other arrives; the negotiated parameters are published once and read without locks after.
@@ -34,8 +39,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <span>
+#include <string>
 
 #include "base/result.h"
 #include "fs/filesystem.h"
@@ -101,6 +108,13 @@ class RequestDispatcher {
   // The EINVAL reply for a request split_classic() refused; send == false when even the header
   // is incomplete (there is no unique to answer).
   static Reply reply_to_unreadable(std::span<const uint8_t> bytes);
+  // Builds the view of a request delivered in an io_uring ring entry: the header from `entry`'s
+  // in_out area, the per-op struct from its op_in area (op_struct_bytes of the opcode), and the
+  // payload's first ring_ent_in_out.payload_sz bytes. The view points into `entry` and `payload`.
+  // EINVAL when payload_sz exceeds the payload buffer or the extensions exceed the payload
+  // (reply_to_unreadable() on the in_out bytes then answers it).
+  static Result<RequestView> split_uring(const fuse_uring_req_header& entry,
+                                         std::span<const uint8_t> payload);
 
   // Runs one request. `reply_buffer` (4 KiB-aligned, at least max_write rounded up to 4 KiB, and
   // at least 4 KiB) receives the reply's data; `ctx` is the calling thread's. READ and READDIR
@@ -111,6 +125,15 @@ class RequestDispatcher {
   // it). Undoes what the kernel would otherwise have undone later: the open handle of a
   // successful OPEN or CREATE, whose RELEASE will now never come.
   void reply_not_delivered(const RequestView& request, const Reply& reply);
+
+  // Whether INIT asks for FUSE_OVER_IO_URING; only before the mount (INIT reads it unlocked).
+  void set_over_io_uring(bool on) { options_.over_io_uring = on; }
+  // Lines the transports add to the raidfs.status xattr of the root (which transport serves,
+  // its request counters): `source` is called for every such GETXATTR, from any worker thread,
+  // and must be thread-safe. Set it before the mount serves requests; it is not synchronised.
+  void set_transport_status(std::function<std::string()> source) {
+    transport_status_ = std::move(source);
+  }
 
   bool initialized() const { return initialized_.load(std::memory_order_acquire); }
   // The negotiated connection; meaningful only once initialized().
@@ -127,6 +150,7 @@ class RequestDispatcher {
   // Rate limit for logging EIO-class errors (a failing member can fail every request).
   std::atomic<int64_t> log_window_s_{0};
   std::atomic<uint32_t> log_count_{0};
+  std::function<std::string()> transport_status_;  // set before serving, read-only after
 
   struct Call;  // one request being handled (fuse_dispatcher.cc)
 };

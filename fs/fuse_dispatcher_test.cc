@@ -611,6 +611,97 @@ TEST_F(DispatcherTest, MalformedRequestsAreRefusedWithoutACrash) {
             ino);
 }
 
+// A request as a FUSE-over-io_uring ring entry holds it: the in-header in in_out, the per-op
+// struct in op_in, the rest at payload offset 0 (payload_sz bytes). The reply buffer is the
+// payload buffer itself, as the io_uring transport passes it.
+struct RingEntry {
+  fuse_uring_req_header header{};
+  AlignedBuffer payload{64 << 10};
+
+  template <class Op>
+  RingEntry(uint32_t opcode, uint64_t nodeid, const Op* op, std::string_view rest) {
+    fuse_in_header in{};
+    in.opcode = opcode;
+    in.nodeid = nodeid;
+    in.unique = 1000 + opcode;
+    std::memcpy(header.in_out, &in, sizeof in);
+    if (op != nullptr) std::memcpy(header.op_in, op, sizeof *op);
+    std::memcpy(payload.data(), rest.data(), rest.size());
+    header.ring_ent_in_out.payload_sz = static_cast<uint32_t>(rest.size());
+    header.ring_ent_in_out.commit_id = in.unique;
+  }
+  std::span<uint8_t> buffer() { return {payload.data(), payload.size()}; }
+};
+
+TEST_F(DispatcherTest, RingEntriesSplitAndAnswerInTheirOwnPayloadBuffer) {
+  init();
+  const uint64_t ino = create_file(meta::kRootIno, "ring");
+  // WRITE: data at payload offset 0 (page-aligned), the struct in op_in.
+  std::string data(8192, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + 3);
+  fuse_write_in w{};
+  w.size = static_cast<uint32_t>(data.size());
+  RingEntry write(FUSE_WRITE, ino, &w, data);
+  auto view = RequestDispatcher::split_uring(write.header, write.buffer());
+  ASSERT_TRUE(view) << view.error().message;
+  EXPECT_EQ(view->header.unique, 1000u + FUSE_WRITE);
+  EXPECT_EQ(view->op.size(), sizeof(fuse_write_in));
+  EXPECT_EQ(view->payload.data(), write.payload.data());
+  EXPECT_EQ(view->payload.size(), data.size());
+  Reply r = dispatcher_->dispatch(*ctx_, *view, write.buffer());
+  EXPECT_EQ(body_as<fuse_write_out>(r).size, data.size());
+
+  // READ: the data is in the payload buffer at offset 0, where the kernel takes it from.
+  fuse_read_in rd{};
+  rd.size = 8192;
+  RingEntry read(FUSE_READ, ino, &rd, "");
+  view = RequestDispatcher::split_uring(read.header, read.buffer());
+  ASSERT_TRUE(view);
+  EXPECT_TRUE(view->payload.empty());
+  r = dispatcher_->dispatch(*ctx_, *view, read.buffer());
+  ASSERT_EQ(r.error, 0);
+  EXPECT_EQ(r.data, read.payload.data());
+  ASSERT_EQ(r.data_bytes, data.size());
+  EXPECT_EQ(std::memcmp(r.data, data.data(), data.size()), 0);
+
+  // LOOKUP has no per-op struct: its name is the payload. GETXATTR's name is in the payload
+  // and its value is written over it (the handler has read the name first).
+  RingEntry lookup(FUSE_LOOKUP, meta::kRootIno, static_cast<const int*>(nullptr),
+                   std::string_view("ring", 5));
+  view = RequestDispatcher::split_uring(lookup.header, lookup.buffer());
+  ASSERT_TRUE(view);
+  EXPECT_TRUE(view->op.empty());
+  EXPECT_EQ(body_as<fuse_entry_out>(dispatcher_->dispatch(*ctx_, *view, lookup.buffer())).nodeid,
+            ino);
+  dispatcher_->set_transport_status([] { return std::string("transport: test\n"); });
+  fuse_getxattr_in gx{};
+  gx.size = 4096;
+  const std::string name = std::string(Filesystem::kStatusXattr) + '\0';
+  RingEntry status(FUSE_GETXATTR, meta::kRootIno, &gx, name);
+  view = RequestDispatcher::split_uring(status.header, status.buffer());
+  ASSERT_TRUE(view);
+  r = dispatcher_->dispatch(*ctx_, *view, status.buffer());
+  ASSERT_EQ(r.error, 0);
+  const std::string text(reinterpret_cast<const char*>(r.data), r.data_bytes);
+  EXPECT_NE(text.find("state: healthy"), std::string::npos) << text;
+  EXPECT_TRUE(text.ends_with("transport: test\n")) << text;
+
+  // Hostile entries: payload_sz beyond the buffer, extensions beyond the payload.
+  RingEntry big(FUSE_WRITE, ino, &w, data);
+  big.header.ring_ent_in_out.payload_sz = static_cast<uint32_t>(big.payload.size() + 1);
+  EXPECT_FALSE(RequestDispatcher::split_uring(big.header, big.buffer()));
+  RingEntry ext(FUSE_LOOKUP, meta::kRootIno, static_cast<const int*>(nullptr), "x");
+  fuse_in_header in;
+  std::memcpy(&in, ext.header.in_out, sizeof in);
+  in.total_extlen = 1;  // 8 bytes of extensions in a 1-byte payload
+  std::memcpy(ext.header.in_out, &in, sizeof in);
+  EXPECT_FALSE(RequestDispatcher::split_uring(ext.header, ext.buffer()));
+  const Reply refused = RequestDispatcher::reply_to_unreadable(
+      std::span(reinterpret_cast<const uint8_t*>(ext.header.in_out), sizeof(fuse_in_header)));
+  EXPECT_EQ(refused.error, -EINVAL);
+  EXPECT_EQ(refused.unique, in.unique);
+}
+
 TEST_F(DispatcherTest, AnUndeliveredOpenOrCreateIsReleased) {
   init();
   // CREATE then unlink while open: the inode lives as an orphan until its last release.
