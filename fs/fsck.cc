@@ -55,12 +55,7 @@ Result<std::unique_ptr<meta::Store>> open_store(const Array& array) {
   const Geometry& g = array.geometry();
   if (sb.metadata_dir.empty())
     return fail(EINVAL, "the superblocks name no metadata directory (format with mkfs.raidfs -m)");
-  meta::StoreOptions so;
-  so.path = sb.metadata_dir;
-  so.array_uuid = sb.array_uuid;
-  so.create_if_missing = false;
-  so.stripe_count = g.stripe_count();
-  so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
+  const meta::StoreOptions so = metadata_store_options(sb, /*create=*/false);
   auto store = meta::Store::open(so);
   if (!store) return fail_with(store.error(), sb.metadata_dir + ": ");
   const meta::Super& super = (*store)->super();

@@ -40,15 +40,7 @@ inline Result<TestArray> make_test_array(const TempDir& dir, uint32_t members, u
   RAIDFS_TRY(out.superblock, Array::format(out.paths, fo));
   std::filesystem::create_directories(fo.metadata_dir);
   RAIDFS_CHECK(fs::write_member_list(fo.metadata_dir, out.paths));
-  const Geometry g = out.superblock.geometry();
-  meta::StoreOptions so;
-  so.path = fo.metadata_dir;
-  so.array_uuid = out.superblock.array_uuid;
-  so.create_if_missing = true;
-  so.stripe_count = g.stripe_count();
-  so.stripe_data_bytes = static_cast<uint32_t>(g.stripe_data_bytes());
-  so.geometry = "test";
-  RAIDFS_CHECK(meta::FsMeta::open(so));
+  RAIDFS_CHECK(meta::FsMeta::open(fs::metadata_store_options(out.superblock, /*create=*/true)));
   out.metadata_dir = fo.metadata_dir;
   return out;
 }
