@@ -91,8 +91,10 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
   while (accepted < data.size()) {
     const uint64_t file_offset = offset + accepted;
     const uint8_t* src = data.data() + accepted;
+    // The direct path commits at once, so it is taken only when the file has nothing pending in
+    // the open stripe: a file's writes reach the metadata in the order they were made.
     if (data.size() - accepted >= data_bytes_ && file_offset % kBlock == 0 &&
-        reinterpret_cast<uintptr_t>(src) % kBlock == 0) {
+        reinterpret_cast<uintptr_t>(src) % kBlock == 0 && !has_pending(ino)) {
       if (auto direct = write_full_stripe_locked(ctx, ino, file_offset, src, now); !direct) {
         if (accepted > 0 && direct.error().code == ENOSPC) return accepted;
         return std::unexpected(direct.error());
@@ -338,6 +340,12 @@ Result<void> StripeWriter::seal(IoContext& ctx) {
   std::lock_guard lock(mu_);
   if (!open_) return {};
   return seal_locked(ctx);
+}
+
+bool StripeWriter::has_pending(uint64_t ino) const {
+  std::lock_guard pending_lock(pending_mu_);
+  auto it = pending_.find(ino);
+  return it != pending_.end() && !it->second.extents.empty();
 }
 
 uint64_t StripeWriter::pending_end(uint64_t ino) const {

@@ -26,7 +26,8 @@
 // a 4 KiB-aligned file offset and a 4 KiB-aligned buffer (the io_uring transport's payload) is
 // not copied: it gets a stripe of its own, its data chunks are written from the caller's buffer
 // (WRITE_FIXED when that buffer is registered), parity is computed from it, and the stripe is
-// committed sealed. The open stripe is left as it was.
+// committed sealed. The open stripe is left as it was. Taken only when the file has no data
+// pending in the open stripe, so that a file's writes commit in order.
 //
 // Alignment: data is placed so that stripe_offset ≡ file_offset (mod 4 KiB), which keeps block
 // aligned file reads block aligned on the members. Consecutive writes of one file are packed
@@ -130,6 +131,7 @@ class StripeWriter {
   };
 
   Result<void> allocate_locked();
+  bool has_pending(uint64_t ino) const;
   // The zero-copy path above: one whole stripe of `data_bytes_` from `src`.
   Result<void> write_full_stripe_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
                                         const uint8_t* src, int64_t mtime_ns);
