@@ -1,0 +1,317 @@
+// UringTransport: see uring_transport.h.
+#include "fs/uring_transport.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "base/log.h"
+
+namespace raidfs::fs {
+namespace {
+
+std::string read_first_line(const char* path, int& error) {
+  std::ifstream in(path);
+  std::string line;
+  if (!in) {
+    error = errno != 0 ? errno : ENOENT;
+    return line;
+  }
+  std::getline(in, line);
+  error = 0;
+  return line;
+}
+
+std::string human_bytes(size_t bytes) {
+  if (bytes % (1u << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes >> 10) + " KiB";
+}
+
+}  // namespace
+
+Result<void> enable_fuse_over_io_uring(const char* path) {
+  int error = 0;
+  std::string value = read_first_line(path, error);
+  if (error == ENOENT) {
+    // The fuse module may not be loaded yet: opening the device loads it.
+    const int fd = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd >= 0) ::close(fd);
+    value = read_first_line(path, error);
+  }
+  if (error == ENOENT)
+    return fail(ENOENT, std::string("the kernel has no FUSE-over-io_uring (no ") + path +
+                            "; it needs Linux 6.14+ with CONFIG_FUSE_IO_URING)");
+  if (error != 0) return fail(error, std::string(path) + ": " + std::strerror(error));
+  if (value == "Y" || value == "1") return {};
+
+  const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ::write(fd, "Y", 1) != 1) {
+    const int e = errno;
+    if (fd >= 0) ::close(fd);
+    return fail(e, std::string("switched off (") + path + " is " + value +
+                       ") and cannot be switched on: " + std::strerror(e) +
+                       " (as root: echo Y > " + path + ")");
+  }
+  ::close(fd);
+  value = read_first_line(path, error);
+  if (value != "Y" && value != "1")
+    return fail(EPERM, std::string(path) + " stays " + value + " after writing Y");
+  RAIDFS_LOG(kInfo, "turned FUSE-over-io_uring on (%s = Y)", path);
+  return {};
+}
+
+Result<unsigned> count_cpu_list(std::string_view list) {
+  while (!list.empty() && (list.back() == '\n' || list.back() == ' ')) list.remove_suffix(1);
+  if (list.empty()) return fail(EINVAL, "empty CPU list");
+  unsigned count = 0;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view part = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    const size_t dash = part.find('-');
+    unsigned first = 0, last = 0;
+    const auto parse = [](std::string_view s, unsigned& out) {
+      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+      return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+    };
+    if (!parse(part.substr(0, dash), first) ||
+        !parse(dash == std::string_view::npos ? part : part.substr(dash + 1), last) ||
+        last < first || last - first >= 1u << 16)
+      return fail(EINVAL, "bad CPU list entry '" + std::string(part) + "'");
+    count += last - first + 1;
+  }
+  if (count > 1u << 16) return fail(EINVAL, "CPU list too long");
+  return count;
+}
+
+Result<unsigned> possible_cpu_count() {
+  int error = 0;
+  const std::string list = read_first_line("/sys/devices/system/cpu/possible", error);
+  if (error != 0)
+    return fail(error, std::string("/sys/devices/system/cpu/possible: ") + std::strerror(error));
+  return count_cpu_list(list);
+}
+
+UringTransport::UringTransport(Filesystem& fs, RequestDispatcher& dispatcher, UringOptions options)
+    : fs_(fs),
+      dispatcher_(dispatcher),
+      entries_(std::clamp(options.entries_per_queue, 1u, kEntriesMax)),
+      // The kernel refuses a payload buffer smaller than max(8 KiB, max_write, max_pages × 4 KiB);
+      // max_pages is max_write / 4 KiB here.
+      payload_bytes_(std::max<size_t>(8192, (size_t{options.max_write} + 4095) / 4096 * 4096)) {}
+
+UringTransport::~UringTransport() {
+  stop();
+  join(std::chrono::seconds(5));
+}
+
+Result<void> UringTransport::prepare() {
+  RAIDFS_TRY(const unsigned count, possible_cpu_count());
+  if (count > UINT16_MAX) return fail(EINVAL, "too many possible CPUs for io_uring queue ids");
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ != Phase::kIdle) return fail(EINVAL, "prepare() called twice");
+    phase_ = Phase::kPreparing;
+    queues_ = std::vector<Queue>(count);
+    for (unsigned qid = 0; qid < count; ++qid)
+      queues_[qid].thread = std::thread([this, qid] { queue_main(qid); });
+  }
+  std::unique_lock lock(mu_);
+  const bool settled = cv_.wait_for(lock, kPrepareTimeout, [&] {
+    return std::none_of(queues_.begin(), queues_.end(),
+                        [](const Queue& q) { return q.state == QueueState::kStarting; });
+  });
+  Error first{ETIMEDOUT, "the io_uring queues did not set up within " +
+                             std::to_string(kPrepareTimeout.count()) + " s"};
+  bool ok = settled;
+  for (const Queue& q : queues_) {
+    if (q.state == QueueState::kFailed) {
+      if (ok) first = q.error;
+      ok = false;
+      break;
+    }
+  }
+  if (ok) return {};
+  phase_ = Phase::kAbandoned;
+  lock.unlock();
+  cv_.notify_all();
+  join(std::chrono::seconds(5));
+  return std::unexpected(first);
+}
+
+void UringTransport::start(int fuse_fd) {
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ != Phase::kPreparing) return;
+    fuse_fd_ = fuse_fd;
+    phase_ = Phase::kStarted;
+  }
+  cv_.notify_all();
+  RAIDFS_LOG(kInfo, "FUSE-over-io_uring: %u queues x %u entries, %s payloads", queue_count(),
+             entries_, human_bytes(payload_bytes_).c_str());
+}
+
+void UringTransport::abandon() {
+  {
+    std::lock_guard lock(mu_);
+    if (phase_ == Phase::kPreparing || phase_ == Phase::kIdle) phase_ = Phase::kAbandoned;
+  }
+  cv_.notify_all();
+}
+
+void UringTransport::stop() {
+  std::lock_guard lock(mu_);
+  if (phase_ == Phase::kPreparing || phase_ == Phase::kIdle) phase_ = Phase::kAbandoned;
+  for (Queue& q : queues_)
+    if (q.ring != nullptr) q.ring->stop();
+  cv_.notify_all();
+}
+
+bool UringTransport::join(std::chrono::milliseconds timeout) {
+  const auto all_ended = [&] {
+    return std::all_of(queues_.begin(), queues_.end(), [](const Queue& q) {
+      return q.state == QueueState::kDone || q.state == QueueState::kFailed;
+    });
+  };
+  bool ended;
+  {
+    std::unique_lock lock(mu_);
+    ended = cv_.wait_for(lock, timeout, all_ended);
+  }
+  if (!ended) {
+    RAIDFS_LOG(kWarning, "io_uring queues still running %lld ms after the end: stopping them",
+               static_cast<long long>(timeout.count()));
+    stop();
+    std::unique_lock lock(mu_);
+    ended = cv_.wait_for(lock, timeout, all_ended);
+  }
+  // A thread that reported kDone/kFailed is about to return: joining it is quick. One that did
+  // not would block the daemon's exit forever; it is left behind (the process is ending).
+  std::vector<std::thread> joinable, stuck;
+  {
+    std::lock_guard lock(mu_);
+    for (Queue& q : queues_) {
+      if (!q.thread.joinable()) continue;
+      const bool done = q.state == QueueState::kDone || q.state == QueueState::kFailed;
+      (done ? joinable : stuck).push_back(std::move(q.thread));
+    }
+  }
+  for (std::thread& t : joinable) t.join();
+  for (std::thread& t : stuck) {
+    RAIDFS_LOG(kError, "an io_uring queue thread does not end; leaving it behind");
+    t.detach();
+  }
+  return ended;
+}
+
+bool UringTransport::started() const {
+  std::lock_guard lock(mu_);
+  return phase_ == Phase::kStarted;
+}
+
+bool UringTransport::refused() const { return refused_once_.load(std::memory_order_acquire); }
+
+void UringTransport::refused(const Error& error) {
+  if (refused_once_.exchange(true, std::memory_order_acq_rel)) return;
+  {
+    std::lock_guard lock(mu_);
+    refusal_ = error.message;
+  }
+  if (on_refused_) on_refused_(error);
+}
+
+std::vector<uint64_t> UringTransport::requests_per_queue() const {
+  std::lock_guard lock(mu_);
+  std::vector<uint64_t> out;
+  for (const Queue& q : queues_) out.push_back(q.ring != nullptr ? q.ring->requests() : q.requests);
+  return out;
+}
+
+std::string UringTransport::status_lines() const {
+  std::lock_guard lock(mu_);
+  std::ostringstream out;
+  uint64_t total = 0, fixed = 0;
+  std::ostringstream per_queue;
+  bool all_registered = true, all_pinned = true;
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    const Queue& q = queues_[i];
+    const uint64_t n = q.ring != nullptr ? q.ring->requests() : q.requests;
+    total += n;
+    fixed += q.ring != nullptr ? q.ring->fixed_member_ios() : q.fixed_ios;
+    all_registered &= q.registered_buffers;
+    all_pinned &= q.pinned;
+    per_queue << (i ? ", " : "") << "q" << i << " " << n;
+  }
+  out << "uring_queues: " << queues_.size() << " x " << entries_ << " entries, "
+      << human_bytes(payload_bytes_) << " payloads"
+      << (all_registered ? ", fixed buffers" : ", some payloads not fixed buffers")
+      << (all_pinned ? "" : ", some queues unpinned") << "\n";
+  out << "uring_requests: " << total << " (" << per_queue.str() << ")\n";
+  out << "uring_fixed_member_ios: " << fixed << "\n";
+  if (!refusal_.empty()) out << "uring_refused: " << refusal_ << "\n";
+  return out.str();
+}
+
+void UringTransport::queue_main(unsigned qid) {
+  // Pinned to its CPU: requests of applications on that CPU come to this queue, and serving them
+  // there needs no cross-CPU wake-up. A CPU this process may not use (a cpuset) leaves it unpinned.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(qid, &set);
+  const bool pinned = ::sched_setaffinity(0, sizeof set, &set) == 0;
+  if (!pinned)
+    RAIDFS_LOG(kDebug, "io_uring queue %u runs unpinned: %s", qid, std::strerror(errno));
+
+  FuseRingConfig config;
+  config.qid = static_cast<uint16_t>(qid);
+  config.entries = entries_;
+  config.payload_bytes = payload_bytes_;
+  config.on_refused = [this](const Error& e) { refused(e); };
+  auto ring = FuseRingQueue::create(fs_, dispatcher_, std::move(config));
+  int fd = -1;
+  {
+    std::unique_lock lock(mu_);
+    Queue& q = queues_[qid];
+    q.pinned = pinned;
+    if (!ring) {
+      q.error = ring.error();
+      q.state = QueueState::kFailed;
+      cv_.notify_all();
+      return;
+    }
+    q.ring = ring->get();
+    q.registered_buffers = (*ring)->buffers_registered();
+    q.state = QueueState::kReady;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return phase_ == Phase::kStarted || phase_ == Phase::kAbandoned; });
+    if (phase_ == Phase::kStarted) {
+      q.state = QueueState::kRunning;
+      fd = fuse_fd_;
+    }
+  }
+  if (fd >= 0) {
+    if (auto r = (*ring)->run(fd); !r) RAIDFS_LOG(kError, "%s", r.error().message.c_str());
+  }
+  {
+    std::lock_guard lock(mu_);
+    Queue& q = queues_[qid];
+    q.requests = (*ring)->requests();
+    q.fixed_ios = (*ring)->fixed_member_ios();
+    q.ring = nullptr;
+  }
+  ring->reset();  // closes the rings before the thread says it is done
+  {
+    std::lock_guard lock(mu_);
+    queues_[qid].state = QueueState::kDone;
+  }
+  cv_.notify_all();
+}
+
+}  // namespace raidfs::fs
