@@ -38,6 +38,7 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_dispatcher.h"
 #include "fs/fuse_mount.h"
+#include "fs/uring_transport.h"
 
 namespace {
 
@@ -57,6 +58,8 @@ struct Settings {
   bool foreground = false;
   bool debug = false;
   unsigned threads = fs::ClassicTransport::kThreadsDefault;
+  bool uring = true;  // transport=uring (the default) or classic
+  unsigned uring_entries = fs::UringTransport::kEntriesDefault;
   fs::DispatcherOptions dispatcher;
 };
 
@@ -108,11 +111,16 @@ Result<void> apply_option(const std::string& option, Settings& s) {
       s.members.push_back(absolute_if_exists(p));
     }
   } else if (key == "transport") {
-    if (value == "uring") {
-      RAIDFS_LOG(kWarning, "the io_uring transport is not available yet: using classic /dev/fuse");
-    } else if (value != "classic") {
+    if (value != "uring" && value != "classic")
       return fail(EINVAL, "transport=" + value + ": expected classic or uring");
-    }
+    s.uring = value == "uring";
+  } else if (key == "uring_entries") {
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || n < 1 || n > fs::UringTransport::kEntriesMax)
+      return fail(EINVAL, "uring_entries=" + value + ": expected 1 to " +
+                              std::to_string(fs::UringTransport::kEntriesMax));
+    s.uring_entries = static_cast<unsigned>(n);
   } else if (key == "threads") {
     char* end = nullptr;
     const unsigned long n = std::strtoul(value.c_str(), &end, 10);
@@ -228,6 +236,33 @@ class Reporter {
   bool detached_ = false;
 };
 
+// Which transport serves, and why: the status line and the one log line of a fallback.
+class TransportChoice {
+ public:
+  void set_uring() {
+    std::lock_guard lock(mu_);
+    line_ = "transport: uring\n";
+  }
+  void set_classic(const std::string& why) {
+    std::lock_guard lock(mu_);
+    line_ = "transport: classic (" + why + ")\n";
+  }
+  // io_uring was asked for and is not used: said once in the log, and in the status.
+  void fall_back(const std::string& why) {
+    RAIDFS_LOG(kWarning, "FUSE-over-io_uring not used: %s; serving over classic /dev/fuse",
+               why.c_str());
+    set_classic("io_uring not used: " + why);
+  }
+  std::string status_line() const {
+    std::lock_guard lock(mu_);
+    return line_;
+  }
+
+ private:
+  mutable std::mutex mu_;  // guards line_
+  std::string line_ = "transport: classic\n";
+};
+
 // The daemon: opens, mounts, serves until unmounted, writes everything out.
 int serve(const Settings& s, Reporter& reporter) {
   ::signal(SIGPIPE, SIG_IGN);  // a reply or report to a vanished reader is an error, not a death
@@ -253,20 +288,80 @@ int serve(const Settings& s, Reporter& reporter) {
   if (!filesystem) return reporter.error(filesystem.error().message);
   if (signals.signalled()) return reporter.error("interrupted before mounting");
 
+  // The io_uring queues are made before the mount: INIT asks for FUSE_OVER_IO_URING only if
+  // they exist, because once the kernel grants it, it holds every request back until the rings
+  // register — a daemon that asked and then could not would hang its users.
+  fs::RequestDispatcher dispatcher(**filesystem, s.dispatcher);
+  TransportChoice choice;
+  std::unique_ptr<fs::UringTransport> uring;
+  if (s.uring) {
+    Result<void> ready = fs::enable_fuse_over_io_uring();
+    if (ready) {
+      fs::UringOptions uo;
+      uo.entries_per_queue = s.uring_entries;
+      uo.max_write = dispatcher.options().max_write;
+      uring = std::make_unique<fs::UringTransport>(**filesystem, dispatcher, uo);
+      ready = uring->prepare();
+      if (!ready) uring.reset();
+    }
+    if (!ready) choice.fall_back(ready.error().message);
+  } else {
+    choice.set_classic("-o transport=classic");
+  }
+  dispatcher.set_over_io_uring(uring != nullptr);
+
   auto mount = fs::FuseMount::mount(s.mountpoint, s.fuse_options, s.debug);
   if (!mount) return reporter.error(mount.error().message);
-  fs::RequestDispatcher dispatcher(**filesystem, s.dispatcher);
-  fs::ClassicTransport transport(**filesystem, dispatcher, (*mount)->fd(), s.threads);
+  const int fuse_fd = (*mount)->fd();
+  // With io_uring, one /dev/fuse worker carries INIT, FORGET and INTERRUPT; the full count
+  // serves if the kernel keeps everything on /dev/fuse.
+  fs::ClassicTransport transport(**filesystem, dispatcher, fuse_fd, uring ? 1 : s.threads);
+  if (uring) {
+    uring->set_on_refused([&](const Error& e) {
+      choice.fall_back(e.message);
+      transport.grow(s.threads);
+    });
+    transport.set_after_init([&] {
+      if (dispatcher.connection().over_io_uring()) {
+        choice.set_uring();
+        uring->start(fuse_fd);
+        return;
+      }
+      uring->abandon();
+      choice.fall_back("the kernel did not grant FUSE_OVER_IO_URING at INIT");
+      transport.grow(s.threads);
+    });
+  }
+  dispatcher.set_transport_status([&] {
+    std::string text = choice.status_line();
+    if (uring && uring->started()) text += uring->status_lines();
+    text += "classic_requests: " + std::to_string(transport.requests()) + " (" +
+            std::to_string(transport.threads()) + " /dev/fuse workers)\n";
+    return text;
+  });
   signals.attach(mount->get());
   reporter.mounted();
   if (reporter.detached()) {
     (void)!::chdir("/");  // keep no directory busy; every path in use is absolute
     for (const std::string& w : opened->warnings) RAIDFS_LOG(kWarning, "%s", w.c_str());
   }
-  RAIDFS_LOG(kInfo, "mounted %s on %s (%u threads%s)", s.spec.c_str(), s.mountpoint.c_str(),
-             s.threads, s.read_only ? ", read-only" : "");
+  if (uring) {
+    RAIDFS_LOG(kInfo, "mounted %s on %s (io_uring: %u queues x %u entries%s)", s.spec.c_str(),
+               s.mountpoint.c_str(), uring->queue_count(), uring->entries_per_queue(),
+               s.read_only ? ", read-only" : "");
+  } else {
+    RAIDFS_LOG(kInfo, "mounted %s on %s (classic /dev/fuse: %u threads%s)", s.spec.c_str(),
+               s.mountpoint.c_str(), s.threads, s.read_only ? ", read-only" : "");
+  }
 
   const Result<void> served = transport.run();
+  // The connection ended: the kernel completed the ring commands with ENOTCONN and the queues
+  // end by themselves (bounded: then they are stopped), closing their rings. Queues still
+  // waiting for INIT (the connection ended before it) just end.
+  if (uring) {
+    uring->abandon();
+    uring->join(std::chrono::seconds(5));
+  }
   signals.attach(nullptr);
   (*mount)->unmount();  // already done unless the transport failed
   int code = 0;
@@ -344,14 +439,16 @@ int main(int argc, char** argv) {
   app.add_option("mountpoint", s.mountpoint, "directory to mount on")->required();
   app.add_option("-o", option_args,
                  "mount options, comma-separated: FUSE/mount ones (ro, allow_other, noatime ...) "
-                 "and raidfs ones: members=PATH:PATH:..., transport=classic|uring, threads=N, "
-                 "writeback_cache, no_writeback_cache, attr_timeout=SECONDS, entry_timeout=SECONDS")
+                 "and raidfs ones: members=PATH:PATH:..., transport=uring|classic, "
+                 "uring_entries=N, threads=N, writeback_cache, no_writeback_cache, "
+                 "attr_timeout=SECONDS, entry_timeout=SECONDS")
       ->expected(1)
       ->allow_extra_args(false)
       ->take_all();
   app.add_flag("-f,--foreground", s.foreground, "stay in the foreground (do not detach)");
   app.add_flag("-d,--debug", s.debug, "log every request (implies -f)");
-  app.add_option("--threads", s.threads, "FUSE worker threads")
+  app.add_option("--threads", s.threads,
+                 "classic /dev/fuse worker threads (with io_uring: used only if it falls back)")
       ->capture_default_str()
       ->check(CLI::Range(1u, fs::ClassicTransport::kThreadsMax));
   app.add_flag("-n,-s,-v", ignored, "accepted from mount(8) and ignored");
