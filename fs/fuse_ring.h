@@ -64,10 +64,11 @@ class FuseRingQueue {
   FuseRingQueue(const FuseRingQueue&) = delete;
   FuseRingQueue& operator=(const FuseRingQueue&) = delete;
 
-  // Registers every entry on `fuse_fd` (INIT must have been answered, granting io_uring) and
-  // serves until every entry has ended — the connection ended, or the kernel refused them — or
-  // stop() was called. Errors: the ring itself failed (the message says how).
-  Result<void> run(int fuse_fd);
+  // Registers every entry on `fuse_fd` (INIT must have been answered, granting io_uring), calls
+  // `registered` once the kernel has them (it takes REGISTER as it is submitted), and serves
+  // until every entry has ended — the connection ended, or the kernel refused them — or stop()
+  // was called. Errors: the ring itself failed (the message says how).
+  Result<void> run(int fuse_fd, const std::function<void()>& registered = {});
   // Makes run() return soon (any thread, idempotent). While the connection lives and the kernel
   // routes requests to the rings, a stopped queue strands its CPU's requests: for teardown only.
   void stop();

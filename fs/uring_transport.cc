@@ -102,7 +102,8 @@ Result<unsigned> possible_cpu_count() {
 UringTransport::UringTransport(Filesystem& fs, RequestDispatcher& dispatcher, UringOptions options)
     : fs_(fs),
       dispatcher_(dispatcher),
-      entries_(std::clamp(options.entries_per_queue, 1u, kEntriesMax)),
+      threads_per_queue_(std::clamp(options.threads_per_queue, 1u, kThreadsPerQueueMax)),
+      entries_(std::clamp(options.entries_per_ring, 1u, kEntriesMax)),
       // The kernel refuses a payload buffer smaller than max(8 KiB, max_write, max_pages × 4 KiB);
       // max_pages is max_write / 4 KiB here.
       payload_bytes_(std::max<size_t>(8192, (size_t{options.max_write} + 4095) / 4096 * 4096)) {}
@@ -119,21 +120,22 @@ Result<void> UringTransport::prepare() {
     std::lock_guard lock(mu_);
     if (phase_ != Phase::kIdle) return fail(EINVAL, "prepare() called twice");
     phase_ = Phase::kPreparing;
-    queues_ = std::vector<Queue>(count);
-    for (unsigned qid = 0; qid < count; ++qid)
-      queues_[qid].thread = std::thread([this, qid] { queue_main(qid); });
+    queue_count_ = count;
+    servers_ = std::vector<Server>(size_t{count} * threads_per_queue_);
+    for (unsigned i = 0; i < servers_.size(); ++i)
+      servers_[i].thread = std::thread([this, i] { server_main(i); });
   }
   std::unique_lock lock(mu_);
   const bool settled = cv_.wait_for(lock, kPrepareTimeout, [&] {
-    return std::none_of(queues_.begin(), queues_.end(),
-                        [](const Queue& q) { return q.state == QueueState::kStarting; });
+    return std::none_of(servers_.begin(), servers_.end(),
+                        [](const Server& s) { return s.state == ServerState::kStarting; });
   });
   Error first{ETIMEDOUT, "the io_uring queues did not set up within " +
                              std::to_string(kPrepareTimeout.count()) + " s"};
   bool ok = settled;
-  for (const Queue& q : queues_) {
-    if (q.state == QueueState::kFailed) {
-      if (ok) first = q.error;
+  for (const Server& s : servers_) {
+    if (s.state == ServerState::kFailed) {
+      if (ok) first = s.error;
       ok = false;
       break;
     }
@@ -154,8 +156,8 @@ void UringTransport::start(int fuse_fd) {
     phase_ = Phase::kStarted;
   }
   cv_.notify_all();
-  RAIDFS_LOG(kInfo, "FUSE-over-io_uring: %u queues x %u entries, %s payloads", queue_count(),
-             entries_, human_bytes(payload_bytes_).c_str());
+  RAIDFS_LOG(kInfo, "FUSE-over-io_uring: %u queues x %u threads x %u entries, %s payloads",
+             queue_count_, threads_per_queue_, entries_, human_bytes(payload_bytes_).c_str());
 }
 
 void UringTransport::abandon() {
@@ -169,15 +171,15 @@ void UringTransport::abandon() {
 void UringTransport::stop() {
   std::lock_guard lock(mu_);
   if (phase_ == Phase::kPreparing || phase_ == Phase::kIdle) phase_ = Phase::kAbandoned;
-  for (Queue& q : queues_)
-    if (q.ring != nullptr) q.ring->stop();
+  for (Server& s : servers_)
+    if (s.ring != nullptr) s.ring->stop();
   cv_.notify_all();
 }
 
 bool UringTransport::join(std::chrono::milliseconds timeout) {
   const auto all_ended = [&] {
-    return std::all_of(queues_.begin(), queues_.end(), [](const Queue& q) {
-      return q.state == QueueState::kDone || q.state == QueueState::kFailed;
+    return std::all_of(servers_.begin(), servers_.end(), [](const Server& s) {
+      return s.state == ServerState::kDone || s.state == ServerState::kFailed;
     });
   };
   bool ended;
@@ -197,10 +199,10 @@ bool UringTransport::join(std::chrono::milliseconds timeout) {
   std::vector<std::thread> joinable, stuck;
   {
     std::lock_guard lock(mu_);
-    for (Queue& q : queues_) {
-      if (!q.thread.joinable()) continue;
-      const bool done = q.state == QueueState::kDone || q.state == QueueState::kFailed;
-      (done ? joinable : stuck).push_back(std::move(q.thread));
+    for (Server& s : servers_) {
+      if (!s.thread.joinable()) continue;
+      const bool done = s.state == ServerState::kDone || s.state == ServerState::kFailed;
+      (done ? joinable : stuck).push_back(std::move(s.thread));
     }
   }
   for (std::thread& t : joinable) t.join();
@@ -227,47 +229,68 @@ void UringTransport::refused(const Error& error) {
   if (on_refused_) on_refused_(error);
 }
 
+bool UringTransport::helpers_settled(unsigned qid) const {
+  for (unsigned i = 1; i < threads_per_queue_; ++i) {
+    const Server& s = servers_[size_t{qid} * threads_per_queue_ + i];
+    if (!s.registered && s.state != ServerState::kDone && s.state != ServerState::kFailed)
+      return false;
+  }
+  return true;
+}
+
 std::vector<uint64_t> UringTransport::requests_per_queue() const {
   std::lock_guard lock(mu_);
-  std::vector<uint64_t> out;
-  for (const Queue& q : queues_) out.push_back(q.ring != nullptr ? q.ring->requests() : q.requests);
+  std::vector<uint64_t> out(queue_count_, 0);
+  for (size_t i = 0; i < servers_.size(); ++i)
+    out[i / threads_per_queue_] += requests_locked(servers_[i]);
   return out;
 }
 
 std::string UringTransport::status_lines() const {
   std::lock_guard lock(mu_);
-  std::ostringstream out;
-  uint64_t total = 0, fixed = 0;
-  std::ostringstream per_queue;
+  std::ostringstream out, per_queue;
+  uint64_t total = 0, helped = 0, fixed = 0;
   bool all_registered = true, all_pinned = true;
-  for (size_t i = 0; i < queues_.size(); ++i) {
-    const Queue& q = queues_[i];
-    const uint64_t n = q.ring != nullptr ? q.ring->requests() : q.requests;
+  for (unsigned q = 0; q < queue_count_; ++q) {
+    uint64_t n = 0;
+    for (unsigned i = 0; i < threads_per_queue_; ++i) {
+      const Server& s = servers_[size_t{q} * threads_per_queue_ + i];
+      const uint64_t r = requests_locked(s);
+      n += r;
+      if (i > 0) helped += r;
+      fixed += s.ring != nullptr ? s.ring->fixed_member_ios() : s.fixed_ios;
+      all_registered &= s.registered_buffers;
+      if (i == 0) all_pinned &= s.pinned;
+    }
     total += n;
-    fixed += q.ring != nullptr ? q.ring->fixed_member_ios() : q.fixed_ios;
-    all_registered &= q.registered_buffers;
-    all_pinned &= q.pinned;
-    per_queue << (i ? ", " : "") << "q" << i << " " << n;
+    per_queue << (q ? ", " : "") << "q" << q << " " << n;
   }
-  out << "uring_queues: " << queues_.size() << " x " << entries_ << " entries, "
-      << human_bytes(payload_bytes_) << " payloads"
+  out << "uring_queues: " << queue_count_ << " x " << threads_per_queue_ << " threads x "
+      << entries_ << " entries, " << human_bytes(payload_bytes_) << " payloads"
       << (all_registered ? ", fixed buffers" : ", some payloads not fixed buffers")
       << (all_pinned ? "" : ", some queues unpinned") << "\n";
   out << "uring_requests: " << total << " (" << per_queue.str() << ")\n";
+  out << "uring_requests_by_helpers: " << helped << "\n";
   out << "uring_fixed_member_ios: " << fixed << "\n";
   if (!refusal_.empty()) out << "uring_refused: " << refusal_ << "\n";
   return out.str();
 }
 
-void UringTransport::queue_main(unsigned qid) {
-  // Pinned to its CPU: requests of applications on that CPU come to this queue, and serving them
-  // there needs no cross-CPU wake-up. A CPU this process may not use (a cpuset) leaves it unpinned.
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(qid, &set);
-  const bool pinned = ::sched_setaffinity(0, sizeof set, &set) == 0;
-  if (!pinned)
-    RAIDFS_LOG(kDebug, "io_uring queue %u runs unpinned: %s", qid, std::strerror(errno));
+void UringTransport::server_main(unsigned index) {
+  const unsigned qid = index / threads_per_queue_;
+  const bool primary = index % threads_per_queue_ == 0;
+  // The queue's first thread is pinned to its CPU: requests of applications on that CPU come to
+  // this queue, and serving them there needs no cross-CPU wake-up. A CPU this process may not
+  // use (a cpuset) leaves it unpinned. Helpers run wherever a CPU is free.
+  bool pinned = false;
+  if (primary) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(qid, &set);
+    pinned = ::sched_setaffinity(0, sizeof set, &set) == 0;
+    if (!pinned)
+      RAIDFS_LOG(kDebug, "io_uring queue %u runs unpinned: %s", qid, std::strerror(errno));
+  }
 
   FuseRingConfig config;
   config.qid = static_cast<uint16_t>(qid);
@@ -278,38 +301,51 @@ void UringTransport::queue_main(unsigned qid) {
   int fd = -1;
   {
     std::unique_lock lock(mu_);
-    Queue& q = queues_[qid];
-    q.pinned = pinned;
+    Server& s = servers_[index];
+    s.pinned = pinned;
     if (!ring) {
-      q.error = ring.error();
-      q.state = QueueState::kFailed;
+      s.error = ring.error();
+      s.state = ServerState::kFailed;
       cv_.notify_all();
       return;
     }
-    q.ring = ring->get();
-    q.registered_buffers = (*ring)->buffers_registered();
-    q.state = QueueState::kReady;
+    s.ring = ring->get();
+    s.registered_buffers = (*ring)->buffers_registered();
+    s.state = ServerState::kReady;
     cv_.notify_all();
     cv_.wait(lock, [&] { return phase_ == Phase::kStarted || phase_ == Phase::kAbandoned; });
+    // The pinned thread's entries go last: the kernel gives a request to the most recently
+    // available entry, so the first one — and at iodepth 1 every one — comes to it.
+    if (primary && phase_ == Phase::kStarted)
+      cv_.wait_for(lock, kHelperRegisterWait, [&] {
+        return phase_ != Phase::kStarted || helpers_settled(qid);
+      });
     if (phase_ == Phase::kStarted) {
-      q.state = QueueState::kRunning;
+      s.state = ServerState::kRunning;
       fd = fuse_fd_;
     }
   }
   if (fd >= 0) {
-    if (auto r = (*ring)->run(fd); !r) RAIDFS_LOG(kError, "%s", r.error().message.c_str());
+    const auto registered = [&] {
+      {
+        std::lock_guard lock(mu_);
+        servers_[index].registered = true;
+      }
+      cv_.notify_all();
+    };
+    if (auto r = (*ring)->run(fd, registered); !r) RAIDFS_LOG(kError, "%s", r.error().message.c_str());
   }
   {
     std::lock_guard lock(mu_);
-    Queue& q = queues_[qid];
-    q.requests = (*ring)->requests();
-    q.fixed_ios = (*ring)->fixed_member_ios();
-    q.ring = nullptr;
+    Server& s = servers_[index];
+    s.requests = (*ring)->requests();
+    s.fixed_ios = (*ring)->fixed_member_ios();
+    s.ring = nullptr;
   }
   ring->reset();  // closes the rings before the thread says it is done
   {
     std::lock_guard lock(mu_);
-    queues_[qid].state = QueueState::kDone;
+    servers_[index].state = ServerState::kDone;
   }
   cv_.notify_all();
 }

@@ -1,6 +1,16 @@
-// UringTransport: serves a mounted raidfs over FUSE-over-io_uring (Linux 6.14 and later): one
-// FuseRingQueue (fs/fuse_ring.h) per possible CPU — the kernel's queue count — each on its own
-// thread, pinned to that CPU, serving the requests of the applications running there.
+// UringTransport: serves a mounted raidfs over FUSE-over-io_uring (Linux 6.14 and later). The
+// kernel has one queue per possible CPU and gives a request to the queue of its caller's CPU;
+// each queue here is served by `threads_per_queue` threads, each with its own ring
+// (FuseRingQueue, fs/fuse_ring.h) whose entries register on that queue:
+//   - the first, pinned to the queue's CPU, serves the requests of the applications running
+//     there with no cross-CPU wake-up. Its entries register last, so the kernel (which gives a
+//     request to the entry most recently made available) hands it the first request, and at
+//     iodepth 1 every following one: the entry it commits is the one that fetches the next;
+//   - the others (helpers) are not pinned: when requests come faster than one thread serves
+//     them, they land on the helpers' entries and run on whichever CPU is free. A thread serves
+//     one request at a time, to completion (member I/O on its own member ring), so a few entries
+//     per ring are enough: with few, waiting requests stay in the kernel and go to whichever
+//     ring commits next, rather than queueing behind a busy thread.
 //
 // The sequence, as mount.raidfs drives it:
 //   1. enable_fuse_over_io_uring(): the module parameter must be Y when the kernel sends INIT.
@@ -56,14 +66,19 @@ Result<unsigned> count_cpu_list(std::string_view list);
 Result<unsigned> possible_cpu_count();
 
 struct UringOptions {
-  unsigned entries_per_queue = 8;  // ring entries per queue: requests served or waiting at once
+  unsigned threads_per_queue = 2;  // the pinned thread and its helpers
+  unsigned entries_per_ring = 4;   // ring entries of each thread: requests it holds at once
   uint32_t max_write = 1u << 20;   // the dispatcher's max_write: sizes the payload buffers
 };
 
 class UringTransport {
  public:
-  static constexpr unsigned kEntriesDefault = 8;
+  static constexpr unsigned kEntriesDefault = 4;
   static constexpr unsigned kEntriesMax = 128;
+  static constexpr unsigned kThreadsPerQueueDefault = 2;
+  static constexpr unsigned kThreadsPerQueueMax = 8;
+  // How long a queue's pinned thread waits for its helpers' entries before registering its own.
+  static constexpr auto kHelperRegisterWait = std::chrono::seconds(2);
   static constexpr auto kPrepareTimeout = std::chrono::seconds(10);
 
   UringTransport(Filesystem& fs, RequestDispatcher& dispatcher, UringOptions options);
@@ -90,8 +105,9 @@ class UringTransport {
   // again. Returns whether all ended (the ones that did not are detached and logged).
   bool join(std::chrono::milliseconds timeout);
 
-  unsigned queue_count() const { return static_cast<unsigned>(queues_.size()); }
-  unsigned entries_per_queue() const { return entries_; }
+  unsigned queue_count() const { return queue_count_; }
+  unsigned threads_per_queue() const { return threads_per_queue_; }
+  unsigned entries_per_ring() const { return entries_; }
   size_t payload_bytes() const { return payload_bytes_; }
   bool started() const;
   bool refused() const;
@@ -102,34 +118,43 @@ class UringTransport {
 
  private:
   enum class Phase : uint8_t { kIdle, kPreparing, kStarted, kAbandoned };
-  enum class QueueState : uint8_t { kStarting, kReady, kFailed, kRunning, kDone };
-  struct Queue {
+  enum class ServerState : uint8_t { kStarting, kReady, kFailed, kRunning, kDone };
+  // One thread and its ring: servers_[qid * threads_per_queue + i], i = 0 the pinned one.
+  struct Server {
     std::thread thread;
-    QueueState state = QueueState::kStarting;
-    FuseRingQueue* ring = nullptr;  // while the thread has one (mu_)
+    ServerState state = ServerState::kStarting;
+    FuseRingQueue* ring = nullptr;  // while the thread has one
     Error error;
-    uint64_t requests = 0;          // the counters once the ring is gone
+    uint64_t requests = 0;  // the counters once the ring is gone
     uint64_t fixed_ios = 0;
     bool pinned = false;
+    bool registered = false;  // its entries are in the kernel's queue
     bool registered_buffers = false;
   };
 
-  void queue_main(unsigned qid);
+  void server_main(unsigned index);
   void refused(const Error& error);
+  // Whether every helper of queue `qid` has registered its entries or never will (mu_ held).
+  bool helpers_settled(unsigned qid) const;
+  uint64_t requests_locked(const Server& s) const {
+    return s.ring != nullptr ? s.ring->requests() : s.requests;
+  }
 
   Filesystem& fs_;
   RequestDispatcher& dispatcher_;
+  unsigned threads_per_queue_;
   unsigned entries_;
   size_t payload_bytes_;
+  unsigned queue_count_ = 0;  // set by prepare()
   std::function<void(const Error&)> on_refused_;
   std::atomic<bool> refused_once_{false};
 
-  mutable std::mutex mu_;  // guards everything below, and each Queue but its `thread`
+  mutable std::mutex mu_;  // guards everything below, and each Server but its `thread`
   std::condition_variable cv_;
   Phase phase_ = Phase::kIdle;
   int fuse_fd_ = -1;
   std::string refusal_;
-  std::vector<Queue> queues_;  // sized by prepare(), never resized after
+  std::vector<Server> servers_;  // sized by prepare(), never resized after
 };
 
 }  // namespace raidfs::fs

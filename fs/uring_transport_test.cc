@@ -114,11 +114,12 @@ TEST_F(RingQueueTest, RefusedOrBogusRegistrationsEndTheQueue) {
   }
 }
 
-// prepare() builds one queue per possible CPU; abandon() (the kernel did not grant io_uring)
+// prepare() builds one queue per possible CPU, two threads each; abandon() (the kernel did not grant io_uring)
 // ends them without a registration, and join() returns at once.
 TEST_F(RingQueueTest, PreparedQueuesEndWhenAbandoned) {
   UringOptions options;
-  options.entries_per_queue = 2;
+  options.threads_per_queue = 2;
+  options.entries_per_ring = 2;
   options.max_write = 128 << 10;
   UringTransport transport(*fs_, *dispatcher_, options);
   auto prepared = transport.prepare();
@@ -126,6 +127,7 @@ TEST_F(RingQueueTest, PreparedQueuesEndWhenAbandoned) {
     GTEST_SKIP() << "no io_uring here: " << prepared.error().message;
   ASSERT_TRUE(prepared) << prepared.error().message;
   EXPECT_EQ(transport.queue_count(), possible_cpu_count().value());
+  EXPECT_EQ(transport.threads_per_queue(), 2u);
   EXPECT_EQ(transport.payload_bytes(), 128u << 10);
   EXPECT_FALSE(transport.started());
   transport.abandon();
