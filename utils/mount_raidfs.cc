@@ -60,6 +60,7 @@ struct Settings {
   unsigned threads = fs::ClassicTransport::kThreadsDefault;
   bool uring = true;  // transport=uring (the default) or classic
   unsigned uring_entries = fs::UringTransport::kEntriesDefault;
+  unsigned uring_threads = fs::UringTransport::kThreadsPerQueueDefault;
   fs::DispatcherOptions dispatcher;
 };
 
@@ -121,6 +122,13 @@ Result<void> apply_option(const std::string& option, Settings& s) {
       return fail(EINVAL, "uring_entries=" + value + ": expected 1 to " +
                               std::to_string(fs::UringTransport::kEntriesMax));
     s.uring_entries = static_cast<unsigned>(n);
+  } else if (key == "uring_threads") {
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || n < 1 || n > fs::UringTransport::kThreadsPerQueueMax)
+      return fail(EINVAL, "uring_threads=" + value + ": expected 1 to " +
+                              std::to_string(fs::UringTransport::kThreadsPerQueueMax));
+    s.uring_threads = static_cast<unsigned>(n);
   } else if (key == "threads") {
     char* end = nullptr;
     const unsigned long n = std::strtoul(value.c_str(), &end, 10);
@@ -298,7 +306,8 @@ int serve(const Settings& s, Reporter& reporter) {
     Result<void> ready = fs::enable_fuse_over_io_uring();
     if (ready) {
       fs::UringOptions uo;
-      uo.entries_per_queue = s.uring_entries;
+      uo.threads_per_queue = s.uring_threads;
+      uo.entries_per_ring = s.uring_entries;
       uo.max_write = dispatcher.options().max_write;
       uring = std::make_unique<fs::UringTransport>(**filesystem, dispatcher, uo);
       ready = uring->prepare();
@@ -346,8 +355,9 @@ int serve(const Settings& s, Reporter& reporter) {
     for (const std::string& w : opened->warnings) RAIDFS_LOG(kWarning, "%s", w.c_str());
   }
   if (uring) {
-    RAIDFS_LOG(kInfo, "mounted %s on %s (io_uring: %u queues x %u entries%s)", s.spec.c_str(),
-               s.mountpoint.c_str(), uring->queue_count(), uring->entries_per_queue(),
+    RAIDFS_LOG(kInfo, "mounted %s on %s (io_uring: %u queues x %u threads x %u entries%s)",
+               s.spec.c_str(), s.mountpoint.c_str(), uring->queue_count(),
+               uring->threads_per_queue(), uring->entries_per_ring(),
                s.read_only ? ", read-only" : "");
   } else {
     RAIDFS_LOG(kInfo, "mounted %s on %s (classic /dev/fuse: %u threads%s)", s.spec.c_str(),
@@ -440,8 +450,8 @@ int main(int argc, char** argv) {
   app.add_option("-o", option_args,
                  "mount options, comma-separated: FUSE/mount ones (ro, allow_other, noatime ...) "
                  "and raidfs ones: members=PATH:PATH:..., transport=uring|classic, "
-                 "uring_entries=N, threads=N, writeback_cache, no_writeback_cache, "
-                 "attr_timeout=SECONDS, entry_timeout=SECONDS")
+                 "uring_threads=N, uring_entries=N, threads=N, writeback_cache, "
+                 "no_writeback_cache, attr_timeout=SECONDS, entry_timeout=SECONDS")
       ->expected(1)
       ->allow_extra_args(false)
       ->take_all();
