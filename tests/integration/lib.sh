@@ -11,7 +11,9 @@
 #   it_status MP                            # the raidfs.status text of a mount
 #   fail "what"                             # prints FAIL: what (and the daemon log) and exits 1
 #
-# Environment: RAIDFS_IT_TMPDIR (where the images go; default /var/tmp), RAIDFS_IT_FOREGROUND=1
+# Environment: RAIDFS_IT_TRANSPORT=uring|classic (it_mount passes -o transport=... before the
+# test's own options, which may override it; unset: mount.raidfs's default, uring),
+# RAIDFS_IT_TMPDIR (where the images go; default /var/tmp), RAIDFS_IT_FOREGROUND=1
 # (run the daemon with -f in the background, its stderr in $IT_WORK/daemon.log, printed on a
 # failure; the default is the detaching mount a user runs), RAIDFS_IT_KEEP=1 (keep $IT_WORK).
 #
@@ -125,6 +127,7 @@ it_mount() {
 # $IT_WORK/mount.err) instead of failing; returns 99 if it said yes but nothing is mounted.
 it_try_mount() {
   local spec=$1 mp=$2; shift 2
+  [[ -n ${RAIDFS_IT_TRANSPORT:-} ]] && set -- -o "transport=$RAIDFS_IT_TRANSPORT" "$@"
   mkdir -p "$mp"
   [[ " ${IT_MOUNTS[*]} " == *" $mp "* ]] || IT_MOUNTS+=("$mp")
   local rc=0
