@@ -197,7 +197,8 @@ FsStatfs Filesystem::statfs() const {
 meta::Inode Filesystem::with_pending_size(meta::Inode inode) const {
   if (!is_reg(inode)) return inode;
   inode.size = std::max(inode.size, writer_->pending_end(inode.ino));
-  if (const int64_t t = writer_->pending_mtime(inode.ino); t > inode.mtime_ns)
+  // 0 means no pending time (a stored time may be negative: before 1970).
+  if (const int64_t t = writer_->pending_mtime(inode.ino); t != 0 && t > inode.mtime_ns)
     inode.mtime_ns = inode.ctime_ns = t;
   return inode;
 }
