@@ -41,7 +41,11 @@ crash_round() {
   it_umount "$mp"
   local rc=0
   "$fsck" -n "$arr/meta" >"$IT_WORK/fsck-$name-$round.out" 2>&1 || rc=$?
-  [[ $rc -eq 0 ]] || { cat "$IT_WORK/fsck-$name-$round.out" >&2; fail "round $round: raidfs-fsck -n exited $rc on the crashed array"; }
+  [[ $rc -eq 0 ]] || {
+    cat "$IT_WORK/fsck-$name-$round.out" >&2
+    ls -la "$arr" "$arr/meta" >&2 || true  # once seen in CI: the metadata directory not found (exit 8)
+    fail "round $round: raidfs-fsck -n exited $rc on the crashed array"
+  }
   it_mount "$arr/meta" "$mp"
   for ((w = 0; w < writers; w++)); do
     python3 "$here/crash_fs.py" verify "$mp" "$state" "$w" >>"$IT_WORK/verify-$name-$round.out" 2>&1 ||
