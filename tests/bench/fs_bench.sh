@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# fs_bench.sh — fio on a mounted raidfs, on the raw member medium, and on btrfs RAID over the same
-# kind of members, in one run; prints a table with ratios. A benchmark, not a test: run by hand.
+# fs_bench.sh — fio on a mounted raidfs (over each FUSE transport), on the raw member medium, and
+# on btrfs RAID over the same kind of members, in one run; prints a table with ratios. A
+# benchmark, not a test: run by hand.
 #
 #   bash tests/bench/fs_bench.sh [BUILD_DIR]        (root; default BUILD_DIR=build)
 #
 # Members are sparse image files on /dev/shm (tmpfs), so the software is what is measured, not a
 # disk. Targets:
 #   raw       fio on a file in /dev/shm itself (the members' medium: the ceiling)
-#   raidfs    RAID6, 6 members, 64 KiB chunks, mounted with mount.raidfs (each transport given in
-#             RAIDFS_BENCH_TRANSPORTS, default "classic")
+#   raidfs-T  RAID6, 6 members, 64 KiB chunks, mounted with mount.raidfs -o transport=T, for each T
+#             in RAIDFS_BENCH_TRANSPORTS (default "uring classic"); each on a fresh array
 #   btrfs     btrfs -d raid6 -m raid1c3 over 6 loop devices (direct I/O) on the same kind of images
 # Environment: RAIDFS_BENCH_SIZE (file size, default 512M), RAIDFS_BENCH_RUNTIME (seconds per
-# time-based job, default 5).
+# time-based job, default 5), RAIDFS_BENCH_TRANSPORTS (each T or T:MOUNT_OPTIONS, e.g.
+# "uring uring:uring_threads=1 classic"), RAIDFS_BENCH_JOBS (a subset of the jobs below),
+# RAIDFS_BENCH_BTRFS=0 (skip btrfs).
+# Cells: IOPS (4 KiB jobs, with the median completion latency) or MiB/s, and for raidfs the
+# daemon's CPU seconds (user + system, all threads) per GiB moved. Ratios: raidfs/raw and
+# raidfs/btrfs for the first raidfs transport; uring/classic for throughput and CPU per GiB.
+# After the table: each raidfs mount's transport line and user-space copy counters.
 set -euo pipefail
 
 BUILD=${1:-build}
 BUILD=$(cd "$BUILD" && pwd)
 SIZE=${RAIDFS_BENCH_SIZE:-512M}
 RUNTIME=${RAIDFS_BENCH_RUNTIME:-5}
-TRANSPORTS=${RAIDFS_BENCH_TRANSPORTS:-classic}
+TRANSPORTS=${RAIDFS_BENCH_TRANSPORTS:-uring classic}
 WORK=$(mktemp -d /dev/shm/raidfs-bench.XXXXXX)
 META=$(mktemp -d /var/tmp/raidfs-bench-meta.XXXXXX)
 LOOPS=()
@@ -39,7 +46,8 @@ command -v fio >/dev/null || { echo "fs_bench.sh: fio is missing (scripts/deps.s
 
 # job name → fio arguments. Reads and random writes use O_DIRECT so that they reach the daemon
 # instead of the page cache.
-JOBS=(seqwrite-1M seqread-1M randread-4K-qd1 randread-4K-qd32 randwrite-4K-qd16)
+ALL_JOBS=(seqwrite-1M seqread-1M randread-4K-qd1 randread-4K-qd32 randwrite-4K-qd16)
+read -r -a JOBS <<<"${RAIDFS_BENCH_JOBS:-${ALL_JOBS[*]}}"
 job_args() {
   case $1 in
     seqwrite-1M) echo "--rw=write --bs=1M --ioengine=psync --end_fsync=1" ;;
@@ -47,11 +55,13 @@ job_args() {
     randread-4K-qd1) echo "--rw=randread --bs=4k --ioengine=psync --direct=1 --time_based --runtime=$RUNTIME" ;;
     randread-4K-qd32) echo "--rw=randread --bs=4k --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime=$RUNTIME" ;;
     randwrite-4K-qd16) echo "--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --time_based --runtime=$RUNTIME" ;;
+    *) echo "fs_bench.sh: unknown job $1" >&2; exit 1 ;;
   esac
 }
 
-declare -A RESULT CPU
+declare -A RESULT CPU NOTE
 cpu_ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+status_of() { python3 -c 'import os, sys; print(os.getxattr(sys.argv[1], "raidfs.status").decode(), end="")' "$1"; }
 
 # run_target NAME DIR [DAEMON_PID]
 run_target() {
@@ -67,12 +77,15 @@ run_target() {
     out=$(fio --name="$job" --directory="$dir" --filename=bench.dat --size="$SIZE" \
               $(job_args "$job") --output-format=json)
     after=$(cpu_ticks "$pid")
+    # iops, MiB/s, bytes moved, median completion latency (µs)
     RESULT[$name,$job]=$(python3 -c '
 import json, sys
 j = json.loads(sys.stdin.read())["jobs"][0]
 rw = j["read"] if j["read"]["io_bytes"] else j["write"]
-print("%.0f %.1f %d" % (rw["iops"], rw["bw_bytes"] / 1048576, rw["io_bytes"]))' <<<"$out")
-    local bytes=${RESULT[$name,$job]##* }
+p50 = rw.get("clat_ns", {}).get("percentile", {}).get("50.000000", 0) / 1000
+print("%.0f %.1f %d %.0f" % (rw["iops"], rw["bw_bytes"] / 1048576, rw["io_bytes"], p50))' <<<"$out")
+    local bytes
+    read -r _ _ bytes _ <<<"${RESULT[$name,$job]}"
     if [ -n "$pid" ] && [ "$bytes" -gt 0 ]; then
       CPU[$name,$job]=$(python3 -c "print('%.2f' % (($after - $before) / $(getconf CLK_TCK) / ($bytes / 2**30)))")
     else
@@ -90,24 +103,31 @@ mkdir -p "$WORK/raw"
 run_target raw "$WORK/raw"
 rm -f "$WORK/raw/bench.dat"
 TARGETS=(raw)
+RAIDFS=()
 
 # --- raidfs, per transport -------------------------------------------------------------------------
-for t in $TRANSPORTS; do
-  name="raidfs-$t"
+for spec in $TRANSPORTS; do
+  # T or T:OPTIONS (mount options added to transport=T, e.g. uring:uring_threads=1).
+  name="raidfs-$spec" t=${spec%%:*} extra=
+  [[ $spec == *:* ]] && extra=",${spec#*:}"
+  t=$t${extra:+-$((${#RAIDFS[@]}))}  # a distinct directory per spec
   mkimages "r$t" 6 1G
   "$BUILD/utils/mkfs.raidfs" -q -f -l 6 -m "$META/$t" "$WORK"/r"$t"{0..5}.img
   mkdir -p "$WORK/mnt-$t"
-  "$BUILD/utils/mount.raidfs" "$META/$t" "$WORK/mnt-$t" -o "transport=$t"
-  pid=$(pgrep -f "mount.raidfs $META/$t" | head -1)
+  "$BUILD/utils/mount.raidfs" "$META/$t" "$WORK/mnt-$t" -o "transport=${spec%%:*}$extra"
+  pid=$(pgrep -f "mount.raidfs $META/$t " | head -1)
   run_target "$name" "$WORK/mnt-$t" "$pid"
+  # Which transport really served (a requested uring may have fallen back), and the copies.
+  NOTE[$name]=$(status_of "$WORK/mnt-$t" | grep -E "^(transport|uring_requests|uring_requests_by_helpers|classic_requests|bytes_copied_read|bytes_copied_write|bytes_direct_write):" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
   umount "$WORK/mnt-$t"
-  for _ in $(seq 50); do pgrep -f "mount.raidfs $META/$t" >/dev/null || break; sleep 0.2; done
+  for _ in $(seq 50); do pgrep -f "mount.raidfs $META/$t " >/dev/null || break; sleep 0.2; done
   rm -f "$WORK"/r"$t"*.img
   TARGETS+=("$name")
+  RAIDFS+=("$name")
 done
 
 # --- btrfs RAID6 over loop devices ---------------------------------------------------------------
-if command -v mkfs.btrfs >/dev/null; then
+if [ "${RAIDFS_BENCH_BTRFS:-1}" != 0 ] && command -v mkfs.btrfs >/dev/null; then
   mkimages b 6 1G
   for i in 0 1 2 3 4 5; do LOOPS+=("$(losetup --direct-io=on -f --show "$WORK/b$i.img")"); done
   mkfs.btrfs -q -f -d raid6 -m raid1c3 "${LOOPS[@]}" >/dev/null
@@ -119,29 +139,37 @@ if command -v mkfs.btrfs >/dev/null; then
 fi
 
 # --- table ------------------------------------------------------------------------------------------
-printf '\n%-20s' job
-for t in "${TARGETS[@]}"; do printf ' %22s' "$t"; done
-printf '   raidfs/raw  raidfs/btrfs\n'
+ratio() { python3 -c "print('%.2f' % ($1 / $2) if $2 else '-')"; }
+have_uc=0
+[[ -n ${RESULT[raidfs-uring,${JOBS[0]}]:-} && -n ${RESULT[raidfs-classic,${JOBS[0]}]:-} ]] && have_uc=1
+printf '\n%-18s' job
+for t in "${TARGETS[@]}"; do printf ' %26s' "$t"; done
+printf '  raidfs/raw  raidfs/btrfs'
+((have_uc)) && printf '  uring/classic  cpu u/c'
+printf '\n'
 for job in "${JOBS[@]}"; do
-  printf '%-20s' "$job"
+  printf '%-18s' "$job"
   for t in "${TARGETS[@]}"; do
-    read -r iops mib _ <<<"${RESULT[$t,$job]}"
+    read -r iops mib _ p50 <<<"${RESULT[$t,$job]}"
     cpu=${CPU[$t,$job]:-}
-    if [[ $job == *4K* ]]; then cell="${iops} IOPS"; else cell="${mib} MiB/s"; fi
+    if [[ $job == *4K* ]]; then cell="${iops} IOPS ${p50}us"; else cell="${mib} MiB/s"; fi
     [ -n "$cpu" ] && [ "$cpu" != "-" ] && cell="$cell ${cpu}s/GiB"
-    printf ' %22s' "$cell"
+    printf ' %26s' "$cell"
   done
-  first=${TARGETS[1]:-}
+  # Throughput: IOPS for the 4 KiB jobs, MiB/s for the others (the same ratio either way).
+  first=${RAIDFS[0]:-}
   if [ -n "$first" ]; then
-    read -r a _ <<<"${RESULT[$first,$job]}"; read -r r _ <<<"${RESULT[raw,$job]}"
-    ratio_raw=$(python3 -c "print('%.2f' % ($a / $r if $r else 0))")
-    ratio_btrfs=-
-    if [ -n "${RESULT[btrfs,$job]:-}" ]; then
-      read -r b _ <<<"${RESULT[btrfs,$job]}"
-      ratio_btrfs=$(python3 -c "print('%.2f' % ($a / $b if $b else 0))")
-    fi
-    printf '   %10s  %12s' "$ratio_raw" "$ratio_btrfs"
+    read -r _ a _ <<<"${RESULT[$first,$job]}"; read -r _ r _ <<<"${RESULT[raw,$job]}"
+    b=0; [ -n "${RESULT[btrfs,$job]:-}" ] && read -r _ b _ <<<"${RESULT[btrfs,$job]}"
+    printf '  %10s  %12s' "$(ratio "$a" "$r")" "$(ratio "$a" "$b")"
+  fi
+  if ((have_uc)); then
+    read -r _ u _ <<<"${RESULT[raidfs-uring,$job]}"; read -r _ c _ <<<"${RESULT[raidfs-classic,$job]}"
+    cu=${CPU[raidfs-uring,$job]} cc=${CPU[raidfs-classic,$job]}
+    printf '  %13s  %7s' "$(ratio "$u" "$c")" "$(ratio "$cu" "$cc")"
   fi
   printf '\n'
 done
-echo "(s/GiB: the raidfs daemon's CPU seconds per GiB moved; ratios use the first raidfs transport)"
+echo "(IOPS with median completion latency; s/GiB: the raidfs daemon's CPU seconds per GiB moved;"
+echo " raidfs/raw and raidfs/btrfs use ${RAIDFS[0]:-no raidfs}; cpu u/c = uring CPU/GiB over classic CPU/GiB)"
+for t in "${RAIDFS[@]}"; do echo "$t: ${NOTE[$t]}"; done
