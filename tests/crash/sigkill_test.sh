@@ -43,7 +43,7 @@ crash_round() {
   "$fsck" -n "$arr/meta" >"$IT_WORK/fsck-$name-$round.out" 2>&1 || rc=$?
   [[ $rc -eq 0 ]] || {
     cat "$IT_WORK/fsck-$name-$round.out" >&2
-    ls -la "$arr" "$arr/meta" >&2 || true  # once seen in CI: the metadata directory not found (exit 8)
+    ls -la "$arr" "$arr/meta" >&2 || true  # what fsck saw, should it fail to find them
     fail "round $round: raidfs-fsck -n exited $rc on the crashed array"
   }
   it_mount "$arr/meta" "$mp"
