@@ -21,6 +21,17 @@ std::string geometry_text(const Geometry& g) {
 
 }  // namespace
 
+Result<void> check_metadata_geometry(const meta::Super& super, const Superblock& sb) {
+  const Geometry g = sb.geometry();
+  if (super.stripe_count != g.stripe_count() || super.stripe_data_bytes != g.stripe_data_bytes())
+    return fail(EINVAL, sb.metadata_dir + ": the metadata describes " +
+                            std::to_string(super.stripe_count) + " stripes of " +
+                            std::to_string(super.stripe_data_bytes) + " bytes, the members " +
+                            std::to_string(g.stripe_count()) + " of " +
+                            std::to_string(g.stripe_data_bytes()));
+  return {};
+}
+
 meta::StoreOptions metadata_store_options(const Superblock& sb, bool create) {
   const Geometry g = sb.geometry();
   meta::StoreOptions so;
@@ -82,19 +93,13 @@ Result<OpenedArray> open_array(const std::string& spec,
   OpenedArray out;
   RAIDFS_TRY(out.array, Array::open(paths));
   const Superblock sb = out.array->superblock();
-  const Geometry& g = out.array->geometry();
   if (sb.metadata_dir.empty())
     return fail(EINVAL, "the superblocks name no metadata directory (format with mkfs.raidfs -m)");
 
   auto meta = meta::FsMeta::open(metadata_store_options(sb, /*create=*/false));
   if (!meta) return fail_with(meta.error(), sb.metadata_dir + ": ");
   const meta::Super& super = (*meta)->store().super();
-  if (super.stripe_count != g.stripe_count() || super.stripe_data_bytes != g.stripe_data_bytes())
-    return fail(EINVAL, sb.metadata_dir + ": the metadata describes " +
-                            std::to_string(super.stripe_count) + " stripes of " +
-                            std::to_string(super.stripe_data_bytes) + " bytes, the members " +
-                            std::to_string(g.stripe_count()) + " of " +
-                            std::to_string(g.stripe_data_bytes()));
+  RAIDFS_CHECK(check_metadata_geometry(super, sb));
   out.meta = std::move(*meta);
   out.warnings = out.array->warnings();
   return out;

@@ -35,6 +35,10 @@ Result<std::vector<std::string>> member_paths(const std::string& spec);
 // names: its directory, the array's UUID, and the stripe geometry a new database records.
 meta::StoreOptions metadata_store_options(const Superblock& sb, bool create);
 
+// EINVAL (naming the metadata directory) when the metadata's stripe count or size is not the
+// members' geometry: a database of another array or format.
+Result<void> check_metadata_geometry(const meta::Super& super, const Superblock& sb);
+
 // Writes the member list into a metadata directory (mkfs.raidfs).
 Result<void> write_member_list(const std::string& metadata_dir,
                                const std::vector<std::string>& paths);

@@ -52,19 +52,13 @@ Result<void> check_metadata(meta::Store& store, FsckLog& log) {
 
 Result<std::unique_ptr<meta::Store>> open_store(const Array& array) {
   const Superblock sb = array.superblock();
-  const Geometry& g = array.geometry();
   if (sb.metadata_dir.empty())
     return fail(EINVAL, "the superblocks name no metadata directory (format with mkfs.raidfs -m)");
   const meta::StoreOptions so = metadata_store_options(sb, /*create=*/false);
   auto store = meta::Store::open(so);
   if (!store) return fail_with(store.error(), sb.metadata_dir + ": ");
   const meta::Super& super = (*store)->super();
-  if (super.stripe_count != g.stripe_count() || super.stripe_data_bytes != g.stripe_data_bytes())
-    return fail(EINVAL, sb.metadata_dir + ": the metadata describes " +
-                            std::to_string(super.stripe_count) + " stripes of " +
-                            std::to_string(super.stripe_data_bytes) + " bytes, the members " +
-                            std::to_string(g.stripe_count()) + " of " +
-                            std::to_string(g.stripe_data_bytes()));
+  RAIDFS_CHECK(check_metadata_geometry(super, sb));
   return store;
 }
 

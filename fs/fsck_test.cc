@@ -25,12 +25,7 @@
 namespace raidfs::fs {
 namespace {
 
-std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> v(n);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
+using testing::random_bytes;
 
 class FsckTest : public ::testing::Test {
  protected:

@@ -3,7 +3,9 @@
 // for tests that then open it with fs::open_array(DIR/meta).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,14 @@
 #include "tests/support/temp_dir.h"
 
 namespace raidfs::testing {
+
+// n bytes of reproducible noise (test file contents).
+inline std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
 
 struct TestArray {
   std::vector<std::string> paths;  // member images, in member order
