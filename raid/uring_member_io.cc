@@ -1,6 +1,7 @@
 #include "raid/uring_member_io.h"
 
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
@@ -9,11 +10,25 @@
 
 namespace raidfs {
 
+namespace {
+
+// True when `fd` cannot do non-blocking reads, so io_uring would punt each of its requests to a
+// worker thread. The kernel answers RWF_NOWAIT with EOPNOTSUPP for files without FMODE_NOWAIT,
+// before looking at the buffer or the offset; any other answer means the ring can issue inline.
+bool file_lacks_nowait(int fd) {
+  alignas(4096) static thread_local uint8_t probe[4096];
+  iovec iov{probe, sizeof probe};
+  return ::preadv2(fd, &iov, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<UringMemberIo>> UringMemberIo::create(std::span<const int> fds,
                                                              unsigned queue_depth) {
   std::unique_ptr<UringMemberIo> io(new UringMemberIo());
   io->depth_ = queue_depth;
   io->fds_.assign(fds.begin(), fds.end());
+  for (int fd : io->fds_) io->sync_.push_back(fd >= 0 && file_lacks_nowait(fd));
 
   io_uring_params params{};
   params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
@@ -92,9 +107,39 @@ void UringMemberIo::prepare(io_uring_sqe* sqe, const IoRequest& r, uint32_t done
   io_uring_sqe_set_data64(sqe, tag);
 }
 
+void UringMemberIo::run_synchronously(IoRequest& r) {
+  ++sync_request_count_;
+  const int fd = fds_[r.member];
+  if (r.op == IoOp::kFlush) {
+    r.result = ::fdatasync(fd) == 0 ? 0 : -errno;
+    return;
+  }
+  uint32_t done = 0;
+  while (done < r.length) {
+    const ssize_t n = r.op == IoOp::kRead
+                          ? ::pread(fd, r.buffer + done, r.length - done, r.offset + done)
+                          : ::pwrite(fd, r.buffer + done, r.length - done, r.offset + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      r.result = -errno;
+      return;
+    }
+    if (n == 0) {
+      r.result = -EIO;  // end of the member before the transfer finished
+      return;
+    }
+    done += static_cast<uint32_t>(n);
+  }
+  r.result = static_cast<int32_t>(r.length);
+}
+
 void UringMemberIo::execute(std::span<IoRequest> batch) {
   if (broken_ != 0) {  // the ring failed earlier: nothing can be submitted safely any more
     for (IoRequest& r : batch) r.result = -broken_;
+    return;
+  }
+  if (batch.size() == 1 && batch[0].member < fds_.size() && sync_[batch[0].member]) {
+    run_synchronously(batch[0]);
     return;
   }
   done_.assign(batch.size(), 0);

@@ -6,6 +6,14 @@
 // members the data moves between the device and that memory with no copy. A batch goes to the
 // kernel in as few io_uring_enter calls as the ring's depth allows (one when it fits).
 //
+// A member whose file cannot do non-blocking I/O (a regular file on tmpfs, for one: preadv2 with
+// RWF_NOWAIT says EOPNOTSUPP) has each of its requests handed by io_uring to an io-wq worker
+// thread: two thread switches per I/O, more than a 4 KiB read from memory costs. A batch of one
+// such request (a small read's usual case) is therefore issued here with a plain system call on
+// the calling thread; larger batches still go through the ring, whose workers run them in
+// parallel. The same bytes move from and to the same memory, and nothing is copied in user space
+// either way.
+//
 // The ring is set up SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them: only the creating
 // thread may call execute() and register_buffers(). If the ring itself fails (io_uring_enter
 // returns an error, e.g. EEXIST from another thread) the object is spent: every request of that
@@ -38,17 +46,25 @@ class UringMemberIo final : public MemberIo {
 
   // Number of requests issued through fixed buffers so far (the rest went unregistered).
   uint64_t fixed_request_count() const { return fixed_request_count_; }
+  // Number of requests issued with plain system calls (lone requests to members that cannot do
+  // non-blocking I/O).
+  uint64_t sync_request_count() const { return sync_request_count_; }
+  // Whether member i cannot do non-blocking I/O (see the header comment).
+  bool lacks_nowait(uint32_t member) const { return member < sync_.size() && sync_[member]; }
 
  private:
   UringMemberIo() = default;
   // Index of the registered range holding [p, p + len), or -1.
   int fixed_index(const uint8_t* p, uint32_t len) const;
   void prepare(io_uring_sqe* sqe, const IoRequest& r, uint32_t done, uint64_t tag);
+  // Runs request r to completion with system calls on this thread.
+  void run_synchronously(IoRequest& r);
 
   io_uring ring_{};
   bool ring_ready_ = false;
   unsigned depth_ = 0;
   std::vector<int> fds_;
+  std::vector<bool> sync_;      // per member: cannot do non-blocking I/O
   struct Range {
     const uint8_t* begin;
     const uint8_t* end;
@@ -58,6 +74,7 @@ class UringMemberIo final : public MemberIo {
   std::vector<uint32_t> done_;  // per-request bytes completed, reused between batches
   std::vector<uint32_t> queue_; // requests waiting for a submission slot
   uint64_t fixed_request_count_ = 0;
+  uint64_t sync_request_count_ = 0;
   int broken_ = 0;  // errno of a ring-level failure; once set, every request fails with it
 };
 

@@ -98,5 +98,48 @@ TEST_F(UringMemberIoTest, FaultInjectionFailsMembersAndDropsWrites) {
   EXPECT_EQ(b.data()[0], 0) << "but never stored";
 }
 
+// A member whose file takes no non-blocking I/O (tmpfs) has a lone request issued on the calling
+// thread; a member that does (ext4, under /var/tmp) and every batch of several go through the ring.
+TEST_F(UringMemberIoTest, LoneRequestsToFilesWithoutNowaitSkipTheRing) {
+  testing::TempDir shm("/dev/shm"), disk("/var/tmp");
+  std::vector<int> fds;
+  for (auto* dir : {&shm, &disk}) {
+    int fd = ::open(dir->image("m", 1 << 20).c_str(), O_RDWR | O_DIRECT);
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+  }
+  auto io = UringMemberIo::create(fds).value();
+  EXPECT_TRUE(io->lacks_nowait(0)) << "tmpfs files take RWF_NOWAIT now: the rule may be moot";
+  AlignedBuffer out(2 * 4096), in(2 * 4096);
+  memset(out.data(), 0x5a, out.size());
+  std::vector<std::span<uint8_t>> ranges{{out.data(), out.size()}, {in.data(), in.size()}};
+  ASSERT_TRUE(io->register_buffers(ranges));
+  for (uint32_t member : {0u, 1u}) {
+    const bool lone_sync = io->lacks_nowait(member);
+    const uint64_t sync_before = io->sync_request_count();
+    std::vector<IoRequest> write{{IoOp::kWrite, member, 8192, 4096, out.data(), 0}};
+    io->execute(write);
+    ASSERT_TRUE(write[0].ok()) << write[0].result;
+    std::vector<IoRequest> read{{IoOp::kRead, member, 8192, 4096, in.data(), 0}};
+    io->execute(read);
+    ASSERT_TRUE(read[0].ok()) << read[0].result;
+    EXPECT_EQ(0, memcmp(in.data(), out.data(), 4096)) << "member " << member;
+    EXPECT_EQ(io->sync_request_count() - sync_before, lone_sync ? 2u : 0u) << "member " << member;
+  }
+  // Two requests: the ring, whatever the files.
+  const uint64_t sync_before = io->sync_request_count(), fixed_before = io->fixed_request_count();
+  std::vector<IoRequest> two{{IoOp::kRead, 0, 8192, 4096, in.data(), 0},
+                             {IoOp::kRead, 1, 8192, 4096, in.data() + 4096, 0}};
+  io->execute(two);
+  EXPECT_TRUE(two[0].ok() && two[1].ok());
+  EXPECT_EQ(io->sync_request_count(), sync_before);
+  EXPECT_EQ(io->fixed_request_count() - fixed_before, 2u);
+  // Errors come back the same way: past the end of the file.
+  std::vector<IoRequest> past{{IoOp::kRead, 0, 1 << 20, 4096, in.data(), 0}};
+  io->execute(past);
+  EXPECT_EQ(past[0].result, -EIO);
+  for (int fd : fds) ::close(fd);
+}
+
 }  // namespace
 }  // namespace raidfs

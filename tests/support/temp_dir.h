@@ -14,9 +14,9 @@ namespace raidfs::testing {
 
 class TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("RAIDFS_TEST_DIR");
-    std::string root = base ? base : (std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp");
+  TempDir() : TempDir(default_root()) {}
+  // Under `root` instead (a test that needs a particular filesystem).
+  explicit TempDir(const std::string& root) {
     std::string pattern = root + "/raidfs-test-XXXXXX";
     path_ = ::mkdtemp(pattern.data()) ? pattern : std::string();
   }
@@ -26,6 +26,11 @@ class TempDir {
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
+
+  static std::string default_root() {
+    const char* base = std::getenv("RAIDFS_TEST_DIR");
+    return base ? base : (std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp");
+  }
 
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const { return path_ + "/" + name; }
