@@ -15,6 +15,7 @@
 
 #include "meta/coding.h"
 #include "meta/keys.h"
+#include "meta/record_cache.h"
 
 namespace raidfs::meta {
 namespace {
@@ -22,6 +23,15 @@ namespace {
 constexpr std::string_view kFamilyNames[kFamilyCount] = {
     "super", "inodes", "dirents", "cookies", "extents", "stripes", "xattrs", "orphans",
 };
+// What the RecordCache keeps of each family: the records a read needs on every call — inodes and
+// stripes by key, and whole groups of one file's extents (their keys start with the inode).
+enum class CacheKind : uint8_t { kNone, kRecord, kGroup };
+constexpr CacheKind kFamilyCache[kFamilyCount] = {
+    CacheKind::kNone, CacheKind::kRecord, CacheKind::kNone, CacheKind::kNone,
+    CacheKind::kGroup, CacheKind::kRecord, CacheKind::kNone, CacheKind::kNone,
+};
+constexpr size_t kPrefix = RecordCache::kGroupPrefixBytes;
+
 // Families read mostly by exact key get a bloom filter.
 constexpr bool kFamilyPointLookups[kFamilyCount] = {
     false, true, true, false, false, true, true, true,
@@ -52,6 +62,9 @@ struct Store::Impl {
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // all opened, owned, closed in ~Impl
   rocksdb::ColumnFamilyHandle* family[kFamilyCount] = {};
   std::shared_ptr<rocksdb::Cache> cache;
+  std::unique_ptr<RecordCache> records;  // null when StoreOptions::record_cache_bytes is 0
+  // Orders writes with their RecordCache::apply(), so the cache sees them in RocksDB's order.
+  std::mutex write_mu;
 
   // Group commit. Guards sync_running and wakes followers; lock order: taken alone.
   std::mutex sync_mu;
@@ -66,6 +79,9 @@ struct Store::Impl {
     db->Close();
   }
   rocksdb::ColumnFamilyHandle* cf(Family f) const { return family[static_cast<size_t>(f)]; }
+  RecordCache* cache_for(Family f, CacheKind kind) const {
+    return kFamilyCache[static_cast<size_t>(f)] == kind ? records.get() : nullptr;
+  }
 };
 
 Store::~Store() = default;
@@ -90,6 +106,8 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
 
   auto impl = std::make_unique<Impl>();
   impl->cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  if (options.record_cache_bytes > 0)
+    impl->records = std::make_unique<RecordCache>(options.record_cache_bytes);
 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
@@ -173,15 +191,63 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
 }
 
 Result<std::optional<std::string>> Store::get(Family f, std::string_view key) const {
+  RecordCache* cache = impl_->cache_for(f, CacheKind::kRecord);
   std::string value;
+  uint64_t generation = 0;
+  if (cache != nullptr && cache->find(f, key, &value, &generation) == RecordCache::Lookup::kHit)
+    return std::optional<std::string>(std::move(value));
   rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->cf(f), slice(key), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return rocks_error(s, "reading " + std::string(family_name(f)));
+  if (cache != nullptr) cache->fill(f, key, value, generation);
   return std::optional<std::string>(std::move(value));
+}
+
+// Reads the group of keys starting with `prefix` from RocksDB into the cache, with writes held
+// off so that none falls between the read and the fill (nothing on an error: the caller then
+// reads RocksDB itself).
+void Store::load_group(Family f, std::string_view prefix) const {
+  const std::string end = RecordCache::group_end(prefix);
+  rocksdb::ReadOptions read_options;
+  rocksdb::Slice upper = slice(end);
+  if (!end.empty()) read_options.iterate_upper_bound = &upper;
+  std::lock_guard lock(impl_->write_mu);
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(f)));
+  std::vector<RecordCache::Entry> entries;
+  bool too_large = false;
+  for (it->Seek(slice(prefix)); it->Valid(); it->Next()) {
+    if (entries.size() == RecordCache::kGroupMaxKeys) {
+      too_large = true;
+      break;
+    }
+    entries.emplace_back(it->key().ToString(), it->value().ToString());
+  }
+  if (!it->status().ok()) return;
+  impl_->records->fill_group(f, prefix, too_large ? std::nullopt : std::optional(std::move(entries)));
 }
 
 Result<void> Store::scan(Family f, std::string_view begin, std::string_view end,
                          const Visitor& visit) const {
+  if (RecordCache* cache = impl_->cache_for(f, CacheKind::kGroup);
+      cache != nullptr && begin.size() >= kPrefix) {
+    // Answered from the group of `begin` when the range holds no key of another group.
+    const std::string group_end = RecordCache::group_end(begin.substr(0, kPrefix));
+    if (group_end.empty() || (!end.empty() && end <= group_end)) {
+      std::vector<RecordCache::Entry> entries;
+      auto found = cache->range(f, begin, end, &entries);
+      if (found == RecordCache::Lookup::kMiss) {
+        load_group(f, begin.substr(0, kPrefix));
+        found = cache->range(f, begin, end, &entries);
+      }
+      if (found == RecordCache::Lookup::kHit) {
+        for (const auto& [key, value] : entries) {
+          RAIDFS_TRY(bool more, visit(key, value));
+          if (!more) break;
+        }
+        return {};
+      }
+    }
+  }
   rocksdb::ReadOptions read_options;
   rocksdb::Slice upper = slice(end);
   if (!end.empty()) read_options.iterate_upper_bound = &upper;
@@ -197,6 +263,17 @@ Result<void> Store::scan(Family f, std::string_view begin, std::string_view end,
 Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
     Family f, std::string_view key, std::string_view lower) const {
   using Entry = std::optional<std::pair<std::string, std::string>>;
+  if (RecordCache* cache = impl_->cache_for(f, CacheKind::kGroup);
+      cache != nullptr && key.size() >= kPrefix && lower.size() >= kPrefix &&
+      key.substr(0, kPrefix) == lower.substr(0, kPrefix)) {
+    Entry entry;
+    auto found = cache->floor(f, key, lower, &entry);
+    if (found == RecordCache::Lookup::kMiss) {
+      load_group(f, key.substr(0, kPrefix));
+      found = cache->floor(f, key, lower, &entry);
+    }
+    if (found == RecordCache::Lookup::kHit) return entry;
+  }
   rocksdb::ReadOptions read_options;
   rocksdb::Slice lower_bound = slice(lower);
   read_options.iterate_lower_bound = &lower_bound;
@@ -216,8 +293,12 @@ Result<uint64_t> Store::write(const WriteSet& set, Durability durability) {
   }
   rocksdb::WriteOptions write_options;
   write_options.sync = durability == Durability::kSyncEach;
-  rocksdb::Status s = impl_->db->Write(write_options, &batch);
-  if (!s.ok()) return rocks_error(s, "writing metadata");
+  {
+    std::lock_guard lock(impl_->write_mu);
+    rocksdb::Status s = impl_->db->Write(write_options, &batch);
+    if (!s.ok()) return rocks_error(s, "writing metadata");
+    if (impl_->records) impl_->records->apply(set);
+  }
   writes_.fetch_add(1, std::memory_order_relaxed);
   // At least this write's sequence (possibly a later write of another thread: fine for sync()).
   // Not a reason to advance synced_seq_ after a kSyncEach write: that later write may not be
@@ -256,7 +337,13 @@ Result<void> Store::sync(uint64_t seq) {
 uint64_t Store::latest_sequence() const { return impl_->db->GetLatestSequenceNumber(); }
 
 StoreStats Store::stats() const {
-  return StoreStats{writes_.load(), impl_->wal_syncs.load(), impl_->synced_waits.load()};
+  StoreStats stats{writes_.load(), impl_->wal_syncs.load(), impl_->synced_waits.load()};
+  if (impl_->records) {
+    const RecordCache::Stats c = impl_->records->stats();
+    stats.cache_hits = c.hits;
+    stats.cache_misses = c.misses;
+  }
+  return stats;
 }
 
 }  // namespace raidfs::meta

@@ -6,7 +6,10 @@
 // Column families (one per record kind, see keys.h for key grammar, records.h for values):
 //   super, inodes, dirents, cookies, extents, stripes, xattrs, orphans.
 // Point-lookup families (inodes, dirents, stripes, xattrs, orphans) carry bloom filters; all
-// share one LRU block cache of StoreOptions::block_cache_bytes.
+// share one LRU block cache of StoreOptions::block_cache_bytes. Above RocksDB, a RecordCache
+// (record_cache.h) of StoreOptions::record_cache_bytes keeps the inodes and stripes read by key
+// and each file's extents as a group, updated by every write: get(), floor() and scan() within
+// one file's extents are answered from memory when they can be.
 //
 // Durability and group commit: write() appends the batch to the WAL and the memtables in one
 // atomic RocksDB write. With Durability::kNone the WAL bytes are handed to the OS (they survive a
@@ -81,12 +84,15 @@ struct StoreOptions {
   uint32_t stripe_data_bytes = 0;
   std::string geometry;
   size_t block_cache_bytes = size_t{64} << 20;
+  size_t record_cache_bytes = size_t{64} << 20;  // 0: no RecordCache
 };
 
 struct StoreStats {
   uint64_t writes = 0;
   uint64_t wal_syncs = 0;       // fsyncs done by sync() leaders
   uint64_t synced_waits = 0;    // sync() calls satisfied by another caller's fsync
+  uint64_t cache_hits = 0;      // lookups the RecordCache answered
+  uint64_t cache_misses = 0;    // lookups it sent to RocksDB (some then filled it)
 };
 
 class Store {
@@ -131,6 +137,7 @@ class Store {
  private:
   struct Impl;
   Store() = default;
+  void load_group(Family f, std::string_view prefix) const;
 
   std::unique_ptr<Impl> impl_;
   Super super_;

@@ -1,0 +1,206 @@
+#include "meta/record_cache.h"
+
+#include <cassert>
+
+namespace raidfs::meta {
+
+namespace {
+
+// Bookkeeping a key costs beyond its bytes (map node, list node, strings): an estimate that keeps
+// the byte budget honest for many small records.
+constexpr size_t kOverheadBytes = 96;
+
+size_t entry_bytes(std::string_view key, std::string_view value) {
+  return key.size() + value.size() + kOverheadBytes;
+}
+
+}  // namespace
+
+std::string RecordCache::cache_key(Family f, std::string_view key_or_prefix) {
+  std::string k;
+  k.reserve(1 + key_or_prefix.size());
+  k.push_back(static_cast<char>(f));
+  k.append(key_or_prefix);
+  return k;
+}
+
+std::string RecordCache::group_end(std::string_view prefix) {
+  std::string end(prefix.substr(0, kGroupPrefixBytes));
+  // Increment as a big-endian number; a carry out of the first byte means there is no end.
+  for (size_t i = end.size(); i-- > 0;) {
+    if (static_cast<uint8_t>(end[i]) != 0xff) {
+      end[i] = static_cast<char>(static_cast<uint8_t>(end[i]) + 1);
+      return end;
+    }
+    end[i] = 0;
+  }
+  return std::string();
+}
+
+RecordCache::Node* RecordCache::lookup_locked(const std::string& ckey) {
+  auto it = nodes_.find(ckey);
+  if (it == nodes_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  return &it->second;
+}
+
+void RecordCache::insert_locked(std::string ckey, Node node) {
+  if (auto old = nodes_.find(ckey); old != nodes_.end()) erase_locked(old);
+  lru_.push_front(ckey);
+  node.lru = lru_.begin();
+  bytes_ += node.bytes;
+  nodes_.emplace(std::move(ckey), std::move(node));
+  evict_locked();
+}
+
+void RecordCache::erase_locked(std::unordered_map<std::string, Node>::iterator it) {
+  bytes_ -= it->second.bytes;
+  lru_.erase(it->second.lru);
+  nodes_.erase(it);
+}
+
+void RecordCache::resize_locked(Node& node, size_t new_bytes) {
+  bytes_ = bytes_ - node.bytes + new_bytes;
+  node.bytes = new_bytes;
+}
+
+void RecordCache::evict_locked() {
+  while (bytes_ > capacity_ && !lru_.empty()) erase_locked(nodes_.find(lru_.back()));
+}
+
+RecordCache::Lookup RecordCache::find(Family f, std::string_view key, std::string* value,
+                                      uint64_t* generation) {
+  std::lock_guard lock(mu_);
+  if (const Node* n = lookup_locked(cache_key(f, key)); n != nullptr && !n->is_group) {
+    ++hits_;
+    *value = n->value;
+    return Lookup::kHit;
+  }
+  ++misses_;
+  *generation = generation_locked(cache_key(f, key));
+  return Lookup::kMiss;
+}
+
+void RecordCache::fill(Family f, std::string_view key, std::string_view value,
+                       uint64_t generation) {
+  if (value.size() > kRecordMaxBytes) return;
+  std::string ckey = cache_key(f, key);
+  std::lock_guard lock(mu_);
+  if (generation_locked(ckey) != generation) return;  // a write came in between
+  Node node;
+  node.value.assign(value);
+  node.bytes = entry_bytes(key, value) + 1;
+  insert_locked(std::move(ckey), std::move(node));
+}
+
+RecordCache::Lookup RecordCache::find_group_locked(const std::string& ckey, const Node** group) {
+  const Node* n = lookup_locked(ckey);
+  if (n != nullptr && n->is_group) {
+    if (n->too_large) return Lookup::kUncached;
+    ++hits_;
+    *group = n;
+    return Lookup::kHit;
+  }
+  ++misses_;
+  if (recent_misses_.contains(ckey)) return Lookup::kMiss;
+  recent_misses_.insert(ckey);
+  recent_order_.push_back(ckey);
+  if (recent_order_.size() > kRecentMisses) {
+    recent_misses_.erase(recent_order_.front());
+    recent_order_.pop_front();
+  }
+  return Lookup::kUncached;
+}
+
+RecordCache::Lookup RecordCache::floor(Family f, std::string_view key, std::string_view lower,
+                                       std::optional<Entry>* out) {
+  assert(key.size() >= kGroupPrefixBytes && lower.size() >= kGroupPrefixBytes);
+  std::lock_guard lock(mu_);
+  const Node* n = nullptr;
+  const Lookup found = find_group_locked(cache_key(f, key.substr(0, kGroupPrefixBytes)), &n);
+  if (found != Lookup::kHit) return found;
+  out->reset();
+  auto it = n->keys.upper_bound(key);
+  if (it != n->keys.begin()) {
+    --it;
+    if (std::string_view(it->first) >= lower) *out = Entry(it->first, it->second);
+  }
+  return Lookup::kHit;
+}
+
+RecordCache::Lookup RecordCache::range(Family f, std::string_view begin, std::string_view end,
+                                       std::vector<Entry>* out) {
+  assert(begin.size() >= kGroupPrefixBytes);
+  std::lock_guard lock(mu_);
+  const Node* n = nullptr;
+  const Lookup found = find_group_locked(cache_key(f, begin.substr(0, kGroupPrefixBytes)), &n);
+  if (found != Lookup::kHit) return found;
+  out->clear();
+  auto last = end.empty() ? n->keys.end() : n->keys.lower_bound(end);
+  for (auto it = n->keys.lower_bound(begin); it != last; ++it) out->emplace_back(it->first, it->second);
+  return Lookup::kHit;
+}
+
+void RecordCache::fill_group(Family f, std::string_view prefix,
+                             std::optional<std::vector<Entry>> entries) {
+  assert(prefix.size() == kGroupPrefixBytes);
+  Node node;
+  node.is_group = true;
+  node.bytes = prefix.size() + kOverheadBytes;
+  if (!entries || entries->size() > kGroupMaxKeys) {
+    node.too_large = true;
+  } else {
+    for (Entry& e : *entries) {
+      node.bytes += entry_bytes(e.first, e.second);
+      node.keys.emplace_hint(node.keys.end(), std::move(e.first), std::move(e.second));
+    }
+  }
+  std::string ckey = cache_key(f, prefix);
+  std::lock_guard lock(mu_);
+  if (recent_misses_.erase(ckey) > 0) std::erase(recent_order_, ckey);
+  insert_locked(std::move(ckey), std::move(node));
+}
+
+void RecordCache::apply(const WriteSet& set) {
+  std::lock_guard lock(mu_);
+  for (const WriteSet::Op& op : set.ops()) {
+    const std::string ckey = cache_key(op.family, op.key);
+    ++generation_locked(ckey);
+    if (auto it = nodes_.find(ckey);
+        it != nodes_.end() && !it->second.is_group) {
+      if (op.is_delete || op.value.size() > kRecordMaxBytes) {
+        erase_locked(it);
+      } else {
+        it->second.value = op.value;
+        resize_locked(it->second, entry_bytes(op.key, op.value) + 1);
+      }
+    }
+    if (op.key.size() < kGroupPrefixBytes) continue;
+    auto g = nodes_.find(cache_key(op.family, std::string_view(op.key).substr(0, kGroupPrefixBytes)));
+    if (g == nodes_.end() || !g->second.is_group || g->second.too_large) continue;
+    Node& group = g->second;
+    size_t bytes = group.bytes;
+    if (auto k = group.keys.find(op.key); k != group.keys.end()) {
+      bytes -= entry_bytes(k->first, k->second);
+      group.keys.erase(k);
+    }
+    if (!op.is_delete) {
+      group.keys.emplace(op.key, op.value);
+      bytes += entry_bytes(op.key, op.value);
+    }
+    if (group.keys.size() > kGroupMaxKeys) {
+      group.keys.clear();
+      group.too_large = true;
+      bytes = kGroupPrefixBytes + kOverheadBytes;
+    }
+    resize_locked(group, bytes);
+  }
+  evict_locked();
+}
+
+RecordCache::Stats RecordCache::stats() const {
+  std::lock_guard lock(mu_);
+  return Stats{hits_, misses_, bytes_, nodes_.size()};
+}
+
+}  // namespace raidfs::meta
