@@ -177,6 +177,8 @@ std::string Filesystem::status_text() const {
   out << "bytes_copied_read: " << c.bytes_copied_read << "\n";
   out << "bytes_copied_write: " << c.bytes_copied_write << "\n";
   out << "bytes_direct_write: " << c.bytes_direct_write << "\n";
+  const meta::StoreStats ms = meta_->store().stats();
+  out << "metadata_cache: " << ms.cache_hits << " hits, " << ms.cache_misses << " misses\n";
   for (const std::string& w : array_->warnings()) out << "warning: " << w << "\n";
   return out.str();
 }

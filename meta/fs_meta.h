@@ -134,6 +134,7 @@ class FsMeta {
   static Result<std::unique_ptr<FsMeta>> open(const StoreOptions& options);
 
   Store& store() { return *store_; }
+  const Store& store() const { return *store_; }
   size_t orphans_removed_at_open() const { return orphans_removed_at_open_; }
 
   // --- namespace reads --------------------------------------------------------------------------

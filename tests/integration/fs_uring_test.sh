@@ -78,6 +78,18 @@ cmp "$IT_WORK/src" "$IT_WORK/back" || fail "big read back differs"
 ((f1 - f0 >= 8 * 4)) || fail "only $((f1 - f0)) member I/Os from fixed buffers for 8 MiB of reads"
 it_log "8 MiB written and read with 0 bytes copied; $((f1 - f0)) member reads into fixed buffers"
 
+# --- 3. small reads answered from the metadata cache, not RocksDB --------------------------------
+cache_hits() { it_status "$1" | sed -n 's/^metadata_cache: \([0-9]*\) hits.*/\1/p'; }
+h0=$(cache_hits "$mp")
+for i in $(seq 0 49); do
+  dd if="$mp/big" of="$IT_WORK/piece" bs=4k count=1 skip=$(((i * 37) % 2048)) iflag=direct status=none
+  cmp -s -i $(((i * 37) % 2048 * 4096)):0 -n 4096 "$IT_WORK/src" "$IT_WORK/piece" || fail "4 KiB read $i differs"
+done
+h1=$(cache_hits "$mp")
+# Each read looks up the inode (twice), the file's extents (floor and range) and a stripe.
+((h1 - h0 >= 150)) || fail "50 small reads found only $((h1 - h0)) metadata records in the cache"
+it_log "50 random 4 KiB reads: $((h1 - h0)) metadata lookups answered from the cache"
+
 # --- 3. helper threads: idle one request at a time, busy when many come at once -------------------
 it_umount "$mp"
 it_mount "$arr/meta" "$mp" -o uring_threads=2
