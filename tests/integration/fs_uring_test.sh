@@ -5,9 +5,9 @@
 # the payload buffers as fixed buffers), and every way of not using io_uring still mounts and
 # serves the same files: -o transport=classic (its full-stripe writes uncopied too), the fuse
 # module switch off (mount.raidfs turns it on), the switch off and impossible to turn on (one log
-# line, classic); small reads find their metadata in the cache; the default two threads per
-# queue (one pinned, one helper) both serve when many requests come at once, and
-# -o uring_threads=1 leaves the pinned one alone; SIGTERM unmounts.
+# line, classic); small reads find their metadata in the cache; by default one thread per queue
+# serves, and with -o uring_threads=2 the helpers serve too when many requests come at once;
+# SIGTERM unmounts.
 # Method: RAID6 on 6 images, 64 KiB chunks (a stripe holds 256 KiB of data); dd pinned to each
 # CPU with taskset; the counters come from the raidfs.status xattr (it_status).
 #   usage: fs_uring_test.sh BUILD_DIR
@@ -91,15 +91,13 @@ h1=$(cache_hits "$mp")
 ((h1 - h0 >= 150)) || fail "50 small reads found only $((h1 - h0)) metadata records in the cache"
 it_log "50 random 4 KiB reads: $((h1 - h0)) metadata lookups answered from the cache"
 
-# --- 4. helper threads: by default one per queue, busy when many requests come at once ------------
-it_status "$mp" | grep -q '^uring_queues: [0-9]* x 2 threads' || fail "not 2 threads per queue by default"
-it_umount "$mp"
-it_mount "$arr/meta" "$mp" -o uring_threads=1
-it_status "$mp" | grep -q '^uring_queues: [0-9]* x 1 threads' || fail "uring_threads=1 not in the status"
+# --- 4. helper threads: none by default, busy when many requests come at once -------------------
+it_status "$mp" | grep -q '^uring_queues: [0-9]* x 1 threads' || fail "not 1 thread per queue by default"
 dd if="$mp/big" of=/dev/null bs=64k iflag=direct status=none
-(($(status_value "$mp" uring_requests_by_helpers) == 0)) || fail "helpers served with uring_threads=1"
+(($(status_value "$mp" uring_requests_by_helpers) == 0)) || fail "helpers served without any"
 it_umount "$mp"
-it_mount "$arr/meta" "$mp"
+it_mount "$arr/meta" "$mp" -o uring_threads=2
+it_status "$mp" | grep -q '^uring_queues: [0-9]* x 2 threads' || fail "uring_threads=2 not in the status"
 for cpu in $cpus; do taskset -c "$cpu" dd if="$mp/cpu$cpu" of=/dev/null bs=4k iflag=direct status=none; done
 uring=$(status_value "$mp" uring_requests) helped=$(status_value "$mp" uring_requests_by_helpers)
 # One request at a time usually goes to the queue's pinned thread (its entries registered last);
