@@ -207,6 +207,7 @@ Result<void> FuseRingQueue::run(int fuse_fd, const std::function<void()>& regist
   if (registered) registered();
 
   while (live_entries_ > 0 && !stopping_) {
+    if (io_uring_cq_ready(&ring_->ring) == 0) placement_.on_sleep();
     const int rc = io_uring_submit_and_wait(&ring_->ring, 1);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
       return fail(-rc, who + "io_uring_enter: " + std::strerror(-rc));
@@ -220,6 +221,12 @@ Result<void> FuseRingQueue::run(int fuse_fd, const std::function<void()>& regist
       // still to be served here may take long. (At iodepth 1, folding it into the waiting
       // io_uring_enter measured the same: one system call saved is lost in the noise.)
       if (io_uring_sq_ready(&ring_->ring) > 0) io_uring_submit(&ring_->ring);
+      if (move_to_) {  // after the reply went: the move costs a migration
+        config_.move(*move_to_);
+        spread_.store(*move_to_ == QueuePlacement::Where::kSpread, std::memory_order_relaxed);
+        moves_.store(placement_.moves(), std::memory_order_relaxed);
+        move_to_.reset();
+      }
     }
   }
   return {};
@@ -259,6 +266,9 @@ void FuseRingQueue::on_completion(uint64_t tag, int32_t res) {
       return;
     }
     serve(e);
+    if (config_.move) {
+      if (auto where = placement_.on_request(e.request.opcode == FUSE_READ)) move_to_ = where;
+    }
     if (!queue_command(e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH)) {
       RAIDFS_LOG(kError, "io_uring queue %u: no free SQE to commit a reply", config_.qid);
       end_entry(e, EIO);  // impossible: one SQE per entry

@@ -26,6 +26,10 @@
 // A request is served to completion on the queue's thread — decoded, run against the Filesystem
 // with member I/O on this thread's own ring, answered — before the next completion is looked at:
 // a hand-off between threads costs more than the request itself on small machines (DESIGN.md 7).
+// (Handing READs of a deep batch to helper threads was tried: the futex wake-up per request ate
+// the gain.) What moves instead is the thread: with FuseRingConfig::move set, a QueuePlacement
+// watches the requests and the thread spreads off its CPU while its callers keep many reads in
+// flight, and comes back when they wait for each request (fs/queue_placement.h).
 //
 // Threads: create() and run() on the queue's own thread (both rings are single-issuer); stop()
 // and the counters from any thread. The Filesystem and the dispatcher outlive the queue.
@@ -35,10 +39,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "base/result.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_dispatcher.h"
+#include "fs/queue_placement.h"
 
 namespace raidfs::fs {
 
@@ -49,6 +55,8 @@ struct FuseRingConfig {
   // Called (on the queue's thread, at most once per queue) when the kernel refuses a REGISTER;
   // it has then switched the connection back to /dev/fuse.
   std::function<void(const Error&)> on_refused;
+  // Moves the calling (queue) thread to its CPU or over all; none: the thread stays where it is.
+  std::function<void(QueuePlacement::Where)> move;
 };
 
 class FuseRingQueue {
@@ -78,6 +86,9 @@ class FuseRingQueue {
   // Member I/Os issued from registered (fixed) buffers on this queue's IoContext.
   uint64_t fixed_member_ios() const { return fixed_ios_.load(std::memory_order_relaxed); }
   bool buffers_registered() const { return buffers_registered_; }
+  // Whether the thread is spread off its CPU now, and how often it moved.
+  bool spread() const { return spread_.load(std::memory_order_relaxed); }
+  uint64_t placement_moves() const { return moves_.load(std::memory_order_relaxed); }
 
  private:
   enum class EntryState : uint8_t { kIdle, kFetching, kServing, kEnded };
@@ -112,6 +123,10 @@ class FuseRingQueue {
   unsigned reregisters_ = 0;
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> fixed_ios_{0};
+  QueuePlacement placement_;  // queue thread only; mirrored below for the counters
+  std::optional<QueuePlacement::Where> move_to_;  // decided, to do once the reply is submitted
+  std::atomic<bool> spread_{false};
+  std::atomic<uint64_t> moves_{0};
 };
 
 }  // namespace raidfs::fs

@@ -249,7 +249,8 @@ std::vector<uint64_t> UringTransport::requests_per_queue() const {
 std::string UringTransport::status_lines() const {
   std::lock_guard lock(mu_);
   std::ostringstream out, per_queue;
-  uint64_t total = 0, helped = 0, fixed = 0;
+  uint64_t total = 0, helped = 0, fixed = 0, moves = 0;
+  unsigned spread = 0;
   bool all_registered = true, all_pinned = true;
   for (unsigned q = 0; q < queue_count_; ++q) {
     uint64_t n = 0;
@@ -261,6 +262,8 @@ std::string UringTransport::status_lines() const {
       fixed += s.ring != nullptr ? s.ring->fixed_member_ios() : s.fixed_ios;
       all_registered &= s.registered_buffers;
       if (i == 0) all_pinned &= s.pinned;
+      if (i == 0) moves += s.ring != nullptr ? s.ring->placement_moves() : s.moves;
+      if (i == 0 && s.ring != nullptr && s.ring->spread()) ++spread;
     }
     total += n;
     per_queue << (q ? ", " : "") << "q" << q << " " << n;
@@ -272,6 +275,8 @@ std::string UringTransport::status_lines() const {
   out << "uring_requests: " << total << " (" << per_queue.str() << ")\n";
   out << "uring_requests_by_helpers: " << helped << "\n";
   out << "uring_fixed_member_ios: " << fixed << "\n";
+  out << "uring_placement: " << spread << " of " << queue_count_
+      << " queues spread off their CPU, " << moves << " moves\n";
   if (!refusal_.empty()) out << "uring_refused: " << refusal_ << "\n";
   return out.str();
 }
@@ -283,11 +288,12 @@ void UringTransport::server_main(unsigned index) {
   // this queue, and serving them there needs no cross-CPU wake-up. A CPU this process may not
   // use (a cpuset) leaves it unpinned. Helpers run wherever a CPU is free.
   bool pinned = false;
+  cpu_set_t own, everywhere;
+  CPU_ZERO(&own);
+  CPU_SET(qid, &own);
+  if (::sched_getaffinity(0, sizeof everywhere, &everywhere) != 0) everywhere = own;
   if (primary) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(qid, &set);
-    pinned = ::sched_setaffinity(0, sizeof set, &set) == 0;
+    pinned = ::sched_setaffinity(0, sizeof own, &own) == 0;
     if (!pinned)
       RAIDFS_LOG(kDebug, "io_uring queue %u runs unpinned: %s", qid, std::strerror(errno));
   }
@@ -297,6 +303,14 @@ void UringTransport::server_main(unsigned index) {
   config.entries = entries_;
   config.payload_bytes = payload_bytes_;
   config.on_refused = [this](const Error& e) { refused(e); };
+  // A pinned thread may leave its CPU while its callers keep many reads in flight, and come back
+  // (fs/queue_placement.h). A failed move leaves it where it was: a cost, not an error.
+  if (pinned && CPU_COUNT(&everywhere) > 1) {
+    config.move = [own, everywhere](QueuePlacement::Where where) {
+      const cpu_set_t& set = where == QueuePlacement::Where::kPinned ? own : everywhere;
+      (void)::sched_setaffinity(0, sizeof set, &set);
+    };
+  }
   auto ring = FuseRingQueue::create(fs_, dispatcher_, std::move(config));
   int fd = -1;
   {
@@ -340,6 +354,7 @@ void UringTransport::server_main(unsigned index) {
     Server& s = servers_[index];
     s.requests = (*ring)->requests();
     s.fixed_ios = (*ring)->fixed_member_ios();
+    s.moves = (*ring)->placement_moves();
     s.ring = nullptr;
   }
   ring->reset();  // closes the rings before the thread says it is done

@@ -6,7 +6,9 @@
 //     there with no cross-CPU wake-up, one at a time, to completion (member I/O on its own
 //     member ring). Its entries register last, so the kernel (which gives a request to the
 //     entry most recently made available) hands it the first request, and at iodepth 1 every
-//     following one: the entry it commits is the one that fetches the next;
+//     following one: the entry it commits is the one that fetches the next. While the
+//     applications there keep many reads in flight, it leaves the CPU to them and runs on any
+//     (fs/queue_placement.h), and comes back when they wait for each request;
 //   - any others (helpers, -o uring_threads=N) are not pinned: when requests come faster than
 //     one thread serves them, some land on the helpers' entries and run on whichever CPU is
 //     free. That helps parallel reads of one CPU's applications, and costs 4 KiB random writes
@@ -127,6 +129,7 @@ class UringTransport {
     Error error;
     uint64_t requests = 0;  // the counters once the ring is gone
     uint64_t fixed_ios = 0;
+    uint64_t moves = 0;
     bool pinned = false;
     bool registered = false;  // its entries are in the kernel's queue
     bool registered_buffers = false;

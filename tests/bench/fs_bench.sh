@@ -52,7 +52,7 @@ read -r -a JOBS <<<"${RAIDFS_BENCH_JOBS:-${ALL_JOBS[*]}}"
 job_args() {
   case $1 in
     seqwrite-1M) echo "--rw=write --bs=1M --ioengine=psync --end_fsync=1" ;;
-    seqread-1M) echo "--rw=read --bs=1M --ioengine=psync --direct=1" ;;
+    seqread-1M) echo "--rw=read --bs=1M --ioengine=psync --direct=1 --time_based --runtime=$RUNTIME" ;;
     randread-4K-qd1) echo "--rw=randread --bs=4k --ioengine=psync --direct=1 --time_based --runtime=$RUNTIME" ;;
     randread-4K-qd32) echo "--rw=randread --bs=4k --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime=$RUNTIME" ;;
     randwrite-4K-qd16) echo "--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --time_based --runtime=$RUNTIME" ;;
@@ -128,7 +128,7 @@ for spec in $TRANSPORTS; do
   pid=$(pgrep -f "mount.raidfs $META/$t " | head -1)
   run_target "$name" "$WORK/mnt-$t" "$pid"
   # Which transport really served (a requested uring may have fallen back), and the copies.
-  NOTE[$name]=$(status_of "$WORK/mnt-$t" | grep -E "^(transport|uring_requests|uring_requests_by_helpers|classic_requests|bytes_copied_read|bytes_copied_write|bytes_direct_write):" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
+  NOTE[$name]=$(status_of "$WORK/mnt-$t" | grep -E "^(transport|uring_requests|uring_requests_by_helpers|uring_placement|classic_requests|bytes_copied_read|bytes_copied_write|bytes_direct_write):" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
   umount "$WORK/mnt-$t"
   for _ in $(seq 50); do pgrep -f "mount.raidfs $META/$t " >/dev/null || break; sleep 0.2; done
   rm -f "$WORK"/r"$t"*.img

@@ -6,8 +6,8 @@
 # serves the same files: -o transport=classic (its full-stripe writes uncopied too), the fuse
 # module switch off (mount.raidfs turns it on), the switch off and impossible to turn on (one log
 # line, classic); small reads find their metadata in the cache; by default one thread per queue
-# serves, and with -o uring_threads=2 the helpers serve too when many requests come at once;
-# SIGTERM unmounts.
+# serves, on its CPU for one read at a time and spread off it under 32 reads in flight; with
+# -o uring_threads=2 the helpers serve too when many requests come at once; SIGTERM unmounts.
 # Method: RAID6 on 6 images, 64 KiB chunks (a stripe holds 256 KiB of data); dd pinned to each
 # CPU with taskset; the counters come from the raidfs.status xattr (it_status).
 #   usage: fs_uring_test.sh BUILD_DIR
@@ -91,10 +91,24 @@ h1=$(cache_hits "$mp")
 ((h1 - h0 >= 150)) || fail "50 small reads found only $((h1 - h0)) metadata records in the cache"
 it_log "50 random 4 KiB reads: $((h1 - h0)) metadata lookups answered from the cache"
 
-# --- 4. helper threads: none by default, busy when many requests come at once -------------------
+# --- 4. placement: pinned for blocking callers, spread under many reads in flight ----------------
 it_status "$mp" | grep -q '^uring_queues: [0-9]* x 1 threads' || fail "not 1 thread per queue by default"
 dd if="$mp/big" of=/dev/null bs=64k iflag=direct status=none
 (($(status_value "$mp" uring_requests_by_helpers) == 0)) || fail "helpers served without any"
+(($(status_value "$mp" uring_placement) == 0)) || fail "a queue left its CPU for one read at a time"
+moves=$(it_status "$mp" | sed -n 's/^uring_placement: .* \([0-9]*\) moves$/\1/p')
+((moves == 0)) || fail "queues moved $moves times under one read at a time"
+if command -v fio >/dev/null && (($(nproc) > 1)); then
+  cpu=${cpus%% *}
+  taskset -c "$cpu" fio --name=qd32 --filename="$mp/big" --rw=randread --bs=4k --ioengine=libaio \
+    --iodepth=32 --direct=1 --time_based --runtime=2 --output=/dev/null
+  moves=$(it_status "$mp" | sed -n 's/^uring_placement: .* \([0-9]*\) moves$/\1/p')
+  ((moves >= 1)) || fail "queue $cpu stayed on its CPU under 32 reads in flight"
+  # 2048 reads one at a time from the same CPU: its queue comes back within a 256-request window.
+  taskset -c "$cpu" dd if="$mp/big" of=/dev/null bs=4k iflag=direct status=none
+  (($(status_value "$mp" uring_placement) == 0)) || fail "a queue stayed spread under one read at a time"
+  it_log "placement: queue $cpu spread under iodepth 32 and came back for iodepth 1 ($(it_status "$mp" | grep '^uring_placement'))"
+fi
 it_umount "$mp"
 it_mount "$arr/meta" "$mp" -o uring_threads=2
 it_status "$mp" | grep -q '^uring_queues: [0-9]* x 2 threads' || fail "uring_threads=2 not in the status"
