@@ -261,9 +261,10 @@ std::string UringTransport::status_lines() const {
       if (i > 0) helped += r;
       fixed += s.ring != nullptr ? s.ring->fixed_member_ios() : s.fixed_ios;
       all_registered &= s.registered_buffers;
-      if (i == 0) all_pinned &= s.pinned;
-      if (i == 0) moves += s.ring != nullptr ? s.ring->placement_moves() : s.moves;
-      if (i == 0 && s.ring != nullptr && s.ring->spread()) ++spread;
+      if (i > 0) continue;  // placement is the pinned thread's
+      all_pinned &= s.pinned;
+      moves += s.ring != nullptr ? s.ring->placement_moves() : s.moves;
+      if (s.ring != nullptr && s.ring->spread()) ++spread;
     }
     total += n;
     per_queue << (q ? ", " : "") << "q" << q << " " << n;
