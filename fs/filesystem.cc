@@ -453,11 +453,8 @@ Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t b
     std::shared_lock reuse(stripe_reuse_);
     Result<void> r = [&]() -> Result<void> {
       for (uint64_t pos = begin; pos < end;) {
-        RAIDFS_TRY(auto maps, meta_->map_range(ino, pos, end - pos));
-        if (maps.empty()) {  // past the committed size: data never committed reads as zeros
-          std::memset(dest + (pos - begin), 0, end - pos);
-          break;
-        }
+        // Past the committed size is a hole: data never committed reads as zeros.
+        RAIDFS_TRY(auto maps, meta_->map_extents(ino, pos, end));
         for (const meta::Mapping& m : maps) {
           uint8_t* out = dest + (m.file_offset - begin);
           if (m.hole) {
@@ -509,8 +506,15 @@ Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& 
                                             uint64_t offset, uint32_t length, uint8_t* dest) {
   const Geometry& g = array_->geometry();
   const uint32_t stripe_blocks = static_cast<uint32_t>(g.stripe_data_bytes() / kBlock);
-  std::vector<uint32_t> crcs(stripe.block_crcs);
-  crcs.resize(stripe_blocks, 0);  // blocks past `filled` are zeros and never checked
+  // The Array wants one checksum per block of the stripe; blocks past `filled` are zeros and
+  // never checked. A full stripe's list is used as it is.
+  std::vector<uint32_t> padded;
+  std::span<const uint32_t> crcs = stripe.block_crcs;
+  if (crcs.size() != stripe_blocks) {
+    padded.assign(crcs.begin(), crcs.end());
+    padded.resize(stripe_blocks, 0);
+    crcs = padded;
+  }
   AlignedBuffer open_parity;
   ReadRequest req;
   req.ref.stripe = stripe.id;

@@ -272,8 +272,13 @@ Result<std::vector<Mapping>> FsMeta::map_range(uint64_t ino, uint64_t offset,
                                                uint64_t length) const {
   Txn txn(*store_);
   RAIDFS_TRY(Inode inode, txn.load_inode(ino));
+  return map_extents(ino, offset,
+                     std::min(inode.size, offset + std::min(length, UINT64_MAX - offset)));
+}
+
+Result<std::vector<Mapping>> FsMeta::map_extents(uint64_t ino, uint64_t offset,
+                                                 uint64_t end) const {
   std::vector<Mapping> out;
-  const uint64_t end = std::min(inode.size, offset + std::min(length, UINT64_MAX - offset));
   if (offset >= end) return out;
   uint64_t pos = offset;
   auto add = [&](const Extent& e) {

@@ -225,6 +225,9 @@ class FsMeta {
   // at the limit ends with the last segment it read, never with a hole over extents it did not
   // read). ENOENT.
   Result<std::vector<Mapping>> map_range(uint64_t ino, uint64_t offset, uint64_t length) const;
+  // map_range of [offset, end) without reading the inode, for a caller that bounded the range by
+  // the size it read itself (the read path): bytes past the size read as a hole.
+  Result<std::vector<Mapping>> map_extents(uint64_t ino, uint64_t offset, uint64_t end) const;
 
   // Hands out a free stripe (the lowest free id at or after the last one handed out) and a
   // never-used generation. The stripe stays reserved in memory until a commit_write stores its

@@ -237,11 +237,9 @@ Result<Stripe> decode_stripe(uint64_t id, std::string_view v) {
   RAIDFS_TRY(uint32_t crc_count, r.u32());
   if (crc_count != (s.filled_bytes + kBlockBytes - 1) / kBlockBytes)
     return r.fail("crc count " + std::to_string(crc_count) + " does not match filled bytes");
-  if (r.remaining() < size_t{crc_count} * 4) return r.fail("truncated crc list");
+  RAIDFS_TRY(std::string_view crcs, r.raw(size_t{crc_count} * 4));
   s.block_crcs.resize(crc_count);
-  for (uint32_t& crc : s.block_crcs) {
-    RAIDFS_TRY(crc, r.u32());
-  }
+  for (uint32_t i = 0; i < crc_count; ++i) s.block_crcs[i] = load_u32(crcs.data() + size_t{i} * 4);
   RAIDFS_TRY(s.parity_count, r.u8());
   if (s.parity_count > kParityCountMax) return r.fail("parity count out of range");
   RAIDFS_TRY(uint32_t row_count, r.u32());
