@@ -1,5 +1,6 @@
 #include "meta/record_cache.h"
 
+#include <algorithm>
 #include <cassert>
 
 namespace raidfs::meta {
@@ -112,19 +113,37 @@ RecordCache::Lookup RecordCache::find_group_locked(const std::string& ckey, cons
   return Lookup::kUncached;
 }
 
+const RecordCache::Node* RecordCache::cached_group_locked(const std::string& ckey) {
+  const Node* n = lookup_locked(ckey);
+  return n != nullptr && n->is_group && !n->too_large ? n : nullptr;
+}
+
 RecordCache::Lookup RecordCache::floor(Family f, std::string_view key, std::string_view lower,
                                        std::optional<Entry>* out) {
   assert(key.size() >= kGroupPrefixBytes && lower.size() >= kGroupPrefixBytes);
   std::lock_guard lock(mu_);
-  const Node* n = nullptr;
-  const Lookup found = find_group_locked(cache_key(f, key.substr(0, kGroupPrefixBytes)), &n);
-  if (found != Lookup::kHit) return found;
   out->reset();
+  std::string ckey = cache_key(f, key.substr(0, kGroupPrefixBytes));
+  const Node* n = nullptr;
+  const Lookup found = find_group_locked(ckey, &n);
+  if (found != Lookup::kHit) return found;
   auto it = n->keys.upper_bound(key);
-  if (it != n->keys.begin()) {
-    --it;
-    if (std::string_view(it->first) >= lower) *out = Entry(it->first, it->second);
+  // Nothing ≤ key in its group: the floor is the last key of an earlier group, if it is ≥ lower.
+  const std::string_view lower_prefix = lower.substr(0, kGroupPrefixBytes);
+  while (it == n->keys.begin()) {
+    if (std::string_view(ckey).substr(1) <= lower_prefix) return Lookup::kHit;  // none ≥ lower
+    // The previous prefix: decrement as a big-endian number (no borrow out: it is > lower's).
+    for (size_t i = ckey.size(); i-- > 1;) {
+      const auto b = static_cast<uint8_t>(ckey[i]);
+      ckey[i] = static_cast<char>(b - 1);
+      if (b != 0) break;
+    }
+    n = cached_group_locked(ckey);
+    if (n == nullptr) return Lookup::kUncached;
+    it = n->keys.end();
   }
+  --it;
+  if (std::string_view(it->first) >= lower) *out = Entry(it->first, it->second);
   return Lookup::kHit;
 }
 
@@ -132,13 +151,30 @@ RecordCache::Lookup RecordCache::range(Family f, std::string_view begin, std::st
                                        std::vector<Entry>* out) {
   assert(begin.size() >= kGroupPrefixBytes);
   std::lock_guard lock(mu_);
-  const Node* n = nullptr;
-  const Lookup found = find_group_locked(cache_key(f, begin.substr(0, kGroupPrefixBytes)), &n);
-  if (found != Lookup::kHit) return found;
   out->clear();
-  auto last = end.empty() ? n->keys.end() : n->keys.lower_bound(end);
-  for (auto it = n->keys.lower_bound(begin); it != last; ++it) out->emplace_back(it->first, it->second);
-  return Lookup::kHit;
+  std::string prefix(begin.substr(0, kGroupPrefixBytes));
+  const Node* n = nullptr;
+  const Lookup found = find_group_locked(cache_key(f, prefix), &n);
+  if (found != Lookup::kHit) return found;
+  for (auto it = n->keys.lower_bound(begin);;) {
+    for (; it != n->keys.end(); ++it) {
+      if (!end.empty() && std::string_view(it->first) >= end) return Lookup::kHit;
+      out->emplace_back(it->first, it->second);
+    }
+    // On into the next group when the range reaches it: its least possible key is its prefix
+    // padded with zero bytes to the length of the family's keys (see the header).
+    prefix = group_end(prefix);
+    if (prefix.empty()) return Lookup::kHit;
+    std::string least = prefix;
+    least.resize(std::max(least.size(), begin.size()), '\0');
+    if (!end.empty() && std::string_view(least) >= end) return Lookup::kHit;
+    n = cached_group_locked(cache_key(f, prefix));
+    if (n == nullptr) {
+      out->clear();
+      return Lookup::kUncached;
+    }
+    it = n->keys.begin();
+  }
 }
 
 void RecordCache::fill_group(Family f, std::string_view prefix,

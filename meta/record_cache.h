@@ -5,9 +5,14 @@
 //
 // Two kinds of entry; the Store decides which families use which:
 //   - a record: one key's value (point-lookup families);
-//   - a group: every key of a family that starts with one 8-byte prefix — one file's extents —
-//     kept sorted, so that floor() and range() are answered from it. A group of more than
-//     kGroupMaxKeys keys is remembered as too large and left to RocksDB.
+//   - a group: every key of a family that starts with one kGroupPrefixBytes-byte prefix, kept
+//     sorted, so that floor() and range() are answered from it. For extents (ino:u64
+//     offset:u64) a group is a page: the extents of one file that start in one 16 MiB-aligned
+//     16 MiB of it — a page of 4 KiB random writes fits (4096 keys), where a whole file would
+//     not. floor() walks back and range() forward through the cached groups next to the one
+//     asked for; a walk that meets a group not cached is left to RocksDB. A group of more than
+//     kGroupMaxKeys keys is remembered as too large and left to RocksDB. The keys of a family
+//     kept in groups must all have one length (extents: 16 bytes), as range() assumes.
 //
 // Coherence. The Store hands every write set to apply() after RocksDB took it, one write at a
 // time, in the order RocksDB applied them: entries present are updated in place (a group gains
@@ -46,7 +51,7 @@ namespace raidfs::meta {
 
 class RecordCache {
  public:
-  static constexpr size_t kGroupPrefixBytes = 8;
+  static constexpr size_t kGroupPrefixBytes = 13;  // extents: ino and offset / 16 MiB
   static constexpr size_t kGroupMaxKeys = 4096;
   static constexpr size_t kRecordMaxBytes = 4096;
   static constexpr size_t kRecentMisses = 1024;
@@ -75,8 +80,9 @@ class RecordCache {
 
   // Groups: `key`, `lower` and `begin` must be at least kGroupPrefixBytes long; their first
   // kGroupPrefixBytes bytes name the group. floor: the entry with the greatest key ≤ key and
-  // ≥ lower (lower in the same group), or nullopt. range: the entries in [begin, end), where end
-  // is in the same group or is group_end(begin).
+  // ≥ lower, or nullopt. range: the entries in [begin, end) (end empty: to the end of the
+  // family). Both answer kMiss/kUncached for the group of `key`/`begin` as find() does, and
+  // kUncached when the answer lies beyond it, in a group that is not cached.
   Lookup floor(Family f, std::string_view key, std::string_view lower, std::optional<Entry>* out);
   Lookup range(Family f, std::string_view begin, std::string_view end, std::vector<Entry>* out);
   // `entries`: every key of the group in order, or nullopt when it has more than kGroupMaxKeys.
@@ -107,6 +113,8 @@ class RecordCache {
   }
   // The group of `ckey`, or kMiss/kUncached (a first miss is remembered in recent_misses_).
   Lookup find_group_locked(const std::string& ckey, const Node** group);
+  // The group of `ckey` if it is cached and usable, else null; no miss is counted.
+  const Node* cached_group_locked(const std::string& ckey);
   Node* lookup_locked(const std::string& ckey);
   void insert_locked(std::string ckey, Node node);
   void erase_locked(std::unordered_map<std::string, Node>::iterator it);

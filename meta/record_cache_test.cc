@@ -22,6 +22,11 @@ using testing::TempDir;
 using Lookup = RecordCache::Lookup;
 
 std::string key(uint64_t group, uint64_t n) { return u64_pair_key(group, n); }
+// The prefix of group `page` of a file's extents: the keys of file bytes [page, page + 1) × 16 MiB.
+constexpr uint64_t kPage = uint64_t{1} << 24;
+std::string page(uint64_t file, uint64_t page = 0) {
+  return key(file, page * kPage).substr(0, RecordCache::kGroupPrefixBytes);
+}
 
 TEST(RecordCache, FillThenFindAndWritesUpdateInPlace) {
   RecordCache cache(1 << 20);
@@ -72,7 +77,7 @@ TEST(RecordCache, GroupsAnswerFloorAndRangeAndFollowWrites) {
   // Loaded at the second miss only.
   ASSERT_EQ(cache.floor(Family::kExtents, key(7, 50), key(7, 0), &entry), Lookup::kUncached);
   ASSERT_EQ(cache.range(Family::kExtents, key(7, 0), key(7, 9), &entries), Lookup::kMiss);
-  cache.fill_group(Family::kExtents, u64_key(7),
+  cache.fill_group(Family::kExtents, page(7),
                    std::vector<RecordCache::Entry>{{key(7, 10), "a"}, {key(7, 40), "b"}});
 
   ASSERT_EQ(cache.floor(Family::kExtents, key(7, 50), key(7, 0), &entry), Lookup::kHit);
@@ -90,7 +95,7 @@ TEST(RecordCache, GroupsAnswerFloorAndRangeAndFollowWrites) {
   set.del(Family::kExtents, key(7, 40));
   set.put(Family::kExtents, key(8, 0), "other group");  // not cached: ignored
   cache.apply(set);
-  ASSERT_EQ(cache.range(Family::kExtents, key(7, 0), RecordCache::group_end(u64_key(7)), &entries),
+  ASSERT_EQ(cache.range(Family::kExtents, key(7, 0), RecordCache::group_end(page(7)), &entries),
             Lookup::kHit);
   ASSERT_EQ(entries.size(), 2u);
   EXPECT_EQ(entries[0], (RecordCache::Entry{key(7, 10), "a"}));
@@ -105,13 +110,13 @@ TEST(RecordCache, GroupPastTheLimitIsLeftToTheDatabase) {
   std::vector<RecordCache::Entry> full;
   for (uint64_t i = 0; i < RecordCache::kGroupMaxKeys; ++i) full.emplace_back(key(3, i), "v");
   std::optional<RecordCache::Entry> entry;
-  cache.fill_group(Family::kExtents, u64_key(3), full);
+  cache.fill_group(Family::kExtents, page(3), full);
   ASSERT_EQ(cache.floor(Family::kExtents, key(3, 5), key(3, 0), &entry), Lookup::kHit);
   WriteSet one_more;
   one_more.put(Family::kExtents, key(3, 5000), "v");
   cache.apply(one_more);
   EXPECT_EQ(cache.floor(Family::kExtents, key(3, 5), key(3, 0), &entry), Lookup::kUncached);
-  cache.fill_group(Family::kExtents, u64_key(4), std::nullopt);  // more than the limit
+  cache.fill_group(Family::kExtents, page(4), std::nullopt);  // more than the limit
   EXPECT_EQ(cache.floor(Family::kExtents, key(4, 5), key(4, 0), &entry), Lookup::kUncached);
   EXPECT_EQ(cache.floor(Family::kExtents, key(4, 5), key(4, 0), &entry), Lookup::kUncached);
 }
@@ -146,10 +151,63 @@ TEST(RecordCache, StaysWithinItsBytesDroppingTheLeastRecentlyUsed) {
 }
 
 TEST(RecordCache, GroupEndIsTheNextPrefix) {
-  EXPECT_EQ(RecordCache::group_end(u64_key(7)), u64_key(8));
-  EXPECT_EQ(RecordCache::group_end(u64_key(0xff)), u64_key(0x100));
-  EXPECT_EQ(RecordCache::group_end(key(5, 99)), u64_key(6));
-  EXPECT_EQ(RecordCache::group_end(u64_key(UINT64_MAX)), "");
+  EXPECT_EQ(RecordCache::group_end(page(7)), page(7, 1));
+  EXPECT_EQ(RecordCache::group_end(page(7, 0xff)), page(7, 0x100));
+  EXPECT_EQ(RecordCache::group_end(key(5, 99)), page(5, 1));
+  EXPECT_EQ(RecordCache::group_end(key(5, UINT64_MAX)), page(6));  // carries into the inode
+  EXPECT_EQ(RecordCache::group_end(key(UINT64_MAX, UINT64_MAX)), "");
+}
+
+// A floor whose group holds nothing below the key is the last key of an earlier cached group; a
+// range goes on into the cached groups after its first; a group not cached on the way, or one too
+// large, leaves the answer to the database.
+TEST(RecordCache, FloorAndRangeWalkThroughCachedNeighbours) {
+  RecordCache cache(1 << 20);
+  std::optional<RecordCache::Entry> entry;
+  std::vector<RecordCache::Entry> entries;
+  cache.fill_group(Family::kExtents, page(7, 0), std::vector<RecordCache::Entry>{{key(7, 100), "a"}});
+  cache.fill_group(Family::kExtents, page(7, 1), std::vector<RecordCache::Entry>{});
+  cache.fill_group(Family::kExtents, page(7, 2),
+                   std::vector<RecordCache::Entry>{{key(7, 2 * kPage + 50), "b"}});
+
+  ASSERT_EQ(cache.floor(Family::kExtents, key(7, 2 * kPage + 10), key(7, 0), &entry), Lookup::kHit);
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->second, "a");  // two groups back, across an empty one
+  ASSERT_EQ(cache.floor(Family::kExtents, key(7, 2 * kPage + 10), key(7, 101), &entry),
+            Lookup::kHit);
+  EXPECT_FALSE(entry);  // below `lower`
+  ASSERT_EQ(cache.floor(Family::kExtents, key(7, 2 * kPage + 10), key(7, 2 * kPage), &entry),
+            Lookup::kHit);
+  EXPECT_FALSE(entry);  // `lower` in the key's own group: no walk
+
+  ASSERT_EQ(cache.range(Family::kExtents, key(7, 50), key(7, 3 * kPage), &entries), Lookup::kHit);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].second, "a");
+  EXPECT_EQ(entries[1].second, "b");
+  ASSERT_EQ(cache.range(Family::kExtents, key(7, 50), key(7, 2 * kPage + 50), &entries),
+            Lookup::kHit);
+  EXPECT_EQ(entries.size(), 1u);  // the end is exclusive
+
+  // Page 3 is not cached: a range into it, or a floor from page 4 (if it were cached) back
+  // through it, is the database's.
+  EXPECT_EQ(cache.range(Family::kExtents, key(7, 50), key(7, 3 * kPage + 1), &entries),
+            Lookup::kUncached);
+  EXPECT_TRUE(entries.empty());
+  cache.fill_group(Family::kExtents, page(7, 4), std::vector<RecordCache::Entry>{});
+  EXPECT_EQ(cache.floor(Family::kExtents, key(7, 4 * kPage + 1), key(7, 0), &entry),
+            Lookup::kUncached);
+  // Nor is a walk through a group that grew too large.
+  cache.fill_group(Family::kExtents, page(7, 3), std::nullopt);
+  EXPECT_EQ(cache.floor(Family::kExtents, key(7, 4 * kPage + 1), key(7, 0), &entry),
+            Lookup::kUncached);
+
+  // A write into a cached neighbour is seen through the walk.
+  WriteSet set;
+  set.put(Family::kExtents, key(7, kPage + 8), "c");
+  cache.apply(set);
+  ASSERT_EQ(cache.floor(Family::kExtents, key(7, 2 * kPage + 10), key(7, 0), &entry), Lookup::kHit);
+  ASSERT_TRUE(entry);
+  EXPECT_EQ(entry->second, "c");
 }
 
 // --- through the Store ------------------------------------------------------------------------
@@ -177,10 +235,13 @@ TEST(RecordCacheStore, AnswersAsRocksDbAloneWouldUnderRandomWrites) {
 
   std::mt19937_64 rng(11);
   auto pick = [&](uint64_t n) { return rng() % n; };
+  // Offsets 3 MiB apart: a file's extents fall in ~8 groups of 16 MiB, and floors and ranges
+  // cross from one to the next.
+  constexpr uint64_t kStep = (3 << 20) + 4096;
   for (int round = 0; round < 3000; ++round) {
     WriteSet set;
     for (int i = 0, n = 1 + static_cast<int>(pick(4)); i < n; ++i) {
-      const uint64_t group = pick(6), offset = pick(40) * 4096;
+      const uint64_t group = pick(6), offset = pick(40) * kStep;
       const std::string value = std::to_string(rng());
       switch (pick(6)) {
         case 0: set.put(Family::kInodes, u64_key(group), value); break;
@@ -193,7 +254,7 @@ TEST(RecordCacheStore, AnswersAsRocksDbAloneWouldUnderRandomWrites) {
     ASSERT_TRUE(cached->write(set, Durability::kNone));
     ASSERT_TRUE(plain->write(set, Durability::kNone));
 
-    const uint64_t group = pick(6), at = pick(45) * 4096 + pick(2);
+    const uint64_t group = pick(6), at = pick(45) * kStep + pick(2);
     EXPECT_EQ(cached->get(Family::kInodes, u64_key(group)).value(),
               plain->get(Family::kInodes, u64_key(group)).value());
     const std::string s = u64_key(pick(20));
@@ -201,12 +262,12 @@ TEST(RecordCacheStore, AnswersAsRocksDbAloneWouldUnderRandomWrites) {
     EXPECT_EQ(cached->floor(Family::kExtents, key(group, at), key(group, 0)).value(),
               plain->floor(Family::kExtents, key(group, at), key(group, 0)).value())
         << "round " << round;
-    const uint64_t a = pick(40) * 4096, b = a + pick(20) * 4096;
+    const uint64_t a = pick(40) * kStep, b = a + pick(20) * kStep;
     EXPECT_EQ(scan_all(*cached, Family::kExtents, key(group, a), key(group, b)),
               scan_all(*plain, Family::kExtents, key(group, a), key(group, b)));
     EXPECT_EQ(scan_all(*cached, Family::kExtents, key(group, a), u64_key(group + 1)),
               scan_all(*plain, Family::kExtents, key(group, a), u64_key(group + 1)));
-    // A range over several groups is RocksDB's.
+    // To the end of the family: RocksDB's.
     EXPECT_EQ(scan_all(*cached, Family::kExtents, key(group, 0), ""),
               scan_all(*plain, Family::kExtents, key(group, 0), ""));
   }

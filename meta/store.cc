@@ -228,24 +228,22 @@ void Store::load_group(Family f, std::string_view prefix) const {
 
 Result<void> Store::scan(Family f, std::string_view begin, std::string_view end,
                          const Visitor& visit) const {
+  // A bounded range starting in a cached group is answered from the groups it spans, when
+  // they are all cached.
   if (RecordCache* cache = impl_->cache_for(f, CacheKind::kGroup);
-      cache != nullptr && begin.size() >= kPrefix) {
-    // Answered from the group of `begin` when the range holds no key of another group.
-    const std::string group_end = RecordCache::group_end(begin.substr(0, kPrefix));
-    if (group_end.empty() || (!end.empty() && end <= group_end)) {
-      std::vector<RecordCache::Entry> entries;
-      auto found = cache->range(f, begin, end, &entries);
-      if (found == RecordCache::Lookup::kMiss) {
-        load_group(f, begin.substr(0, kPrefix));
-        found = cache->range(f, begin, end, &entries);
+      cache != nullptr && begin.size() >= kPrefix && !end.empty()) {
+    std::vector<RecordCache::Entry> entries;
+    auto found = cache->range(f, begin, end, &entries);
+    if (found == RecordCache::Lookup::kMiss) {
+      load_group(f, begin.substr(0, kPrefix));
+      found = cache->range(f, begin, end, &entries);
+    }
+    if (found == RecordCache::Lookup::kHit) {
+      for (const auto& [key, value] : entries) {
+        RAIDFS_TRY(bool more, visit(key, value));
+        if (!more) break;
       }
-      if (found == RecordCache::Lookup::kHit) {
-        for (const auto& [key, value] : entries) {
-          RAIDFS_TRY(bool more, visit(key, value));
-          if (!more) break;
-        }
-        return {};
-      }
+      return {};
     }
   }
   rocksdb::ReadOptions read_options;
@@ -264,8 +262,7 @@ Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
     Family f, std::string_view key, std::string_view lower) const {
   using Entry = std::optional<std::pair<std::string, std::string>>;
   if (RecordCache* cache = impl_->cache_for(f, CacheKind::kGroup);
-      cache != nullptr && key.size() >= kPrefix && lower.size() >= kPrefix &&
-      key.substr(0, kPrefix) == lower.substr(0, kPrefix)) {
+      cache != nullptr && key.size() >= kPrefix && lower.size() >= kPrefix) {
     Entry entry;
     auto found = cache->floor(f, key, lower, &entry);
     if (found == RecordCache::Lookup::kMiss) {

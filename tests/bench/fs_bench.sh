@@ -47,13 +47,15 @@ command -v fio >/dev/null || { echo "fs_bench.sh: fio is missing (scripts/deps.s
 
 # job name → fio arguments. Reads and random writes use O_DIRECT so that they reach the daemon
 # instead of the page cache.
-ALL_JOBS=(seqwrite-1M seqread-1M randread-4K-qd1 randread-4K-qd32 randwrite-4K-qd16)
+ALL_JOBS=(seqwrite-1M seqread-1M randread-4K-qd1 randread-4K-qd1-cpu0 randread-4K-qd32 randwrite-4K-qd16)
 read -r -a JOBS <<<"${RAIDFS_BENCH_JOBS:-${ALL_JOBS[*]}}"
 job_args() {
   case $1 in
     seqwrite-1M) echo "--rw=write --bs=1M --ioengine=psync --end_fsync=1" ;;
     seqread-1M) echo "--rw=read --bs=1M --ioengine=psync --direct=1 --time_based --runtime=$RUNTIME" ;;
     randread-4K-qd1) echo "--rw=randread --bs=4k --ioengine=psync --direct=1 --time_based --runtime=$RUNTIME" ;;
+    # The same, with fio held on CPU 0: the scheduler cannot move it between CPUs (see README).
+    randread-4K-qd1-cpu0) echo "--rw=randread --bs=4k --ioengine=psync --direct=1 --cpus_allowed=0 --time_based --runtime=$RUNTIME" ;;
     randread-4K-qd32) echo "--rw=randread --bs=4k --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime=$RUNTIME" ;;
     randwrite-4K-qd16) echo "--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --time_based --runtime=$RUNTIME" ;;
     *) echo "fs_bench.sh: unknown job $1" >&2; exit 1 ;;
