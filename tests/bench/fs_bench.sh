@@ -15,10 +15,13 @@
 # time-based job, default 5), RAIDFS_BENCH_TRANSPORTS (each T or T:MOUNT_OPTIONS, e.g.
 # "uring uring:uring_threads=1 classic"), RAIDFS_BENCH_JOBS (a subset of the jobs below),
 # RAIDFS_BENCH_BTRFS=0 (skip btrfs), RAIDFS_BENCH_WARM_MIB (memory touched before the first
-# target, default 4096).
+# target, default 4096), RAIDFS_BENCH_ROUNDS (default 3: the raidfs targets run that many
+# times, in turn, each round starting with the next transport; raw and btrfs run once).
 # Cells: IOPS (4 KiB jobs, with the median completion latency) or MiB/s, and for raidfs the
-# daemon's CPU seconds (user + system, all threads) per GiB moved. Ratios: raidfs/raw and
-# raidfs/btrfs for the first raidfs transport; uring/classic for throughput and CPU per GiB.
+# daemon's CPU seconds (user + system, all threads) per GiB moved — for raidfs, of the round with
+# the median throughput (this VM varies ±10% from run to run, and whichever target runs first
+# may write at a third of its speed). Ratios: raidfs/raw and raidfs/btrfs for the first raidfs
+# transport; uring/classic for throughput and CPU per GiB, then each round's uring/classic.
 # After the table: each raidfs mount's transport line and user-space copy counters.
 set -euo pipefail
 
@@ -27,6 +30,7 @@ BUILD=$(cd "$BUILD" && pwd)
 SIZE=${RAIDFS_BENCH_SIZE:-512M}
 RUNTIME=${RAIDFS_BENCH_RUNTIME:-5}
 TRANSPORTS=${RAIDFS_BENCH_TRANSPORTS:-uring classic}
+ROUNDS=${RAIDFS_BENCH_ROUNDS:-3}
 WORK=$(mktemp -d /dev/shm/raidfs-bench.XXXXXX)
 META=$(mktemp -d /var/tmp/raidfs-bench-meta.XXXXXX)
 LOOPS=()
@@ -98,6 +102,7 @@ print("%.0f %.1f %d %.0f" % (rw["iops"], rw["bw_bytes"] / 1048576, rw["io_bytes"
 }
 
 mkimages() {  # mkimages PREFIX COUNT BYTES
+  local i
   for i in $(seq 0 $(($2 - 1))); do truncate -s "$3" "$WORK/$1$i.img"; done
 }
 
@@ -117,12 +122,13 @@ rm -f "$WORK/raw/bench.dat"
 TARGETS=(raw)
 RAIDFS=()
 
-# --- raidfs, per transport -------------------------------------------------------------------------
-for spec in $TRANSPORTS; do
-  # T or T:OPTIONS (mount options added to transport=T, e.g. uring:uring_threads=1).
-  name="raidfs-$spec" t=${spec%%:*} extra=
+# --- raidfs, per transport, in rounds ----------------------------------------------------------
+# run_raidfs SPEC NAME: a fresh array mounted with transport SPEC (T or T:OPTIONS, e.g.
+# uring:uring_threads=1), the jobs, and the status lines that say what served them.
+run_raidfs() {
+  local spec=$1 name=$2 t=${1%%:*} extra= pid
   [[ $spec == *:* ]] && extra=",${spec#*:}"
-  t=$t${extra:+-$((${#RAIDFS[@]}))}  # a distinct directory per spec
+  t=$t${extra:+-$(echo "$spec" | md5sum | cut -c1-6)}  # a distinct directory per spec
   mkimages "r$t" 6 1G
   "$BUILD/utils/mkfs.raidfs" -q -f -l 6 -m "$META/$t" "$WORK"/r"$t"{0..5}.img
   mkdir -p "$WORK/mnt-$t"
@@ -133,7 +139,27 @@ for spec in $TRANSPORTS; do
   NOTE[$name]=$(status_of "$WORK/mnt-$t" | grep -E "^(transport|uring_requests|uring_requests_by_helpers|uring_placement|classic_requests|bytes_copied_read|bytes_copied_write|bytes_direct_write):" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
   umount "$WORK/mnt-$t"
   for _ in $(seq 50); do pgrep -f "mount.raidfs $META/$t " >/dev/null || break; sleep 0.2; done
-  rm -f "$WORK"/r"$t"*.img
+  rm -rf "$WORK"/r"$t"*.img "${META:?}/$t"
+}
+
+read -r -a SPECS <<<"$TRANSPORTS"
+for ((round = 0; round < ROUNDS; ++round)); do
+  for ((k = 0; k < ${#SPECS[@]}; ++k)); do
+    spec=${SPECS[(k + round) % ${#SPECS[@]}]}
+    run_raidfs "$spec" "raidfs-$spec#$round"
+  done
+done
+# Each raidfs cell: the round with the median MiB/s.
+for spec in "${SPECS[@]}"; do
+  name="raidfs-$spec"
+  for job in "${JOBS[@]}"; do
+    median=$(for ((r = 0; r < ROUNDS; ++r)); do
+               read -r _ mib _ <<<"${RESULT[$name#$r,$job]}"; echo "$mib $r"
+             done | sort -g | awk '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }')
+    RESULT[$name,$job]=${RESULT[$name#$median,$job]}
+    CPU[$name,$job]=${CPU[$name#$median,$job]}
+  done
+  NOTE[$name]=${NOTE[$name#$((ROUNDS - 1))]}
   TARGETS+=("$name")
   RAIDFS+=("$name")
 done
@@ -183,5 +209,17 @@ for job in "${JOBS[@]}"; do
   printf '\n'
 done
 echo "(IOPS with median completion latency; s/GiB: the raidfs daemon's CPU seconds per GiB moved;"
-echo " raidfs/raw and raidfs/btrfs use ${RAIDFS[0]:-no raidfs}; cpu u/c = uring CPU/GiB over classic CPU/GiB)"
-for t in "${RAIDFS[@]}"; do echo "$t: ${NOTE[$t]}"; done
+echo " raidfs: the round of median throughput of $ROUNDS; raidfs/raw and raidfs/btrfs use"
+echo " ${RAIDFS[0]:-no raidfs}; cpu u/c = uring CPU/GiB over classic CPU/GiB)"
+if ((have_uc)); then
+  echo "uring/classic in each round (round 1 started with ${SPECS[0]}, round 2 with the next, ...):"
+  for job in "${JOBS[@]}"; do
+    printf '  %-18s' "$job"
+    for ((r = 0; r < ROUNDS; ++r)); do
+      read -r _ u _ <<<"${RESULT[raidfs-uring#$r,$job]}"; read -r _ c _ <<<"${RESULT[raidfs-classic#$r,$job]}"
+      printf ' %5s' "$(ratio "$u" "$c")"
+    done
+    printf '\n'
+  done
+fi
+for t in "${RAIDFS[@]}"; do echo "$t (last round): ${NOTE[$t]}"; done
