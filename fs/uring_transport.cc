@@ -285,30 +285,33 @@ std::string UringTransport::status_lines() const {
 void UringTransport::server_main(unsigned index) {
   const unsigned qid = index / threads_per_queue_;
   const bool primary = index % threads_per_queue_ == 0;
-  // The queue's first thread is pinned to its CPU: requests of applications on that CPU come to
+  // Every thread of a queue is pinned to its CPU: requests of applications on that CPU come to
   // this queue, and serving them there needs no cross-CPU wake-up. A CPU this process may not
-  // use (a cpuset) leaves it unpinned. Helpers run wherever a CPU is free.
-  bool pinned = false;
+  // use (a cpuset) leaves it unpinned.
   cpu_set_t own, everywhere;
   CPU_ZERO(&own);
   CPU_SET(qid, &own);
   if (::sched_getaffinity(0, sizeof everywhere, &everywhere) != 0) everywhere = own;
-  if (primary) {
-    pinned = ::sched_setaffinity(0, sizeof own, &own) == 0;
-    if (!pinned)
-      RAIDFS_LOG(kDebug, "io_uring queue %u runs unpinned: %s", qid, std::strerror(errno));
-  }
+  const bool pinned = ::sched_setaffinity(0, sizeof own, &own) == 0;
+  if (!pinned)
+    RAIDFS_LOG(kDebug, "io_uring queue %u thread %u runs unpinned: %s", qid,
+               index % threads_per_queue_, std::strerror(errno));
 
   FuseRingConfig config;
   config.qid = static_cast<uint16_t>(qid);
   config.entries = entries_;
   config.payload_bytes = payload_bytes_;
   config.on_refused = [this](const Error& e) { refused(e); };
-  // A pinned thread may leave its CPU while its callers keep many reads in flight, and come back
-  // (fs/queue_placement.h). A failed move leaves it where it was: a cost, not an error.
-  if (pinned && CPU_COUNT(&everywhere) > 1) {
-    config.move = [own, everywhere](QueuePlacement::Where where) {
-      const cpu_set_t& set = where == QueuePlacement::Where::kPinned ? own : everywhere;
+  // The first thread may leave its CPU while its callers keep many reads in flight, and come
+  // back (fs/queue_placement.h). With helpers it goes to the other CPUs: the helpers stay and
+  // serve on the callers' CPU in the time the callers leave, the first thread adds a CPU.
+  // Without, to any CPU: the scheduler then picks. A failed move leaves it where it was: a cost,
+  // not an error.
+  cpu_set_t spread = everywhere;
+  if (threads_per_queue_ > 1) CPU_CLR(qid, &spread);
+  if (primary && pinned && CPU_COUNT(&spread) > 0 && CPU_COUNT(&everywhere) > 1) {
+    config.move = [own, spread](QueuePlacement::Where where) {
+      const cpu_set_t& set = where == QueuePlacement::Where::kPinned ? own : spread;
       (void)::sched_setaffinity(0, sizeof set, &set);
     };
   }

@@ -1,18 +1,18 @@
 // UringTransport: serves a mounted raidfs over FUSE-over-io_uring (Linux 6.14 and later). The
 // kernel has one queue per possible CPU and gives a request to the queue of its caller's CPU;
-// each queue here is served by `threads_per_queue` threads (default 1), each with its own ring
-// (FuseRingQueue, fs/fuse_ring.h) whose entries register on that queue:
-//   - the first, pinned to the queue's CPU, serves the requests of the applications running
-//     there with no cross-CPU wake-up, one at a time, to completion (member I/O on its own
-//     member ring). Its entries register last, so the kernel (which gives a request to the
-//     entry most recently made available) hands it the first request, and at iodepth 1 every
+// each queue here is served by `threads_per_queue` threads (default 2), each with its own ring
+// (FuseRingQueue, fs/fuse_ring.h) whose entries register on that queue, all pinned to the
+// queue's CPU, so that requests of the applications running there are served with no cross-CPU
+// wake-up, each to completion (member I/O on the thread's own member ring):
+//   - the first registers its entries last, so the kernel (which gives a request to the entry
+//     most recently made available) hands it the first request, and at iodepth 1 every
 //     following one: the entry it commits is the one that fetches the next. While the
-//     applications there keep many reads in flight, it leaves the CPU to them and runs on any
-//     (fs/queue_placement.h), and comes back when they wait for each request;
-//   - any others (helpers, -o uring_threads=N) are not pinned: when requests come faster than
-//     one thread serves them, some land on the helpers' entries and run on whichever CPU is
-//     free. That helps parallel reads of one CPU's applications, and costs 4 KiB random writes
-//     at depth and, in some runs, requests made one at a time (docs/decisions.md has numbers).
+//     applications there keep many reads in flight, it leaves the CPU to them and runs on the
+//     other CPUs (fs/queue_placement.h), and comes back when they wait for each request;
+//   - the others (helpers, -o uring_threads=N) stay: when requests come faster than the first
+//     thread serves them, they land on the helpers' entries and are served on the callers' CPU
+//     in the time the callers leave. One CPU's 32 reads in flight so use two CPUs, as the
+//     classic transport's workers do (docs/decisions.md has numbers).
 //
 // The sequence, as mount.raidfs drives it:
 //   1. enable_fuse_over_io_uring(): the module parameter must be Y when the kernel sends INIT.
@@ -68,7 +68,7 @@ Result<unsigned> count_cpu_list(std::string_view list);
 Result<unsigned> possible_cpu_count();
 
 struct UringOptions {
-  unsigned threads_per_queue = 1;  // the pinned thread and its helpers
+  unsigned threads_per_queue = 2;  // the first thread and its helpers (see kThreadsPerQueueDefault)
   unsigned entries_per_ring = 8;   // ring entries of each thread: requests it holds at once
   uint32_t max_write = 1u << 20;   // the dispatcher's max_write: sizes the payload buffers
 };
@@ -77,7 +77,7 @@ class UringTransport {
  public:
   static constexpr unsigned kEntriesDefault = 8;
   static constexpr unsigned kEntriesMax = 128;
-  static constexpr unsigned kThreadsPerQueueDefault = 1;
+  static constexpr unsigned kThreadsPerQueueDefault = 2;
   static constexpr unsigned kThreadsPerQueueMax = 8;
   // How long a queue's pinned thread waits for its helpers' entries before registering its own.
   static constexpr auto kHelperRegisterWait = std::chrono::seconds(2);
