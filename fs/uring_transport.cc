@@ -103,10 +103,19 @@ UringTransport::UringTransport(Filesystem& fs, RequestDispatcher& dispatcher, Ur
     : fs_(fs),
       dispatcher_(dispatcher),
       threads_per_queue_(std::clamp(options.threads_per_queue, 1u, kThreadsPerQueueMax)),
-      entries_(std::clamp(options.entries_per_ring, 1u, kEntriesMax)),
+      entries_(options.entries_per_ring == 0 ? 0
+                                             : std::clamp(options.entries_per_ring, 1u, kEntriesMax)),
       // The kernel refuses a payload buffer smaller than max(8 KiB, max_write, max_pages × 4 KiB);
       // max_pages is max_write / 4 KiB here.
       payload_bytes_(std::max<size_t>(8192, (size_t{options.max_write} + 4095) / 4096 * 4096)) {}
+
+unsigned UringTransport::default_entries(unsigned queues, unsigned threads_per_queue,
+                                         size_t payload_bytes) {
+  const size_t per_entry = size_t{std::max(queues, 1u)} * std::max(threads_per_queue, 1u) *
+                           std::max<size_t>(payload_bytes, 1);
+  return static_cast<unsigned>(
+      std::clamp<size_t>(kPayloadBudgetBytes / per_entry, kEntriesMin, kEntriesDefault));
+}
 
 UringTransport::~UringTransport() {
   stop();
@@ -121,6 +130,7 @@ Result<void> UringTransport::prepare() {
     if (phase_ != Phase::kIdle) return fail(EINVAL, "prepare() called twice");
     phase_ = Phase::kPreparing;
     queue_count_ = count;
+    if (entries_ == 0) entries_ = default_entries(count, threads_per_queue_, payload_bytes_);
     servers_ = std::vector<Server>(size_t{count} * threads_per_queue_);
     for (unsigned i = 0; i < servers_.size(); ++i)
       servers_[i].thread = std::thread([this, i] { server_main(i); });

@@ -69,14 +69,17 @@ Result<unsigned> possible_cpu_count();
 
 struct UringOptions {
   unsigned threads_per_queue = 2;  // the first thread and its helpers (see kThreadsPerQueueDefault)
-  unsigned entries_per_ring = 8;   // ring entries of each thread: requests it holds at once
+  unsigned entries_per_ring = 0;   // ring entries of each thread (requests it holds at once);
+                                   // 0: UringTransport::default_entries()
   uint32_t max_write = 1u << 20;   // the dispatcher's max_write: sizes the payload buffers
 };
 
 class UringTransport {
  public:
   static constexpr unsigned kEntriesDefault = 8;
+  static constexpr unsigned kEntriesMin = 2;
   static constexpr unsigned kEntriesMax = 128;
+  static constexpr size_t kPayloadBudgetBytes = size_t{256} << 20;
   static constexpr unsigned kThreadsPerQueueDefault = 2;
   static constexpr unsigned kThreadsPerQueueMax = 8;
   // How long a queue's pinned thread waits for its helpers' entries before registering its own.
@@ -109,6 +112,11 @@ class UringTransport {
 
   unsigned queue_count() const { return queue_count_; }
   unsigned threads_per_queue() const { return threads_per_queue_; }
+  // The ring entries a thread gets unless told: kEntriesDefault, fewer where there are many
+  // CPUs, so that all payload buffers (queues × threads × entries × payload_bytes of pinned
+  // memory: 32 MiB on 2 CPUs) stay within kPayloadBudgetBytes — but never below kEntriesMin.
+  static unsigned default_entries(unsigned queues, unsigned threads_per_queue,
+                                  size_t payload_bytes);
   unsigned entries_per_ring() const { return entries_; }
   size_t payload_bytes() const { return payload_bytes_; }
   bool started() const;

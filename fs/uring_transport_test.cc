@@ -136,5 +136,31 @@ TEST_F(RingQueueTest, PreparedQueuesEndWhenAbandoned) {
   EXPECT_NE(status.find("uring_requests: 0"), std::string::npos) << status;
 }
 
+// Ring entries by default: 8 a thread while the payload buffers fit the budget, fewer on many
+// CPUs, never below the minimum; prepare() applies them when none were asked for.
+TEST(UringTransportEntries, DefaultKeepsPayloadMemoryWithinTheBudget) {
+  constexpr size_t kMiB = size_t{1} << 20;
+  EXPECT_EQ(UringTransport::default_entries(2, 2, kMiB), UringTransport::kEntriesDefault);
+  EXPECT_EQ(UringTransport::default_entries(16, 2, kMiB), 8u);   // 256 MiB exactly
+  EXPECT_EQ(UringTransport::default_entries(32, 2, kMiB), 4u);
+  EXPECT_EQ(UringTransport::default_entries(64, 2, kMiB), 2u);
+  EXPECT_EQ(UringTransport::default_entries(1024, 2, kMiB), UringTransport::kEntriesMin);
+  EXPECT_EQ(UringTransport::default_entries(64, 1, 128 << 10), 8u);  // small payloads: all
+}
+
+TEST_F(RingQueueTest, PreparedQueuesGetTheDefaultEntries) {
+  UringOptions options;
+  options.max_write = 128 << 10;
+  UringTransport transport(*fs_, *dispatcher_, options);
+  auto prepared = transport.prepare();
+  if (!prepared && (prepared.error().code == ENOSYS || prepared.error().code == EPERM))
+    GTEST_SKIP() << "no io_uring here: " << prepared.error().message;
+  ASSERT_TRUE(prepared) << prepared.error().message;
+  EXPECT_EQ(transport.entries_per_ring(),
+            UringTransport::default_entries(transport.queue_count(), 2, 128 << 10));
+  transport.abandon();
+  EXPECT_TRUE(transport.join(std::chrono::seconds(5)));
+}
+
 }  // namespace
 }  // namespace raidfs::fs

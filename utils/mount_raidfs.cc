@@ -59,7 +59,7 @@ struct Settings {
   bool debug = false;
   unsigned threads = fs::ClassicTransport::kThreadsDefault;
   bool uring = true;  // transport=uring (the default) or classic
-  unsigned uring_entries = fs::UringTransport::kEntriesDefault;
+  unsigned uring_entries = 0;  // UringTransport::default_entries()
   unsigned uring_threads = fs::UringTransport::kThreadsPerQueueDefault;
   fs::DispatcherOptions dispatcher;
 };
