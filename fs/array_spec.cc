@@ -84,14 +84,16 @@ Result<void> write_member_list(const std::string& metadata_dir,
 }
 
 Result<OpenedArray> open_array(const std::string& spec,
-                               const std::vector<std::string>& members_override) {
+                               const std::vector<std::string>& members_override, bool read_only) {
   std::vector<std::string> paths = members_override;
   if (paths.empty()) {
     RAIDFS_TRY(paths, member_paths(spec));
   }
   // Members that do not exist are missing members, not an error, while enough remain.
   OpenedArray out;
-  RAIDFS_TRY(out.array, Array::open(paths));
+  OpenOptions options;
+  options.record_states = !read_only;
+  RAIDFS_TRY(out.array, Array::open(paths, options));
   const Superblock sb = out.array->superblock();
   if (sb.metadata_dir.empty())
     return fail(EINVAL, "the superblocks name no metadata directory (format with mkfs.raidfs -m)");

@@ -47,7 +47,9 @@ Result<void> write_member_list(const std::string& metadata_dir,
 // metadata database its superblocks name. Errors name the member or directory concerned: those of
 // Array::open (ENXIO more members missing than the parity count — the message names them) and
 // FsMeta::open, and EINVAL when the metadata belongs to another array or another geometry.
+// `read_only`: write nothing to the members while opening (see OpenOptions::record_states).
 Result<OpenedArray> open_array(const std::string& spec,
-                               const std::vector<std::string>& members_override = {});
+                               const std::vector<std::string>& members_override = {},
+                               bool read_only = false);
 
 }  // namespace raidfs::fs

@@ -70,7 +70,9 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
   FsckLog log(options, summary);
 
   RAIDFS_TRY(auto paths, member_paths(spec));
-  auto opened = Array::open(paths);
+  OpenOptions open_options;
+  open_options.record_states = options.mode != FsckMode::kCheck;  // -n writes nothing
+  auto opened = Array::open(paths, open_options);
   if (!opened) {
     if (opened.error().code == EBUSY)
       return fail(
@@ -94,8 +96,8 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
   summary.members_unavailable = array->unavailable_count();
   if (summary.members_unavailable > 0)
     log.warning("the array is degraded: " + std::to_string(summary.members_unavailable) +
-                " member(s) unavailable; what they held is checked through parity, and no fsck "
-                "can bring them back (replace them: raidfs replace)");
+                " member(s) unavailable; what they held is checked through parity; no fsck "
+                "can bring them back, and raidfs cannot rebuild a member yet");
 
   check_superblocks(*array, log);
   RAIDFS_TRY(auto store, open_store(*array));

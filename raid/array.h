@@ -66,6 +66,10 @@ struct OpenOptions {
   // superblock says. kAsGiven: paths[i] must be member i (a mismatch is an error).
   enum class Order { kBySuperblock, kAsGiven } order = Order::kBySuperblock;
   std::optional<ArrayUuid> expected_uuid;  // refuse members of any other array
+  // Whether open() records a member it finds missing in the others' superblocks (so that it
+  // stays out until rebuilt, even if it comes back). False for a read-only open (ro mount,
+  // fsck -n): nothing is written, the member is left out of this open only.
+  bool record_states = true;
 };
 
 // Per-thread I/O context: a MemberIo plus scratch space for reconstruction, both made once.

@@ -252,7 +252,7 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     return fail(ENXIO, "array " + uuid_to_string(uuid) + " needs " + std::to_string(n - ref.parity_count) + " of its " +
                            std::to_string(n) + " members; unavailable: " + who);
   }
-  if (changed) {
+  if (changed && o.record_states) {
     std::lock_guard lock(array->superblock_mutex_);
     array->persist_states_locked();
   }

@@ -275,6 +275,29 @@ TEST_F(ArrayTest, SplitBrainIsRefused) {
   EXPECT_TRUE(open({paths_[0], paths_[1]}));
 }
 
+// A read-only open (ro mount, fsck -n) leaves a member it misses out of that open only; a
+// read-write one records it, so it stays out when it comes back.
+TEST_F(ArrayTest, OnlyAReadWriteOpenRecordsAMissingMember) {
+  make(4, 1);
+  const std::vector<std::string> without_3{paths_[0], paths_[1], paths_[2]};
+  OpenOptions read_only;
+  read_only.record_states = false;
+  {
+    auto a = open(without_3, read_only);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->member_state(3), MemberState::kMissing);
+  }
+  {
+    auto a = open(paths_);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->member_state(3), MemberState::kActive) << "a read-only open wrote its view";
+  }
+  ASSERT_TRUE(open(without_3));
+  auto a = open(paths_);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->member_state(3), MemberState::kMissing);
+}
+
 TEST_F(ArrayTest, HostAndRequestErrorsDoNotFailMembers) {
   make(5, 1);
   auto a = open(paths_);

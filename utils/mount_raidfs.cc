@@ -278,11 +278,11 @@ int serve(const Settings& s, Reporter& reporter) {
 
   // A member still held by an earlier daemon finishing its unmount (EBUSY) frees up shortly.
   const auto deadline = std::chrono::steady_clock::now() + kBusyRetryTime;
-  Result<fs::OpenedArray> opened = fs::open_array(s.spec, s.members);
+  Result<fs::OpenedArray> opened = fs::open_array(s.spec, s.members, s.read_only);
   while (!opened && opened.error().code == EBUSY && std::chrono::steady_clock::now() < deadline &&
          !signals.signalled()) {
     std::this_thread::sleep_for(200ms);
-    opened = fs::open_array(s.spec, s.members);
+    opened = fs::open_array(s.spec, s.members, s.read_only);
   }
   if (!opened) return reporter.error(opened.error().message);
   for (const std::string& w : opened->warnings) {

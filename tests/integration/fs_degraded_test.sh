@@ -5,7 +5,8 @@
 # takes new writes that read back after a remount with the members still gone; members that come
 # back after missing writes are not trusted (everything still reads correctly); one member more
 # gone and the mount is refused with exit 1 and one line on stderr naming the missing members,
-# and nothing is damaged by the refusal.
+# and nothing is damaged by the refusal. A read-only degraded mount records nothing: the members,
+# back, are trusted again.
 # Method: image files renamed away (and back) between mounts; trees compared with diff -r.
 #   usage: fs_degraded_test.sh BUILD_DIR
 set -euo pipefail
@@ -63,6 +64,18 @@ run_case() {
   it_make_array "$arr" "$n" 96M -l "$level" -c 16K
   it_mount "$arr/meta" "$mp"
   cp -a "$src" "$mp/tree" || fail "$label: cp -a into the healthy array failed"
+  it_umount "$mp"
+
+  # Read-only first: it serves degraded but records nothing, so the members, back, are trusted.
+  take_away "$arr" "${missing[@]}"
+  it_mount "$arr/meta" "$mp" -o ro
+  expect_degraded "$label: read-only, members ${missing[*]} gone" "$mp"
+  compare "$label: degraded read-only (members ${missing[*]} gone)" "$src" "$mp/tree"
+  it_umount "$mp"
+  bring_back "$arr" "${missing[@]}"
+  it_mount "$arr/meta" "$mp"
+  it_status "$mp" | grep -q -i -E '^state:.*degraded' &&
+    fail "$label: a read-only mount recorded members ${missing[*]} as missing"
   it_umount "$mp"
 
   take_away "$arr" "${missing[@]}"
