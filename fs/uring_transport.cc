@@ -103,8 +103,10 @@ UringTransport::UringTransport(Filesystem& fs, RequestDispatcher& dispatcher, Ur
     : fs_(fs),
       dispatcher_(dispatcher),
       threads_per_queue_(std::clamp(options.threads_per_queue, 1u, kThreadsPerQueueMax)),
-      entries_(options.entries_per_ring == 0 ? 0
-                                             : std::clamp(options.entries_per_ring, 1u, kEntriesMax)),
+      // 0: chosen by prepare(), which knows the number of queues.
+      entries_(options.entries_per_ring == 0
+                   ? 0
+                   : std::clamp(options.entries_per_ring, 1u, kEntriesMax)),
       // The kernel refuses a payload buffer smaller than max(8 KiB, max_write, max_pages × 4 KiB);
       // max_pages is max_write / 4 KiB here.
       payload_bytes_(std::max<size_t>(8192, (size_t{options.max_write} + 4095) / 4096 * 4096)) {}

@@ -8,8 +8,8 @@
 // Point-lookup families (inodes, dirents, stripes, xattrs, orphans) carry bloom filters; all
 // share one LRU block cache of StoreOptions::block_cache_bytes. Above RocksDB, a RecordCache
 // (record_cache.h) of StoreOptions::record_cache_bytes keeps the inodes and stripes read by key
-// and each file's extents in groups of 16 MiB of the file, updated by every write: get(), floor() and scan() within
-// one file's extents are answered from memory when they can be.
+// and each file's extents in groups of 16 MiB of the file, updated by every write: get(),
+// floor() and scan() within one file's extents are answered from memory when they can be.
 //
 // Durability and group commit: write() appends the batch to the WAL and the memtables in one
 // atomic RocksDB write. With Durability::kNone the WAL bytes are handed to the OS (they survive a
