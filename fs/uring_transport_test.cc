@@ -57,6 +57,15 @@ TEST(EnableUring, ReadsYTurnsNOnAndNamesAMissingSwitch) {
 
 class RingQueueTest : public ::testing::Test {
  protected:
+  // transport.prepare(); skips the test where this machine has no io_uring, fails it on any
+  // other error (callers return when IsSkipped() or HasFatalFailure()).
+  static void prepare(UringTransport& transport) {
+    auto prepared = transport.prepare();
+    if (!prepared && (prepared.error().code == ENOSYS || prepared.error().code == EPERM))
+      GTEST_SKIP() << "no io_uring here: " << prepared.error().message;
+    ASSERT_TRUE(prepared) << prepared.error().message;
+  }
+
   void SetUp() override {
     set_log_level(LogLevel::kError);
     auto array = raidfs::testing::make_test_array(dir_, 4, 1, 16384, 24 << 20);
@@ -122,10 +131,8 @@ TEST_F(RingQueueTest, PreparedQueuesEndWhenAbandoned) {
   options.entries_per_ring = 2;
   options.max_write = 128 << 10;
   UringTransport transport(*fs_, *dispatcher_, options);
-  auto prepared = transport.prepare();
-  if (!prepared && (prepared.error().code == ENOSYS || prepared.error().code == EPERM))
-    GTEST_SKIP() << "no io_uring here: " << prepared.error().message;
-  ASSERT_TRUE(prepared) << prepared.error().message;
+  prepare(transport);
+  if (IsSkipped() || HasFatalFailure()) return;
   EXPECT_EQ(transport.queue_count(), possible_cpu_count().value());
   EXPECT_EQ(transport.threads_per_queue(), 2u);
   EXPECT_EQ(transport.payload_bytes(), 128u << 10);
@@ -152,10 +159,8 @@ TEST_F(RingQueueTest, PreparedQueuesGetTheDefaultEntries) {
   UringOptions options;
   options.max_write = 128 << 10;
   UringTransport transport(*fs_, *dispatcher_, options);
-  auto prepared = transport.prepare();
-  if (!prepared && (prepared.error().code == ENOSYS || prepared.error().code == EPERM))
-    GTEST_SKIP() << "no io_uring here: " << prepared.error().message;
-  ASSERT_TRUE(prepared) << prepared.error().message;
+  prepare(transport);
+  if (IsSkipped() || HasFatalFailure()) return;
   EXPECT_EQ(transport.entries_per_ring(),
             UringTransport::default_entries(transport.queue_count(), 2, 128 << 10));
   transport.abandon();
