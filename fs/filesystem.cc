@@ -50,7 +50,7 @@ const char* state_name(MemberState s) {
 }  // namespace
 
 IoContext::IoContext(std::unique_ptr<MemberIo> io, const Array& array)
-    : io_(std::move(io)), channel_(array, *io_), bounce_(kBounceBytes) {}
+    : io_(std::move(io)), channel_(array, *io_), bounce_(kBounceBytes), heal_(kBlockBytes) {}
 
 Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMeta> meta,
                        const FilesystemOptions& options)
@@ -503,7 +503,8 @@ Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, ui
 }
 
 Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
-                                            uint64_t offset, uint32_t length, uint8_t* dest) {
+                                            uint64_t offset, uint32_t length, uint8_t* dest,
+                                            bool heal_neighbours) {
   const Geometry& g = array_->geometry();
   const uint32_t stripe_blocks = static_cast<uint32_t>(g.stripe_data_bytes() / kBlock);
   // The Array wants one checksum per block of the stripe; blocks past `filled` are zeros and
@@ -547,22 +548,35 @@ Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& 
   for (uint32_t block : report->corrupt_blocks) {
     RAIDFS_LOG(kWarning, "stripe %llu block %u failed its checksum; rebuilt from parity",
                static_cast<unsigned long long>(stripe.id), block);
-    // Heal only sealed stripes (their content never changes) and only with verified content:
-    // the rebuilt block is what the checksum says, so parity coverage is unchanged.
-    if (stripe.state != meta::StripeState::kSealed || options_.read_only) continue;
-    const uint8_t* good = dest + (uint64_t{block} * kBlock - offset);
-    if (auto healed = array_->write_data(ctx.channel(), stripe.id, uint64_t{block} * kBlock,
-                                         kBlockBytes, good);
-        healed) {
-      ++counters_.healed;
-      RAIDFS_LOG(kInfo, "stripe %llu block %u healed", static_cast<unsigned long long>(stripe.id),
-                 block);
-    } else {
-      RAIDFS_LOG(kWarning, "stripe %llu block %u could not be healed: %s",
-                 static_cast<unsigned long long>(stripe.id), block, healed.error().message.c_str());
-    }
+    heal_block(ctx, stripe, block, dest + (uint64_t{block} * kBlock - offset));
+  }
+  // Corrupt blocks of the same rows outside this request: read each on its own (which rebuilds
+  // it into the context's heal buffer, verified) and heal it from there. Not recursively: a
+  // neighbour's own neighbours are in this list already.
+  const bool healable = stripe.state == meta::StripeState::kSealed && !options_.read_only;
+  for (uint32_t block : report->corrupt_neighbours) {
+    if (!heal_neighbours || !healable) break;
+    (void)read_stripe_blocks(ctx, stripe, uint64_t{block} * kBlock, kBlockBytes,
+                             ctx.heal_buffer(), /*heal_neighbours=*/false);
   }
   return {};
+}
+
+// Heals only sealed stripes (their content never changes) and only with verified content: the
+// rebuilt block is what the checksum says, so parity coverage is unchanged.
+void Filesystem::heal_block(IoContext& ctx, const meta::Stripe& stripe, uint32_t block,
+                            const uint8_t* good) {
+  if (stripe.state != meta::StripeState::kSealed || options_.read_only) return;
+  if (auto healed = array_->write_data(ctx.channel(), stripe.id, uint64_t{block} * kBlock,
+                                       kBlockBytes, good);
+      healed) {
+    ++counters_.healed;
+    RAIDFS_LOG(kInfo, "stripe %llu block %u healed", static_cast<unsigned long long>(stripe.id),
+               block);
+  } else {
+    RAIDFS_LOG(kWarning, "stripe %llu block %u could not be healed: %s",
+               static_cast<unsigned long long>(stripe.id), block, healed.error().message.c_str());
+  }
 }
 
 // --- xattrs -------------------------------------------------------------------------------------------

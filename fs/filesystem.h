@@ -51,11 +51,15 @@ class IoContext {
   IoChannel& channel() { return channel_; }
   uint8_t* bounce() { return bounce_.data(); }  // kBounceBytes, 4 KiB-aligned
   static constexpr size_t kBounceBytes = 128 * 1024;
+  // One block, 4 KiB-aligned: where a corrupt block found outside a read is rebuilt to be healed
+  // (the bounce buffer may be the read's own destination).
+  uint8_t* heal_buffer() { return heal_.data(); }
 
  private:
   std::unique_ptr<MemberIo> io_;
   IoChannel channel_;
   AlignedBuffer bounce_;
+  AlignedBuffer heal_;
 };
 
 struct FilesystemOptions {
@@ -179,9 +183,12 @@ class Filesystem {
                               uint8_t* dest);
   // One mapped extent of stripe data into dest, through the bounce buffer where unaligned.
   Result<void> read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest);
-  // Whole blocks of a stripe's data, verified; rebuilt blocks of sealed stripes are healed.
+  // Whole blocks of a stripe's data, verified; rebuilt blocks of sealed stripes are healed, and
+  // with `heal_neighbours` also corrupt blocks of the same rows found outside the range.
   Result<void> read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe, uint64_t offset,
-                                  uint32_t length, uint8_t* dest);
+                                  uint32_t length, uint8_t* dest, bool heal_neighbours = true);
+  // Rewrites one verified block of a sealed stripe in place (self-heal), counted and logged.
+  void heal_block(IoContext& ctx, const meta::Stripe& stripe, uint32_t block, const uint8_t* good);
   Result<void> seal_open_stripe(IoContext& ctx, const meta::Stripe& stripe);
 
   FilesystemOptions options_;

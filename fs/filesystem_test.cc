@@ -13,6 +13,7 @@
 #include <random>
 
 #include "fs/array_spec.h"
+#include "fs/fsck.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_array.h"
 
@@ -195,6 +196,52 @@ TEST_F(FilesystemTest, CorruptBlocksAreRebuiltCountedAndHealed) {
   mount();
   EXPECT_EQ(read(a, 0, da.size()), da);
   EXPECT_EQ(fs_->stats().corrupt_blocks, 0u) << "healed blocks read clean";
+}
+
+// A 4 KiB read of one of two corrupt blocks in a RAID6 row rebuilds both (the row needs both
+// erasures solved); the other one lies outside the read. It is healed from its own verified
+// rebuild, never from memory around the read's buffer (under ASan an overrun would abort here).
+TEST_F(FilesystemTest, ACorruptNeighbourOutsideTheReadIsHealedFromItsOwnRebuild) {
+  format(6, 2, 16 << 20);
+  const uint64_t a = create("a");
+  auto da = random_bytes(4 * kChunk, 12);  // one full stripe
+  write(a, 0, da);
+  remount();
+  auto maps = fs_->meta().map_range(a, 0, da.size());
+  ASSERT_TRUE(maps && maps->size() == 1 && !maps->front().hole);
+  const uint64_t stripe = maps->front().stripe_id;
+  const Geometry g = fs_->array().geometry();
+  // Row 1 of data chunks 0 and 2: stripe data blocks 1 and 2 * 4 + 1 (4 blocks a chunk).
+  for (uint32_t chunk : {0u, 2u}) {
+    const MemberAddress at = g.locate(stripe, chunk, 4096);
+    int fd = ::open(paths_[at.member].c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    auto junk = random_bytes(4096, 100 + chunk);
+    ASSERT_EQ(::pwrite(fd, junk.data(), junk.size(), static_cast<off_t>(at.offset)), 4096);
+    ::close(fd);
+  }
+  mount();
+  // A small destination, so that healing from "dest + block * 4 KiB" would overrun it.
+  AlignedBuffer buf(4096);
+  auto n = fs_->read(*ctx_, a, 4096, 4096, buf.data());
+  ASSERT_TRUE(n) << n.error().message;
+  ASSERT_EQ(*n, 4096u);
+  EXPECT_EQ(std::memcmp(buf.data(), da.data() + 4096, 4096), 0);
+  EXPECT_EQ(fs_->stats().corrupt_blocks, 2u) << "the read's block and its neighbour";
+  EXPECT_EQ(fs_->stats().healed_blocks, 2u);
+  // Both rewritten with the right bytes: a fresh mount reads the stripe clean, and fsck agrees.
+  mount();
+  EXPECT_EQ(read(a, 0, da.size()), da);
+  EXPECT_EQ(fs_->stats().corrupt_blocks, 0u);
+  EXPECT_EQ(fs_->stats().reconstructed_blocks, 0u);
+  fs_.reset();
+  ctx_.reset();
+  FsckOptions fo;
+  fo.output = [](const std::string& line) { std::fprintf(stderr, "fsck: %s\n", line.c_str()); };
+  auto summary = run_fsck(dir_.file("meta"), fo);
+  ASSERT_TRUE(summary) << summary.error().message;
+  EXPECT_EQ(summary->problems_found, 0u);
+  EXPECT_EQ(summary->blocks_rebuilt, 0u);
 }
 
 TEST_F(FilesystemTest, FullArrayGivesEnospcKeepsDataAndFreesSpaceOnDelete) {

@@ -289,7 +289,7 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
         lost |= uint64_t{1} << s;
       } else if (s < k && !ref.block_crcs.empty() &&
                  !block_matches({ref.stripe, ref.generation, b}, {slot_row(s, row), kBlockBytes}, ref.block_crcs[b])) {
-        if (b < first || b >= first + count) report.corrupt_blocks.push_back(b);  // a neighbour, found on the way
+        if (b < first || b >= first + count) report.corrupt_neighbours.push_back(b);
         lost |= uint64_t{1} << s;
       }
     }

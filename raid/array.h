@@ -118,9 +118,14 @@ struct ReadRequest {
 
 struct ReadReport {
   uint32_t reconstructed_blocks = 0;
-  // Blocks (index within the stripe's data) that were read but failed their checksum and were
-  // rebuilt: candidates for self-heal by the caller.
+  // Blocks of the request (index within the stripe's data) that were read but failed their
+  // checksum and were rebuilt: their verified content is in request.dest, for self-heal by the
+  // caller.
   std::vector<uint32_t> corrupt_blocks;
+  // Blocks outside the request, in the rows it touched, found failing their checksum on the way
+  // (while rebuilding the request's own blocks). Their content is not returned: a read of them
+  // (or a scrub) rebuilds them and hands them to whoever heals.
+  std::vector<uint32_t> corrupt_neighbours;
 };
 
 class Array {

@@ -173,6 +173,18 @@ TEST_F(ArrayTest, CorruptBlocksAreDetectedAndRebuilt) {
   scribble(g.locate(4, 3, 0).member, g.locate(4, 3, 0).offset);
   expect_stripe(*a, ch, 4, d, &report);
   EXPECT_EQ(report.corrupt_blocks.size(), 2u);
+  EXPECT_TRUE(report.corrupt_neighbours.empty());
+  // A read of one of them alone: it comes back right; the other is rebuilt on the way (the row
+  // needs both erasures) but lies outside the request, so it is reported apart.
+  {
+    const uint32_t b1 = g.blocks_per_chunk() * 1, b3 = g.blocks_per_chunk() * 3;
+    AlignedBuffer one(kBlockBytes);
+    auto r1 = a->read(ch, {{4, 9, d.crcs}, uint64_t{b1} * kBlockBytes, kBlockBytes, one.data()});
+    ASSERT_TRUE(r1) << r1.error().message;
+    EXPECT_EQ(0, memcmp(one.data(), d.buffer.data() + uint64_t{b1} * kBlockBytes, kBlockBytes));
+    EXPECT_EQ(r1->corrupt_blocks, std::vector<uint32_t>{b1});
+    EXPECT_EQ(r1->corrupt_neighbours, std::vector<uint32_t>{b3});
+  }
 
   // A bad data block and a bad P in another row: rebuilding from P fails the checksum, the
   // array retries without P (from Q) and gets it right.
