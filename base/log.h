@@ -9,8 +9,10 @@
 #pragma once
 
 #include <syslog.h>
+#include <time.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdarg>
 #include <cstdio>
 
@@ -43,6 +45,27 @@ inline void set_log_level(LogLevel max) { detail::log_max_level = static_cast<in
   }
   va_end(args);
 }
+
+// At most `per_second` events a second pass allow(): for errors that can repeat with every
+// request (a failing member, a full host filesystem) and must not flood the log. Thread-safe.
+class LogRateLimit {
+ public:
+  explicit LogRateLimit(uint32_t per_second) : per_second_(per_second) {}
+  bool allow() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    int64_t window = window_s_.load(std::memory_order_relaxed);
+    if (window != ts.tv_sec &&
+        window_s_.compare_exchange_strong(window, ts.tv_sec, std::memory_order_relaxed))
+      count_.store(0, std::memory_order_relaxed);
+    return count_.fetch_add(1, std::memory_order_relaxed) < per_second_;
+  }
+
+ private:
+  const uint32_t per_second_;
+  std::atomic<int64_t> window_s_{0};
+  std::atomic<uint32_t> count_{0};
+};
 
 }  // namespace raidfs
 

@@ -162,9 +162,12 @@ std::string Filesystem::status_text() const {
                      " members unavailable)"
                : std::string())
       << (options_.read_only ? ", read-only" : "") << "\n";
-  for (uint32_t i = 0; i < g.member_count(); ++i)
+  for (uint32_t i = 0; i < g.member_count(); ++i) {
+    const MemberErrors e = array_->member_errors(i);
     out << "member " << i << ": " << state_name(array_->member_state(i)) << " "
-        << array_->member_path(i) << "\n";
+        << array_->member_path(i) << " (errors: read " << e.read << ", write " << e.write
+        << ", checksum " << e.checksum << ")\n";
+  }
   const uint64_t used = (st.blocks - st.blocks_free) * st.block_size;
   out << "space: " << human(used) << " used of " << human(st.blocks * st.block_size) << ", "
       << human(st.blocks_free * st.block_size) << " free\n";

@@ -146,8 +146,9 @@ class Filesystem {
   // to 4 KiB). Returns the bytes read (short at end of file, 0 past it). Holes read as zeros.
   // EIO when a block cannot be read or rebuilt (more than the parity count of its row lost).
   Result<size_t> read(IoContext& ctx, uint64_t ino, uint64_t offset, size_t size, uint8_t* dest);
-  // Accepts `data` at `offset`. Returns the bytes accepted: all, or fewer when the array fills
-  // (ENOSPC when none). EFBIG beyond the largest offset, EROFS read-only.
+  // Accepts `data` at `offset`. Returns data.size() or an error, never a short count
+  // (StripeWriter::write says what a failure leaves): ENOSPC full, EIO or the member's errno
+  // when the members refuse the data, EFBIG beyond the largest offset, EROFS read-only.
   Result<size_t> write(IoContext& ctx, uint64_t ino, uint64_t offset, std::span<const uint8_t> data);
   // Makes the file's data and all earlier metadata changes durable (group commit).
   Result<void> fsync(IoContext& ctx, uint64_t ino);

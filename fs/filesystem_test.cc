@@ -14,6 +14,7 @@
 
 #include "fs/array_spec.h"
 #include "fs/fsck.h"
+#include "raid/fault_injecting_io.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_array.h"
 
@@ -277,6 +278,50 @@ TEST_F(FilesystemTest, FullArrayGivesEnospcKeepsDataAndFreesSpaceOnDelete) {
   EXPECT_EQ(read(ino_of("again"), 0, d2.size()), d2);
   EXPECT_EQ(read(ino_of("keep"), 0, dk.size()), dk);
 }
+
+// A write that spans two stripes, one of which the members refuse (the host under the images
+// full): an error, never a short count (the kernel's writeback takes a short reply as done and
+// drops the rest silently). What was placed stays readable as old or new bytes, and once the
+// members take writes again the same write and an fsync store it all. Through the open stripe
+// (unaligned: its first seal fails) and straight from the caller's buffer (aligned whole
+// stripes: the second one fails after the first committed).
+class FailedSealTest : public FilesystemTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReturnsTheErrorNotAShortCount) {
+  const bool aligned = GetParam();
+  format(4, 1, 16 << 20);
+  const uint64_t a = create("a");
+  const size_t stripe = 3 * kChunk;
+  const uint64_t offset = aligned ? 0 : 100;
+  const size_t size = aligned ? 2 * stripe : stripe + stripe / 2;
+  AlignedBuffer data(size);
+  auto noise = random_bytes(size, 13);
+  std::memcpy(data.data(), noise.data(), size);
+  auto inner = fs_->array().make_member_io();
+  ASSERT_TRUE(inner);
+  auto* faults = new FaultInjectingIo(**inner);
+  IoContext ctx(std::unique_ptr<MemberIo>(faults), fs_->array());
+  // Member 2 takes the first stripe's chunk (aligned: that stripe commits), then refuses.
+  faults->fail_writes(2, ENOSPC, aligned ? 1 : 0);
+  auto n = fs_->write(ctx, a, offset, {data.data(), size});
+  ASSERT_FALSE(n) << "returned " << *n << " of " << size;
+  EXPECT_EQ(n.error().code, ENOSPC) << n.error().message;
+  EXPECT_NE(n.error().message.find("member 2"), std::string::npos) << n.error().message;
+  EXPECT_EQ(fs_->array().member_state(2), MemberState::kActive) << "a full host is no disk failure";
+  EXPECT_GT(fs_->array().member_errors(2).write, 0u);
+  const auto seen = read(a, 0, offset + size);
+  for (size_t i = 0; i < seen.size(); ++i)
+    ASSERT_TRUE(seen[i] == 0 || (i >= offset && seen[i] == noise[i - offset])) << "byte " << i;
+  faults->fail_writes(2, 0);
+  auto again = fs_->write(ctx, a, offset, {data.data(), size});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(*again, size);
+  ASSERT_TRUE(fs_->fsync(ctx, a));
+  crash_and_mount();
+  EXPECT_TRUE(read(a, offset, size) == noise) << "after the retry and fsync the whole write is stored";
+}
+
+INSTANTIATE_TEST_SUITE_P(OpenStripeAndDirect, FailedSealTest, ::testing::Values(false, true));
 
 TEST_F(FilesystemTest, TruncatePunchHolesAndSeek) {
   format(4, 1, 16 << 20);

@@ -28,7 +28,6 @@ constexpr uint32_t kMaxWriteMin = 4096;
 constexpr uint32_t kMaxWriteMax = 16u << 20;  // max_pages must fit the kernel's u16
 constexpr uint16_t kMaxBackground = 64;
 constexpr uint16_t kCongestionThreshold = 48;  // 3/4 of max_background, as libfuse
-constexpr uint32_t kLogPerSecondMax = 20;
 
 static_assert(FUSE_ROOT_ID == meta::kRootIno);
 static_assert(meta::kRenameNoReplace == RENAME_NOREPLACE &&
@@ -735,14 +734,7 @@ Reply RequestDispatcher::dispatch(IoContext& ctx, const RequestView& request,
     reply.data = nullptr;
     reply.data_bytes = 0;
     if (is_eio_class(code) || opcode == FUSE_INIT) {
-      // Rate-limited: a failing member can fail every request.
-      timespec ts{};
-      ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-      int64_t window = log_window_s_.load(std::memory_order_relaxed);
-      if (window != ts.tv_sec &&
-          log_window_s_.compare_exchange_strong(window, ts.tv_sec, std::memory_order_relaxed))
-        log_count_.store(0, std::memory_order_relaxed);
-      if (log_count_.fetch_add(1, std::memory_order_relaxed) < kLogPerSecondMax)
+      if (error_log_.allow())
         RAIDFS_LOG(kError, "%s of inode %llu: %s", opcode_name(opcode),
                    static_cast<unsigned long long>(request.header.nodeid),
                    result.error().message.c_str());

@@ -44,6 +44,7 @@
 #include <span>
 #include <string>
 
+#include "base/log.h"
 #include "base/result.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_abi.h"
@@ -148,8 +149,7 @@ class RequestDispatcher {
   FuseConnection connection_;
   std::atomic<bool> initialized_{false};
   // Rate limit for logging EIO-class errors (a failing member can fail every request).
-  std::atomic<int64_t> log_window_s_{0};
-  std::atomic<uint32_t> log_count_{0};
+  LogRateLimit error_log_{20};  // a failing member can fail every request
   std::function<std::string()> transport_status_;  // set before serving, read-only after
 
   struct Call;  // one request being handled (fuse_dispatcher.cc)

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "base/log.h"
 #include "fs/filesystem.h"
 #include "raid/checksum.h"
 
@@ -95,19 +96,11 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
     // the open stripe: a file's writes reach the metadata in the order they were made.
     if (data.size() - accepted >= data_bytes_ && file_offset % kBlock == 0 &&
         reinterpret_cast<uintptr_t>(src) % kBlock == 0 && !has_pending(ino)) {
-      if (auto direct = write_full_stripe_locked(ctx, ino, file_offset, src, now); !direct) {
-        if (accepted > 0 && direct.error().code == ENOSPC) return accepted;
-        return std::unexpected(direct.error());
-      }
+      RAIDFS_CHECK(logged(write_full_stripe_locked(ctx, ino, file_offset, src, now)));
       accepted += data_bytes_;
       continue;
     }
-    if (!open_) {
-      if (auto allocated = allocate_locked(); !allocated) {
-        if (accepted > 0 && allocated.error().code == ENOSPC) return accepted;
-        return std::unexpected(allocated.error());
-      }
-    }
+    if (!open_) RAIDFS_CHECK(allocate_locked());
     OpenStripe& s = *open_;
     uint64_t pos;
     if (s.last_ino == ino && s.last_file_end == file_offset && s.last_stripe_end >= s.written &&
@@ -117,7 +110,7 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
       pos = round_up(s.filled) + file_offset % kBlock;
     }
     if (pos >= data_bytes_) {
-      RAIDFS_CHECK(seal_locked(ctx));
+      RAIDFS_CHECK(logged(seal_locked(ctx)));
       continue;
     }
     const size_t n = std::min<uint64_t>(data.size() - accepted, data_bytes_ - pos);
@@ -143,7 +136,7 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
     s.last_file_end = file_offset + n;
     s.last_stripe_end = s.filled;
     accepted += n;
-    if (s.filled == data_bytes_) RAIDFS_CHECK(seal_locked(ctx));
+    if (s.filled == data_bytes_) RAIDFS_CHECK(logged(seal_locked(ctx)));
   }
   return accepted;
 }
@@ -333,13 +326,20 @@ Result<void> StripeWriter::flush(IoContext& ctx, uint64_t ino) {
       return {};
     }
   }
-  return flush_partial_locked(ctx);
+  return logged(flush_partial_locked(ctx));
 }
 
 Result<void> StripeWriter::seal(IoContext& ctx) {
   std::lock_guard lock(mu_);
   if (!open_) return {};
-  return seal_locked(ctx);
+  return logged(seal_locked(ctx));
+}
+
+Result<void> StripeWriter::logged(Result<void> outcome) {
+  if (!outcome && failure_log_.allow())
+    RAIDFS_LOG(kError, "file data not stored: %s",
+               outcome.error().message.c_str());
+  return outcome;
 }
 
 bool StripeWriter::has_pending(uint64_t ino) const {

@@ -49,6 +49,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/log.h"
 #include "base/result.h"
 #include "meta/fs_meta.h"
 #include "raid/aligned_buffer.h"
@@ -69,10 +70,17 @@ class StripeWriter {
  public:
   StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse);
 
-  // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills. All or
-  // nothing: ENOSPC, with nothing changed, when the free stripes cannot hold it. EIO when a seal
-  // cannot write or commit (the data stays pending; a later call retries). `set_times`: the
-  // write sets the file's mtime/ctime (to now, kept pending and committed with the data).
+  // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills. Returns
+  // data.size(), or an error — never a short count: the kernel's writeback takes a short reply
+  // as done and would drop the rest without a word.
+  //   ENOSPC, with nothing changed, when the free stripes cannot hold the data (checked first).
+  //   Any other error comes from sealing a stripe or writing one straight from `data`: a member
+  //   write refused (ENOSPC or EROFS from the host under an image, EIO beyond the parity count)
+  //   or the metadata commit. Then what this call placed before the failure stays as it is —
+  //   stripes committed, bytes pending in the open stripe, retried by the next flush or seal —
+  //   and the range holds old or new bytes, as after any failed write(2).
+  // `set_times`: the write sets the file's mtime/ctime (to now, kept pending and committed with
+  // the data).
   Result<size_t> write(IoContext& ctx, uint64_t ino, uint64_t offset, std::span<const uint8_t> data,
                        bool set_times = true);
 
@@ -131,6 +139,8 @@ class StripeWriter {
   };
 
   Result<void> allocate_locked();
+  // Logs a failure to store file data (rate-limited) and passes the outcome on.
+  Result<void> logged(Result<void> outcome);
   bool has_pending(uint64_t ino) const;
   // The zero-copy path above: one whole stripe of `data_bytes_` from `src`.
   Result<void> write_full_stripe_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
@@ -158,6 +168,7 @@ class StripeWriter {
   std::map<uint64_t, PendingFile> pending_;  // by inode; all in open_'s stripe
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
+  LogRateLimit failure_log_{5};
 };
 
 }  // namespace raidfs::fs

@@ -8,6 +8,9 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <sys/statvfs.h>
+#include <time.h>
+
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -54,6 +57,15 @@ rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.siz
 std::string_view view(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
 
 }  // namespace
+
+// Bytes free for unprivileged users on the filesystem holding `path` (UINT64_MAX if unknown).
+uint64_t host_free_bytes(const std::string& path) {
+  struct statvfs st;
+  if (::statvfs(path.c_str(), &st) != 0) return UINT64_MAX;
+  return uint64_t{st.f_bavail} * st.f_frsize;
+}
+
+std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 
 std::string_view family_name(Family f) { return kFamilyNames[static_cast<size_t>(f)]; }
 
@@ -102,6 +114,19 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
                                       ") and stripe data bytes (a multiple of 4096) are required");
     if (options.geometry.size() > kGeometryBytesMax)
       return raidfs::fail(EINVAL, "geometry blob too large");
+  }
+
+  if (exists) {
+    // Opening replays the logs into new tables and writes a new manifest and log: room for all
+    // of it first, so that a full host filesystem is a clear refusal, not a RocksDB abort.
+    uint64_t need = kHostReserveBytes;
+    for (const auto& entry : std::filesystem::directory_iterator(options.path, ec))
+      if (entry.path().extension() == ".log") need += entry.file_size(ec);
+    const uint64_t free_bytes = host_free_bytes(options.path);
+    if (free_bytes < need)
+      return raidfs::fail(ENOSPC, options.path + ": only " + mib(free_bytes) +
+                                      " free on the filesystem holding the metadata; opening it "
+                                      "needs about " + mib(need) + " (free some space there)");
   }
 
   auto impl = std::make_unique<Impl>();
@@ -281,7 +306,22 @@ Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
   return Entry(std::pair{it->key().ToString(), it->value().ToString()});
 }
 
+Result<void> Store::check_host_space() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  int64_t seen = space_checked_s_.load(std::memory_order_relaxed);
+  if (seen != ts.tv_sec &&
+      space_checked_s_.compare_exchange_strong(seen, ts.tv_sec, std::memory_order_relaxed))
+    host_free_bytes_.store(host_free_bytes(path_), std::memory_order_relaxed);
+  const uint64_t free_bytes = host_free_bytes_.load(std::memory_order_relaxed);
+  if (free_bytes >= kHostReserveBytes) return {};
+  return raidfs::fail(ENOSPC, "the filesystem holding the metadata (" + path_ + ") has only " +
+                                  mib(free_bytes) + " free; raidfs keeps " +
+                                  mib(kHostReserveBytes) + " there in reserve");
+}
+
 Result<uint64_t> Store::write(const WriteSet& set, Durability durability) {
+  RAIDFS_CHECK(check_host_space());
   rocksdb::WriteBatch batch(set.bytes() + 24 * set.ops().size() + 64);
   for (const WriteSet::Op& op : set.ops()) {
     rocksdb::Status s = op.is_delete ? batch.Delete(impl_->cf(op.family), slice(op.key))

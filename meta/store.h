@@ -100,7 +100,9 @@ class Store {
   // Opens (or, with create_if_missing, creates) the database at options.path.
   // Errors: ENOENT no database there (and not asked to create); EINVAL the database belongs to
   // another array (different UUID) or the options are invalid; ENOTSUP its format is newer than
-  // this program's; EIO RocksDB failed or the super record is corrupt.
+  // this program's; ENOSPC the filesystem holding it has too little room to open it (the
+  // reserve below plus its logs, which opening replays into tables); EIO RocksDB failed or the
+  // super record is corrupt.
   static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
   ~Store();
   Store(const Store&) = delete;
@@ -123,8 +125,11 @@ class Store {
       Family f, std::string_view key, std::string_view lower) const;
 
   // Applies `set` atomically. Returns a sequence number to pass to sync(). EIO on failure
-  // (nothing of the set applied).
+  // (nothing of the set applied); ENOSPC, before anything is tried, when the filesystem holding
+  // the database has less than kHostReserveBytes free (RocksDB, once a write of its log has
+  // failed, may abort the process on the next one: it must never get that far).
   Result<uint64_t> write(const WriteSet& set, Durability durability);
+  static constexpr uint64_t kHostReserveBytes = uint64_t{32} << 20;
 
   // Makes every write whose sequence is ≤ seq durable (group commit, see above). EIO on failure.
   Result<void> sync(uint64_t seq);
@@ -138,12 +143,16 @@ class Store {
   struct Impl;
   Store() = default;
   void load_group(Family f, std::string_view prefix) const;
+  // ENOSPC when the host filesystem is under the reserve; looked at once a second at most.
+  Result<void> check_host_space();
 
   std::unique_ptr<Impl> impl_;
   Super super_;
   std::string path_;
   std::atomic<uint64_t> synced_seq_{0};
   std::atomic<uint64_t> writes_{0};
+  std::atomic<int64_t> space_checked_s_{-1};  // monotonic second of the last look
+  std::atomic<uint64_t> host_free_bytes_{UINT64_MAX};
 };
 
 }  // namespace raidfs::meta

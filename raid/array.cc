@@ -41,6 +41,12 @@ std::vector<std::string> Array::warnings() const {
   return warnings_;
 }
 
+MemberErrors Array::member_errors(uint32_t member) const {
+  if (member >= geometry_.member_count()) return {};
+  const ErrorCounters& c = errors_[member];
+  return {c.read.load(), c.write.load(), c.checksum.load()};
+}
+
 void Array::mark_failed(uint32_t member, const std::string& reason) {
   if (member >= geometry_.member_count()) return;
   // The state changes under the lock and stays locked until it is on the members, so a writer
@@ -77,11 +83,22 @@ Result<void> Array::execute(IoChannel& channel) {
     if (r.ok()) continue;
     const int error = r.result < 0 ? -r.result : EIO;
     const char* op = r.op == IoOp::kRead ? "read" : r.op == IoOp::kWrite ? "write" : "flush";
-    if (is_device_error(error))
+    ++(r.op == IoOp::kRead ? errors_[r.member].read : errors_[r.member].write);
+    if (is_device_error(error)) {
       mark_failed(r.member, std::string(op) + " error: " + std::strerror(error));
-    else if (outcome)  // not the member's fault: report it, keep the member
-      outcome = fail(error, "member " + std::to_string(r.member) + " (" + paths_[r.member] + "): " + op + ": " +
-                                std::strerror(error));
+      continue;
+    }
+    // Not the member's fault (the host filesystem under an image is full, a request the kernel
+    // refused): the member stays, the caller gets the error, and the user hears of it once.
+    const std::string what = "member " + std::to_string(r.member) + " (" + paths_[r.member] + "): " + op +
+                             " refused: " + std::strerror(error);
+    if (outcome) outcome = fail(error, what);
+    std::lock_guard lock(superblock_mutex_);
+    const std::pair<uint32_t, int> key{r.member, error};
+    if (std::find(refusals_warned_.begin(), refusals_warned_.end(), key) == refusals_warned_.end()) {
+      refusals_warned_.push_back(key);
+      warnings_.push_back(what + (error == ENOSPC ? " (is the filesystem holding it full?)" : ""));
+    }
   }
   return outcome;
 }
@@ -208,6 +225,7 @@ Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
       if (!block_matches({ref.stripe, ref.generation, b}, data, ref.block_crcs[b])) {
         flags[i] = kBlockCorrupt;
         report.corrupt_blocks.push_back(b);
+        ++errors_[geometry_.locate(ref.stripe, b / blocks_per_chunk, 0).member].checksum;
       }
     }
   }

@@ -116,6 +116,15 @@ struct ReadRequest {
   bool force_reconstruct = false;  // rebuild every block from the other members (scrub, tests)
 };
 
+// Errors seen on one member since the array was opened, as `zpool status` counts them: I/O
+// requests that failed (reads; writes and flushes), and blocks read from it that failed their
+// checksum.
+struct MemberErrors {
+  uint64_t read = 0;
+  uint64_t write = 0;
+  uint64_t checksum = 0;
+};
+
 struct ReadReport {
   uint32_t reconstructed_blocks = 0;
   // Blocks of the request (index within the stripe's data) that were read but failed their
@@ -155,8 +164,10 @@ class Array {
   MemberState member_state(uint32_t member) const { return states_[member].load(); }
   const std::string& member_path(uint32_t member) const { return paths_[member]; }
   uint32_t unavailable_count() const;
-  // Things worth telling the user (a backup superblock used, a member missing or failed ...).
+  // Things worth telling the user (a backup superblock used, a member missing or failed, a
+  // member refusing writes ...).
   std::vector<std::string> warnings() const;
+  MemberErrors member_errors(uint32_t member) const;
 
   // A MemberIo on a fresh io_uring over this array's members, for the calling thread.
   Result<std::unique_ptr<MemberIo>> make_member_io(unsigned queue_depth = 128) const;
@@ -223,9 +234,14 @@ class Array {
   std::vector<uint64_t> member_bytes_;  // each member's size as formatted (locates its backup)
   std::vector<bool> volatile_cache_;    // member needs a flush for durability
   std::array<std::atomic<MemberState>, kMembersMax> states_{};
+  struct ErrorCounters {
+    std::atomic<uint64_t> read{0}, write{0}, checksum{0};
+  };
+  std::array<ErrorCounters, kMembersMax> errors_{};
   // Guards superblock_.sequence/member_states and warnings_; taken only off the I/O fast path.
   mutable std::mutex superblock_mutex_;
   std::vector<std::string> warnings_;
+  std::vector<std::pair<uint32_t, int>> refusals_warned_;  // (member, errno) already in warnings_
 };
 
 }  // namespace raidfs

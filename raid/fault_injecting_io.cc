@@ -7,6 +7,15 @@ void FaultInjectingIo::fail_member(uint32_t member, int error) {
   member_error_[member] = error;
 }
 
+void FaultInjectingIo::fail_writes(uint32_t member, int error, uint64_t after) {
+  if (write_error_.size() <= member) {
+    write_error_.resize(member + 1, 0);
+    writes_before_error_.resize(member + 1, 0);
+  }
+  write_error_[member] = error;
+  writes_before_error_[member] = after;
+}
+
 void FaultInjectingIo::execute(std::span<IoRequest> batch) {
   passed_.clear();
   origin_.clear();
@@ -15,6 +24,13 @@ void FaultInjectingIo::execute(std::span<IoRequest> batch) {
     if (r.member < member_error_.size() && member_error_[r.member] != 0) {
       r.result = -member_error_[r.member];
       continue;
+    }
+    if (r.op == IoOp::kWrite && r.member < write_error_.size() && write_error_[r.member] != 0) {
+      if (writes_before_error_[r.member] == 0) {
+        r.result = -write_error_[r.member];
+        continue;
+      }
+      --writes_before_error_[r.member];
     }
     if (r.op == IoOp::kWrite && dropping_) {
       if (writes_left_ == 0) {

@@ -18,6 +18,10 @@ class FaultInjectingIo final : public MemberIo {
 
   // Every later request to `member` completes with -error (0 restores the member).
   void fail_member(uint32_t member, int error);
+  // Writes to `member` complete with -error once `after` more of them have gone through; reads
+  // and flushes pass (a medium that refuses writes: ENOSPC under an image file, a read-only
+  // device). error 0 restores it.
+  void fail_writes(uint32_t member, int error, uint64_t after = 0);
   // After `count` more writes reach the members, further writes report success but are dropped.
   void drop_writes_after(uint64_t count) { writes_left_ = count; dropping_ = true; }
 
@@ -31,6 +35,8 @@ class FaultInjectingIo final : public MemberIo {
  private:
   MemberIo& inner_;
   std::vector<int> member_error_;
+  std::vector<int> write_error_;
+  std::vector<uint64_t> writes_before_error_;
   bool dropping_ = false;
   uint64_t writes_left_ = 0;
   uint64_t dropped_ = 0;
