@@ -424,12 +424,18 @@ Result<meta::Inode> StripeWriter::set_size(uint64_t ino, const meta::SetAttr& at
 
 Result<void> StripeWriter::punch_hole(uint64_t ino, uint64_t offset, uint64_t length) {
   std::lock_guard lock(mu_);
+  // Pending data may be all that gives the file its size (it is not committed yet): the punch
+  // keeps that size, or punching the tail of a fresh file would shrink it.
+  uint64_t pending_size = 0;
   {
     std::lock_guard pending_lock(pending_mu_);
-    if (auto it = pending_.find(ino); it != pending_.end())
+    if (auto it = pending_.find(ino); it != pending_.end() && !it->second.extents.empty()) {
+      const auto& [last, p] = *it->second.extents.rbegin();
+      pending_size = last + p.length;
       carve(it->second.extents, offset, offset + length);
+    }
   }
-  return meta_.punch_hole(ino, offset, length);
+  return meta_.punch_hole(ino, offset, length, pending_size);
 }
 
 void StripeWriter::forget(uint64_t ino) {

@@ -310,8 +310,8 @@ Result<void> FsMeta::apply_file_extents(Txn& txn, Inode inode, const FileExtents
 }
 
 Result<void> FsMeta::punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
-                                Durability durability) {
-  if (length == 0) return {};
+                                uint64_t min_size, Durability durability) {
+  if (length == 0 && min_size == 0) return {};
   if (offset + length < offset) return fail(EINVAL, "hole range overflows");
   std::unique_lock lock(mu_);
   Txn txn(*store_);
@@ -321,6 +321,7 @@ Result<void> FsMeta::punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
   RAIDFS_CHECK(replace_extents(txn, ino, offset, offset + length, {}));
   RAIDFS_CHECK(apply_live_deltas(txn));
   inode.mtime_ns = inode.ctime_ns = now_ns();
+  inode.size = std::max(inode.size, min_size);
   txn.put_inode(inode);
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();

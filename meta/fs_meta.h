@@ -216,9 +216,11 @@ class FsMeta {
   // once (EINVAL otherwise); a missing inode is skipped when its entry says so, else ENOENT.
   Result<void> commit_files(std::span<const FileExtents> files, std::span<const Stripe> stripes,
                             Durability durability = Durability::kNone);
-  // Unmaps file bytes [offset, offset + length) (they read as zeros; the size is unchanged),
-  // releasing the blocks they referenced. ENOENT; EISDIR/EINVAL not a regular file.
-  Result<void> punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
+  // Unmaps file bytes [offset, offset + length) (they read as zeros; the size is unchanged, or
+  // raised to `min_size`: the size a caller's uncommitted data gave the file, which the punch
+  // may have dropped), releasing the blocks they referenced. ENOENT; EISDIR/EINVAL not a
+  // regular file.
+  Result<void> punch_hole(uint64_t ino, uint64_t offset, uint64_t length, uint64_t min_size = 0,
                           Durability durability = Durability::kNone);
   // The mapping of [offset, offset + length) clipped at the file size: holes and extents in file
   // order, at most kMappingsMax segments (continue from the end of the last one: a call that stops
