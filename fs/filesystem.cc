@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "fs/commit_timer.h"
 #include "fs/open_files.h"
 #include "fs/stripe_writer.h"
 #include "raid/checksum.h"
@@ -60,7 +61,10 @@ Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMet
       open_files_(std::make_unique<OpenFiles>()),
       writer_(std::make_unique<StripeWriter>(*array_, *meta_, stripe_reuse_)) {}
 
-Filesystem::~Filesystem() = default;
+Filesystem::~Filesystem() {
+  commit_timer_.reset();
+  timer_ctx_.reset();
+}
 
 Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> array,
                                                      std::unique_ptr<meta::FsMeta> meta,
@@ -76,8 +80,29 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> arra
   if (!options.read_only) {
     RAIDFS_TRY(auto ctx, fs->make_io_context());
     RAIDFS_CHECK(fs->seal_leftover_open_stripes(*ctx));
+    if (options.commit_interval_ms > 0) {
+      Filesystem* self = fs.get();
+      fs->commit_timer_ = std::make_unique<CommitTimer>(
+          std::chrono::milliseconds(options.commit_interval_ms), [self] { self->commit_by_time(); });
+    }
   }
   return fs;
+}
+
+void Filesystem::commit_by_time() {
+  if (!timer_ctx_) {  // made on the timer's thread: an io_uring is used by the thread that made it
+    auto made = make_io_context();
+    if (!made) {
+      RAIDFS_LOG(kError, "commit timer: %s", made.error().message.c_str());
+      return;
+    }
+    timer_ctx_ = std::move(*made);
+  }
+  (void)writer_->flush(*timer_ctx_, 0);  // a failure is logged by the writer; the data stays pending
+  meta::Store& store = meta_->store();
+  if (store.synced_sequence() >= store.latest_sequence()) return;
+  if (auto synced = sync_metadata(); !synced)
+    RAIDFS_LOG(kError, "commit timer: %s", synced.error().message.c_str());
 }
 
 Result<std::unique_ptr<IoContext>> Filesystem::make_io_context() const {
@@ -282,11 +307,20 @@ Result<void> Filesystem::rmdir(uint64_t parent, std::string_view name) {
   return meta_->rmdir(parent, name);
 }
 
-Result<void> Filesystem::rename(uint64_t old_parent, std::string_view old_name,
+Result<void> Filesystem::rename(IoContext& ctx, uint64_t old_parent, std::string_view old_name,
                                 uint64_t new_parent, std::string_view new_name, unsigned flags) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
   bool target_open = false;
-  if (auto target = meta_->lookup(new_parent, new_name)) target_open = open_files_->is_open(target->ino);
+  if (auto target = meta_->lookup(new_parent, new_name)) {
+    target_open = open_files_->is_open(target->ino);
+    // Replace-by-rename: the moved file's data reaches the metadata before the new name does
+    // (both go through the one metadata log, in order), so a crash never shows the name over
+    // data that was never committed. An exchange moves the target too.
+    RAIDFS_TRY(meta::Inode source, meta_->lookup(old_parent, old_name));
+    if (is_reg(source)) RAIDFS_CHECK(writer_->flush(ctx, source.ino));
+    if ((flags & meta::kRenameExchange) && is_reg(*target))
+      RAIDFS_CHECK(writer_->flush(ctx, target->ino));
+  }
   RAIDFS_TRY(auto replaced,
              meta_->rename(old_parent, old_name, new_parent, new_name, flags, target_open));
   if (replaced && replaced->removed) writer_->forget(replaced->ino);

@@ -14,8 +14,9 @@
 //
 // Durability (see docs/commit-protocol.md): namespace operations commit to the metadata WAL at
 // once (they survive a daemon crash); data is accepted into an open stripe in memory and
-// committed when the stripe fills, on fsync, and at unmount. fsync(ino) makes that file's data
-// and every metadata change before it durable against a power cut.
+// committed when the stripe fills, on fsync, by the commit timer (FilesystemOptions), and at
+// unmount; a rename over an existing file first commits the source's pending data. fsync(ino)
+// makes that file's data and every metadata change before it durable against a power cut.
 #pragma once
 
 #include <atomic>
@@ -36,6 +37,7 @@ namespace raidfs::fs {
 
 class StripeWriter;
 class OpenFiles;
+class CommitTimer;
 
 // Who asks: the credentials of the calling process (new inodes get its uid and gid).
 struct Caller {
@@ -64,6 +66,9 @@ class IoContext {
 
 struct FilesystemOptions {
   bool read_only = false;
+  // Data nobody fsyncs, and the metadata log, are made durable at most this long after they were
+  // written (CommitTimer; mount.raidfs's default is 5 s). 0: only by fsync, seals and unmount.
+  unsigned commit_interval_ms = 0;
 };
 
 // Whether a write sets the file's mtime and ctime. With the kernel's writeback cache the kernel
@@ -130,8 +135,11 @@ class Filesystem {
                               const Caller& caller);
   Result<void> unlink(uint64_t parent, std::string_view name);
   Result<void> rmdir(uint64_t parent, std::string_view name);
-  Result<void> rename(uint64_t old_parent, std::string_view old_name, uint64_t new_parent,
-                      std::string_view new_name, unsigned flags);
+  // A rename that replaces a file (or exchanges two) first commits the pending data of the
+  // files it moves (ext4's auto_da_alloc): after a crash the target holds the old or the new
+  // content, never the new name over data that was never committed.
+  Result<void> rename(IoContext& ctx, uint64_t old_parent, std::string_view old_name,
+                      uint64_t new_parent, std::string_view new_name, unsigned flags);
   Result<meta::Inode> link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
   Result<meta::ReaddirBatch> readdir(uint64_t dir, uint64_t after_cookie, size_t max_entries) const;
 
@@ -178,6 +186,8 @@ class Filesystem {
   Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMeta> meta,
              const FilesystemOptions& options);
   Result<void> seal_leftover_open_stripes(IoContext& ctx);
+  // The commit timer's work: pending data committed, the metadata log synced. Logs failures.
+  void commit_by_time();
   meta::Inode with_pending_size(meta::Inode inode) const;
   // File bytes [begin, end) as committed (holes and past the committed size read as zeros).
   Result<void> read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
@@ -203,6 +213,8 @@ class Filesystem {
   mutable struct Counters {
     std::atomic<uint64_t> reconstructed{0}, corrupt{0}, healed{0}, unreadable{0}, copied_read{0};
   } counters_;
+  std::unique_ptr<IoContext> timer_ctx_;       // the commit timer's, made on its thread
+  std::unique_ptr<CommitTimer> commit_timer_;  // last: stopped first, while the rest stands
 };
 
 }  // namespace raidfs::fs

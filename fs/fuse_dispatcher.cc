@@ -236,7 +236,7 @@ struct RequestDispatcher::Call {
     auto reader = payload();
     RAIDFS_TRY(const std::string_view old_name, reader.name());
     RAIDFS_TRY(const std::string_view new_name, reader.name());
-    return fs().rename(nodeid(), old_name, new_dir, new_name, flags);
+    return fs().rename(ctx, nodeid(), old_name, new_dir, new_name, flags);
   }
   Result<void> link() {
     RAIDFS_TRY(const fuse_link_in in, read_struct<fuse_link_in>(req.op));

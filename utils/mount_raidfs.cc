@@ -39,10 +39,13 @@
 #include "fs/fuse_dispatcher.h"
 #include "fs/fuse_mount.h"
 #include "fs/uring_transport.h"
+#include "utils/mount_options.h"
 
 namespace {
 
 using namespace raidfs;
+using utils::absolute_if_exists;
+using utils::split;
 using namespace std::chrono_literals;
 
 constexpr int kExitError = 1;
@@ -52,106 +55,10 @@ constexpr auto kBusyRetryTime = 10s;  // an earlier daemon may still be writing 
 struct Settings {
   std::string spec;        // absolute where it names existing paths
   std::string mountpoint;  // absolute
-  std::vector<std::string> fuse_options;
-  std::vector<std::string> members;  // members=: overrides the spec's member list
-  bool read_only = false;
   bool foreground = false;
   bool debug = false;
-  unsigned threads = fs::ClassicTransport::kThreadsDefault;
-  bool uring = true;  // transport=uring (the default) or classic
-  unsigned uring_entries = 0;  // UringTransport::default_entries()
-  unsigned uring_threads = fs::UringTransport::kThreadsPerQueueDefault;
-  fs::DispatcherOptions dispatcher;
+  utils::MountOptions o;
 };
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  for (std::string part; std::getline(ss, part, separator);) out.push_back(part);
-  return out;
-}
-
-// Paths that exist are made absolute: the daemon moves to / once everything is open.
-std::string absolute_if_exists(const std::string& path) {
-  std::error_code ec;
-  if (path.empty() || ::access(path.c_str(), F_OK) != 0) return path;
-  auto abs = std::filesystem::absolute(path, ec);
-  return ec ? path : abs.lexically_normal().string();
-}
-
-Result<double> parse_seconds(const std::string& key, const std::string& value) {
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(value.c_str(), &end);
-  if (value.empty() || *end != '\0' || errno != 0 || !std::isfinite(v) || v < 0)
-    return fail(EINVAL, key + "=" + value + ": not a number of seconds");
-  return v;
-}
-
-// mount(8) options that only mean something to mount(8) or fstab, not to a FUSE filesystem.
-bool dropped_option(const std::string& key) {
-  static const char* const kDropped[] = {"defaults", "auto",  "noauto", "user",    "users",
-                                         "nouser",   "owner", "group",  "_netdev", "nofail",
-                                         "comment",  "loop",  "sw",     "helper"};
-  for (const char* d : kDropped)
-    if (key == d) return true;
-  return key.starts_with("x-");
-}
-
-// One -o option: raidfs's own are taken here, mount(8)-only ones dropped, the rest go to FUSE.
-Result<void> apply_option(const std::string& option, Settings& s) {
-  const size_t eq = option.find('=');
-  const std::string key = option.substr(0, eq);
-  const std::string value = eq == std::string::npos ? "" : option.substr(eq + 1);
-  const bool has_value = eq != std::string::npos;
-  if (key == "members") {
-    if (!has_value || value.empty()) return fail(EINVAL, "members= needs PATH:PATH:...");
-    s.members.clear();
-    for (const std::string& p : split(value, ':')) {
-      if (p.empty()) return fail(EINVAL, "members=" + value + ": empty path");
-      s.members.push_back(absolute_if_exists(p));
-    }
-  } else if (key == "transport") {
-    if (value != "uring" && value != "classic")
-      return fail(EINVAL, "transport=" + value + ": expected classic or uring");
-    s.uring = value == "uring";
-  } else if (key == "uring_entries") {
-    char* end = nullptr;
-    const unsigned long n = std::strtoul(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0' || n < 1 || n > fs::UringTransport::kEntriesMax)
-      return fail(EINVAL, "uring_entries=" + value + ": expected 1 to " +
-                              std::to_string(fs::UringTransport::kEntriesMax));
-    s.uring_entries = static_cast<unsigned>(n);
-  } else if (key == "uring_threads") {
-    char* end = nullptr;
-    const unsigned long n = std::strtoul(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0' || n < 1 || n > fs::UringTransport::kThreadsPerQueueMax)
-      return fail(EINVAL, "uring_threads=" + value + ": expected 1 to " +
-                              std::to_string(fs::UringTransport::kThreadsPerQueueMax));
-    s.uring_threads = static_cast<unsigned>(n);
-  } else if (key == "threads") {
-    char* end = nullptr;
-    const unsigned long n = std::strtoul(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0' || n < 1 || n > fs::ClassicTransport::kThreadsMax)
-      return fail(EINVAL, "threads=" + value + ": expected 1 to " +
-                              std::to_string(fs::ClassicTransport::kThreadsMax));
-    s.threads = static_cast<unsigned>(n);
-  } else if (option == "writeback_cache") {
-    s.dispatcher.writeback_cache = true;
-  } else if (option == "no_writeback_cache") {
-    s.dispatcher.writeback_cache = false;
-  } else if (key == "attr_timeout" || key == "entry_timeout") {
-    RAIDFS_TRY(const double v, parse_seconds(key, value));
-    (key == "attr_timeout" ? s.dispatcher.attr_timeout : s.dispatcher.entry_timeout) = v;
-  } else if (dropped_option(key)) {
-    // mount(8)'s business
-  } else {
-    if (option == "ro") s.read_only = true;
-    if (option == "rw") s.read_only = false;
-    s.fuse_options.push_back(option);
-  }
-  return {};
-}
 
 // Blocks SIGTERM, SIGINT and SIGHUP in every thread (this one and all made after) and waits for
 // them on a thread of its own, which unmounts: the transport's workers then see the connection
@@ -278,11 +185,11 @@ int serve(const Settings& s, Reporter& reporter) {
 
   // A member still held by an earlier daemon finishing its unmount (EBUSY) frees up shortly.
   const auto deadline = std::chrono::steady_clock::now() + kBusyRetryTime;
-  Result<fs::OpenedArray> opened = fs::open_array(s.spec, s.members, s.read_only);
+  Result<fs::OpenedArray> opened = fs::open_array(s.spec, s.o.members, s.o.read_only);
   while (!opened && opened.error().code == EBUSY && std::chrono::steady_clock::now() < deadline &&
          !signals.signalled()) {
     std::this_thread::sleep_for(200ms);
-    opened = fs::open_array(s.spec, s.members, s.read_only);
+    opened = fs::open_array(s.spec, s.o.members, s.o.read_only);
   }
   if (!opened) return reporter.error(opened.error().message);
   for (const std::string& w : opened->warnings) {
@@ -291,7 +198,8 @@ int serve(const Settings& s, Reporter& reporter) {
   }
 
   fs::FilesystemOptions fo;
-  fo.read_only = s.read_only;
+  fo.read_only = s.o.read_only;
+  fo.commit_interval_ms = s.o.commit_interval_s * 1000;
   auto filesystem = fs::Filesystem::open(std::move(opened->array), std::move(opened->meta), fo);
   if (!filesystem) return reporter.error(filesystem.error().message);
   if (signals.signalled()) return reporter.error("interrupted before mounting");
@@ -299,15 +207,15 @@ int serve(const Settings& s, Reporter& reporter) {
   // The io_uring queues are made before the mount: INIT asks for FUSE_OVER_IO_URING only if
   // they exist, because once the kernel grants it, it holds every request back until the rings
   // register — a daemon that asked and then could not would hang its users.
-  fs::RequestDispatcher dispatcher(**filesystem, s.dispatcher);
+  fs::RequestDispatcher dispatcher(**filesystem, s.o.dispatcher);
   TransportChoice choice;
   std::unique_ptr<fs::UringTransport> uring;
-  if (s.uring) {
+  if (s.o.uring) {
     Result<void> ready = fs::enable_fuse_over_io_uring();
     if (ready) {
       fs::UringOptions uo;
-      uo.threads_per_queue = s.uring_threads;
-      uo.entries_per_ring = s.uring_entries;
+      uo.threads_per_queue = s.o.uring_threads;
+      uo.entries_per_ring = s.o.uring_entries;
       uo.max_write = dispatcher.options().max_write;
       uring = std::make_unique<fs::UringTransport>(**filesystem, dispatcher, uo);
       ready = uring->prepare();
@@ -319,16 +227,16 @@ int serve(const Settings& s, Reporter& reporter) {
   }
   dispatcher.set_over_io_uring(uring != nullptr);
 
-  auto mount = fs::FuseMount::mount(s.mountpoint, s.fuse_options, s.debug);
+  auto mount = fs::FuseMount::mount(s.mountpoint, s.o.fuse_options, s.debug);
   if (!mount) return reporter.error(mount.error().message);
   const int fuse_fd = (*mount)->fd();
   // With io_uring, one /dev/fuse worker carries INIT, FORGET and INTERRUPT; the full count
   // serves if the kernel keeps everything on /dev/fuse.
-  fs::ClassicTransport transport(**filesystem, dispatcher, fuse_fd, uring ? 1 : s.threads);
+  fs::ClassicTransport transport(**filesystem, dispatcher, fuse_fd, uring ? 1 : s.o.threads);
   if (uring) {
     uring->set_on_refused([&](const Error& e) {
       choice.fall_back(e.message);
-      transport.grow(s.threads);
+      transport.grow(s.o.threads);
     });
     transport.set_after_init([&] {
       if (dispatcher.connection().over_io_uring()) {
@@ -338,7 +246,7 @@ int serve(const Settings& s, Reporter& reporter) {
       }
       uring->abandon();
       choice.fall_back("the kernel did not grant FUSE_OVER_IO_URING at INIT");
-      transport.grow(s.threads);
+      transport.grow(s.o.threads);
     });
   }
   dispatcher.set_transport_status([&] {
@@ -358,10 +266,10 @@ int serve(const Settings& s, Reporter& reporter) {
     RAIDFS_LOG(kInfo, "mounted %s on %s (io_uring: %u queues x %u threads x %u entries%s)",
                s.spec.c_str(), s.mountpoint.c_str(), uring->queue_count(),
                uring->threads_per_queue(), uring->entries_per_ring(),
-               s.read_only ? ", read-only" : "");
+               s.o.read_only ? ", read-only" : "");
   } else {
     RAIDFS_LOG(kInfo, "mounted %s on %s (classic /dev/fuse: %u threads%s)", s.spec.c_str(),
-               s.mountpoint.c_str(), s.threads, s.read_only ? ", read-only" : "");
+               s.mountpoint.c_str(), s.o.threads, s.o.read_only ? ", read-only" : "");
   }
 
   const Result<void> served = transport.run();
@@ -451,13 +359,13 @@ int main(int argc, char** argv) {
                  "mount options, comma-separated: FUSE/mount ones (ro, allow_other, noatime ...) "
                  "and raidfs ones: members=PATH:PATH:..., transport=uring|classic, "
                  "uring_threads=N, uring_entries=N, threads=N, writeback_cache, "
-                 "no_writeback_cache, attr_timeout=SECONDS, entry_timeout=SECONDS")
+                 "no_writeback_cache, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS")
       ->expected(1)
       ->allow_extra_args(false)
       ->take_all();
   app.add_flag("-f,--foreground", s.foreground, "stay in the foreground (do not detach)");
   app.add_flag("-d,--debug", s.debug, "log every request (implies -f)");
-  app.add_option("--threads", s.threads,
+  app.add_option("--threads", s.o.threads,
                  "classic /dev/fuse worker threads (with io_uring: used only if it falls back)")
       ->capture_default_str()
       ->check(CLI::Range(1u, fs::ClassicTransport::kThreadsMax));
@@ -477,12 +385,9 @@ int main(int argc, char** argv) {
   }
 
   for (const std::string& arg : option_args) {
-    for (const std::string& option : split(arg, ',')) {
-      if (option.empty()) continue;
-      if (auto r = apply_option(option, s); !r) {
-        std::fprintf(stderr, "mount.raidfs: %s (see --help)\n", r.error().message.c_str());
-        return kExitUsage;
-      }
+    if (auto r = s.o.parse(arg); !r) {
+      std::fprintf(stderr, "mount.raidfs: %s (see --help)\n", r.error().message.c_str());
+      return kExitUsage;
     }
   }
   // Paths become absolute: the daemon leaves its working directory once everything is open.
@@ -498,13 +403,13 @@ int main(int argc, char** argv) {
   }
   s.mountpoint = resolved;
   bool has_fsname = false;
-  for (const std::string& o : s.fuse_options) has_fsname |= o.starts_with("fsname=");
-  if (!has_fsname) s.fuse_options.push_back("fsname=" + s.spec);
+  for (const std::string& o : s.o.fuse_options) has_fsname |= o.starts_with("fsname=");
+  if (!has_fsname) s.o.fuse_options.push_back("fsname=" + s.spec);
   // Root mounts are system mounts: every user may use them, the kernel checking permissions.
   bool has_allow = false;
-  for (const std::string& o : s.fuse_options) has_allow |= o == "allow_other" || o == "allow_root";
-  if (::geteuid() == 0 && !has_allow) s.fuse_options.push_back("allow_other");
-  if (auto r = fs::FuseMount::check_options(s.fuse_options); !r) {
+  for (const std::string& o : s.o.fuse_options) has_allow |= o == "allow_other" || o == "allow_root";
+  if (::geteuid() == 0 && !has_allow) s.o.fuse_options.push_back("allow_other");
+  if (auto r = fs::FuseMount::check_options(s.o.fuse_options); !r) {
     std::fprintf(stderr, "mount.raidfs: %s (see --help)\n", r.error().message.c_str());
     return kExitUsage;
   }

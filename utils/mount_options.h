@@ -1,0 +1,54 @@
+// MountOptions: what mount.raidfs was asked to do, from its -o options.
+//
+// mount(8) hands a helper one comma-separated -o list mixing its own options (defaults, noauto,
+// _netdev, x-*: dropped here), the generic FUSE/VFS ones (ro, allow_other, noatime ...: passed to
+// the FUSE mount) and raidfs's own (taken here):
+//
+//   members=P1:P2:...        member paths overriding the spec's list
+//   transport=uring|classic  FUSE-over-io_uring (default, when the kernel allows it) or /dev/fuse
+//   uring_entries=N, uring_threads=N, threads=N    transport sizing
+//   writeback_cache, no_writeback_cache            the kernel's writeback cache (default on)
+//   attr_timeout=S, entry_timeout=S                kernel caching of attributes and names
+//   commit=S                 data nobody fsyncs is made durable within S seconds (default 5; 0
+//                            means the default, as ext4)
+//
+// parse() takes one -o argument; it may be called for several. Errors: EINVAL naming the option
+// and what it expects (mount.raidfs exits 16 with it). Not thread-safe (one parse at start-up).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "fs/classic_transport.h"
+#include "fs/fuse_dispatcher.h"
+#include "fs/uring_transport.h"
+
+namespace raidfs::utils {
+
+struct MountOptions {
+  std::vector<std::string> fuse_options;  // for the FUSE mount, in the order given
+  std::vector<std::string> members;       // members=: overrides the spec's member list
+  bool read_only = false;
+  bool uring = true;                      // transport=uring (the default) or classic
+  unsigned threads = fs::ClassicTransport::kThreadsDefault;  // classic /dev/fuse workers
+  unsigned uring_entries = 0;             // 0: UringTransport::default_entries()
+  unsigned uring_threads = fs::UringTransport::kThreadsPerQueueDefault;
+  unsigned commit_interval_s = kCommitIntervalDefault;
+  fs::DispatcherOptions dispatcher;
+
+  static constexpr unsigned kCommitIntervalDefault = 5;
+  static constexpr unsigned kCommitIntervalMax = 24 * 3600;
+
+  // Applies the options of one -o argument ("a,b=c,..."); empty items are skipped.
+  Result<void> parse(const std::string& list);
+  // Applies one option.
+  Result<void> apply(const std::string& option);
+};
+
+// "a,b,,c" → {"a", "b", "", "c"}.
+std::vector<std::string> split(const std::string& text, char separator);
+// The path made absolute when it exists (the daemon leaves its working directory), else as is.
+std::string absolute_if_exists(const std::string& path);
+
+}  // namespace raidfs::utils
