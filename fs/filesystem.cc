@@ -48,6 +48,29 @@ const char* state_name(MemberState s) {
   return "unknown";
 }
 
+// The OpenCheck of one removal (unlink, rename over a file, the last release of an orphan):
+// inodes with a handle open are kept, the others claimed — refusing opens — until it ends.
+class RemovalClaim {
+ public:
+  explicit RemovalClaim(OpenFiles& files) : files_(files) {}
+  ~RemovalClaim() {
+    for (uint64_t ino : claimed_) files_.end_removal(ino);
+  }
+  RemovalClaim(const RemovalClaim&) = delete;
+  RemovalClaim& operator=(const RemovalClaim&) = delete;
+  meta::OpenCheck check() {
+    return meta::OpenCheck([this](uint64_t ino) {
+      if (files_.keep_or_claim(ino)) return true;
+      claimed_.push_back(ino);
+      return false;
+    });
+  }
+
+ private:
+  OpenFiles& files_;
+  std::vector<uint64_t> claimed_;
+};
+
 }  // namespace
 
 IoContext::IoContext(std::unique_ptr<MemberIo> io, const Array& array)
@@ -296,8 +319,8 @@ Result<meta::Inode> Filesystem::symlink(uint64_t parent, std::string_view name,
 
 Result<void> Filesystem::unlink(uint64_t parent, std::string_view name) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
-  RAIDFS_TRY(meta::Inode inode, meta_->lookup(parent, name));
-  RAIDFS_TRY(meta::UnlinkResult r, meta_->unlink(parent, name, open_files_->is_open(inode.ino)));
+  RemovalClaim claim(*open_files_);
+  RAIDFS_TRY(meta::UnlinkResult r, meta_->unlink(parent, name, claim.check()));
   if (r.removed) writer_->forget(r.ino);
   return {};
 }
@@ -310,9 +333,7 @@ Result<void> Filesystem::rmdir(uint64_t parent, std::string_view name) {
 Result<void> Filesystem::rename(IoContext& ctx, uint64_t old_parent, std::string_view old_name,
                                 uint64_t new_parent, std::string_view new_name, unsigned flags) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
-  bool target_open = false;
   if (auto target = meta_->lookup(new_parent, new_name)) {
-    target_open = open_files_->is_open(target->ino);
     // Replace-by-rename: the moved file's data reaches the metadata before the new name does
     // (both go through the one metadata log, in order), so a crash never shows the name over
     // data that was never committed. An exchange moves the target too.
@@ -321,8 +342,9 @@ Result<void> Filesystem::rename(IoContext& ctx, uint64_t old_parent, std::string
     if ((flags & meta::kRenameExchange) && is_reg(*target))
       RAIDFS_CHECK(writer_->flush(ctx, target->ino));
   }
+  RemovalClaim claim(*open_files_);
   RAIDFS_TRY(auto replaced,
-             meta_->rename(old_parent, old_name, new_parent, new_name, flags, target_open));
+             meta_->rename(old_parent, old_name, new_parent, new_name, flags, claim.check()));
   if (replaced && replaced->removed) writer_->forget(replaced->ino);
   return {};
 }
@@ -341,13 +363,20 @@ Result<meta::ReaddirBatch> Filesystem::readdir(uint64_t dir, uint64_t after_cook
 // --- open files ------------------------------------------------------------------------------------
 
 Result<meta::Inode> Filesystem::open(uint64_t ino, int flags) {
-  RAIDFS_TRY(meta::Inode inode, getattr(ino));
-  const int access = flags & O_ACCMODE;
-  if (S_ISDIR(inode.mode) && access != O_RDONLY) return fail(EISDIR, "directory opened for writing");
-  if (options_.read_only && (access != O_RDONLY || (flags & O_TRUNC)))
-    return fail(EROFS, "read-only mount");
-  open_files_->open(ino);
-  return inode;
+  // Counted first, then looked up: a removal either sees this handle (and keeps the inode) or
+  // has already claimed or removed it, and then this open fails (open_files.h).
+  if (!open_files_->open(ino)) return fail(ENOENT, "the file is being removed");
+  auto opened = [&]() -> Result<meta::Inode> {
+    RAIDFS_TRY(meta::Inode inode, getattr(ino));
+    const int access = flags & O_ACCMODE;
+    if (S_ISDIR(inode.mode) && access != O_RDONLY)
+      return fail(EISDIR, "directory opened for writing");
+    if (options_.read_only && (access != O_RDONLY || (flags & O_TRUNC)))
+      return fail(EROFS, "read-only mount");
+    return inode;
+  }();
+  if (!opened) (void)release(ino);
+  return opened;
 }
 
 Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode,
@@ -357,17 +386,26 @@ Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, u
   args.mode = (mode & ~S_IFMT) | S_IFREG;
   args.uid = caller.uid;
   args.gid = caller.gid;
-  RAIDFS_TRY(meta::Inode inode, meta_->create(parent, name, args));
-  open_files_->open(inode.ino);
+  // Opened before the commit: an unlink of the new name right after it finds the handle.
+  uint64_t counted = 0;
+  args.opened = [&](uint64_t ino) {
+    open_files_->open(ino);  // a new inode: no removal can have claimed it
+    counted = ino;
+  };
+  auto inode = meta_->create(parent, name, args);
+  if (!inode && counted != 0) open_files_->release(counted);
   return inode;
 }
 
 Result<void> Filesystem::release(uint64_t ino) {
   if (!open_files_->release(ino)) return {};
-  // The last close of an unlinked file (nlink 0: an orphan) removes it.
+  // The last close of an unlinked file (nlink 0: an orphan) removes it — unless it was opened
+  // again meanwhile (through /proc/PID/fd), which the claim finds.
   auto inode = meta_->getattr(ino);
   if (!inode) return inode.error().code == ENOENT ? Result<void>() : std::unexpected(inode.error());
   if (inode->nlink != 0 || S_ISDIR(inode->mode)) return {};
+  RemovalClaim claim(*open_files_);
+  if (claim.check()(ino)) return {};
   writer_->forget(ino);
   return meta_->release(ino);
 }

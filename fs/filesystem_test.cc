@@ -10,7 +10,10 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <atomic>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include "fs/array_spec.h"
 #include "fs/fsck.h"
@@ -431,6 +434,79 @@ TEST_F(FilesystemTest, AnUnlinkedOpenFileWorksUntilItsLastClose) {
   ASSERT_TRUE(fs_->release(a));
   EXPECT_TRUE(fs_->meta().orphans().empty());
   EXPECT_EQ(fs_->getattr(a).error().code, ENOENT);
+}
+
+// Opens race unlinks and renames over the same names (as the kernel sends them: a LOOKUP, then
+// an OPEN of the inode it found). An open either fails with ENOENT (the name was gone first) or
+// gives a handle that keeps working — writes stored, getattr and reads answered — until its
+// release, even when the name is removed meanwhile.
+TEST_F(FilesystemTest, AnOpenRacingUnlinkOrRenameOverNeverLosesItsHandle) {
+  format(4, 1, 16 << 20);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> handles{0}, refused{0};
+  std::vector<std::string> failures;
+  std::mutex failures_mu;
+  auto failed = [&](const std::string& what) {
+    std::lock_guard lock(failures_mu);
+    if (failures.size() < 10) failures.push_back(what);
+  };
+  // Two threads keep replacing "b": a new file renamed over it, or an unlink and a new create.
+  auto replacer = [&](int id) {
+    auto ctx = fs_->make_io_context();
+    ASSERT_TRUE(ctx);
+    for (int i = 0; !stop; ++i) {
+      const std::string tmp = "tmp" + std::to_string(id);
+      auto made = fs_->create(meta::kRootIno, tmp, 0644, {});
+      if (!made) continue;
+      (void)fs_->release(made->ino);
+      if (i % 2 == 0)
+        (void)fs_->rename(**ctx, meta::kRootIno, tmp, meta::kRootIno, "b", 0);
+      else if (fs_->unlink(meta::kRootIno, "b"))
+        (void)fs_->rename(**ctx, meta::kRootIno, tmp, meta::kRootIno, "b", 0);
+    }
+  };
+  // Two threads open whatever "b" is, write a block of their own, and check it through.
+  auto opener = [&](int id) {
+    auto ctx = fs_->make_io_context();
+    ASSERT_TRUE(ctx);
+    const auto block = random_bytes(4096, 50 + id);
+    AlignedBuffer back(8192);
+    while (!stop) {
+      auto found = fs_->lookup(meta::kRootIno, "b");
+      if (!found) continue;
+      auto opened = fs_->open(found->ino, O_RDWR);
+      if (!opened) {
+        if (opened.error().code != ENOENT) failed("open: " + opened.error().message);
+        ++refused;
+        continue;
+      }
+      ++handles;
+      const uint64_t ino = found->ino, at = 4096 * static_cast<uint64_t>(id);
+      auto n = fs_->write(**ctx, ino, at, block);
+      if (!n) failed("write through an open handle: " + n.error().message);
+      if (auto attr = fs_->getattr(ino); !attr)
+        failed("getattr through an open handle: " + attr.error().message);
+      else if (attr->size < at + 4096)
+        failed("size " + std::to_string(attr->size) + " after a write up to " + std::to_string(at + 4096));
+      auto r = fs_->read(**ctx, ino, at, 4096, back.data());
+      if (!r || *r != 4096 || std::memcmp(back.data(), block.data(), 4096) != 0)
+        failed("read through an open handle: " + (r ? std::to_string(*r) + " bytes" : r.error().message));
+      if (auto closed = fs_->release(ino); !closed) failed("release: " + closed.error().message);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) threads.emplace_back(replacer, i);
+  for (int i = 0; i < 2; ++i) threads.emplace_back(opener, i);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  stop = true;
+  for (auto& t : threads) t.join();
+  for (const std::string& f : failures) ADD_FAILURE() << f;
+  EXPECT_GT(handles.load(), 100u) << "the openers got handles";
+  std::printf("%llu handles, %llu opens refused (the name was gone first)\n",
+              static_cast<unsigned long long>(handles.load()),
+              static_cast<unsigned long long>(refused.load()));
+  // Nothing left behind: every orphan was released.
+  EXPECT_TRUE(fs_->meta().orphans().empty());
 }
 
 TEST_F(FilesystemTest, ReadOnlyMountRefusesChanges) {

@@ -1,19 +1,31 @@
 // OpenFiles: how many handles are open on each inode, so that an unlinked file lives until its
 // last close (the metadata keeps it as an orphan meanwhile).
-// Thread-safe.
+//
+// Opens race removals: an OPEN may come for an inode whose last name a concurrent unlink or
+// rename is taking away. The removal asks keep_or_claim() under the metadata's lock right
+// before its commit (meta::OpenCheck): an inode with a handle open is kept (an orphan); one
+// without is claimed, and until end_removal() every open() of it fails, so no handle can appear
+// on an inode that is being destroyed. An open() that comes after the removal finds the inode
+// gone in the metadata (the caller checks, after counting).
+//
+// Thread-safe; the mutex is a leaf (taken under the metadata's lock, never the other way).
 #pragma once
 
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace raidfs::fs {
 
 class OpenFiles {
  public:
-  void open(uint64_t ino) {
+  // Counts a handle. False when a removal has claimed the inode (the open must fail: ENOENT).
+  bool open(uint64_t ino) {
     std::lock_guard lock(mu_);
+    if (claimed_.contains(ino)) return false;
     ++count_[ino];
+    return true;
   }
   // Returns true when this was the last open handle.
   bool release(uint64_t ino) {
@@ -24,6 +36,18 @@ class OpenFiles {
     count_.erase(it);
     return true;
   }
+  // True when a handle is open (keep the inode); otherwise claims it for removal and returns
+  // false. A claimed inode stays claimed until end_removal().
+  bool keep_or_claim(uint64_t ino) {
+    std::lock_guard lock(mu_);
+    if (count_.contains(ino)) return true;
+    claimed_.insert(ino);
+    return false;
+  }
+  void end_removal(uint64_t ino) {
+    std::lock_guard lock(mu_);
+    claimed_.erase(ino);
+  }
   bool is_open(uint64_t ino) const {
     std::lock_guard lock(mu_);
     return count_.contains(ino);
@@ -32,6 +56,7 @@ class OpenFiles {
  private:
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, uint32_t> count_;
+  std::unordered_set<uint64_t> claimed_;
 };
 
 }  // namespace raidfs::fs

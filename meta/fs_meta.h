@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -69,6 +70,25 @@ struct CreateArgs {
   uint32_t gid = 0;
   uint64_t rdev = 0;
   std::string symlink_target;  // symlinks only: 1..4095 bytes
+  // Called with the new inode's number under the metadata's lock, right before the commit: a
+  // caller that counts open handles (fs/open_files.h) counts the creator's here, so that no
+  // unlink can remove the file between its creation and its open. Not called on an error before.
+  std::function<void(uint64_t ino)> opened;
+};
+
+// Whether an inode about to lose its last name is open (it then lives on as an orphan until
+// release()). Asked under the metadata's lock right before the commit, and only then, so that
+// whoever keeps the open count can make the answer and the commit one step (fs/open_files.h: a
+// "no" also refuses new opens until the removal is over). A plain bool is a known answer.
+class OpenCheck {
+ public:
+  OpenCheck(bool open) : known_(open) {}  // NOLINT: a bool is the common case
+  OpenCheck(std::function<bool(uint64_t ino)> ask) : ask_(std::move(ask)) {}  // NOLINT
+  bool operator()(uint64_t ino) const { return ask_ ? ask_(ino) : known_; }
+
+ private:
+  bool known_ = false;
+  std::function<bool(uint64_t ino)> ask_;
 };
 
 struct SetAttr {
@@ -159,7 +179,7 @@ class FsMeta {
                      Durability durability = Durability::kNone);
   // Removes a non-directory's name. `is_open`: whether the inode is still open (then its last
   // unlink orphans it instead of removing it). EISDIR it is a directory; ENOENT; ENOTDIR.
-  Result<UnlinkResult> unlink(uint64_t parent, std::string_view name, bool is_open,
+  Result<UnlinkResult> unlink(uint64_t parent, std::string_view name, const OpenCheck& is_open,
                               Durability durability = Durability::kNone);
   // Removes an empty directory. ENOTDIR not a directory; ENOTEMPTY; ENOENT; EBUSY the root.
   Result<void> rmdir(uint64_t parent, std::string_view name,
@@ -172,7 +192,7 @@ class FsMeta {
   // Renaming a name onto itself, or onto another name of the same inode, does nothing.
   Result<std::optional<UnlinkResult>> rename(uint64_t old_parent, std::string_view old_name,
                                              uint64_t new_parent, std::string_view new_name,
-                                             unsigned flags, bool target_open,
+                                             unsigned flags, const OpenCheck& target_open,
                                              Durability durability = Durability::kNone);
   // Changes attributes; a size change truncates (removing extents beyond it, clipping the one
   // across it) or extends with a hole. Returns the new inode. ENOENT; EISDIR size of a directory;

@@ -27,13 +27,13 @@ namespace {
 using testing::small_array;
 using testing::TempDir;
 
-CreateArgs file_args(uint32_t perms = 0644) { return CreateArgs{S_IFREG | perms, 0, 0, 0, {}}; }
+CreateArgs file_args(uint32_t perms = 0644) { return CreateArgs{S_IFREG | perms, 0, 0, 0, {}, {}}; }
 SetAttr size_attr(uint64_t size) {
   SetAttr a;
   a.size = size;
   return a;
 }
-CreateArgs dir_args() { return CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}}; }
+CreateArgs dir_args() { return CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}, {}}; }
 
 class FsMetaTest : public ::testing::Test {
  protected:
@@ -105,15 +105,15 @@ TEST_F(FsMetaTest, CreateLookupAndErrors) {
   EXPECT_EQ(err(meta_->create(kRootIno, "a/b", file_args())), EINVAL);
   EXPECT_EQ(err(meta_->create(kRootIno, std::string(256, 'n'), file_args())), ENAMETOOLONG);
   EXPECT_TRUE(meta_->create(kRootIno, std::string(255, 'n'), file_args()).has_value());
-  EXPECT_EQ(err(meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 0, 0, 0, {}})), EINVAL);
+  EXPECT_EQ(err(meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 0, 0, 0, {}, {}})), EINVAL);
   EXPECT_EQ(err(meta_->lookup(kRootIno, "zz")), ENOENT);
   EXPECT_EQ(err(meta_->lookup(f, "zz")), ENOTDIR);
 
-  auto link = meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 1, 2, 0, "a/target"});
+  auto link = meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 1, 2, 0, "a/target", {}});
   ASSERT_TRUE(link.has_value());
   EXPECT_EQ(meta_->getattr(link->ino).value().symlink_target, "a/target");
   EXPECT_EQ(link->size, 8u);
-  auto dev = meta_->create(kRootIno, "dev", CreateArgs{S_IFCHR | 0600, 0, 0, 0x0501, {}});
+  auto dev = meta_->create(kRootIno, "dev", CreateArgs{S_IFCHR | 0600, 0, 0, 0x0501, {}, {}});
   ASSERT_TRUE(dev.has_value());
   EXPECT_EQ(meta_->getattr(dev->ino).value().rdev, 0x0501u);
   expect_consistent();

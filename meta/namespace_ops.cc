@@ -60,14 +60,14 @@ Result<void> check_not_below(Txn& txn, uint64_t dir, uint64_t ancestor) {
 }
 
 // Drops one name of non-directory `ino`: orphans it (is_open) or destroys it at nlink 0.
-Result<UnlinkResult> drop_link(Txn& txn, uint64_t ino, bool is_open, int64_t now) {
+Result<UnlinkResult> drop_link(Txn& txn, uint64_t ino, const OpenCheck& is_open, int64_t now) {
   RAIDFS_TRY(Inode inode, txn.load_inode(ino));
   if (inode.nlink == 0) return corrupt("inode " + std::to_string(ino) + ": named but nlink 0");
   UnlinkResult r{ino, --inode.nlink, false, false};
   inode.ctime_ns = now;
   if (inode.nlink > 0) {
     txn.put_inode(inode);
-  } else if (is_open) {
+  } else if (is_open(ino)) {
     txn.put_inode(inode);
     txn.put(Family::kOrphans, orphan_key(ino), encode_orphan());
     r.orphaned = true;
@@ -122,6 +122,7 @@ Result<Inode> FsMeta::create(uint64_t parent, std::string_view name, const Creat
   RAIDFS_TRY(uint64_t cookie, take_cookie(txn, parent));
   txn.put_dirent(parent, name, Dirent{inode.ino, type, cookie});
   RAIDFS_CHECK(touch_dir(txn, parent, now, type == FileType::kDirectory ? 1 : 0));
+  if (args.opened) args.opened(inode.ino);
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();
   RAIDFS_CHECK(finish(seq, durability));
@@ -155,7 +156,7 @@ Result<Inode> FsMeta::link(uint64_t ino, uint64_t new_parent, std::string_view n
   return inode;
 }
 
-Result<UnlinkResult> FsMeta::unlink(uint64_t parent, std::string_view name, bool is_open,
+Result<UnlinkResult> FsMeta::unlink(uint64_t parent, std::string_view name, const OpenCheck& is_open,
                                     Durability durability) {
   RAIDFS_CHECK(check_name(name));
   std::unique_lock lock(mu_);
@@ -197,7 +198,7 @@ Result<void> FsMeta::rmdir(uint64_t parent, std::string_view name, Durability du
 
 Result<std::optional<UnlinkResult>> FsMeta::rename(uint64_t old_parent, std::string_view old_name,
                                                    uint64_t new_parent, std::string_view new_name,
-                                                   unsigned flags, bool target_open,
+                                                   unsigned flags, const OpenCheck& target_open,
                                                    Durability durability) {
   using Out = std::optional<UnlinkResult>;
   if ((flags & ~unsigned{kRenameNoReplace | kRenameExchange}) != 0 ||

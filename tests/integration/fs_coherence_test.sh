@@ -4,7 +4,9 @@
 #   1. buffered reads racing asynchronous O_DIRECT writes (io_uring and libaio-style AIO) of the
 #      same range see the new bytes once the writes have completed (dio_read_race);
 #   2. a 64 KiB file zeroed block by block with fallocate --zero-range (xfs_io fzero's call)
-#      right after it was written keeps its size and reads as zeros, before and after a remount.
+#      right after it was written keeps its size and reads as zeros, before and after a remount;
+#   3. opens racing unlinks and renames over the same name: a descriptor that opened never sees
+#      ENOENT and reads back what it wrote, however often the name is replaced meanwhile.
 #   usage: fs_coherence_test.sh BUILD_DIR DIO_READ_RACE
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -34,4 +36,56 @@ check_zeroed "mounted"
 it_remount "$arr/meta" "$mp"
 check_zeroed "after a remount"
 it_log "a file zeroed block by block keeps its 64 KiB, before and after a remount"
+
+python3 - "$mp" <<'PY' || fail "an open file handle lost its inode to a concurrent unlink or rename"
+import errno, os, sys, threading, time
+mp = sys.argv[1]
+stop = threading.Event()
+problems, counts, lock = [], {"handles": 0, "refused": 0, "replaced": 0}, threading.Lock()
+def replacer(w):
+    i = 0
+    while not stop.is_set():
+        i += 1
+        tmp = f"{mp}/race-tmp{w}"
+        with open(tmp, "wb") as f:
+            f.write(b"r" * 5000)
+        try:
+            if i % 2 == 0:
+                os.unlink(f"{mp}/race")
+            os.rename(tmp, f"{mp}/race")
+            with lock: counts["replaced"] += 1
+        except FileNotFoundError:
+            pass
+def opener(w):
+    block = bytes([w + 1]) * 4096
+    while not stop.is_set():
+        try:
+            fd = os.open(f"{mp}/race", os.O_RDWR)
+        except FileNotFoundError:
+            with lock: counts["refused"] += 1
+            continue
+        try:
+            os.pwrite(fd, block, 8192 * (w + 1))
+            st = os.fstat(fd)
+            back = os.pread(fd, 4096, 8192 * (w + 1))
+            if back != block:
+                raise OSError(0, f"read back {len(back)} bytes, not what was written")
+            if st.st_size < 8192 * (w + 1) + 4096:
+                raise OSError(0, f"size {st.st_size} after a write past it")
+            with lock: counts["handles"] += 1
+        except OSError as e:
+            with lock: problems.append(f"opener {w}: {e}")
+        finally:
+            os.close(fd)
+threads = [threading.Thread(target=replacer, args=(w,)) for w in range(2)]
+threads += [threading.Thread(target=opener, args=(w,)) for w in range(2)]
+for t in threads: t.start()
+time.sleep(4)
+stop.set()
+for t in threads: t.join()
+print(f"{counts['handles']} handles used, {counts['refused']} opens after the name was gone, "
+      f"{counts['replaced']} replacements, {len(problems)} problems")
+for p in problems[:5]: print("   ", p)
+sys.exit(1 if problems or counts["handles"] < 20 else 0)
+PY
 it_umount "$mp"
