@@ -501,7 +501,7 @@ TEST_F(FilesystemTest, AnOpenRacingUnlinkOrRenameOverNeverLosesItsHandle) {
   stop = true;
   for (auto& t : threads) t.join();
   for (const std::string& f : failures) ADD_FAILURE() << f;
-  EXPECT_GT(handles.load(), 100u) << "the openers got handles";
+  EXPECT_GT(handles.load(), 10u) << "the openers got handles";
   std::printf("%llu handles, %llu opens refused (the name was gone first)\n",
               static_cast<unsigned long long>(handles.load()),
               static_cast<unsigned long long>(refused.load()));
