@@ -135,17 +135,32 @@ Result<std::unique_ptr<IoContext>> Filesystem::make_io_context() const {
 
 // --- mount-time recovery ------------------------------------------------------------------------
 
+// A stripe that cannot be sealed (a row with more chunks lost than parity covers) stays open —
+// its parity in the metadata, readable wherever its rows still are — and the mount goes on: only
+// the file ranges on its lost rows answer EIO, and fsck names them.
 Result<void> Filesystem::seal_leftover_open_stripes(IoContext& ctx) {
   const std::vector<uint64_t> open = meta_->open_stripes();
+  size_t sealed_count = 0;
   for (uint64_t id : open) {
-    RAIDFS_TRY(meta::Stripe stripe, meta_->get_stripe(id));
-    if (auto sealed = seal_open_stripe(ctx, stripe); !sealed)
-      return fail_with(sealed.error(), "sealing stripe " + std::to_string(id) +
-                                           " left open by the last mount: ");
+    auto sealed = [&]() -> Result<void> {
+      RAIDFS_TRY(meta::Stripe stripe, meta_->get_stripe(id));
+      return seal_open_stripe(ctx, stripe);
+    }();
+    if (sealed) {
+      ++sealed_count;
+      continue;
+    }
+    const std::string why = "stripe " + std::to_string(id) +
+                            " left open by the last mount cannot be sealed (" +
+                            sealed.error().message +
+                            "); it stays open, reads of its damaged rows fail: run raidfs-fsck";
+    RAIDFS_LOG(kError, "%s", why.c_str());
+    std::lock_guard lock(warnings_mu_);
+    warnings_.push_back(why);
   }
-  if (!open.empty()) {
+  if (sealed_count > 0) {
     RAIDFS_CHECK(sync_metadata());
-    RAIDFS_LOG(kInfo, "sealed %zu stripe(s) left open by the last mount", open.size());
+    RAIDFS_LOG(kInfo, "sealed %zu stripe(s) left open by the last mount", sealed_count);
   }
   return {};
 }
@@ -174,6 +189,11 @@ Result<void> Filesystem::seal_open_stripe(IoContext& ctx, const meta::Stripe& st
 }
 
 // --- status ---------------------------------------------------------------------------------------
+
+std::vector<std::string> Filesystem::warnings() const {
+  std::lock_guard lock(warnings_mu_);
+  return warnings_;
+}
 
 FilesystemStats Filesystem::stats() const {
   const WriterStats w = writer_->stats();
@@ -231,6 +251,7 @@ std::string Filesystem::status_text() const {
   const meta::StoreStats ms = meta_->store().stats();
   out << "metadata_cache: " << ms.cache_hits << " hits, " << ms.cache_misses << " misses\n";
   for (const std::string& w : array_->warnings()) out << "warning: " << w << "\n";
+  for (const std::string& w : warnings()) out << "warning: " << w << "\n";
   return out.str();
 }
 

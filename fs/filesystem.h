@@ -23,6 +23,7 @@
 #include <shared_mutex>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -119,6 +120,9 @@ class Filesystem {
   FilesystemStats stats() const;
   // A human-readable multi-line report: geometry, member states, space, counters, warnings.
   std::string status_text() const;
+  // What the filesystem found worth telling (a stripe that could not be sealed at mount ...);
+  // the array's own warnings are Array::warnings().
+  std::vector<std::string> warnings() const;
 
   // --- namespace ---------------------------------------------------------------------------
   // Inodes returned carry the size a reader would see now (including data not yet committed).
@@ -213,6 +217,8 @@ class Filesystem {
   mutable struct Counters {
     std::atomic<uint64_t> reconstructed{0}, corrupt{0}, healed{0}, unreadable{0}, copied_read{0};
   } counters_;
+  mutable std::mutex warnings_mu_;  // guards warnings_ (a leaf)
+  std::vector<std::string> warnings_;
   std::unique_ptr<IoContext> timer_ctx_;       // the commit timer's, made on its thread
   std::unique_ptr<CommitTimer> commit_timer_;  // last: stopped first, while the rest stands
 };

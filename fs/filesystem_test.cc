@@ -177,6 +177,60 @@ TEST_F(FilesystemTest, AnOpenStripeReadsDegradedThroughItsMetadataParity) {
   EXPECT_GT(fs_->stats().reconstructed_blocks, 0u);
 }
 
+// A stripe a crash left open, with a row beyond repair (a member gone and a block of the same row
+// scribbled, RAID5): the read-write mount still succeeds; only the file ranges on that row answer
+// EIO, the rest of the file and the rest of the array work, and status says what happened.
+TEST_F(FilesystemTest, AnOpenStripeThatCannotBeSealedDoesNotBlockTheMount) {
+  format(4, 1, 16 << 20);
+  const uint64_t a = create("a");
+  auto da = random_bytes(5 * 4096, 15);  // blocks 0-3 in data chunk 0, block 4 in chunk 1 (row 0)
+  write(a, 0, da);
+  ASSERT_TRUE(fs_->fsync(*ctx_, a));
+  auto maps = fs_->meta().map_range(a, 0, da.size());
+  ASSERT_TRUE(maps && !maps->empty());
+  const uint64_t stripe = maps->front().stripe_id;
+  const Geometry g = fs_->array().geometry();
+  const MemberAddress block0 = g.locate(stripe, 0, 0);
+  const uint32_t chunk1_member = g.locate(stripe, 1, 0).member;
+  fs_.reset();  // the daemon dies: the stripe stays open, its parity in the metadata
+  ctx_.reset();
+  int fd = ::open(paths_[block0.member].c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  auto junk = random_bytes(4096, 16);
+  ASSERT_EQ(::pwrite(fd, junk.data(), 4096, static_cast<off_t>(block0.offset)), 4096);
+  ::close(fd);
+  remove_member(chunk1_member);
+  mount();  // read-write
+  EXPECT_EQ(fs_->meta().open_stripes().size(), 1u) << "left open, not sealed with bad data";
+  AlignedBuffer buf(8192);
+  auto lost = fs_->read(*ctx_, a, 0, 4096, buf.data());
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, EIO);
+  std::vector<uint8_t> middle(da.begin() + 4096, da.begin() + 4 * 4096);
+  EXPECT_EQ(read(a, 4096, 3 * 4096), middle) << "rows that can still be read are read";
+  const uint64_t b = create("b");
+  auto db = random_bytes(100000, 17);
+  write(b, 0, db);
+  ASSERT_TRUE(fs_->fsync(*ctx_, b));
+  EXPECT_EQ(read(b, 0, db.size()), db);
+  auto text = fs_->get_xattr(meta::kRootIno, Filesystem::kStatusXattr);
+  ASSERT_TRUE(text);
+  EXPECT_NE(text->find("cannot be sealed"), std::string::npos) << *text;
+  // fsck names the lost blocks (it cannot repair them: the row lost two chunks).
+  fs_.reset();
+  ctx_.reset();
+  std::vector<std::string> lines;
+  FsckOptions fo;
+  fo.output = [&](const std::string& line) { lines.push_back(line); };
+  auto summary = run_fsck(dir_.file("meta"), fo);
+  ASSERT_TRUE(summary) << summary.error().message;
+  EXPECT_GE(summary->blocks_lost, 1u);
+  EXPECT_GT(summary->problems_left, 0u);
+  bool named = false;
+  for (const std::string& line : lines) named |= line.find("/a") != std::string::npos;
+  EXPECT_TRUE(named) << "fsck names the file whose blocks are lost";
+}
+
 TEST_F(FilesystemTest, CorruptBlocksAreRebuiltCountedAndHealed) {
   format(4, 1, 16 << 20);
   const uint64_t a = create("a");
