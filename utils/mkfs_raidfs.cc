@@ -17,6 +17,7 @@
 #include "fs/array_spec.h"
 #include "meta/fs_meta.h"
 #include "raid/array.h"
+#include "utils/size_option.h"
 
 namespace {
 
@@ -41,17 +42,24 @@ std::string human(uint64_t bytes) {
 // Where the metadata will go, checked before any member is touched.
 struct MetadataDir {
   std::string path;      // absolute, normalised
-  bool created = false;  // made by this run (removed again if mkfs fails)
+  std::string created;   // the topmost directory this run made ("": none), removed on failure
   bool replace = false;  // holds an earlier raidfs database, to be removed (-f)
 };
+
+void remove_created(const MetadataDir& dir) {
+  std::error_code ec;
+  if (!dir.created.empty()) stdfs::remove_all(dir.created, ec);
+}
 
 // METADIR must be creatable and writable, and empty — or, with force, hold an earlier database
 // (RocksDB's CURRENT file), which is removed only once the members are formatted.
 Result<MetadataDir> check_metadata_dir(const std::string& dir, bool force) {
   std::error_code ec;
   MetadataDir out;
+  if (dir.empty()) return fail(EINVAL, "-m: an empty path; name a directory for the metadata database");
   stdfs::path path = stdfs::absolute(dir, ec).lexically_normal();
   if (ec) return fail(EINVAL, dir + ": " + ec.message());
+  if (path.has_filename() == false) path = path.parent_path();  // "dir/" is "dir"
   out.path = path.string();
   if (stdfs::exists(path, ec)) {
     if (!stdfs::is_directory(path, ec)) return fail(ENOTDIR, dir + ": exists and is not a directory");
@@ -62,11 +70,21 @@ Result<MetadataDir> check_metadata_dir(const std::string& dir, bool force) {
       out.replace = true;
     }
   } else {
+    stdfs::path top = path;  // the first ancestor that does not exist yet
+    while (top.has_parent_path() && top.parent_path() != top &&
+           !stdfs::exists(top.parent_path(), ec))
+      top = top.parent_path();
     stdfs::create_directories(path, ec);
-    if (ec) return fail(ec.value(), dir + ": cannot create: " + ec.message());
-    out.created = true;
+    if (ec) {
+      stdfs::remove_all(top, ec);
+      return fail(ec.value() ? ec.value() : EIO, dir + ": cannot create: " + ec.message());
+    }
+    out.created = top.string();
   }
-  if (::access(path.c_str(), W_OK) != 0) return fail(EACCES, dir + ": not writable");
+  if (::access(path.c_str(), W_OK) != 0) {
+    remove_created(out);
+    return fail(EACCES, dir + ": not writable");
+  }
   return out;
 }
 
@@ -85,7 +103,7 @@ int main(int argc, char** argv) {
   app.add_option("-p,--parity", parity, "parity chunks per stripe, 1..3 (overrides -l; 3 = triple)")
       ->check(CLI::Range(1, 3));
   app.add_option("-c,--chunk", chunk, "chunk size, a power of two from 4K to 1M")
-      ->capture_default_str()->transform(CLI::AsSizeValue(false));
+      ->capture_default_str()->transform(raidfs::utils::size_option());
   app.add_option("-m,--metadata-dir", metadata_dir, "directory for the metadata database (required)")->required();
   app.add_option("-L,--label", label, "array label (up to 63 bytes)");
   app.add_flag("-f,--force", force, "overwrite members holding raidfs or other data, and an old database");
@@ -120,8 +138,7 @@ int main(int argc, char** argv) {
   fo.metadata_dir = dir->path;
   auto sb = Array::format(members, fo);
   if (!sb) {
-    std::error_code ec;
-    if (dir->created) stdfs::remove_all(dir->path, ec);
+    remove_created(*dir);
     return die(sb.error().message);
   }
   if (dir->replace) {

@@ -16,6 +16,7 @@
 #include "raid/array.h"
 #include "raid/checksum.h"
 #include "utils/progress.h"
+#include "utils/size_option.h"
 
 namespace {
 
@@ -181,9 +182,9 @@ int main(int argc, char** argv) {
   app.add_option("-p,--parity", parity, "parity chunks per stripe: 1 (RAID5), 2 (RAID6), 3")
       ->capture_default_str()->check(CLI::Range(1, 3));
   app.add_option("-c,--chunk", chunk, "chunk size (4K .. 1M, a power of two)")
-      ->capture_default_str()->transform(CLI::AsSizeValue(false));
+      ->capture_default_str()->transform(raidfs::utils::size_option());
   app.add_option("-s,--member-size", member_bytes, "size of each member image")
-      ->capture_default_str()->transform(CLI::AsSizeValue(false));
+      ->capture_default_str()->transform(raidfs::utils::size_option());
   app.add_option("--seed", seed, "seed of the random data")->capture_default_str();
   app.set_version_flag("-V,--version", std::string("raidfs-demo ") + RAIDFS_VERSION);
   CLI11_PARSE(app, argc, argv);

@@ -53,6 +53,12 @@ truncate -s 1M tiny.img
 expect 1 "tiny.img: too small" -- "$mkfs" -f -l 5 -m x m0.img m1.img tiny.img
 expect 1 "missing.img: No such file or directory" -- "$mkfs" -f -l 5 -m x m0.img m1.img missing.img
 expect 1 "not a power of two" -- "$mkfs" -f -c 48K -m x m{0..3}.img
+expect 16 "'-4K' is not a size" -- "$mkfs" -f -c -4K -m x m{0..3}.img
+expect 16 "'4X' is not a size" -- "$mkfs" -f -c 4X -m x m{0..3}.img
+expect 16 "is too large" -- "$mkfs" -f -c 99999999999999999999K -m x m{0..3}.img
+expect 1 "-m: an empty path" -- "$mkfs" -f -m "" m{0..3}.img
+expect 1 "missing.img: No such file or directory" -- "$mkfs" -f -m new/nested/meta m0.img m1.img missing.img m3.img
+[[ ! -e new ]] || { echo "FAIL: a refused mkfs left the directories it created (new/nested)"; failures=$((failures + 1)); }
 expect 1 "cannot create" -- "$mkfs" -f -m /proc/raidfs-no m{0..3}.img
 mkdir -p busy && touch busy/file
 expect 1 "busy: not empty" -- "$mkfs" -f -m busy m{0..3}.img
