@@ -83,21 +83,34 @@ Result<void> write_member_list(const std::string& metadata_dir,
   return {};
 }
 
-Result<OpenedArray> open_array(const std::string& spec,
-                               const std::vector<std::string>& members_override, bool read_only) {
+Result<std::unique_ptr<Array>> open_members(const std::string& spec,
+                                            const std::vector<std::string>& members_override,
+                                            bool record_states, std::string& metadata_dir) {
   std::vector<std::string> paths = members_override;
+  OpenOptions options;
+  options.record_states = record_states;
   if (paths.empty()) {
     RAIDFS_TRY(paths, member_paths(spec));
+    options.from_member_list = is_directory(spec);
   }
   // Members that do not exist are missing members, not an error, while enough remain.
-  OpenedArray out;
-  OpenOptions options;
-  options.record_states = !read_only;
-  RAIDFS_TRY(out.array, Array::open(paths, options));
-  const Superblock sb = out.array->superblock();
-  if (sb.metadata_dir.empty())
+  RAIDFS_TRY(auto array, Array::open(paths, options));
+  metadata_dir = is_directory(spec) ? spec : array->superblock().metadata_dir;
+  if (metadata_dir.empty())
     return fail(EINVAL, "the superblocks name no metadata directory (format with mkfs.raidfs -m)");
+  return array;
+}
 
+Result<OpenedArray> open_array(const std::string& spec,
+                               const std::vector<std::string>& members_override, bool read_only) {
+  OpenedArray out;
+  Superblock sb;
+  {
+    std::string metadata_dir;
+    RAIDFS_TRY(out.array, open_members(spec, members_override, !read_only, metadata_dir));
+    sb = out.array->superblock();
+    sb.metadata_dir = metadata_dir;
+  }
   auto meta = meta::FsMeta::open(metadata_store_options(sb, /*create=*/false));
   if (!meta) return fail_with(meta.error(), sb.metadata_dir + ": ");
   const meta::Super& super = (*meta)->store().super();

@@ -43,6 +43,15 @@ Result<void> check_metadata_geometry(const meta::Super& super, const Superblock&
 Result<void> write_member_list(const std::string& metadata_dir,
                                const std::vector<std::string>& paths);
 
+// The members of the array named by `spec` (from `members_override` when it is not empty),
+// opened as Array::open does (`record_states` as OpenOptions'), and in `metadata_dir` the
+// metadata directory to use with them: `spec` when it is one (its database must then belong to
+// these members), else the one the superblocks record. Paths from a metadata directory's own
+// list count a blank member as missing (OpenOptions::from_member_list).
+Result<std::unique_ptr<Array>> open_members(const std::string& spec,
+                                            const std::vector<std::string>& members_override,
+                                            bool record_states, std::string& metadata_dir);
+
 // Opens the array named by `spec` (members from `members_override` when it is not empty) and the
 // metadata database its superblocks name. Errors name the member or directory concerned: those of
 // Array::open (ENXIO more members missing than the parity count — the message names them) and

@@ -50,10 +50,9 @@ Result<void> check_metadata(meta::Store& store, FsckLog& log) {
   return {};
 }
 
-Result<std::unique_ptr<meta::Store>> open_store(const Array& array) {
-  const Superblock sb = array.superblock();
-  if (sb.metadata_dir.empty())
-    return fail(EINVAL, "the superblocks name no metadata directory (format with mkfs.raidfs -m)");
+Result<std::unique_ptr<meta::Store>> open_store(const Array& array, const std::string& metadata_dir) {
+  Superblock sb = array.superblock();
+  sb.metadata_dir = metadata_dir;
   const meta::StoreOptions so = metadata_store_options(sb, /*create=*/false);
   auto store = meta::Store::open(so);
   if (!store) return fail_with(store.error(), sb.metadata_dir + ": ");
@@ -69,10 +68,9 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
   FsckSummary summary;
   FsckLog log(options, summary);
 
-  RAIDFS_TRY(auto paths, member_paths(spec));
-  OpenOptions open_options;
-  open_options.record_states = options.mode != FsckMode::kCheck;  // -n writes nothing
-  auto opened = Array::open(paths, open_options);
+  std::string metadata_dir;
+  auto opened = open_members(spec, {}, /*record_states=*/options.mode != FsckMode::kCheck,
+                             metadata_dir);  // -n writes nothing
   if (!opened) {
     if (opened.error().code == EBUSY)
       return fail(
@@ -87,7 +85,7 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
            ", " + std::to_string(g.member_count()) + " members, " + std::to_string(g.data_count()) +
            "+" + std::to_string(g.parity_count()) + " chunks of " +
            std::to_string(g.chunk_bytes() / 1024) + " KiB, " + std::to_string(g.stripe_count()) +
-           " stripes; metadata " + sb.metadata_dir);
+           " stripes; metadata " + metadata_dir);
   for (uint32_t i = 0; i < g.member_count(); ++i)
     log.note("member " + std::to_string(i) + ": " +
              (array->member_path(i).empty() ? std::string("(not given)") : array->member_path(i)) +
@@ -100,7 +98,7 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
                 "can bring them back, and raidfs cannot rebuild a member yet");
 
   check_superblocks(*array, log);
-  RAIDFS_TRY(auto store, open_store(*array));
+  RAIDFS_TRY(auto store, open_store(*array, metadata_dir));
   RAIDFS_CHECK(check_metadata(*store, log));
   log.line("pass 3: stripes (block checksums, parity)");
   RAIDFS_CHECK(fsck_detail::check_stripes(*array, *store, log, summary));

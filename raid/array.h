@@ -70,6 +70,10 @@ struct OpenOptions {
   // stays out until rebuilt, even if it comes back). False for a read-only open (ro mount,
   // fsck -n): nothing is written, the member is left out of this open only.
   bool record_states = true;
+  // The paths are the array's own member list, in member order (the metadata directory's
+  // `members` file), not paths a user named: one that holds no raidfs superblock at all (a
+  // blank, zeroed or replaced disk) is that member missing, not an error.
+  bool from_member_list = false;
 };
 
 // Per-thread I/O context: a MemberIo plus scratch space for reconstruction, both made once.

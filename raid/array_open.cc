@@ -131,10 +131,15 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     }
     auto copies = read_superblock(f->fd(), f->size_bytes());
     if (!copies) {
-      // No raidfs superblock at all: the wrong device was named. Damaged copies or a read error:
-      // a broken member.
+      // Damaged copies or a read error: a broken member. No raidfs superblock at all: the wrong
+      // device was named — unless the path came from the array's own list, where it is a
+      // member that was blanked or replaced.
       if (copies.error().code == EIO || is_device_error(copies.error().code)) {
         leave_out(path, path + ": " + copies.error().message);
+        continue;
+      }
+      if (o.from_member_list && copies.error().code == EINVAL) {
+        leave_out(path, path + ": " + copies.error().message + " (a blank or replaced disk?)");
         continue;
       }
       return fail_with(copies.error(), path + ": ");
@@ -179,7 +184,10 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     Found& m = found[pos];
     const Superblock& sb = m.copies.newest;
     if (!m.file) {
-      if (o.order == OpenOptions::Order::kAsGiven && pos < n) array->paths_[pos] = m.path;
+      // Its place is known when the list is in member order; a present member claiming that
+      // index keeps its own path.
+      const bool in_order = o.order == OpenOptions::Order::kAsGiven || o.from_member_list;
+      if (in_order && pos < n && array->fds_[pos] < 0) array->paths_[pos] = m.path;
       continue;
     }
     if (sb.member_count != n || sb.parity_count != ref.parity_count || sb.chunk_bytes != ref.chunk_bytes ||

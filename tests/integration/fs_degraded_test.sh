@@ -6,7 +6,9 @@
 # back after missing writes are not trusted (everything still reads correctly); one member more
 # gone and the mount is refused with exit 1 and one line on stderr naming the missing members,
 # and nothing is damaged by the refusal. A read-only degraded mount records nothing: the members,
-# back, are trusted again.
+# back, are trusted again. A member of the list whose superblock is gone (blanked, truncated)
+# counts as missing when the array is named by its metadata directory, and stays an error when
+# the user names it; a metadata directory of another array with -o members= is refused.
 # Method: image files renamed away (and back) between mounts; trees compared with diff -r.
 #   usage: fs_degraded_test.sh BUILD_DIR
 set -euo pipefail
@@ -131,3 +133,33 @@ run_case() {
 
 run_case raid6 6 6 2 1 4
 run_case raid5 4 5 0 2
+
+# A blank member: the array's own list counts it missing; a list the user names does not.
+blank_case() {
+  local arr=$IT_WORK/blank mp=$IT_WORK/mnt-blank other=$IT_WORK/other src=$IT_WORK/src-blank out
+  it_make_array "$arr" 4 64M -l 5 -c 16K
+  it_make_tree "$src" 2
+  it_mount "$arr/meta" "$mp"
+  cp -a "$src" "$mp/tree"
+  it_umount "$mp"
+  truncate -s 0 "$arr/m2.img"
+  truncate -s 64M "$arr/m2.img"   # blank, as a replaced disk
+  it_mount "$arr/meta" "$mp"
+  it_status "$mp" | grep -q "state: degraded" || fail "blank member: the mount is not degraded: $(it_status "$mp")"
+  it_status "$mp" | grep -q "m2.img: no raidfs superblock" || fail "blank member: status does not name it: $(it_status "$mp")"
+  compare "blank member: by METADIR" "$src" "$mp/tree"
+  it_umount "$mp"
+  out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || fail "blank member: fsck -n by METADIR: $out"
+  local rc=0
+  it_try_mount "$(present "$arr" 4 ,)" "$mp" || rc=$?
+  ((rc == 1)) || fail "blank member named by the user: mount returned $rc, want 1"
+  grep -q "m2.img: no raidfs superblock" "$IT_WORK/mount.err" || fail "blank member named by the user: $(cat "$IT_WORK/mount.err")"
+  # Another array's metadata directory with these members: refused, nothing mounted.
+  it_make_array "$other" 4 32M -l 5
+  rc=0
+  it_try_mount "$other/meta" "$mp" -o "members=$arr/m0.img:$arr/m1.img:$arr/m3.img" || rc=$?
+  ((rc == 1)) || fail "METADIR of another array with -o members=: mount returned $rc, want 1"
+  grep -q "belongs to array" "$IT_WORK/mount.err" || fail "METADIR of another array: $(cat "$IT_WORK/mount.err")"
+  it_log "blank member: degraded by METADIR, refused by name; another array's METADIR refused"
+}
+blank_case
