@@ -266,6 +266,11 @@ FsStatfs Filesystem::statfs() const {
   return st;
 }
 
+bool Filesystem::nearly_full() const {
+  const FsStatfs st = statfs();
+  return st.blocks_free < st.blocks / 8;
+}
+
 // --- namespace --------------------------------------------------------------------------------------
 
 meta::Inode Filesystem::with_pending_size(meta::Inode inode) const {

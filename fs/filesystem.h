@@ -179,6 +179,9 @@ class Filesystem {
   Result<std::vector<std::string>> list_xattrs(uint64_t ino) const;
   Result<void> remove_xattr(uint64_t ino, std::string_view name);
   FsStatfs statfs() const;
+  // Less than an eighth of the capacity is free: writers should no longer be buffered by the
+  // kernel (see RequestDispatcher's OPEN), so that ENOSPC reaches them at the write.
+  bool nearly_full() const;
 
   // Commits every open stripe and makes everything durable (unmount). The filesystem stays usable.
   Result<void> sync_all(IoContext& ctx);

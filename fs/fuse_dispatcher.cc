@@ -117,11 +117,15 @@ struct RequestDispatcher::Call {
     fuse::fill_attr(inode, out.attr);
     put_fixed(out);
   }
-  void put_open() {
-    // fh 0: raidfs keeps no per-handle state. KEEP_CACHE: only this mount changes the files,
-    // so the page cache stays valid across opens.
+  // fh 0: raidfs keeps no per-handle state. KEEP_CACHE: only this mount changes the files, so
+  // the page cache stays valid across opens. A handle opened for writing on a nearly full array
+  // bypasses the page cache (DIRECT_IO): its writes reach raidfs at once, so a writer that fills
+  // the array hears ENOSPC at the write, not at a close long after the kernel took gigabytes it
+  // could never store.
+  void put_open(uint32_t flags) {
     fuse_open_out out{};
-    out.open_flags = FOPEN_KEEP_CACHE;
+    const bool writing = (flags & O_ACCMODE) != O_RDONLY;
+    out.open_flags = writing && fs().nearly_full() ? FOPEN_DIRECT_IO : FOPEN_KEEP_CACHE;
     put_fixed(out, reply.fixed_bytes);
   }
   // Puts `bytes` at the start of the reply buffer as the reply's data.
@@ -249,7 +253,7 @@ struct RequestDispatcher::Call {
   Result<void> open() {
     RAIDFS_TRY(const fuse_open_in in, read_struct<fuse_open_in>(req.op));
     RAIDFS_CHECK(fs().open(nodeid(), static_cast<int>(in.flags)));
-    put_open();
+    put_open(in.flags);
     return {};
   }
   Result<void> read() {
@@ -342,7 +346,7 @@ struct RequestDispatcher::Call {
     RAIDFS_TRY(const Caller caller, creator(mode, false));
     RAIDFS_TRY(const meta::Inode inode, fs().create(nodeid(), name, mode, caller));
     put_entry(inode);
-    put_open();  // after the entry: CREATE's reply is fuse_entry_out then fuse_open_out
+    put_open(in.flags);  // after the entry: CREATE's reply is fuse_entry_out then fuse_open_out
     return {};
   }
   Result<void> fallocate() {
@@ -388,8 +392,11 @@ Result<void> RequestDispatcher::Call::init() {
   // Not FUSE_ASYNC_DIO: with it the kernel (checked on 6.18) completes an asynchronous O_DIRECT
   // write without invalidating the page cache after it, so a buffered read racing the write
   // leaves the old bytes cached for good (docs/decisions.md; tests/integration/dio_read_race).
+  // DIRECT_IO_ALLOW_MMAP: a handle opened with FOPEN_DIRECT_IO (see put_open) may still be
+  // mmapped shared.
   uint64_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_DO_READDIRPLUS |
-                  FUSE_READDIRPLUS_AUTO | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT;
+                  FUSE_READDIRPLUS_AUTO | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT |
+                  FUSE_DIRECT_IO_ALLOW_MMAP;
   if (d.options_.writeback_cache) want |= FUSE_WRITEBACK_CACHE;
   if (d.options_.over_io_uring) want |= FUSE_OVER_IO_URING;
   const uint64_t granted = kernel_flags & want;

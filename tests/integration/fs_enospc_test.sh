@@ -61,6 +61,21 @@ fill() {
 fill 1 conv=fsync
 fill 2 oflag=direct
 fill 3 conv=fsync
+
+# A buffered writer that opens on a nearly full array (no fsync, no count: it writes until it is
+# told) hears ENOSPC at a write: such opens bypass the page cache, which would otherwise take
+# data without end and fail only the close.
+it_random_file "$IT_WORK/most" $(( ($(stat -f -c '%a' "$mp") - 512) * $(stat -f -c '%S' "$mp") ))
+cp "$IT_WORK/most" "$mp/most" && sync "$mp/most" || fail "filling most of the array failed"
+it_log "nearly full: $(avail_pct "$mp")% available"
+rc=0
+err=$(timeout 60 dd if=/dev/zero of="$mp/endless" bs=1M 2>&1) || rc=$?
+((rc != 124)) || fail "a buffered dd without a count on a nearly full array ran 60 s without ENOSPC"
+[[ $err == *"No space left on device"* ]] || fail "the endless dd did not end with ENOSPC: $err"
+written=$(stat -c %s "$mp/endless")
+((written <= 4 * 1048576)) || fail "the endless dd wrote $written bytes into ~2 MiB of free space"
+it_log "a buffered dd without a count: ENOSPC after $((written / 1024)) KiB"
+rm "$mp/most" "$mp/endless"
 it_random_file "$keep/last" $((5 * 1024 * 1024))
 cp -p "$keep/last" "$mp/keep/last" || fail "writing a last file failed"
 touch -r "$keep" "$mp/keep"
