@@ -8,7 +8,8 @@
 # Method: files written and unmounted; random non-zero 4 KiB blocks in the data area (from 1 MiB
 # on) of member images overwritten with dd-like writes (a pristine copy of each image kept);
 # remount, compare every file, read the counters, unmount, compare the corrupted blocks of the
-# image with the pristine copy, remount and compare again.
+# image with the pristine copy, remount and compare again. Healing that does not happen, or
+# does not restore the bytes, fails the test.
 #   usage: fs_corrupt_test.sh BUILD_DIR
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -58,9 +59,14 @@ it_umount "$mp"
 
 fixed=$(restored "$arr/m2.img" "$IT_WORK/m2.pristine" "$IT_WORK/m2.offsets")
 it_log "after the unmount, $fixed of the 48 corrupted blocks of m2.img hold the right bytes again"
-((healed == 0 || fixed >= healed)) ||
+# Every stripe was sealed at the unmount, so every block that failed its checksum is healed, and
+# each one healed holds the right bytes again.
+((healed > 0)) || fail "no block was healed (self-heal rewrites corrupt blocks of sealed stripes): $status1"
+((healed == corrupt)) || fail "$corrupt blocks failed their checksum but $healed were healed: $status1"
+((fixed >= healed)) ||
   fail "the status says $healed blocks were healed but only $fixed corrupted blocks of m2.img hold the right bytes again"
-((healed > 0)) || echo "WARNING: no block was healed (self-heal rewrites corrupt blocks of sealed stripes)" >&2
+grep -E '^member 2:' <<<"$status1" | grep -q -E 'checksum [1-9]' ||
+  fail "member 2's checksum errors are not counted: $(grep -E '^member 2:' <<<"$status1")"
 
 # Second mount: still correct; healed blocks are not corrupt any more.
 it_mount "$arr/meta" "$mp"

@@ -8,7 +8,8 @@
 # and nothing is damaged by the refusal. A read-only degraded mount records nothing: the members,
 # back, are trusted again. A member of the list whose superblock is gone (blanked, truncated)
 # counts as missing when the array is named by its metadata directory, and stays an error when
-# the user names it; a metadata directory of another array with -o members= is refused.
+# the user names it; a metadata directory of another array with -o members= is refused; a member
+# truncated while mounted is shown failed, with its read errors counted.
 # Method: image files renamed away (and back) between mounts; trees compared with diff -r.
 #   usage: fs_degraded_test.sh BUILD_DIR
 set -euo pipefail
@@ -161,5 +162,22 @@ blank_case() {
   ((rc == 1)) || fail "METADIR of another array with -o members=: mount returned $rc, want 1"
   grep -q "belongs to array" "$IT_WORK/mount.err" || fail "METADIR of another array: $(cat "$IT_WORK/mount.err")"
   it_log "blank member: degraded by METADIR, refused by name; another array's METADIR refused"
+
+  # A member truncated while mounted: reads rebuild what it held, and status says it failed.
+  local fresh=$IT_WORK/fresh
+  it_make_array "$fresh" 4 64M -l 5 -c 16K
+  it_mount "$fresh/meta" "$mp"
+  cp -a "$src" "$mp/tree"
+  sync -f "$mp"
+  truncate -s 2M "$fresh/m1.img"
+  echo 3 >/proc/sys/vm/drop_caches
+  compare "member truncated while mounted" "$src" "$mp/tree"
+  local status
+  status=$(it_status "$mp")
+  grep -q "state: degraded" <<<"$status" || fail "a member truncated while mounted: not degraded: $status"
+  grep -E '^member 1:' <<<"$status" | grep -q -E 'failed .*read [1-9]' ||
+    fail "a member truncated while mounted is not shown failed with its read errors: $(grep -E '^member 1:' <<<"$status")"
+  it_log "member truncated while mounted: $(grep -E '^member 1:' <<<"$status")"
+  it_umount "$mp"
 }
 blank_case
