@@ -48,9 +48,13 @@ MemberErrors Array::member_errors(uint32_t member) const {
 }
 
 void Array::mark_failed(uint32_t member, const std::string& reason) {
+  fail_member(member, reason, nullptr);
+}
+
+void Array::fail_member(uint32_t member, const std::string& reason, MemberIo* io) {
   if (member >= geometry_.member_count()) return;
   // The state changes under the lock and stays locked until it is on the members, so a writer
-  // that saw the member failed can wait (settle_states) until that is durable before it
+  // that saw the member failed waits (settle_states) until that is durable before it
   // acknowledges a write that skipped the member.
   std::lock_guard lock(superblock_mutex_);
   MemberState expected = MemberState::kActive;
@@ -58,12 +62,18 @@ void Array::mark_failed(uint32_t member, const std::string& reason) {
   warnings_.push_back("member " + std::to_string(member) + " (" + paths_[member] + ") failed: " + reason);
   // Beyond m failures the array has stopped; the superblocks keep the last state it could serve
   // in, so once the cause is fixed (a cable, a controller) the array opens again as it was.
-  if (unavailable_count() <= geometry_.parity_count()) persist_states_locked();
+  if (unavailable_count() <= geometry_.parity_count()) persist_states_locked(io);
 }
 
-void Array::settle_states() const {
-  if (unavailable_count() == 0) return;
+Result<void> Array::settle_states(IoChannel& channel) {
+  if (unavailable_count() == 0) return {};
   std::lock_guard lock(superblock_mutex_);  // waits out a failure being recorded
+  if (!states_recorded_ && unavailable_count() <= geometry_.parity_count())
+    persist_states_locked(&channel.io_);
+  if (states_recorded_) return {};
+  return fail(EIO, "a member failure is not recorded on enough superblocks (at least " +
+                       std::to_string(geometry_.parity_count() + 1) +
+                       " or every active member); writes are refused until it is");
 }
 
 Result<void> Array::check_quorum(const std::string& what) const {
@@ -85,7 +95,7 @@ Result<void> Array::execute(IoChannel& channel) {
     const char* op = r.op == IoOp::kRead ? "read" : r.op == IoOp::kWrite ? "write" : "flush";
     ++(r.op == IoOp::kRead ? errors_[r.member].read : errors_[r.member].write);
     if (is_device_error(error)) {
-      mark_failed(r.member, std::string(op) + " error: " + std::strerror(error));
+      fail_member(r.member, std::string(op) + " error: " + std::strerror(error), &channel.io_);
       continue;
     }
     // Not the member's fault (the host filesystem under an image is full, a request the kernel
@@ -121,7 +131,7 @@ Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* b
   }
   RAIDFS_CHECK(execute(channel));
   RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
-  settle_states();
+  RAIDFS_CHECK(settle_states(channel));
   return flush ? this->flush(channel) : Result<void>{};
 }
 
@@ -143,7 +153,7 @@ Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t off
   }
   RAIDFS_CHECK(execute(channel));
   RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
-  settle_states();
+  RAIDFS_CHECK(settle_states(channel));
   return {};
 }
 
@@ -160,7 +170,7 @@ Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint
   }
   RAIDFS_CHECK(execute(channel));
   RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
-  settle_states();
+  RAIDFS_CHECK(settle_states(channel));
   return {};
 }
 
@@ -170,7 +180,7 @@ Result<void> Array::flush(IoChannel& channel) {
     if (usable(i) && volatile_cache_[i]) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
   RAIDFS_CHECK(execute(channel));
   RAIDFS_CHECK(check_quorum("cannot flush the members"));
-  settle_states();
+  RAIDFS_CHECK(settle_states(channel));
   return {};
 }
 

@@ -211,6 +211,9 @@ class Array {
   // leave more than m unavailable: then the array stops in memory only, and the superblocks keep
   // the last state it could serve in). Idempotent; ignores an index out of range.
   void mark_failed(uint32_t member, const std::string& reason);
+  // Whether the member states in memory are recorded on enough superblocks (see
+  // persist_states_locked): writes are refused with EIO while they are not.
+  bool states_recorded() const { return states_recorded_.load(); }
 
  private:
   Array(Superblock sb, Geometry g, ParityCodec c) : superblock_(std::move(sb)), geometry_(g), codec_(std::move(c)) {}
@@ -221,14 +224,25 @@ class Array {
   // Runs channel.batch_. Members whose requests failed with a device error are marked failed;
   // any other error (ENOSPC, EINVAL, a spent ring ...) is returned and fails no member.
   Result<void> execute(IoChannel& channel);
-  // Returns once every member failure seen so far is recorded in the superblocks.
-  void settle_states() const;
+  // Returns once every member failure seen so far is recorded on enough superblocks, retrying
+  // the record through the channel if an earlier attempt fell short; EIO if it still does. A
+  // write that skipped a failed member is acknowledged only after this: no later open may trust
+  // the member that missed it.
+  Result<void> settle_states(IoChannel& channel);
+  void fail_member(uint32_t member, const std::string& reason, MemberIo* io);
   Result<void> reconstruct_rows(IoChannel& channel, const ReadRequest& request, uint32_t first_block,
                                 uint32_t block_count, ReadReport& report);
   Result<void> rebuild_each(IoChannel& channel, const ReadRequest& request, uint32_t row,
                             std::span<const uint32_t> already_lost, uint8_t* const* ptrs,
                             ReadReport& report);
-  void persist_states_locked();  // requires superblock_mutex_
+  // Writes the member states in memory to the superblocks of the active members (primary copies,
+  // a flush, backup copies, a flush: a torn update leaves one good copy), through `io` when given
+  // (the caller's member I/O), else with plain synchronous writes (open). A member whose
+  // superblock write fails with a device error is failed as well, and the round repeats for the
+  // others. Sets states_recorded_: true when at least m+1 members — every active one if fewer
+  // remain — hold the new states, so that any later open with quorum finds one of them.
+  // Requires superblock_mutex_.
+  void persist_states_locked(MemberIo* io);
 
   Superblock superblock_;  // the newest copy; member_index is meaningless here
   Geometry geometry_;
@@ -246,6 +260,7 @@ class Array {
   mutable std::mutex superblock_mutex_;
   std::vector<std::string> warnings_;
   std::vector<std::pair<uint32_t, int>> refusals_warned_;  // (member, errno) already in warnings_
+  std::atomic<bool> states_recorded_{true};
 };
 
 }  // namespace raidfs

@@ -262,7 +262,7 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
   }
   if (changed && o.record_states) {
     std::lock_guard lock(array->superblock_mutex_);
-    array->persist_states_locked();
+    array->persist_states_locked(nullptr);
   }
   return array;
 }
@@ -282,17 +282,73 @@ Result<std::unique_ptr<MemberIo>> Array::make_member_io(unsigned queue_depth) co
   return std::unique_ptr<MemberIo>(std::move(io));
 }
 
-void Array::persist_states_locked() {
-  superblock_.sequence++;
-  for (uint32_t i = 0; i < geometry_.member_count(); ++i) superblock_.member_states[i] = states_[i].load();
-  for (uint32_t i = 0; i < geometry_.member_count(); ++i) {
-    if (fds_[i] < 0 || states_[i].load() != MemberState::kActive) continue;
-    Superblock own = superblock_;
-    own.member_index = i;
-    own.member_bytes = member_bytes_[i];
-    if (!write_superblock(fds_[i], own))
-      warnings_.push_back(paths_[i] + ": could not record member states in its superblock");
+void Array::persist_states_locked(MemberIo* io) {
+  const uint32_t n = geometry_.member_count(), m = geometry_.parity_count();
+  for (uint32_t round = 0; round < n; ++round) {
+    superblock_.sequence++;
+    for (uint32_t i = 0; i < n; ++i) superblock_.member_states[i] = states_[i].load();
+    std::vector<uint32_t> targets;
+    for (uint32_t i = 0; i < n; ++i)
+      if (fds_[i] >= 0 && states_[i].load() == MemberState::kActive) targets.push_back(i);
+    std::vector<int> errors(n, 0);  // per target member: 0 recorded, else the errno
+    if (io == nullptr) {
+      for (uint32_t i : targets) {
+        Superblock own = superblock_;
+        own.member_index = i;
+        own.member_bytes = member_bytes_[i];
+        if (auto w = write_superblock(fds_[i], own); !w) errors[i] = w.error().code;
+      }
+    } else {
+      std::vector<AlignedBuffer> copies;
+      for (uint32_t i : targets) {
+        Superblock own = superblock_;
+        own.member_index = i;
+        own.member_bytes = member_bytes_[i];
+        copies.emplace_back(Superblock::kBytes);
+        own.encode(copies.back().data());
+      }
+      // Primary copies, flush, backup copies, flush: never both copies in flight at once.
+      for (int step = 0; step < 4; ++step) {
+        std::vector<IoRequest> batch;
+        for (size_t t = 0; t < targets.size(); ++t) {
+          const uint32_t i = targets[t];
+          if (errors[i] != 0) continue;
+          if (step % 2 == 1) {
+            batch.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
+          } else {
+            const uint64_t at = step == 0 ? 0 : backup_superblock_offset(member_bytes_[i]);
+            batch.push_back({IoOp::kWrite, i, at, Superblock::kBytes, copies[t].data(), 0});
+          }
+        }
+        io->execute(batch);
+        for (const IoRequest& r : batch)
+          if (!r.ok()) errors[r.member] = r.result < 0 ? -r.result : EIO;
+      }
+    }
+    uint32_t recorded = 0;
+    bool more_failed = false;
+    for (uint32_t i : targets) {
+      if (errors[i] == 0) {
+        ++recorded;
+        continue;
+      }
+      const std::string what = paths_[i] + ": could not record member states in its superblock: " +
+                               std::strerror(errors[i]);
+      if (is_device_error(errors[i])) {
+        states_[i] = MemberState::kFailed;
+        warnings_.push_back(what + "; failed");
+        more_failed = true;
+      } else {
+        warnings_.push_back(what);
+      }
+    }
+    // A member that failed now must be recorded too: once more, with the others.
+    if (more_failed && unavailable_count() <= m) continue;
+    states_recorded_ = recorded >= std::min<uint32_t>(m + 1, static_cast<uint32_t>(targets.size())) &&
+                       !more_failed;
+    return;
   }
+  states_recorded_ = false;
 }
 
 uint32_t Array::unavailable_count() const {

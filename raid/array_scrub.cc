@@ -140,7 +140,7 @@ Result<ScrubReport> Array::scrub_stripe(IoChannel& channel, const ScrubRequest& 
     RAIDFS_CHECK(execute(channel));
     for (const IoRequest& r : channel.batch_) report.parity_rows_rewritten += r.ok() ? 1 : 0;
     RAIDFS_CHECK(check_quorum("cannot " + what));
-    settle_states();
+    RAIDFS_CHECK(settle_states(channel));
     wrote = true;
   }
   if (wrote) RAIDFS_CHECK(flush(channel));

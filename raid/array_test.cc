@@ -230,6 +230,54 @@ TEST_F(ArrayTest, StaleBlocksOfAnOlderGenerationAreRejected) {
   EXPECT_EQ(report.corrupt_blocks.size(), g.blocks_per_chunk()) << "every stale block caught";
 }
 
+// A write that skipped a failed member is acknowledged only once that failure is recorded on
+// enough superblocks (m+1) that no later open trusts the member: with the superblock writes of
+// three of the five others refused, the write fails with EIO (nothing acknowledged); once they
+// are taken again the next write records it and succeeds, and a reopen leaves the member out. A
+// superblock write that fails with a device error fails that member too.
+TEST_F(ArrayTest, AWriteSkippingAFailedMemberWaitsUntilTheFailureIsRecorded) {
+  make(6, 2);
+  StripeData d;
+  {
+    auto a = open(paths_);
+    auto io = a->make_member_io().value();
+    FaultInjectingIo faulty(*io);
+    IoChannel ch(*a, faulty);
+    d = random_stripe(*a, 1, 1);
+    for (uint32_t i : {0u, 1u, 2u}) faulty.fail_writes(i, ENOSPC, 0, 0, kDataOffsetBytes);
+    faulty.fail_member(3, EIO);
+    auto w = a->write_stripe(ch, 1, d.buffer.data(), true);
+    ASSERT_FALSE(w) << "acknowledged with member 3's failure recorded on 2 superblocks only";
+    EXPECT_EQ(w.error().code, EIO);
+    EXPECT_NE(w.error().message.find("not recorded"), std::string::npos) << w.error().message;
+    EXPECT_FALSE(a->states_recorded());
+    for (uint32_t i : {0u, 1u, 2u}) faulty.fail_writes(i, 0);
+    ASSERT_TRUE(a->write_stripe(ch, 1, d.buffer.data(), true));
+    EXPECT_TRUE(a->states_recorded());
+  }
+  {
+    auto reopened = Array::open(paths_);
+    ASSERT_TRUE(reopened) << reopened.error().message;
+    EXPECT_EQ((*reopened)->member_state(3), MemberState::kFailed);
+  }
+  // A device error on a superblock write: that member fails as well; the rest record both.
+  make(6, 2);
+  {
+    auto a = open(paths_);
+    auto io = a->make_member_io().value();
+    FaultInjectingIo faulty(*io);
+    IoChannel ch(*a, faulty);
+    faulty.fail_writes(5, EIO, 0, 0, kDataOffsetBytes);
+    faulty.fail_member(4, EIO);
+    ASSERT_TRUE(a->write_stripe(ch, 2, d.buffer.data(), true)) << "members 0-3 hold the record";
+    EXPECT_EQ(a->member_state(5), MemberState::kFailed);
+  }
+  auto reopened = Array::open(paths_);
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  EXPECT_EQ((*reopened)->member_state(4), MemberState::kFailed);
+  EXPECT_EQ((*reopened)->member_state(5), MemberState::kFailed) << "unwritable, and recorded so";
+}
+
 TEST_F(ArrayTest, MemberIoErrorsMarkTheMemberFailedAndPersist) {
   make(6, 2);
   StripeData d;

@@ -7,13 +7,10 @@ void FaultInjectingIo::fail_member(uint32_t member, int error) {
   member_error_[member] = error;
 }
 
-void FaultInjectingIo::fail_writes(uint32_t member, int error, uint64_t after) {
-  if (write_error_.size() <= member) {
-    write_error_.resize(member + 1, 0);
-    writes_before_error_.resize(member + 1, 0);
-  }
-  write_error_[member] = error;
-  writes_before_error_[member] = after;
+void FaultInjectingIo::fail_writes(uint32_t member, int error, uint64_t after, uint64_t begin,
+                                   uint64_t end) {
+  if (write_faults_.size() <= member) write_faults_.resize(member + 1);
+  write_faults_[member] = WriteFault{error, after, begin, end};
 }
 
 void FaultInjectingIo::execute(std::span<IoRequest> batch) {
@@ -25,12 +22,15 @@ void FaultInjectingIo::execute(std::span<IoRequest> batch) {
       r.result = -member_error_[r.member];
       continue;
     }
-    if (r.op == IoOp::kWrite && r.member < write_error_.size() && write_error_[r.member] != 0) {
-      if (writes_before_error_[r.member] == 0) {
-        r.result = -write_error_[r.member];
-        continue;
+    if (r.op == IoOp::kWrite && r.member < write_faults_.size()) {
+      WriteFault& f = write_faults_[r.member];
+      if (f.error != 0 && r.offset >= f.begin && r.offset < f.end) {
+        if (f.after == 0) {
+          r.result = -f.error;
+          continue;
+        }
+        --f.after;
       }
-      --writes_before_error_[r.member];
     }
     if (r.op == IoOp::kWrite && dropping_) {
       if (writes_left_ == 0) {

@@ -18,10 +18,12 @@ class FaultInjectingIo final : public MemberIo {
 
   // Every later request to `member` completes with -error (0 restores the member).
   void fail_member(uint32_t member, int error);
-  // Writes to `member` complete with -error once `after` more of them have gone through; reads
-  // and flushes pass (a medium that refuses writes: ENOSPC under an image file, a read-only
-  // device). error 0 restores it.
-  void fail_writes(uint32_t member, int error, uint64_t after = 0);
+  // Writes to `member` that start in [begin, end) complete with -error once `after` more of
+  // them have gone through; reads, flushes and writes elsewhere pass (a medium that refuses
+  // writes: ENOSPC under an image file, a read-only device; with a range, the superblock area
+  // alone). error 0 restores the member. One rule per member: a later call replaces it.
+  void fail_writes(uint32_t member, int error, uint64_t after = 0, uint64_t begin = 0,
+                   uint64_t end = UINT64_MAX);
   // After `count` more writes reach the members, further writes report success but are dropped.
   void drop_writes_after(uint64_t count) { writes_left_ = count; dropping_ = true; }
 
@@ -35,8 +37,12 @@ class FaultInjectingIo final : public MemberIo {
  private:
   MemberIo& inner_;
   std::vector<int> member_error_;
-  std::vector<int> write_error_;
-  std::vector<uint64_t> writes_before_error_;
+  struct WriteFault {
+    int error = 0;
+    uint64_t after = 0;  // writes still let through
+    uint64_t begin = 0, end = UINT64_MAX;
+  };
+  std::vector<WriteFault> write_faults_;  // by member
   bool dropping_ = false;
   uint64_t writes_left_ = 0;
   uint64_t dropped_ = 0;
