@@ -1,8 +1,14 @@
-// Goal: every FsMeta operation commits whole or not at all, whatever instant the process dies at.
+// Goal: every FsMeta operation commits whole or not at all, whatever instant the process dies at,
+// and every commit whose synced write was acknowledged survives.
 // Method: a child process (this binary re-executed in workload mode) runs random operations from
 // two threads on one database until SIGKILLed at a random moment; the parent then runs the checker
 // on the raw store (as the crash left it) and again after FsMeta::open's orphan recovery, and
-// requires no finding. The database carries over from one kill to the next. Bounded to ~3 s.
+// requires no finding. Durability: among the random operations each thread makes synced writes of
+// a counter of its own (xattr user.ackT of the root, 1, 2, 3 ...) and, once a write returns,
+// appends the value to a log outside the database; after the kill the stored counter must be at
+// least the last value logged (a SIGKILL keeps the page cache: this proves a commit is in the
+// log before it is acknowledged; a lost fsync is the power-cut test's). The database carries over
+// from one kill to the next. ~3 s.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -11,6 +17,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -36,7 +44,15 @@ StoreOptions crash_options(const std::string& path) {
 // The random workload of one child thread. Returns only on a corruption error (exit code 3).
 class Workload {
  public:
-  Workload(FsMeta& meta, uint64_t seed) : meta_(meta), rng_(seed) {}
+  // `ack_fd`: the log of acknowledged synced counters ("T N" lines); `thread`: this one's T.
+  Workload(FsMeta& meta, uint64_t seed, int ack_fd, int thread)
+      : meta_(meta), rng_(seed), ack_fd_(ack_fd), thread_(thread) {}
+
+  // Continues from the counter the database holds (the previous child's).
+  void resume_counter() {
+    auto v = meta_.get_xattr(kRootIno, "user.ack" + std::to_string(thread_));
+    acked_ = v ? std::stoull(*v) : 0;
+  }
 
   void run(int ops) {
     for (int n = 0; n < ops; ++n) {
@@ -117,9 +133,21 @@ class Workload {
     return {};
   }
 
+  // A synced write of this thread's counter; logged once it is acknowledged.
+  Result<void> durable_counter() {
+    const uint64_t next = acked_ + 1;
+    RAIDFS_CHECK(meta_.set_xattr(kRootIno, "user.ack" + std::to_string(thread_),
+                                 std::to_string(next), 0, Durability::kGroupSync));
+    acked_ = next;
+    const std::string line = std::to_string(thread_) + " " + std::to_string(next) + "\n";
+    if (::write(ack_fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) _exit(4);
+    return {};
+  }
+
   Result<void> step() {
     const uint64_t dir = random_dir();
     const bool open_flag = pick(3) == 0;
+    if (pick(10) == 0) return durable_counter();
     switch (pick(14)) {
       case 0: case 1: case 2:
         return as_void(meta_.create(dir, name(), CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}}, durability()));
@@ -177,7 +205,20 @@ class Workload {
   FsMeta& meta_;
   std::mt19937_64 rng_;
   std::optional<Stripe> open_;
+  const int ack_fd_;
+  const int thread_;
+  uint64_t acked_ = 0;  // this thread's counter as last acknowledged
 };
+
+// The last acknowledged counter of each thread, from the log.
+std::map<int, uint64_t> acknowledged(const std::string& log) {
+  std::map<int, uint64_t> last;
+  std::ifstream in(log);
+  int thread;
+  uint64_t value;
+  while (in >> thread >> value) last[thread] = std::max(last[thread], value);
+  return last;
+}
 
 // Workload mode: runs only when the crash test re-executes this binary with the variables set.
 TEST(CrashChild, Workload) {
@@ -189,9 +230,18 @@ TEST(CrashChild, Workload) {
     std::fprintf(stderr, "child open: %s\n", meta.error().message.c_str());
     _exit(meta.error().code == EIO ? 3 : 2);
   }
+  const char* ack_log = std::getenv("RAIDFS_META_CRASH_ACKS");
+  const int ack_fd = ::open(ack_log, O_WRONLY | O_APPEND | O_CREAT, 0644);
+  if (ack_fd < 0) _exit(2);
   // Give each thread its own open stripe; a stripe left open by the previous child stays open.
-  std::thread other([&] { Workload(**meta, std::stoull(seed) * 2 + 1).run(100000); });
-  Workload(**meta, std::stoull(seed) * 2).run(100000);
+  std::thread other([&] {
+    Workload w(**meta, std::stoull(seed) * 2 + 1, ack_fd, 1);
+    w.resume_counter();
+    w.run(100000);
+  });
+  Workload w(**meta, std::stoull(seed) * 2, ack_fd, 0);
+  w.resume_counter();
+  w.run(100000);
   other.join();
   _exit(0);
 }
@@ -211,6 +261,8 @@ TEST(Crash, SigkillAtRandomPointsLeavesConsistentMetadata) {
   }
   const auto budget = std::chrono::milliseconds(testing::kSanitized ? 4000 : 3000);
   const int iterations_max = 60;
+  const std::string ack_log = dir.path() + "/acks.log";
+  uint64_t acks_checked = 0;
   std::mt19937 rng(2024);
   const auto start = std::chrono::steady_clock::now();
   int iterations = 0, killed = 0;
@@ -219,10 +271,12 @@ TEST(Crash, SigkillAtRandomPointsLeavesConsistentMetadata) {
     // Everything the child needs is built before fork: the child only calls execve.
     std::string dir_var = "RAIDFS_META_CRASH_DIR=" + dir.path();
     std::string seed_var = "RAIDFS_META_CRASH_SEED=" + std::to_string(iterations);
+    std::string acks_var = "RAIDFS_META_CRASH_ACKS=" + ack_log;
     std::vector<char*> envp;
     for (char** e = environ; *e; ++e) envp.push_back(*e);
     envp.push_back(dir_var.data());
     envp.push_back(seed_var.data());
+    envp.push_back(acks_var.data());
     envp.push_back(nullptr);
     std::string self = "/proc/self/exe", filter = "--gtest_filter=CrashChild.Workload";
     char* argv[] = {self.data(), filter.data(), nullptr};
@@ -258,15 +312,26 @@ TEST(Crash, SigkillAtRandomPointsLeavesConsistentMetadata) {
     ASSERT_TRUE(meta.has_value()) << meta.error().message;
     EXPECT_TRUE((*meta)->orphans().empty());
     expect_no_findings((*meta)->store(), "after recovery, iteration " + std::to_string(iterations));
+    for (const auto& [thread, value] : acknowledged(ack_log)) {
+      auto stored = (*meta)->get_xattr(kRootIno, "user.ack" + std::to_string(thread));
+      const uint64_t have = stored ? std::stoull(*stored) : 0;
+      EXPECT_GE(have, value) << "iteration " << iterations << ": thread " << thread
+                             << "'s synced write of " << value << " was acknowledged, but "
+                             << have << " survived";
+      acks_checked = std::max(acks_checked, value);
+    }
     if (::testing::Test::HasFailure()) break;
   }
   auto meta = FsMeta::open(crash_options(dir.path()));
   ASSERT_TRUE(meta.has_value());
   auto listing = (*meta)->readdir(kRootIno, 0, 100);
   ASSERT_TRUE(listing.has_value());
-  std::printf("%d iterations, %d killed mid-run; root has %zu entries; %llu RocksDB sequence\n",
+  std::printf("%d iterations, %d killed mid-run; root has %zu entries; %llu RocksDB sequence; "
+              "acknowledged synced counters up to %llu survived\n",
               iterations, killed, listing->entries.size(),
-              static_cast<unsigned long long>((*meta)->store().latest_sequence()));
+              static_cast<unsigned long long>((*meta)->store().latest_sequence()),
+              static_cast<unsigned long long>(acks_checked));
+  EXPECT_GT(acks_checked, 10u) << "synced writes were acknowledged and checked";
   EXPECT_GE(killed, iterations / 2);
   EXPECT_GE(iterations, 5);
 }
