@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <sstream>
+#include <thread>
 
 #include "base/log.h"
 #include "fs/commit_timer.h"
@@ -282,14 +283,23 @@ meta::Inode Filesystem::with_pending_size(meta::Inode inode) const {
   return inode;
 }
 
+template <class ReadInode>
+Result<meta::Inode> Filesystem::current(const ReadInode& read) const {
+  for (unsigned attempt = 0;; ++attempt) {
+    const uint64_t epoch = writer_->pending_epoch();
+    RAIDFS_TRY(meta::Inode inode, read());
+    inode = with_pending_size(std::move(inode));
+    if (epoch % 2 == 0 && writer_->pending_epoch() == epoch) return inode;
+    if (attempt >= 8) std::this_thread::yield();  // a commit is under way: it is short
+  }
+}
+
 Result<meta::Inode> Filesystem::lookup(uint64_t parent, std::string_view name) const {
-  RAIDFS_TRY(meta::Inode inode, meta_->lookup(parent, name));
-  return with_pending_size(std::move(inode));
+  return current([&] { return meta_->lookup(parent, name); });
 }
 
 Result<meta::Inode> Filesystem::getattr(uint64_t ino) const {
-  RAIDFS_TRY(meta::Inode inode, meta_->getattr(ino));
-  return with_pending_size(std::move(inode));
+  return current([&] { return meta_->getattr(ino); });
 }
 
 Result<meta::Inode> Filesystem::setattr(IoContext&, uint64_t ino, const meta::SetAttr& attr) {
@@ -297,11 +307,11 @@ Result<meta::Inode> Filesystem::setattr(IoContext&, uint64_t ino, const meta::Se
   if (attr.mtime_ns) writer_->clear_pending_mtime(ino);
   if (attr.size) {
     if (*attr.size > kMaxFileBytes) return fail(EFBIG, "size beyond the largest file");
-    RAIDFS_TRY(meta::Inode inode, writer_->set_size(ino, attr));
-    return with_pending_size(std::move(inode));
+    RAIDFS_CHECK(writer_->set_size(ino, attr));
+    return getattr(ino);
   }
-  RAIDFS_TRY(meta::Inode inode, meta_->setattr(ino, attr));
-  return with_pending_size(std::move(inode));
+  RAIDFS_CHECK(meta_->setattr(ino, attr));
+  return getattr(ino);
 }
 
 Result<std::string> Filesystem::readlink(uint64_t ino) const {
@@ -377,8 +387,8 @@ Result<void> Filesystem::rename(IoContext& ctx, uint64_t old_parent, std::string
 
 Result<meta::Inode> Filesystem::link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
-  RAIDFS_TRY(meta::Inode inode, meta_->link(ino, new_parent, new_name));
-  return with_pending_size(std::move(inode));
+  RAIDFS_CHECK(meta_->link(ino, new_parent, new_name));
+  return getattr(ino);
 }
 
 Result<meta::ReaddirBatch> Filesystem::readdir(uint64_t dir, uint64_t after_cookie,
@@ -426,14 +436,12 @@ Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, u
 Result<void> Filesystem::release(uint64_t ino) {
   if (!open_files_->release(ino)) return {};
   // The last close of an unlinked file (nlink 0: an orphan) removes it — unless it was opened
-  // again meanwhile (through /proc/PID/fd), which the claim finds.
-  auto inode = meta_->getattr(ino);
-  if (!inode) return inode.error().code == ENOENT ? Result<void>() : std::unexpected(inode.error());
-  if (inode->nlink != 0 || S_ISDIR(inode->mode)) return {};
+  // again meanwhile (through /proc/PID/fd), which the claim finds. Decided under the metadata's
+  // lock, as an unlink's orphaning is, so that one of the two always sees the other.
   RemovalClaim claim(*open_files_);
-  if (claim.check()(ino)) return {};
-  writer_->forget(ino);
-  return meta_->release(ino);
+  RAIDFS_TRY(const bool removed, meta_->release(ino, claim.check()));
+  if (removed) writer_->forget(ino);
+  return {};
 }
 
 Result<size_t> Filesystem::write(IoContext& ctx, uint64_t ino, uint64_t offset,

@@ -196,6 +196,10 @@ class Filesystem {
   // The commit timer's work: pending data committed, the metadata log synced. Logs failures.
   void commit_by_time();
   meta::Inode with_pending_size(meta::Inode inode) const;
+  // The inode `read` returns, with what the open stripe holds of it, read again if pending data
+  // changed hands in between (StripeWriter::pending_epoch).
+  template <class ReadInode>
+  Result<meta::Inode> current(const ReadInode& read) const;
   // File bytes [begin, end) as committed (holes and past the committed size read as zeros).
   Result<void> read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
                               uint8_t* dest);

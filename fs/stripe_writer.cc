@@ -227,9 +227,11 @@ Result<void> StripeWriter::commit_locked(const meta::Stripe& record) {
       files.push_back(std::move(file));
     }
   }
+  // Committed, readers find these extents in the metadata; only then are they dropped here, so
+  // that a reader always finds the data in one place or the other (and one that combines both
+  // sees the epoch move).
+  PendingChange change(pending_epoch_);
   RAIDFS_CHECK(meta_.commit_files(files, std::span(&record, 1)));
-  // Committed: readers now find these extents in the metadata. Drop them here only now, so a
-  // reader always finds the data in one place or the other.
   std::lock_guard pending_lock(pending_mu_);
   pending_.clear();
   return {};
@@ -414,6 +416,7 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t
 
 Result<meta::Inode> StripeWriter::set_size(uint64_t ino, const meta::SetAttr& attr) {
   std::lock_guard lock(mu_);
+  PendingChange change(pending_epoch_);
   if (attr.size) {
     std::lock_guard pending_lock(pending_mu_);
     if (auto it = pending_.find(ino); it != pending_.end())
@@ -424,6 +427,7 @@ Result<meta::Inode> StripeWriter::set_size(uint64_t ino, const meta::SetAttr& at
 
 Result<void> StripeWriter::punch_hole(uint64_t ino, uint64_t offset, uint64_t length) {
   std::lock_guard lock(mu_);
+  PendingChange change(pending_epoch_);
   // Pending data may be all that gives the file its size (it is not committed yet): the punch
   // keeps that size, or punching the tail of a fresh file would shrink it.
   uint64_t pending_size = 0;

@@ -111,6 +111,13 @@ class StripeWriter {
   // Drops a removed file's pending data.
   void forget(uint64_t ino);
 
+  // A seqlock over the pending maps for readers that combine them with the committed inode
+  // (Filesystem::getattr): pending data changes hands — committed and then dropped from the maps,
+  // or dropped by a truncate or punch whose commit follows — between an odd value and the next
+  // even one. A reader that read the committed inode and then pending_end() retries unless it saw
+  // the same even value before and after: otherwise both reads may have missed the data.
+  uint64_t pending_epoch() const { return pending_epoch_.load(); }
+
   // Bytes the open stripe can still take (statfs).
   uint64_t open_free_bytes() const;
   WriterStats stats() const;
@@ -169,6 +176,13 @@ class StripeWriter {
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
   LogRateLimit failure_log_{5};
+  std::atomic<uint64_t> pending_epoch_{0};  // see pending_epoch(); changed under mu_
+  // Makes pending_epoch_ odd for its lifetime (one change of hands at a time: under mu_).
+  struct PendingChange {
+    explicit PendingChange(std::atomic<uint64_t>& epoch) : epoch_(epoch) { ++epoch_; }
+    ~PendingChange() { ++epoch_; }
+    std::atomic<uint64_t>& epoch_;
+  };
 };
 
 }  // namespace raidfs::fs

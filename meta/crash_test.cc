@@ -191,7 +191,7 @@ class Workload {
       default: {
         auto orphans = meta_.orphans();
         if (orphans.empty()) return {};
-        return meta_.release(orphans[pick(orphans.size())], durability());
+        return as_void(meta_.release(orphans[pick(orphans.size())], false, durability()));
       }
     }
   }

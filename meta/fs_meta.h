@@ -199,8 +199,11 @@ class FsMeta {
   // EINVAL size of another non-regular file.
   Result<Inode> setattr(uint64_t ino, const SetAttr& attr,
                         Durability durability = Durability::kNone);
-  // Last close of an inode: removes it (extents, xattrs) if it is an orphan. No-op otherwise.
-  Result<void> release(uint64_t ino, Durability durability = Durability::kNone);
+  // Last close of an inode: removes it (extents, xattrs) if it is an orphan and `is_open` —
+  // asked under the lock, as unlink's is — says no handle came back meanwhile. Returns whether it
+  // was removed; false (a no-op) otherwise.
+  Result<bool> release(uint64_t ino, const OpenCheck& is_open = false,
+                       Durability durability = Durability::kNone);
 
   // --- xattrs -------------------------------------------------------------------------------------
   // flags: 0, XATTR_CREATE (1: EEXIST if present) or XATTR_REPLACE (2: ENODATA if absent).

@@ -313,17 +313,18 @@ Result<Inode> FsMeta::setattr(uint64_t ino, const SetAttr& attr, Durability dura
   return inode;
 }
 
-Result<void> FsMeta::release(uint64_t ino, Durability durability) {
+Result<bool> FsMeta::release(uint64_t ino, const OpenCheck& is_open, Durability durability) {
   std::unique_lock lock(mu_);
   Txn txn(*store_);
   RAIDFS_TRY(auto inode, txn.find_inode(ino));
-  if (!inode || inode->nlink != 0) return {};
+  if (!inode || inode->nlink != 0) return false;
   RAIDFS_TRY(auto orphan, txn.get(Family::kOrphans, orphan_key(ino)));
-  if (!orphan) return {};
+  if (!orphan || is_open(ino)) return false;
   RAIDFS_CHECK(destroy_inode(txn, *inode));
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();
-  return finish(seq, durability);
+  RAIDFS_CHECK(finish(seq, durability));
+  return true;
 }
 
 // --- xattrs --------------------------------------------------------------------------------------
