@@ -28,15 +28,6 @@ constexpr uint64_t kMaxFileBytes = uint64_t{1} << 60;
 uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
 bool is_reg(const meta::Inode& i) { return S_ISREG(i.mode); }
 
-std::string human(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 5) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
 
 const char* state_name(MemberState s) {
   switch (s) {
@@ -223,7 +214,7 @@ std::string Filesystem::status_text() const {
   out << "\n";
   out << "level: " << (m == 1 ? "raid5" : m == 2 ? "raid6" : "triple parity") << ", "
       << g.member_count() << " members, " << g.data_count() << "+" << m << " chunks of "
-      << human(g.chunk_bytes()) << "\n";
+      << human_bytes(g.chunk_bytes()) << "\n";
   const uint32_t down = array_->unavailable_count();
   out << "state: "
       << (down == 0 ? "healthy" : down <= m ? "degraded" : "failed (more members lost than parity)")
@@ -238,8 +229,8 @@ std::string Filesystem::status_text() const {
         << ", checksum " << e.checksum << ")\n";
   }
   const uint64_t used = (st.blocks - st.blocks_free) * st.block_size;
-  out << "space: " << human(used) << " used of " << human(st.blocks * st.block_size) << ", "
-      << human(st.blocks_free * st.block_size) << " free\n";
+  out << "space: " << human_bytes(used) << " used of " << human_bytes(st.blocks * st.block_size) << ", "
+      << human_bytes(st.blocks_free * st.block_size) << " free\n";
   out << "reconstructed_blocks: " << c.reconstructed_blocks << "\n";
   out << "corrupt_blocks: " << c.corrupt_blocks << "\n";
   out << "healed_blocks: " << c.healed_blocks << "\n";

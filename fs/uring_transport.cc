@@ -29,7 +29,8 @@ std::string read_first_line(const char* path, int& error) {
   return line;
 }
 
-std::string human_bytes(size_t bytes) {
+// Payload sizes are whole KiB: shown exactly, not rounded.
+std::string exact_size_text(size_t bytes) {
   if (bytes % (1u << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
   return std::to_string(bytes >> 10) + " KiB";
 }
@@ -169,7 +170,7 @@ void UringTransport::start(int fuse_fd) {
   }
   cv_.notify_all();
   RAIDFS_LOG(kInfo, "FUSE-over-io_uring: %u queues x %u threads x %u entries, %s payloads",
-             queue_count_, threads_per_queue_, entries_, human_bytes(payload_bytes_).c_str());
+             queue_count_, threads_per_queue_, entries_, exact_size_text(payload_bytes_).c_str());
 }
 
 void UringTransport::abandon() {
@@ -282,7 +283,7 @@ std::string UringTransport::status_lines() const {
     per_queue << (q ? ", " : "") << "q" << q << " " << n;
   }
   out << "uring_queues: " << queue_count_ << " x " << threads_per_queue_ << " threads x "
-      << entries_ << " entries, " << human_bytes(payload_bytes_) << " payloads"
+      << entries_ << " entries, " << exact_size_text(payload_bytes_) << " payloads"
       << (all_registered ? ", fixed buffers" : ", some payloads not fixed buffers")
       << (all_pinned ? "" : ", some queues unpinned") << "\n";
   out << "uring_requests: " << total << " (" << per_queue.str() << ")\n";

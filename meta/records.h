@@ -30,11 +30,11 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/units.h"
 
 namespace raidfs::meta {
 
 // --- limits (every variable-length field has one) ----------------------------------------------
-inline constexpr uint32_t kBlockBytes = 4096;           // checksum and parity-row granularity
 inline constexpr uint32_t kNameBytesMax = 255;          // file and xattr names
 inline constexpr uint32_t kSymlinkBytesMax = 4095;
 inline constexpr uint32_t kXattrValueBytesMax = 65536;

@@ -18,15 +18,6 @@
 namespace raidfs {
 namespace {
 
-std::string human_bytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  double v = static_cast<double>(b);
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  char s[32];
-  std::snprintf(s, sizeof s, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-  return s;
-}
 
 uint64_t stripes_that_fit(uint64_t member_bytes, uint32_t chunk_bytes) {
   if (member_bytes < kDataOffsetBytes + 2 * Superblock::kBytes) return 0;

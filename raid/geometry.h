@@ -23,10 +23,10 @@
 #include <cstdint>
 
 #include "base/result.h"
+#include "base/units.h"
 
 namespace raidfs {
 
-inline constexpr uint32_t kBlockBytes = 4096;  // checksum and O_DIRECT unit
 inline constexpr uint32_t kChunkBytesMin = 4096;
 inline constexpr uint32_t kChunkBytesMax = 1u << 20;
 inline constexpr uint32_t kChunkBytesDefault = 64u << 10;

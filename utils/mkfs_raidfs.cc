@@ -29,15 +29,6 @@ int die(const std::string& message, int code = 1) {
   return code;
 }
 
-std::string human(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 5) v /= 1024, ++u;
-  char s[32];
-  std::snprintf(s, sizeof s, u ? "%.2f %s" : "%.0f %s", v, units[u]);
-  return s;
-}
 
 // Where the metadata will go, checked before any member is touched.
 struct MetadataDir {
@@ -118,7 +109,7 @@ int main(int argc, char** argv) {
   }
 
   const uint32_t m = parity ? parity : (level == 5 ? 1 : 2);
-  if (chunk > kChunkBytesMax) return die("chunk size " + human(chunk) + " is larger than 1 MiB");
+  if (chunk > kChunkBytesMax) return die("chunk size " + human_bytes(chunk, 2) + " is larger than 1 MiB");
   if (auto g = Geometry::create(static_cast<uint32_t>(members.size()), m, static_cast<uint32_t>(chunk),
                                 kDataOffsetBytes, 0);
       !g)
@@ -162,10 +153,10 @@ int main(int argc, char** argv) {
     std::printf("raidfs array %s%s%s\n", uuid_to_string(sb->array_uuid).c_str(), label.empty() ? "" : ", label ",
                 label.c_str());
     std::printf("  %s: %u members, %u data + %u parity chunks per stripe, chunk %s\n", level_name,
-                g.member_count(), g.data_count(), g.parity_count(), human(g.chunk_bytes()).c_str());
+                g.member_count(), g.data_count(), g.parity_count(), human_bytes(g.chunk_bytes(), 2).c_str());
     std::printf("  %llu stripes of %s data; usable capacity %s\n",
-                static_cast<unsigned long long>(g.stripe_count()), human(g.stripe_data_bytes()).c_str(),
-                human(g.capacity_bytes()).c_str());
+                static_cast<unsigned long long>(g.stripe_count()), human_bytes(g.stripe_data_bytes(), 2).c_str(),
+                human_bytes(g.capacity_bytes(), 2).c_str());
     std::printf("  metadata in %s\n", dir->path.c_str());
     for (const std::string& member : members) std::printf("  member %s\n", member.c_str());
   }

@@ -22,6 +22,7 @@
 #include "meta/fs_meta.h"
 
 using namespace raidfs::meta;
+using raidfs::kBlockBytes;
 using Clock = std::chrono::steady_clock;
 
 namespace {
