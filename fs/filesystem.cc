@@ -65,9 +65,6 @@ class RemovalClaim {
 
 }  // namespace
 
-IoContext::IoContext(std::unique_ptr<MemberIo> io, const Array& array)
-    : io_(std::move(io)), channel_(array, *io_), bounce_(kBounceBytes), heal_(kBlockBytes) {}
-
 Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMeta> meta,
                        const FilesystemOptions& options)
     : options_(options),

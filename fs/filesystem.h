@@ -32,6 +32,7 @@
 #include "base/result.h"
 #include "meta/fs_meta.h"
 #include "raid/aligned_buffer.h"
+#include "fs/io_context.h"
 #include "raid/array.h"
 
 namespace raidfs::fs {
@@ -44,25 +45,6 @@ class CommitTimer;
 struct Caller {
   uint32_t uid = 0;
   uint32_t gid = 0;
-};
-
-// What one thread needs to do member I/O: its own ring and a bounce buffer for reads that do not
-// fall on 4 KiB boundaries. Made by Filesystem::make_io_context, used by one thread only.
-class IoContext {
- public:
-  IoContext(std::unique_ptr<MemberIo> io, const Array& array);
-  IoChannel& channel() { return channel_; }
-  uint8_t* bounce() { return bounce_.data(); }  // kBounceBytes, 4 KiB-aligned
-  static constexpr size_t kBounceBytes = 128 * 1024;
-  // One block, 4 KiB-aligned: where a corrupt block found outside a read is rebuilt to be healed
-  // (the bounce buffer may be the read's own destination).
-  uint8_t* heal_buffer() { return heal_.data(); }
-
- private:
-  std::unique_ptr<MemberIo> io_;
-  IoChannel channel_;
-  AlignedBuffer bounce_;
-  AlignedBuffer heal_;
 };
 
 struct FilesystemOptions {

@@ -6,7 +6,7 @@
 #include <ctime>
 
 #include "base/log.h"
-#include "fs/filesystem.h"
+#include "fs/io_context.h"
 #include "raid/checksum.h"
 
 namespace raidfs::fs {

@@ -1,0 +1,34 @@
+// IoContext: what one thread needs to do member I/O — its own ring (a MemberIo and the Array's
+// IoChannel over it), a bounce buffer for reads that do not fall on 4 KiB boundaries, and a
+// block for rebuilding a corrupt neighbour to heal. Made by Filesystem::make_io_context (or by a
+// test around a fault-injecting MemberIo) and used by the thread that made it only.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "base/units.h"
+#include "raid/aligned_buffer.h"
+#include "raid/array.h"
+
+namespace raidfs::fs {
+
+class IoContext {
+ public:
+  IoContext(std::unique_ptr<MemberIo> io, const Array& array)
+      : io_(std::move(io)), channel_(array, *io_), bounce_(kBounceBytes), heal_(kBlockBytes) {}
+  IoChannel& channel() { return channel_; }
+  uint8_t* bounce() { return bounce_.data(); }  // kBounceBytes, 4 KiB-aligned
+  static constexpr size_t kBounceBytes = 128 * 1024;
+  // One block, 4 KiB-aligned: where a corrupt block found outside a read is rebuilt to be healed
+  // (the bounce buffer may be the read's own destination).
+  uint8_t* heal_buffer() { return heal_.data(); }
+
+ private:
+  std::unique_ptr<MemberIo> io_;
+  IoChannel channel_;
+  AlignedBuffer bounce_;
+  AlignedBuffer heal_;
+};
+
+}  // namespace raidfs::fs
