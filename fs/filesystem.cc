@@ -159,21 +159,12 @@ Result<void> Filesystem::seal_leftover_open_stripes(IoContext& ctx) {
 // gone), writes the full parity to the members, flushes, and commits the record sealed.
 Result<void> Filesystem::seal_open_stripe(IoContext& ctx, const meta::Stripe& stripe) {
   const Geometry& g = array_->geometry();
-  const uint32_t k = g.data_count(), m = g.parity_count(), c = g.chunk_bytes();
-  AlignedBuffer chunks(size_t{g.member_count()} * c);
+  AlignedBuffer chunks(size_t{g.member_count()} * g.chunk_bytes());
   if (stripe.filled_bytes > 0)
     RAIDFS_CHECK(read_stripe_blocks(ctx, stripe, 0, stripe.filled_bytes, chunks.data()));
-  const uint8_t* data[kMembersMax];
-  uint8_t* parity[kParityMax];
-  for (uint32_t d = 0; d < k; ++d) data[d] = chunks.data() + size_t{d} * c;
-  for (uint32_t p = 0; p < m; ++p) parity[p] = chunks.data() + size_t{k + p} * c;
-  array_->codec().encode(data, parity, c);
-  RAIDFS_CHECK(array_->write_parity(ctx.channel(), stripe.id, parity[0]));
-  RAIDFS_CHECK(array_->flush(ctx.channel()));
-  meta::Stripe sealed = stripe;
-  sealed.state = meta::StripeState::kSealed;
-  sealed.parity_count = 0;
-  sealed.parity_rows.clear();
+  RAIDFS_CHECK(StripeWriter::write_parity_and_flush(*array_, ctx.channel(), stripe.id, chunks.data()));
+  const meta::Stripe sealed = StripeWriter::sealed_record(stripe.id, stripe.generation,
+                                                          stripe.filled_bytes, stripe.block_crcs);
   return meta_->commit_files({}, std::span(&sealed, 1));
 }
 

@@ -157,14 +157,11 @@ Result<void> StripeWriter::write_full_stripe_locked(IoContext& ctx, uint64_t ino
   for (uint32_t p = 0; p < m; ++p) parity[p] = full_parity_.data() + size_t{p} * chunk_bytes_;
   array_.codec().encode(data, parity, chunk_bytes_);
 
-  meta::Stripe record;
-  record.id = ref.id;
-  record.generation = ref.generation;
-  record.state = meta::StripeState::kSealed;
-  record.filled_bytes = data_bytes_;
+  std::vector<uint32_t> crcs;
   for (uint32_t b = 0; b < data_bytes_ / kBlock; ++b)
-    record.block_crcs.push_back(
+    crcs.push_back(
         block_checksum(BlockVersion{ref.id, ref.generation, b}, {src + size_t{b} * kBlock, kBlock}));
+  const meta::Stripe record = sealed_record(ref.id, ref.generation, data_bytes_, std::move(crcs));
   meta::FileExtents file{ino, {meta::Extent{file_offset, ref.id, 0, data_bytes_}}, true, std::nullopt};
   if (mtime_ns) file.mtime_ns = mtime_ns;
 
@@ -296,23 +293,37 @@ Result<void> StripeWriter::seal_locked(IoContext& ctx) {
   }
   RAIDFS_CHECK(write_new_blocks_locked(ctx));
   const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
-  parity_rows(0, chunk_bytes_ / kBlock);
-  const uint32_t k = array_.geometry().data_count();
-  RAIDFS_CHECK(array_.write_parity(ctx.channel(), s.id, buffer_.data() + size_t{k} * chunk_bytes_));
-  RAIDFS_CHECK(array_.flush(ctx.channel()));
-
-  meta::Stripe record;
-  record.id = s.id;
-  record.generation = s.generation;
-  record.state = meta::StripeState::kSealed;
-  record.filled_bytes = end;
-  record.block_crcs = s.crcs;
-  RAIDFS_CHECK(commit_locked(record));
+  RAIDFS_CHECK(write_parity_and_flush(array_, ctx.channel(), s.id, buffer_.data()));
+  RAIDFS_CHECK(commit_locked(sealed_record(s.id, s.generation, end, s.crcs)));
   open_.reset();
   open_free_bytes_ = 0;
   std::lock_guard pending_lock(pending_mu_);
   ++stats_.stripes_sealed;
   return {};
+}
+
+Result<void> StripeWriter::write_parity_and_flush(Array& array, IoChannel& channel,
+                                                  uint64_t stripe, uint8_t* chunks) {
+  const Geometry& g = array.geometry();
+  const uint32_t k = g.data_count(), m = g.parity_count(), c = g.chunk_bytes();
+  const uint8_t* data[kMembersMax];
+  uint8_t* parity[kParityMax];
+  for (uint32_t d = 0; d < k; ++d) data[d] = chunks + size_t{d} * c;
+  for (uint32_t p = 0; p < m; ++p) parity[p] = chunks + size_t{k + p} * c;
+  array.codec().encode(data, parity, c);
+  RAIDFS_CHECK(array.write_parity(channel, stripe, parity[0]));
+  return array.flush(channel);
+}
+
+meta::Stripe StripeWriter::sealed_record(uint64_t stripe, uint64_t generation,
+                                         uint32_t filled_bytes, std::vector<uint32_t> block_crcs) {
+  meta::Stripe record;
+  record.id = stripe;
+  record.generation = generation;
+  record.state = meta::StripeState::kSealed;
+  record.filled_bytes = filled_bytes;
+  record.block_crcs = std::move(block_crcs);
+  return record;
 }
 
 Result<void> StripeWriter::flush(IoContext& ctx, uint64_t ino) {

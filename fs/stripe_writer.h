@@ -120,6 +120,16 @@ class StripeWriter {
 
   // Bytes the open stripe can still take (statfs).
   uint64_t open_free_bytes() const;
+
+  // --- the two halves of a seal, shared with mount-time recovery (Filesystem) -----------------
+  // The members' half: the parity of the n chunks in `chunks` (n * C bytes, data 0..k-1 as on
+  // the members, zeros past the filled part) computed into its parity chunks and written, then
+  // the members flushed. The metadata's half follows: commit sealed_record().
+  static Result<void> write_parity_and_flush(Array& array, IoChannel& channel, uint64_t stripe,
+                                             uint8_t* chunks);
+  // A sealed stripe's record: its parity lives on the members, so none in the metadata.
+  static meta::Stripe sealed_record(uint64_t stripe, uint64_t generation, uint32_t filled_bytes,
+                                    std::vector<uint32_t> block_crcs);
   WriterStats stats() const;
 
  private:
