@@ -1,5 +1,6 @@
-// Filesystem: the operations, the read path, and mount-time recovery. The write path is
-// StripeWriter's (stripe_writer.h).
+// Filesystem: construction, the namespace and file operations, xattrs. The read path is in
+// filesystem_read.cc, mount-time recovery in filesystem_recovery.cc, status in
+// filesystem_status.cc; the write path is StripeWriter's (stripe_writer.h).
 #include "fs/filesystem.h"
 
 #include <fcntl.h>
@@ -9,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <sstream>
 #include <thread>
 
 #include "base/log.h"
@@ -21,24 +21,10 @@
 namespace raidfs::fs {
 namespace {
 
-constexpr uint64_t kBlock = kBlockBytes;
 // The largest file offset: extents store 64-bit offsets; keep clear of overflow in end math.
 constexpr uint64_t kMaxFileBytes = uint64_t{1} << 60;
 
-uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
 bool is_reg(const meta::Inode& i) { return S_ISREG(i.mode); }
-
-
-const char* state_name(MemberState s) {
-  switch (s) {
-    case MemberState::kActive: return "active";
-    case MemberState::kFailed: return "failed";
-    case MemberState::kMissing: return "missing";
-    case MemberState::kRebuilding: return "rebuilding";
-    case MemberState::kUnknown: break;
-  }
-  return "unknown";
-}
 
 // The OpenCheck of one removal (unlink, rename over a file, the last release of an orphan):
 // inodes with a handle open are kept, the others claimed — refusing opens — until it ends.
@@ -120,135 +106,6 @@ void Filesystem::commit_by_time() {
 Result<std::unique_ptr<IoContext>> Filesystem::make_io_context() const {
   RAIDFS_TRY(auto io, array_->make_member_io());
   return std::make_unique<IoContext>(std::move(io), *array_);
-}
-
-// --- mount-time recovery ------------------------------------------------------------------------
-
-// A stripe that cannot be sealed (a row with more chunks lost than parity covers) stays open —
-// its parity in the metadata, readable wherever its rows still are — and the mount goes on: only
-// the file ranges on its lost rows answer EIO, and fsck names them.
-Result<void> Filesystem::seal_leftover_open_stripes(IoContext& ctx) {
-  const std::vector<uint64_t> open = meta_->open_stripes();
-  size_t sealed_count = 0;
-  for (uint64_t id : open) {
-    auto sealed = [&]() -> Result<void> {
-      RAIDFS_TRY(meta::Stripe stripe, meta_->get_stripe(id));
-      return seal_open_stripe(ctx, stripe);
-    }();
-    if (sealed) {
-      ++sealed_count;
-      continue;
-    }
-    const std::string why = "stripe " + std::to_string(id) +
-                            " left open by the last mount cannot be sealed (" +
-                            sealed.error().message +
-                            "); it stays open, reads of its damaged rows fail: run raidfs-fsck";
-    RAIDFS_LOG(kError, "%s", why.c_str());
-    std::lock_guard lock(warnings_mu_);
-    warnings_.push_back(why);
-  }
-  if (sealed_count > 0) {
-    RAIDFS_CHECK(sync_metadata());
-    RAIDFS_LOG(kInfo, "sealed %zu stripe(s) left open by the last mount", sealed_count);
-  }
-  return {};
-}
-
-// A stripe committed open holds data blocks on the members and its parity in the metadata.
-// Sealing reads the data back (verified; rebuilt through the metadata parity if a member is
-// gone), writes the full parity to the members, flushes, and commits the record sealed.
-Result<void> Filesystem::seal_open_stripe(IoContext& ctx, const meta::Stripe& stripe) {
-  const Geometry& g = array_->geometry();
-  AlignedBuffer chunks(size_t{g.member_count()} * g.chunk_bytes());
-  if (stripe.filled_bytes > 0)
-    RAIDFS_CHECK(read_stripe_blocks(ctx, stripe, 0, stripe.filled_bytes, chunks.data()));
-  RAIDFS_CHECK(StripeWriter::write_parity_and_flush(*array_, ctx.channel(), stripe.id, chunks.data()));
-  const meta::Stripe sealed = StripeWriter::sealed_record(stripe.id, stripe.generation,
-                                                          stripe.filled_bytes, stripe.block_crcs);
-  return meta_->commit_files({}, std::span(&sealed, 1));
-}
-
-// --- status ---------------------------------------------------------------------------------------
-
-std::vector<std::string> Filesystem::warnings() const {
-  std::lock_guard lock(warnings_mu_);
-  return warnings_;
-}
-
-FilesystemStats Filesystem::stats() const {
-  const WriterStats w = writer_->stats();
-  FilesystemStats s;
-  s.reconstructed_blocks = counters_.reconstructed;
-  s.corrupt_blocks = counters_.corrupt;
-  s.healed_blocks = counters_.healed;
-  s.unreadable_reads = counters_.unreadable;
-  s.stripes_sealed = w.stripes_sealed;
-  s.partial_flushes = w.partial_flushes;
-  s.bytes_copied_read = counters_.copied_read;
-  s.bytes_copied_write = w.bytes_copied;
-  s.bytes_direct_write = w.bytes_direct;
-  return s;
-}
-
-std::string Filesystem::status_text() const {
-  const Geometry& g = array_->geometry();
-  const Superblock sb = array_->superblock();
-  const FsStatfs st = statfs();
-  const FilesystemStats c = stats();
-  const uint32_t m = g.parity_count();
-  std::ostringstream out;
-  out << "array: " << uuid_to_string(sb.array_uuid);
-  if (!sb.label.empty()) out << " (" << sb.label << ")";
-  out << "\n";
-  out << "level: " << (m == 1 ? "raid5" : m == 2 ? "raid6" : "triple parity") << ", "
-      << g.member_count() << " members, " << g.data_count() << "+" << m << " chunks of "
-      << human_bytes(g.chunk_bytes()) << "\n";
-  const uint32_t down = array_->unavailable_count();
-  out << "state: "
-      << (down == 0 ? "healthy" : down <= m ? "degraded" : "failed (more members lost than parity)")
-      << (down ? " (" + std::to_string(down) + " of " + std::to_string(g.member_count()) +
-                     " members unavailable)"
-               : std::string())
-      << (options_.read_only ? ", read-only" : "") << "\n";
-  for (uint32_t i = 0; i < g.member_count(); ++i) {
-    const MemberErrors e = array_->member_errors(i);
-    out << "member " << i << ": " << state_name(array_->member_state(i)) << " "
-        << array_->member_path(i) << " (errors: read " << e.read << ", write " << e.write
-        << ", checksum " << e.checksum << ")\n";
-  }
-  const uint64_t used = (st.blocks - st.blocks_free) * st.block_size;
-  out << "space: " << human_bytes(used) << " used of " << human_bytes(st.blocks * st.block_size) << ", "
-      << human_bytes(st.blocks_free * st.block_size) << " free\n";
-  out << "reconstructed_blocks: " << c.reconstructed_blocks << "\n";
-  out << "corrupt_blocks: " << c.corrupt_blocks << "\n";
-  out << "healed_blocks: " << c.healed_blocks << "\n";
-  out << "unreadable_reads: " << c.unreadable_reads << "\n";
-  out << "stripes_sealed: " << c.stripes_sealed << "\n";
-  out << "partial_flushes: " << c.partial_flushes << "\n";
-  out << "bytes_copied_read: " << c.bytes_copied_read << "\n";
-  out << "bytes_copied_write: " << c.bytes_copied_write << "\n";
-  out << "bytes_direct_write: " << c.bytes_direct_write << "\n";
-  const meta::StoreStats ms = meta_->store().stats();
-  out << "metadata_cache: " << ms.cache_hits << " hits, " << ms.cache_misses << " misses\n";
-  for (const std::string& w : array_->warnings()) out << "warning: " << w << "\n";
-  for (const std::string& w : warnings()) out << "warning: " << w << "\n";
-  return out.str();
-}
-
-FsStatfs Filesystem::statfs() const {
-  const Geometry& g = array_->geometry();
-  FsStatfs st;
-  st.blocks = g.capacity_bytes() / kBlock;
-  st.blocks_free =
-      (meta_->free_stripe_count() * g.stripe_data_bytes() + writer_->open_free_bytes()) / kBlock;
-  st.files = UINT64_MAX / 2;
-  st.files_free = UINT64_MAX / 2;
-  return st;
-}
-
-bool Filesystem::nearly_full() const {
-  const FsStatfs st = statfs();
-  return st.blocks_free < st.blocks / 8;
 }
 
 // --- namespace --------------------------------------------------------------------------------------
@@ -508,165 +365,6 @@ Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t offset, int whence) {
   return std::min(hole_at, inode.size);
 }
 
-// --- the read path ----------------------------------------------------------------------------------
-
-Result<size_t> Filesystem::read(IoContext& ctx, uint64_t ino, uint64_t offset, size_t size,
-                                uint8_t* dest) {
-  RAIDFS_TRY(meta::Inode inode, getattr(ino));
-  if (S_ISDIR(inode.mode)) return fail(EISDIR, "read of a directory");
-  if (!is_reg(inode)) return fail(EINVAL, "read of a special file");
-  if (offset >= inode.size || size == 0) return size_t{0};
-  const uint64_t length = std::min<uint64_t>(size, inode.size - offset);
-  const uint64_t end = offset + length;
-
-  // Pending data first: anything committed after this point was pending now, so the gaps are
-  // either committed already or newer than this read.
-  const auto covered = writer_->read_pending(ino, offset, length, dest);
-  uint64_t pending_bytes = 0, cursor = offset;
-  for (const auto& [a, b] : covered) {
-    pending_bytes += b - a;
-    if (a > cursor) RAIDFS_CHECK(read_committed(ctx, ino, cursor, a, dest + (cursor - offset)));
-    cursor = b;
-  }
-  if (cursor < end) RAIDFS_CHECK(read_committed(ctx, ino, cursor, end, dest + (cursor - offset)));
-  counters_.copied_read += pending_bytes;
-  return static_cast<size_t>(length);
-}
-
-Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
-                                        uint8_t* dest) {
-  // A stripe freed under this reader (the file truncated or overwritten meanwhile) cannot be
-  // handed out again while the lock is held; the map is read again if its record is gone.
-  for (int attempt = 0;; ++attempt) {
-    std::shared_lock reuse(stripe_reuse_);
-    Result<void> r = [&]() -> Result<void> {
-      for (uint64_t pos = begin; pos < end;) {
-        // Past the committed size is a hole: data never committed reads as zeros.
-        RAIDFS_TRY(auto maps, meta_->map_extents(ino, pos, end));
-        for (const meta::Mapping& m : maps) {
-          uint8_t* out = dest + (m.file_offset - begin);
-          if (m.hole) {
-            std::memset(out, 0, m.length);
-          } else {
-            RAIDFS_CHECK(read_mapping(ctx, m, out));
-          }
-        }
-        pos = maps.back().file_offset + maps.back().length;
-      }
-      return {};
-    }();
-    if (r || r.error().code != ESTALE || attempt == 2) return r;
-  }
-}
-
-Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest) {
-  auto stripe = meta_->get_stripe(m.stripe_id);
-  if (!stripe) {
-    if (stripe.error().code == ENOENT) return fail(ESTALE, "stripe freed during the read");
-    return std::unexpected(stripe.error());
-  }
-  if (stripe->state == meta::StripeState::kFree ||
-      uint64_t{m.stripe_offset} + m.length > stripe->filled_bytes)
-    return fail(ESTALE, "stripe reused during the read");
-  uint64_t done = 0;
-  while (done < m.length) {
-    const uint64_t at = m.stripe_offset + done;
-    uint8_t* out = dest + done;
-    const uint64_t skew = at % kBlock;
-    if (skew == 0 && reinterpret_cast<uintptr_t>(out) % kBlock == 0 && m.length - done >= kBlock) {
-      // Whole blocks straight into the destination.
-      const uint64_t n = std::min<uint64_t>((m.length - done) / kBlock * kBlock, 1u << 30);
-      RAIDFS_CHECK(read_stripe_blocks(ctx, *stripe, at, static_cast<uint32_t>(n), out));
-      done += n;
-    } else {
-      const uint64_t n = std::min<uint64_t>(m.length - done, IoContext::kBounceBytes - skew);
-      RAIDFS_CHECK(read_stripe_blocks(ctx, *stripe, at - skew,
-                                      static_cast<uint32_t>(round_up(skew + n)), ctx.bounce()));
-      std::memcpy(out, ctx.bounce() + skew, n);
-      counters_.copied_read += n;
-      done += n;
-    }
-  }
-  return {};
-}
-
-Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
-                                            uint64_t offset, uint32_t length, uint8_t* dest,
-                                            bool heal_neighbours) {
-  const Geometry& g = array_->geometry();
-  const uint32_t stripe_blocks = static_cast<uint32_t>(g.stripe_data_bytes() / kBlock);
-  // The Array wants one checksum per block of the stripe; blocks past `filled` are zeros and
-  // never checked. A full stripe's list is used as it is.
-  std::vector<uint32_t> padded;
-  std::span<const uint32_t> crcs = stripe.block_crcs;
-  if (crcs.size() != stripe_blocks) {
-    padded.assign(crcs.begin(), crcs.end());
-    padded.resize(stripe_blocks, 0);
-    crcs = padded;
-  }
-  AlignedBuffer open_parity;
-  ReadRequest req;
-  req.ref.stripe = stripe.id;
-  req.ref.generation = stripe.generation;
-  req.ref.block_crcs = crcs;
-  req.ref.filled_blocks = static_cast<uint32_t>(round_up(stripe.filled_bytes) / kBlock);
-  if (stripe.state == meta::StripeState::kOpen) {
-    // Its parity lives in the metadata, per 4 KiB row; rows not listed hold no data (zeros).
-    const uint32_t c = g.chunk_bytes();
-    open_parity = AlignedBuffer(size_t{g.parity_count()} * c);
-    for (const meta::ParityRow& row : stripe.parity_rows) {
-      if (uint64_t{row.row_index + 1} * kBlock > c) continue;
-      for (uint32_t p = 0; p < stripe.parity_count && p < g.parity_count(); ++p)
-        std::memcpy(open_parity.data() + size_t{p} * c + size_t{row.row_index} * kBlock,
-                    row.bytes.data() + size_t{p} * kBlock, kBlock);
-    }
-    req.ref.parity = open_parity.data();
-  }
-  req.offset = offset;
-  req.length = length;
-  req.dest = dest;
-  auto report = array_->read(ctx.channel(), req);
-  if (!report) {
-    if (report.error().code == EIO) ++counters_.unreadable;
-    RAIDFS_LOG(kError, "%s", report.error().message.c_str());
-    return std::unexpected(report.error());
-  }
-  counters_.reconstructed += report->reconstructed_blocks;
-  counters_.corrupt += report->corrupt_blocks.size();
-  for (uint32_t block : report->corrupt_blocks) {
-    RAIDFS_LOG(kWarning, "stripe %llu block %u failed its checksum; rebuilt from parity",
-               static_cast<unsigned long long>(stripe.id), block);
-    heal_block(ctx, stripe, block, dest + (uint64_t{block} * kBlock - offset));
-  }
-  // Corrupt blocks of the same rows outside this request: read each on its own (which rebuilds
-  // it into the context's heal buffer, verified) and heal it from there. Not recursively: a
-  // neighbour's own neighbours are in this list already.
-  const bool healable = stripe.state == meta::StripeState::kSealed && !options_.read_only;
-  for (uint32_t block : report->corrupt_neighbours) {
-    if (!heal_neighbours || !healable) break;
-    (void)read_stripe_blocks(ctx, stripe, uint64_t{block} * kBlock, kBlockBytes,
-                             ctx.heal_buffer(), /*heal_neighbours=*/false);
-  }
-  return {};
-}
-
-// Heals only sealed stripes (their content never changes) and only with verified content: the
-// rebuilt block is what the checksum says, so parity coverage is unchanged.
-void Filesystem::heal_block(IoContext& ctx, const meta::Stripe& stripe, uint32_t block,
-                            const uint8_t* good) {
-  if (stripe.state != meta::StripeState::kSealed || options_.read_only) return;
-  if (auto healed = array_->write_data(ctx.channel(), stripe.id, uint64_t{block} * kBlock,
-                                       kBlockBytes, good);
-      healed) {
-    ++counters_.healed;
-    RAIDFS_LOG(kInfo, "stripe %llu block %u healed", static_cast<unsigned long long>(stripe.id),
-               block);
-  } else {
-    RAIDFS_LOG(kWarning, "stripe %llu block %u could not be healed: %s",
-               static_cast<unsigned long long>(stripe.id), block, healed.error().message.c_str());
-  }
-}
-
 // --- xattrs -------------------------------------------------------------------------------------------
 
 Result<void> Filesystem::set_xattr(uint64_t ino, std::string_view name, std::string_view value,
@@ -697,3 +395,4 @@ Result<void> Filesystem::remove_xattr(uint64_t ino, std::string_view name) {
 }
 
 }  // namespace raidfs::fs
+

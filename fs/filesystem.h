@@ -12,6 +12,17 @@
 // Threads: every method may be called from any thread. Methods that do member I/O take the
 // calling thread's IoContext (one io_uring per thread, never shared).
 //
+// Lock order, the whole of it (a lock may be taken while holding those to its left, never the
+// other way round):
+//   StripeWriter::mu_ (placement, flush, seal, truncate, punch)
+//     → Filesystem::stripe_reuse_ (exclusive to hand out a stripe; readers hold it shared)
+//     → FsMeta::mu_ (every metadata mutation)
+//     → OpenFiles::mu_ (asked through meta::OpenCheck under FsMeta::mu_)
+//     → Store's write_mu (RocksDB write + RecordCache apply) → RecordCache's locks.
+// Leaves, taken with nothing else acquired after them: StripeWriter::pending_mu_ (also alone, by
+// readers), Array's superblock_mutex_ (member state changes, which write superblocks under it),
+// Filesystem::warnings_mu_, Store's sync_mu (group commit), CommitTimer's own.
+//
 // Durability (see docs/commit-protocol.md): namespace operations commit to the metadata WAL at
 // once (they survive a daemon crash); data is accepted into an open stripe in memory and
 // committed when the stripe fills, on fsync, by the commit timer (FilesystemOptions), and at

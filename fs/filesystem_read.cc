@@ -1,0 +1,180 @@
+// Filesystem: the read path — pending data from the open stripe, committed data through the
+// extents to verified (rebuilt where it must be) stripe blocks, and self-heal. See filesystem.h.
+#include <sys/stat.h>
+
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+
+#include "base/log.h"
+#include "fs/filesystem.h"
+#include "fs/stripe_writer.h"
+
+namespace raidfs::fs {
+namespace {
+
+constexpr uint64_t kBlock = kBlockBytes;
+
+uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
+bool is_reg(const meta::Inode& i) { return S_ISREG(i.mode); }
+
+}  // namespace
+
+Result<size_t> Filesystem::read(IoContext& ctx, uint64_t ino, uint64_t offset, size_t size,
+                                uint8_t* dest) {
+  RAIDFS_TRY(meta::Inode inode, getattr(ino));
+  if (S_ISDIR(inode.mode)) return fail(EISDIR, "read of a directory");
+  if (!is_reg(inode)) return fail(EINVAL, "read of a special file");
+  if (offset >= inode.size || size == 0) return size_t{0};
+  const uint64_t length = std::min<uint64_t>(size, inode.size - offset);
+  const uint64_t end = offset + length;
+
+  // Pending data first: anything committed after this point was pending now, so the gaps are
+  // either committed already or newer than this read.
+  const auto covered = writer_->read_pending(ino, offset, length, dest);
+  uint64_t pending_bytes = 0, cursor = offset;
+  for (const auto& [a, b] : covered) {
+    pending_bytes += b - a;
+    if (a > cursor) RAIDFS_CHECK(read_committed(ctx, ino, cursor, a, dest + (cursor - offset)));
+    cursor = b;
+  }
+  if (cursor < end) RAIDFS_CHECK(read_committed(ctx, ino, cursor, end, dest + (cursor - offset)));
+  counters_.copied_read += pending_bytes;
+  return static_cast<size_t>(length);
+}
+
+Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
+                                        uint8_t* dest) {
+  // A stripe freed under this reader (the file truncated or overwritten meanwhile) cannot be
+  // handed out again while the lock is held; the map is read again if its record is gone.
+  for (int attempt = 0;; ++attempt) {
+    std::shared_lock reuse(stripe_reuse_);
+    Result<void> r = [&]() -> Result<void> {
+      for (uint64_t pos = begin; pos < end;) {
+        // Past the committed size is a hole: data never committed reads as zeros.
+        RAIDFS_TRY(auto maps, meta_->map_extents(ino, pos, end));
+        for (const meta::Mapping& m : maps) {
+          uint8_t* out = dest + (m.file_offset - begin);
+          if (m.hole) {
+            std::memset(out, 0, m.length);
+          } else {
+            RAIDFS_CHECK(read_mapping(ctx, m, out));
+          }
+        }
+        pos = maps.back().file_offset + maps.back().length;
+      }
+      return {};
+    }();
+    if (r || r.error().code != ESTALE || attempt == 2) return r;
+  }
+}
+
+Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest) {
+  auto stripe = meta_->get_stripe(m.stripe_id);
+  if (!stripe) {
+    if (stripe.error().code == ENOENT) return fail(ESTALE, "stripe freed during the read");
+    return std::unexpected(stripe.error());
+  }
+  if (stripe->state == meta::StripeState::kFree ||
+      uint64_t{m.stripe_offset} + m.length > stripe->filled_bytes)
+    return fail(ESTALE, "stripe reused during the read");
+  uint64_t done = 0;
+  while (done < m.length) {
+    const uint64_t at = m.stripe_offset + done;
+    uint8_t* out = dest + done;
+    const uint64_t skew = at % kBlock;
+    if (skew == 0 && reinterpret_cast<uintptr_t>(out) % kBlock == 0 && m.length - done >= kBlock) {
+      // Whole blocks straight into the destination.
+      const uint64_t n = std::min<uint64_t>((m.length - done) / kBlock * kBlock, 1u << 30);
+      RAIDFS_CHECK(read_stripe_blocks(ctx, *stripe, at, static_cast<uint32_t>(n), out));
+      done += n;
+    } else {
+      const uint64_t n = std::min<uint64_t>(m.length - done, IoContext::kBounceBytes - skew);
+      RAIDFS_CHECK(read_stripe_blocks(ctx, *stripe, at - skew,
+                                      static_cast<uint32_t>(round_up(skew + n)), ctx.bounce()));
+      std::memcpy(out, ctx.bounce() + skew, n);
+      counters_.copied_read += n;
+      done += n;
+    }
+  }
+  return {};
+}
+
+Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
+                                            uint64_t offset, uint32_t length, uint8_t* dest,
+                                            bool heal_neighbours) {
+  const Geometry& g = array_->geometry();
+  const uint32_t stripe_blocks = static_cast<uint32_t>(g.stripe_data_bytes() / kBlock);
+  // The Array wants one checksum per block of the stripe; blocks past `filled` are zeros and
+  // never checked. A full stripe's list is used as it is.
+  std::vector<uint32_t> padded;
+  std::span<const uint32_t> crcs = stripe.block_crcs;
+  if (crcs.size() != stripe_blocks) {
+    padded.assign(crcs.begin(), crcs.end());
+    padded.resize(stripe_blocks, 0);
+    crcs = padded;
+  }
+  AlignedBuffer open_parity;
+  ReadRequest req;
+  req.ref.stripe = stripe.id;
+  req.ref.generation = stripe.generation;
+  req.ref.block_crcs = crcs;
+  req.ref.filled_blocks = static_cast<uint32_t>(round_up(stripe.filled_bytes) / kBlock);
+  if (stripe.state == meta::StripeState::kOpen) {
+    // Its parity lives in the metadata, per 4 KiB row; rows not listed hold no data (zeros).
+    const uint32_t c = g.chunk_bytes();
+    open_parity = AlignedBuffer(size_t{g.parity_count()} * c);
+    for (const meta::ParityRow& row : stripe.parity_rows) {
+      if (uint64_t{row.row_index + 1} * kBlock > c) continue;
+      for (uint32_t p = 0; p < stripe.parity_count && p < g.parity_count(); ++p)
+        std::memcpy(open_parity.data() + size_t{p} * c + size_t{row.row_index} * kBlock,
+                    row.bytes.data() + size_t{p} * kBlock, kBlock);
+    }
+    req.ref.parity = open_parity.data();
+  }
+  req.offset = offset;
+  req.length = length;
+  req.dest = dest;
+  auto report = array_->read(ctx.channel(), req);
+  if (!report) {
+    if (report.error().code == EIO) ++counters_.unreadable;
+    RAIDFS_LOG(kError, "%s", report.error().message.c_str());
+    return std::unexpected(report.error());
+  }
+  counters_.reconstructed += report->reconstructed_blocks;
+  counters_.corrupt += report->corrupt_blocks.size();
+  for (uint32_t block : report->corrupt_blocks) {
+    RAIDFS_LOG(kWarning, "stripe %llu block %u failed its checksum; rebuilt from parity",
+               static_cast<unsigned long long>(stripe.id), block);
+    heal_block(ctx, stripe, block, dest + (uint64_t{block} * kBlock - offset));
+  }
+  // Corrupt blocks of the same rows outside this request: read each on its own (which rebuilds
+  // it into the context's heal buffer, verified) and heal it from there. Not recursively: a
+  // neighbour's own neighbours are in this list already.
+  const bool healable = stripe.state == meta::StripeState::kSealed && !options_.read_only;
+  for (uint32_t block : report->corrupt_neighbours) {
+    if (!heal_neighbours || !healable) break;
+    (void)read_stripe_blocks(ctx, stripe, uint64_t{block} * kBlock, kBlockBytes,
+                             ctx.heal_buffer(), /*heal_neighbours=*/false);
+  }
+  return {};
+}
+
+// Heals only sealed stripes (their content never changes) and only with verified content: the
+// rebuilt block is what the checksum says, so parity coverage is unchanged.
+void Filesystem::heal_block(IoContext& ctx, const meta::Stripe& stripe, uint32_t block,
+                            const uint8_t* good) {
+  if (stripe.state != meta::StripeState::kSealed || options_.read_only) return;
+  if (auto healed = array_->write_data(ctx.channel(), stripe.id, uint64_t{block} * kBlock,
+                                       kBlockBytes, good);
+      healed) {
+    ++counters_.healed;
+    RAIDFS_LOG(kInfo, "stripe %llu block %u healed", static_cast<unsigned long long>(stripe.id),
+               block);
+  } else {
+    RAIDFS_LOG(kWarning, "stripe %llu block %u could not be healed: %s",
+               static_cast<unsigned long long>(stripe.id), block, healed.error().message.c_str());
+  }
+}
+
+}  // namespace raidfs::fs
