@@ -389,15 +389,16 @@ Result<void> RequestDispatcher::Call::init() {
     return fail(EPROTO, "kernel FUSE protocol 7." + std::to_string(in.minor) + " is older than 7." +
                             std::to_string(fuse::kMinKernelMinor) +
                             " (Linux 4.20), the oldest raidfs serves");
-  // Not FUSE_ASYNC_DIO: with it the kernel (checked on 6.18) completes an asynchronous O_DIRECT
-  // write without invalidating the page cache after it, so a buffered read racing the write
-  // leaves the old bytes cached for good (docs/decisions.md; tests/integration/dio_read_race).
+  // FUSE_ASYNC_DIO only when asked: with it the kernel (checked on 6.18) completes an
+  // asynchronous O_DIRECT write without invalidating the page cache after it, so a buffered read
+  // racing the write leaves the old bytes cached for good (docs/decisions.md).
   // DIRECT_IO_ALLOW_MMAP: a handle opened with FOPEN_DIRECT_IO (see put_open) may still be
   // mmapped shared.
   uint64_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_DO_READDIRPLUS |
                   FUSE_READDIRPLUS_AUTO | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT |
                   FUSE_DIRECT_IO_ALLOW_MMAP;
   if (d.options_.writeback_cache) want |= FUSE_WRITEBACK_CACHE;
+  if (d.options_.async_dio) want |= FUSE_ASYNC_DIO;
   if (d.options_.over_io_uring) want |= FUSE_OVER_IO_URING;
   const uint64_t granted = kernel_flags & want;
 

@@ -57,6 +57,11 @@ struct DispatcherOptions {
   double entry_timeout = 1.0;     // seconds the kernel may cache names (and that a name is absent)
   uint32_t max_write = 1u << 20;  // bytes per WRITE (4 KiB .. 1 MiB); READs are as large
   bool over_io_uring = false;     // ask for FUSE_OVER_IO_URING at INIT (the io_uring transport)
+  // Ask for FUSE_ASYNC_DIO: asynchronous O_DIRECT (libaio, io_uring) stays in flight, many at a
+  // time, instead of running one by one in the submitter — but the kernel then leaves pages a
+  // buffered reader fetched during such a write stale after it (docs/decisions.md). Off by
+  // default; for files that only ever see O_DIRECT.
+  bool async_dio = false;
 };
 
 // What INIT settled. Valid once initialized().

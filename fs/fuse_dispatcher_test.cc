@@ -251,6 +251,15 @@ TEST_F(DispatcherTest, InitGrantsIoUringOnlyWhenAskedAndOffered) {
   EXPECT_EQ(out.flags & FUSE_INIT_EXT, 0u);
 }
 
+// FUSE_ASYNC_DIO only when the mount asks (-o async_dio): it trades buffered readers' coherence
+// with async O_DIRECT writes for O_DIRECT queue depth.
+TEST_F(DispatcherTest, InitGrantsAsyncDirectIoOnlyWhenAsked) {
+  make_dispatcher({});
+  EXPECT_EQ(body_as<fuse_init_out>(init()).flags & FUSE_ASYNC_DIO, 0u);
+  make_dispatcher({.async_dio = true});
+  EXPECT_NE(body_as<fuse_init_out>(init()).flags & FUSE_ASYNC_DIO, 0u);
+}
+
 TEST_F(DispatcherTest, InitWithAnOlderKernelAnswersItsMinorAndRefusesTooOld) {
   auto out = body_as<fuse_init_out>(init(7, 31));
   EXPECT_EQ(out.minor, 31u);

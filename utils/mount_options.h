@@ -8,6 +8,8 @@
 //   transport=uring|classic  FUSE-over-io_uring (default, when the kernel allows it) or /dev/fuse
 //   uring_entries=N, uring_threads=N, threads=N    transport sizing
 //   writeback_cache, no_writeback_cache            the kernel's writeback cache (default on)
+//   async_dio, no_async_dio  asynchronous O_DIRECT kept in flight (default off: see
+//                            DispatcherOptions::async_dio)
 //   attr_timeout=S, entry_timeout=S                kernel caching of attributes and names
 //   commit=S                 data nobody fsyncs is made durable within S seconds (default 5; 0
 //                            means the default, as ext4)

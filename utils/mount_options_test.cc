@@ -11,7 +11,7 @@ TEST(MountOptionsTest, RaidfsOptionsAreTakenAndTheRestGoToFuse) {
   MountOptions o;
   ASSERT_TRUE(o.parse("ro,noatime,defaults,_netdev,x-systemd.automount,transport=classic"));
   ASSERT_TRUE(o.parse("threads=7,uring_threads=3,uring_entries=16,commit=30,no_writeback_cache"));
-  ASSERT_TRUE(o.parse("attr_timeout=0.5,entry_timeout=2,,allow_other"));
+  ASSERT_TRUE(o.parse("attr_timeout=0.5,entry_timeout=2,,allow_other,async_dio"));
   EXPECT_TRUE(o.read_only);
   EXPECT_FALSE(o.uring);
   EXPECT_EQ(o.threads, 7u);
@@ -19,6 +19,7 @@ TEST(MountOptionsTest, RaidfsOptionsAreTakenAndTheRestGoToFuse) {
   EXPECT_EQ(o.uring_entries, 16u);
   EXPECT_EQ(o.commit_interval_s, 30u);
   EXPECT_FALSE(o.dispatcher.writeback_cache);
+  EXPECT_TRUE(o.dispatcher.async_dio);
   EXPECT_DOUBLE_EQ(o.dispatcher.attr_timeout, 0.5);
   EXPECT_DOUBLE_EQ(o.dispatcher.entry_timeout, 2.0);
   EXPECT_EQ(o.fuse_options, (std::vector<std::string>{"ro", "noatime", "allow_other"}));

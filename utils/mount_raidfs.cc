@@ -359,7 +359,7 @@ int main(int argc, char** argv) {
                  "mount options, comma-separated: FUSE/mount ones (ro, allow_other, noatime ...) "
                  "and raidfs ones: members=PATH:PATH:..., transport=uring|classic, "
                  "uring_threads=N, uring_entries=N, threads=N, writeback_cache, "
-                 "no_writeback_cache, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS")
+                 "no_writeback_cache, async_dio, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS")
       ->expected(1)
       ->allow_extra_args(false)
       ->take_all();
