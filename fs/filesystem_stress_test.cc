@@ -105,7 +105,8 @@ class StressTest : public ::testing::Test {
           const size_t len = std::min<uint64_t>(1 + pick(200000), kFileBytesMax);
           auto n = fs_->read(ctx, file, off, len, buf.data());
           const size_t want = off < content.size() ? std::min<size_t>(len, content.size() - off) : 0;
-          if (!n || *n != want || std::memcmp(buf.data(), content.data() + off, want) != 0)
+          if (!n || *n != want ||
+              (want > 0 && std::memcmp(buf.data(), content.data() + off, want) != 0))
             failed(name + ": read at " + std::to_string(off) + ": " +
                    (n ? std::to_string(*n) + " bytes, want " + std::to_string(want) + " (or wrong bytes)"
                       : n.error().message));
@@ -220,7 +221,8 @@ TEST_F(StressTest, ConcurrentOperationsMatchTheModelBeforeAndAfterARemount) {
       auto n = fs_->read(**check_ctx, found->ino, 0, kFileBytesMax, buf.data());
       ASSERT_TRUE(n) << name << ": " << n.error().message;
       ASSERT_EQ(*n, content.size()) << name;
-      EXPECT_EQ(std::memcmp(buf.data(), content.data(), content.size()), 0) << name << " after the remount";
+      if (!content.empty())
+        EXPECT_EQ(std::memcmp(buf.data(), content.data(), content.size()), 0) << name << " after the remount";
       ++files;
     }
   }
