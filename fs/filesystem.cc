@@ -9,12 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <cstring>
 #include <thread>
 
 #include "base/log.h"
 #include "fs/commit_timer.h"
 #include "fs/open_files.h"
+#include "fs/scrubber.h"
 #include "fs/stripe_writer.h"
 #include "raid/checksum.h"
 
@@ -61,6 +63,7 @@ Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMet
 
 Filesystem::~Filesystem() {
   commit_timer_.reset();
+  scrubber_.reset();  // an unmount interrupts a scrub: the next mount resumes it
   timer_ctx_.reset();
 }
 
@@ -78,6 +81,11 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> arra
   if (!options.read_only) {
     RAIDFS_TRY(auto ctx, fs->make_io_context());
     RAIDFS_CHECK(fs->seal_leftover_open_stripes(*ctx));
+    Filesystem* owner = fs.get();
+    fs->scrubber_ = std::make_unique<Scrubber>(*fs->array_, *fs->meta_, fs->stripe_reuse_,
+                                               [owner] { return owner->make_io_context(); });
+    if (auto resumed = fs->scrubber_->resume_if_interrupted(); !resumed)
+      RAIDFS_LOG(kError, "cannot resume the scrub: %s", resumed.error().message.c_str());
     if (options.commit_interval_ms > 0) {
       Filesystem* self = fs.get();
       fs->commit_timer_ = std::make_unique<CommitTimer>(
@@ -394,5 +402,59 @@ Result<void> Filesystem::remove_xattr(uint64_t ino, std::string_view name) {
   return meta_->remove_xattr(ino, name);
 }
 
-}  // namespace raidfs::fs
+// --- admin commands ------------------------------------------------------------------------------
 
+Result<std::string> Filesystem::control(const Caller& caller, std::string_view command) {
+  auto outcome = [&]() -> Result<std::string> {
+    if (caller.uid != 0) return fail(EPERM, "only root may change the array");
+    if (options_.read_only || !scrubber_) return fail(EROFS, "read-only mount");
+    std::vector<std::string> words;
+    for (size_t at = 0; at < command.size();) {
+      const size_t space = command.find(' ', at);
+      const size_t end = space == std::string_view::npos ? command.size() : space;
+      if (end > at) words.emplace_back(command.substr(at, end - at));
+      at = end + 1;
+    }
+    auto number = [](const std::string& text) -> std::optional<uint64_t> {
+      if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos)
+        return std::nullopt;
+      return std::stoull(text);
+    };
+    if (words.empty()) return fail(EINVAL, "empty command");
+    if (words[0] == "fail" && words.size() == 2) {
+      const auto member = number(words[1]);
+      if (!member || *member >= array_->geometry().member_count())
+        return fail(EINVAL, "fail: no member " + words[1]);
+      const uint32_t i = static_cast<uint32_t>(*member);
+      if (array_->member_state(i) != MemberState::kActive)
+        return std::string("member " + words[1] + " is " + member_state_name(array_->member_state(i)) +
+                           " already");
+      if (array_->unavailable_count() + 1 > array_->geometry().parity_count())
+        return fail(EBUSY, "failing member " + words[1] +
+                               " would leave more members unavailable than parity covers");
+      array_->mark_failed(i, "marked failed by the admin");
+      return "member " + words[1] + " (" + array_->member_path(i) + ") marked failed";
+    }
+    if (words[0] == "scrub" && words.size() <= 2) {
+      uint64_t rate = 0;
+      if (words.size() == 2) {
+        const auto r = number(words[1]);
+        if (!r) return fail(EINVAL, "scrub: rate '" + words[1] + "' is not a number of bytes a second");
+        rate = *r;
+      }
+      RAIDFS_CHECK(scrubber_->start(rate));
+      return std::string("scrub started");
+    }
+    if (words[0] == "scrub-stop" && words.size() == 1) {
+      RAIDFS_CHECK(scrubber_->stop());
+      return std::string("scrub stopped");
+    }
+    return fail(EINVAL, "unknown command '" + std::string(command) + "'");
+  }();
+  std::lock_guard lock(warnings_mu_);
+  last_control_ = std::string(command) + ": " + (outcome ? *outcome : "error: " + outcome.error().message);
+  if (outcome) RAIDFS_LOG(kInfo, "admin: %s", last_control_.c_str());
+  return outcome;
+}
+
+}  // namespace raidfs::fs

@@ -44,6 +44,7 @@
 #include "meta/fs_meta.h"
 #include "raid/aligned_buffer.h"
 #include "fs/io_context.h"
+#include "fs/scrubber.h"
 #include "raid/array.h"
 
 namespace raidfs::fs {
@@ -51,6 +52,7 @@ namespace raidfs::fs {
 class StripeWriter;
 class OpenFiles;
 class CommitTimer;
+class Scrubber;
 
 // Who asks: the credentials of the calling process (new inodes get its uid and gid).
 struct Caller {
@@ -179,8 +181,24 @@ class Filesystem {
   // Commits every open stripe and makes everything durable (unmount). The filesystem stays usable.
   Result<void> sync_all(IoContext& ctx);
 
-  // The name of the virtual, read-only xattr of the root directory that returns status_text().
+  // --- the admin channel (docs/decisions.md): virtual xattrs of the root directory ---------------
+  // status_text(), and the same as JSON for monitoring (status_json), for anyone to read.
   static constexpr std::string_view kStatusXattr = "raidfs.status";
+  static constexpr std::string_view kStatusJsonXattr = "raidfs.status.json";
+  // Set to a command to change the array; in the trusted namespace, so the kernel lets only
+  // CAP_SYS_ADMIN set it, and control() checks the caller is root as well.
+  static constexpr std::string_view kControlXattr = "trusted.raidfs.control";
+  // Status as JSON: {"format": 1, "array": ..., "members": [...], "scrub": {...}, ...}.
+  std::string status_json() const;
+  // Runs an admin command and returns its one-line outcome (also kept for status):
+  //   "fail MEMBER"      marks the member failed (as if it returned I/O errors)
+  //   "scrub [RATE]"     starts the online scrub (resumes a stopped one), RATE bytes/s at most
+  //   "scrub-stop"       stops it, its progress kept
+  // EPERM the caller is not root; EROFS read-only mount; EINVAL unknown command or argument;
+  // EBUSY a scrub runs already / failing that member would stop the array; ENOENT no scrub runs.
+  Result<std::string> control(const Caller& caller, std::string_view command);
+  // The online scrub's progress (from the metadata when no scrubber runs: a read-only mount).
+  ScrubProgress scrub_progress() const;
 
  private:
   Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMeta> meta,
@@ -219,6 +237,8 @@ class Filesystem {
   } counters_;
   mutable std::mutex warnings_mu_;  // guards warnings_ (a leaf)
   std::vector<std::string> warnings_;
+  std::string last_control_;  // the last admin command's outcome, under warnings_mu_
+  std::unique_ptr<Scrubber> scrubber_;         // read-write mounts only
   std::unique_ptr<IoContext> timer_ctx_;       // the commit timer's, made on its thread
   std::unique_ptr<CommitTimer> commit_timer_;  // last: stopped first, while the rest stands
 };

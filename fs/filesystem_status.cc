@@ -1,8 +1,13 @@
 // Filesystem: what it tells about itself — counters, the status text, space. See filesystem.h.
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <sstream>
+#include <utility>
 
 #include "base/units.h"
 #include "fs/filesystem.h"
+#include "fs/scrubber.h"
 #include "fs/stripe_writer.h"
 
 namespace raidfs::fs {
@@ -10,15 +15,52 @@ namespace {
 
 constexpr uint64_t kBlock = kBlockBytes;
 
-const char* state_name(MemberState s) {
-  switch (s) {
-    case MemberState::kActive: return "active";
-    case MemberState::kFailed: return "failed";
-    case MemberState::kMissing: return "missing";
-    case MemberState::kRebuilding: return "rebuilding";
-    case MemberState::kUnknown: break;
+// A string as a JSON string literal.
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char esc[8];
+          std::snprintf(esc, sizeof esc, "\\u%04x", c);
+          out += esc;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+const char* phase_name(meta::ScrubPhase p) {
+  switch (p) {
+    case meta::ScrubPhase::kNone: return "never";
+    case meta::ScrubPhase::kRunning: return "running";
+    case meta::ScrubPhase::kStopped: return "stopped";
+    case meta::ScrubPhase::kFinished: return "finished";
   }
   return "unknown";
+}
+
+std::string utc_time(int64_t ns) {
+  const time_t t = static_cast<time_t>(ns / 1000000000);
+  tm parts{};
+  gmtime_r(&t, &parts);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &parts);
+  return out;
+}
+
+// Whole percent done: 100 only once finished.
+int percent_done(const meta::ScrubState& s) {
+  if (s.phase == meta::ScrubPhase::kFinished) return 100;
+  if (s.stripes_total == 0) return 0;
+  return static_cast<int>(std::min<uint64_t>(99, s.stripes_checked * 100 / s.stripes_total));
 }
 
 }  // namespace
@@ -65,7 +107,7 @@ std::string Filesystem::status_text() const {
       << (options_.read_only ? ", read-only" : "") << "\n";
   for (uint32_t i = 0; i < g.member_count(); ++i) {
     const MemberErrors e = array_->member_errors(i);
-    out << "member " << i << ": " << state_name(array_->member_state(i)) << " "
+    out << "member " << i << ": " << member_state_name(array_->member_state(i)) << " "
         << array_->member_path(i) << " (errors: read " << e.read << ", write " << e.write
         << ", checksum " << e.checksum << ")\n";
   }
@@ -83,8 +125,86 @@ std::string Filesystem::status_text() const {
   out << "bytes_direct_write: " << c.bytes_direct_write << "\n";
   const meta::StoreStats ms = meta_->store().stats();
   out << "metadata_cache: " << ms.cache_hits << " hits, " << ms.cache_misses << " misses\n";
+  const ScrubProgress scrub = scrub_progress();
+  const meta::ScrubState& ss = scrub.state;
+  out << "scrub: " << phase_name(ss.phase);
+  if (ss.phase != meta::ScrubPhase::kNone) {
+    if (ss.phase == meta::ScrubPhase::kFinished) out << " " << utc_time(ss.finished_ns);
+    out << ", " << percent_done(ss) << "% (" << ss.stripes_checked << " of about "
+        << ss.stripes_total << " stripes, " << human_bytes(ss.bytes_read) << " read";
+    if (ss.phase == meta::ScrubPhase::kRunning && scrub.rate_bytes_per_s > 0)
+      out << ", " << human_bytes(static_cast<uint64_t>(scrub.rate_bytes_per_s)) << "/s";
+    if (scrub.eta_s >= 0) out << ", " << static_cast<uint64_t>(scrub.eta_s) << " s left";
+    out << "); repaired " << ss.blocks_rebuilt << " blocks and " << ss.parity_rows_rewritten
+        << " parity rows, " << ss.blocks_lost << " blocks lost, " << ss.stripes_skipped
+        << " stripes skipped; started " << utc_time(ss.started_ns);
+  }
+  out << "\n";
+  for (const std::string& l : scrub.lost) out << "scrub_lost: " << l << "\n";
+  {
+    std::lock_guard lock(warnings_mu_);
+    if (!last_control_.empty()) out << "last_command: " << last_control_ << "\n";
+  }
   for (const std::string& w : array_->warnings()) out << "warning: " << w << "\n";
   for (const std::string& w : warnings()) out << "warning: " << w << "\n";
+  return out.str();
+}
+
+ScrubProgress Filesystem::scrub_progress() const {
+  if (scrubber_) return scrubber_->progress();
+  ScrubProgress p;
+  if (auto saved = meta_->scrub_state(); saved && *saved) p.state = **saved;
+  return p;
+}
+
+std::string Filesystem::status_json() const {
+  const Geometry& g = array_->geometry();
+  const Superblock sb = array_->superblock();
+  const FsStatfs st = statfs();
+  const FilesystemStats c = stats();
+  const uint32_t m = g.parity_count(), down = array_->unavailable_count();
+  std::ostringstream out;
+  out << "{\"format\": 1, \"array\": " << json_string(uuid_to_string(sb.array_uuid))
+      << ", \"label\": " << json_string(sb.label) << ", \"parity\": " << m
+      << ", \"members_count\": " << g.member_count() << ", \"chunk_bytes\": " << g.chunk_bytes()
+      << ", \"state\": " << json_string(down == 0 ? "healthy" : down <= m ? "degraded" : "failed")
+      << ", \"read_only\": " << (options_.read_only ? "true" : "false") << ", \"members\": [";
+  for (uint32_t i = 0; i < g.member_count(); ++i) {
+    const MemberErrors e = array_->member_errors(i);
+    out << (i ? ", " : "") << "{\"index\": " << i << ", \"path\": " << json_string(array_->member_path(i))
+        << ", \"state\": " << json_string(member_state_name(array_->member_state(i)))
+        << ", \"errors\": {\"read\": " << e.read << ", \"write\": " << e.write
+        << ", \"checksum\": " << e.checksum << "}}";
+  }
+  out << "], \"space\": {\"bytes\": " << st.blocks * st.block_size
+      << ", \"free_bytes\": " << st.blocks_free * st.block_size << "}";
+  out << ", \"counters\": {\"reconstructed_blocks\": " << c.reconstructed_blocks
+      << ", \"corrupt_blocks\": " << c.corrupt_blocks << ", \"healed_blocks\": " << c.healed_blocks
+      << ", \"unreadable_reads\": " << c.unreadable_reads << ", \"stripes_sealed\": " << c.stripes_sealed
+      << ", \"partial_flushes\": " << c.partial_flushes << "}";
+  const ScrubProgress scrub = scrub_progress();
+  const meta::ScrubState& ss = scrub.state;
+  out << ", \"scrub\": {\"state\": " << json_string(phase_name(ss.phase))
+      << ", \"percent\": " << percent_done(ss) << ", \"stripes_total\": " << ss.stripes_total
+      << ", \"stripes_checked\": " << ss.stripes_checked << ", \"stripes_skipped\": " << ss.stripes_skipped
+      << ", \"bytes_read\": " << ss.bytes_read
+      << ", \"rate_bytes_per_s\": " << static_cast<uint64_t>(scrub.rate_bytes_per_s)
+      << ", \"eta_s\": " << static_cast<int64_t>(scrub.eta_s)
+      << ", \"blocks_rebuilt\": " << ss.blocks_rebuilt
+      << ", \"parity_rows_rewritten\": " << ss.parity_rows_rewritten
+      << ", \"blocks_lost\": " << ss.blocks_lost << ", \"started_ns\": " << ss.started_ns
+      << ", \"finished_ns\": " << ss.finished_ns << ", \"lost\": [";
+  for (size_t i = 0; i < scrub.lost.size(); ++i) out << (i ? ", " : "") << json_string(scrub.lost[i]);
+  out << "]}";
+  {
+    std::lock_guard lock(warnings_mu_);
+    out << ", \"last_command\": " << json_string(last_control_);
+  }
+  out << ", \"warnings\": [";
+  bool first = true;
+  for (const std::string& w : array_->warnings()) out << (std::exchange(first, false) ? "" : ", ") << json_string(w);
+  for (const std::string& w : warnings()) out << (std::exchange(first, false) ? "" : ", ") << json_string(w);
+  out << "]}\n";
   return out.str();
 }
 

@@ -221,8 +221,9 @@ TEST_F(StressTest, ConcurrentOperationsMatchTheModelBeforeAndAfterARemount) {
       auto n = fs_->read(**check_ctx, found->ino, 0, kFileBytesMax, buf.data());
       ASSERT_TRUE(n) << name << ": " << n.error().message;
       ASSERT_EQ(*n, content.size()) << name;
-      if (!content.empty())
+      if (!content.empty()) {
         EXPECT_EQ(std::memcmp(buf.data(), content.data(), content.size()), 0) << name << " after the remount";
+      }
       ++files;
     }
   }

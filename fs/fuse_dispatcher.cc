@@ -94,8 +94,11 @@ struct RequestDispatcher::Call {
   PayloadReader payload() const { return PayloadReader(req.payload); }
   fuse::Timeout entry_valid() const { return fuse::split_timeout(d.options_.entry_timeout); }
   fuse::Timeout attr_valid() const { return fuse::split_timeout(d.options_.attr_timeout); }
+  // The root's virtual xattrs: the admin channel (Filesystem::kStatusXattr and the others).
   bool is_status_xattr(std::string_view name) const {
-    return nodeid() == meta::kRootIno && name == Filesystem::kStatusXattr;
+    return nodeid() == meta::kRootIno &&
+           (name == Filesystem::kStatusXattr || name == Filesystem::kStatusJsonXattr ||
+            name == Filesystem::kControlXattr);
   }
 
   // --- reply bodies ----------------------------------------------------------------------------
@@ -296,7 +299,12 @@ struct RequestDispatcher::Call {
     RAIDFS_TRY(const std::string_view name, reader.name());
     RAIDFS_TRY(const auto value, reader.take(in.size));
     if (reader.remaining() != 0) return fail(EINVAL, "SETXATTR value longer than its size");
-    if (is_status_xattr(name)) return fail(EPERM, "raidfs.status is read-only");
+    if (is_status_xattr(name)) {
+      if (name != Filesystem::kControlXattr) return fail(EPERM, "raidfs.status is read-only");
+      const std::string_view command(reinterpret_cast<const char*>(value.data()), value.size());
+      RAIDFS_CHECK(fs().control(Caller{req.header.uid, req.header.gid}, command));
+      return {};
+    }
     return fs().set_xattr(
         nodeid(), name, std::string_view(reinterpret_cast<const char*>(value.data()), value.size()),
         flags);
@@ -306,9 +314,13 @@ struct RequestDispatcher::Call {
     auto reader = payload();
     RAIDFS_TRY(const std::string_view name, reader.name());
     std::string value;
-    if (is_status_xattr(name)) {
+    if (is_status_xattr(name) && name == Filesystem::kStatusXattr) {
       value = fs().status_text();
       if (d.transport_status_) value += d.transport_status_();
+    } else if (is_status_xattr(name) && name == Filesystem::kStatusJsonXattr) {
+      value = fs().status_json();
+    } else if (is_status_xattr(name)) {
+      return fail(ENODATA, "the control xattr is written, not read");
     } else {
       RAIDFS_TRY(value, fs().get_xattr(nodeid(), name));
     }

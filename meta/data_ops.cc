@@ -328,4 +328,44 @@ Result<void> FsMeta::punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
   return finish(seq, durability);
 }
 
+Result<std::vector<uint64_t>> FsMeta::sealed_stripes(uint64_t from, size_t max) const {
+  std::vector<uint64_t> ids;
+  RAIDFS_CHECK(store_->scan(Family::kStripes, stripe_key(from), "",
+                            [&](std::string_view k, std::string_view v) -> Result<bool> {
+                              RAIDFS_TRY(const uint64_t id, parse_u64_key(k));
+                              RAIDFS_TRY(const Stripe s, decode_stripe(id, v));
+                              if (s.state == StripeState::kSealed) ids.push_back(id);
+                              return ids.size() < max;
+                            }));
+  return ids;
+}
+
+uint64_t FsMeta::sealed_stripe_count() const {
+  uint64_t count = 0;
+  (void)store_->scan(Family::kStripes, "", "",
+                     [&](std::string_view k, std::string_view v) -> Result<bool> {
+                       auto id = parse_u64_key(k);
+                       if (!id) return true;
+                       auto s = decode_stripe(*id, v);
+                       if (s && s->state == StripeState::kSealed) ++count;
+                       return true;
+                     });
+  return count;
+}
+
+Result<std::optional<ScrubState>> FsMeta::scrub_state() const {
+  RAIDFS_TRY(auto v, store_->get(Family::kSuper, kScrubKey));
+  if (!v) return std::optional<ScrubState>();
+  RAIDFS_TRY(ScrubState s, decode_scrub(*v));
+  return std::optional<ScrubState>(s);
+}
+
+Result<void> FsMeta::put_scrub_state(const ScrubState& state, Durability durability) {
+  WriteSet set;
+  set.put(Family::kSuper, std::string(kScrubKey), encode_scrub(state));
+  RAIDFS_TRY(const uint64_t seq, store_->write(set, durability));
+  (void)seq;
+  return {};
+}
+
 }  // namespace raidfs::meta

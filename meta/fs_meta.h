@@ -264,6 +264,14 @@ class FsMeta {
   // already committed, already released) is ignored.
   void release_stripe(uint64_t id);
   Result<Stripe> get_stripe(uint64_t id) const;  // ENOENT no record (free, never used)
+  // The ids of committed stripes in state kSealed with an id ≥ `from`, in id order (= member
+  // offset order), at most `max`. EIO when RocksDB fails.
+  Result<std::vector<uint64_t>> sealed_stripes(uint64_t from, size_t max) const;
+  uint64_t sealed_stripe_count() const;
+
+  // The online scrub's progress (records.h ScrubState); nullopt before the first scrub.
+  Result<std::optional<ScrubState>> scrub_state() const;
+  Result<void> put_scrub_state(const ScrubState& state, Durability durability = Durability::kNone);
   std::vector<uint64_t> open_stripes() const;    // committed stripes in state kOpen
   // Stripes free now or once the commit that freed them is durable (not those handed out).
   uint64_t free_stripe_count() const;

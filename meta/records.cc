@@ -256,6 +256,38 @@ Result<Stripe> decode_stripe(uint64_t id, std::string_view v) {
   return s;
 }
 
+// --- Scrub ---------------------------------------------------------------------------------------
+std::string encode_scrub(const ScrubState& s) {
+  std::string v;
+  put_u8(v, kRecordFormat);
+  put_u8(v, static_cast<uint8_t>(s.phase));
+  put_u64(v, s.cursor);
+  put_i64(v, s.started_ns);
+  put_i64(v, s.finished_ns);
+  for (uint64_t n : {s.stripes_total, s.stripes_checked, s.bytes_read, s.blocks_rebuilt,
+                     s.parity_rows_rewritten, s.blocks_lost, s.stripes_skipped})
+    put_u64(v, n);
+  return v;
+}
+
+Result<ScrubState> decode_scrub(std::string_view v) {
+  ByteReader r(v, "scrub state");
+  RAIDFS_CHECK(expect_format(r));
+  ScrubState s;
+  RAIDFS_TRY(const uint8_t phase, r.u8());
+  if (phase > static_cast<uint8_t>(ScrubPhase::kFinished)) return r.fail("unknown scrub phase");
+  s.phase = static_cast<ScrubPhase>(phase);
+  RAIDFS_TRY(s.cursor, r.u64());
+  RAIDFS_TRY(s.started_ns, r.i64());
+  RAIDFS_TRY(s.finished_ns, r.i64());
+  for (uint64_t* n : {&s.stripes_total, &s.stripes_checked, &s.bytes_read, &s.blocks_rebuilt,
+                      &s.parity_rows_rewritten, &s.blocks_lost, &s.stripes_skipped}) {
+    RAIDFS_TRY(*n, r.u64());
+  }
+  RAIDFS_CHECK(r.expect_end());
+  return s;
+}
+
 // --- Xattr and Orphan ----------------------------------------------------------------------------
 std::string encode_xattr(std::string_view value) {
   std::string v;

@@ -19,6 +19,9 @@
 //            parity_count:u8 row_count:u32 (row_index:u32 parity:parity_count×4096 bytes) × rows
 //   Xattr    fmt:u8=1 value:bytes(65536)
 //   Orphan   fmt:u8=1
+//   Scrub    fmt:u8=1 state:u8 cursor:u64 started_ns:i64 finished_ns:i64 stripes_total:u64
+//            stripes_checked:u64 bytes_read:u64 blocks_rebuilt:u64 parity_rows_rewritten:u64
+//            blocks_lost:u64 stripes_skipped:u64              (super family, key "scrub")
 //
 // All functions are pure and thread-safe. Decoders never assert on their input.
 #pragma once
@@ -120,6 +123,24 @@ struct Stripe {
   bool operator==(const Stripe&) const = default;
 };
 
+// The online scrub's progress, kept so that an unmount or a crash resumes it where it stopped.
+enum class ScrubPhase : uint8_t { kNone = 0, kRunning = 1, kStopped = 2, kFinished = 3 };
+
+struct ScrubState {
+  ScrubPhase phase = ScrubPhase::kNone;
+  uint64_t cursor = 0;  // the next stripe id to check
+  int64_t started_ns = 0;
+  int64_t finished_ns = 0;  // 0 until finished
+  uint64_t stripes_total = 0;    // sealed stripes when it started (an estimate: they change)
+  uint64_t stripes_checked = 0;
+  uint64_t bytes_read = 0;       // member bytes read
+  uint64_t blocks_rebuilt = 0;   // data blocks that failed their checksum, rebuilt and rewritten
+  uint64_t parity_rows_rewritten = 0;
+  uint64_t blocks_lost = 0;      // beyond repair (more damage in a row than parity covers)
+  uint64_t stripes_skipped = 0;  // open (being written) or unreadable as a whole
+  bool operator==(const ScrubState&) const = default;
+};
+
 // Number of 4 KiB blocks of a stripe's data that [offset, offset + length) touches.
 uint32_t blocks_touched(uint64_t offset, uint64_t length);
 
@@ -141,5 +162,7 @@ std::string encode_xattr(std::string_view value);
 Result<std::string> decode_xattr(std::string_view v);
 std::string encode_orphan();
 Result<void> decode_orphan(std::string_view v);
+std::string encode_scrub(const ScrubState& s);
+Result<ScrubState> decode_scrub(std::string_view v);
 
 }  // namespace raidfs::meta

@@ -98,6 +98,30 @@ TEST(Records, ExtentGoldenBytes) {
   EXPECT_FALSE(decode_extent(0, encode_extent(zero)).has_value());
 }
 
+TEST(Records, ScrubStateGoldenBytesAndHostileInput) {
+  ScrubState st;
+  st.phase = ScrubPhase::kRunning;
+  st.cursor = 7;
+  st.started_ns = -1;
+  st.finished_ns = 0;
+  st.stripes_total = 9;
+  st.stripes_checked = 3;
+  st.bytes_read = 0x0102;
+  st.blocks_rebuilt = 1;
+  st.parity_rows_rewritten = 2;
+  st.blocks_lost = 0;
+  st.stripes_skipped = 5;
+  const std::string v = encode_scrub(st);
+  ASSERT_EQ(v.size(), 2u + 8 * 10);
+  EXPECT_EQ(v.substr(0, 10), std::string("\x01\x01\x00\x00\x00\x00\x00\x00\x00\x07", 10));
+  EXPECT_EQ(v.substr(10, 8), std::string(8, '\xff'));  // started_ns -1, two's complement
+  EXPECT_EQ(decode_scrub(v).value(), st);
+  expect_hostile_input_rejected(v, [](std::string_view b) { return decode_scrub(b).has_value(); });
+  std::string bad_phase = v;
+  bad_phase[1] = 9;
+  EXPECT_FALSE(decode_scrub(bad_phase).has_value());
+}
+
 TEST(Records, StripeRoundTripAndHostileCounts) {
   Stripe s = sample_stripe();
   std::string v = encode_stripe(s);
