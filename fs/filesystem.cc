@@ -424,7 +424,7 @@ Result<std::string> Filesystem::control(const Caller& caller, std::string_view c
     if (words[0] == "fail" && words.size() == 2) {
       const auto member = number(words[1]);
       if (!member || *member >= array_->geometry().member_count())
-        return fail(EINVAL, "fail: no member " + words[1]);
+        return fail(EINVAL, "no member " + words[1]);
       const uint32_t i = static_cast<uint32_t>(*member);
       if (array_->member_state(i) != MemberState::kActive)
         return std::string("member " + words[1] + " is " + member_state_name(array_->member_state(i)) +
@@ -439,7 +439,7 @@ Result<std::string> Filesystem::control(const Caller& caller, std::string_view c
       uint64_t rate = 0;
       if (words.size() == 2) {
         const auto r = number(words[1]);
-        if (!r) return fail(EINVAL, "scrub: rate '" + words[1] + "' is not a number of bytes a second");
+        if (!r) return fail(EINVAL, "rate '" + words[1] + "' is not a number of bytes a second");
         rate = *r;
       }
       RAIDFS_CHECK(scrubber_->start(rate));
