@@ -128,3 +128,21 @@ cmp "$src/many" "$mp/many" || fail "many reads back wrong after the scrub and th
 it_log "after a SIGKILL the scrub resumed and finished: $(it_status "$mp" | grep '^scrub')"
 it_umount "$mp"
 out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || fail "fsck -n after the scrubs: $out"
+
+# raidfs fail: the member is out (persisted), reads go on degraded; beyond parity it is refused.
+it_mount "$arr/meta" "$mp"
+"$admin" fail "$mp" 5 >/dev/null || fail "raidfs fail 5 failed"
+"$admin" fail "$mp" 4 >/dev/null || fail "raidfs fail 4 failed"
+rc=0
+err=$("$admin" fail "$mp" 3 2>&1) || rc=$?
+((rc == 1)) && [[ $err == *"more members unavailable than parity covers"* ]] ||
+  fail "failing a third RAID6 member: exit $rc, '$err' (want a refusal)"
+echo 3 >/proc/sys/vm/drop_caches
+cmp "$src/many" "$mp/many" || fail "many reads back wrong with members 4 and 5 failed"
+it_remount "$arr/meta" "$mp"
+for i in 4 5; do
+  it_status "$mp" | grep -q "^member $i: failed" || fail "member $i is not failed after a remount: $(it_status "$mp" | grep '^member')"
+done
+cmp "$src/many" "$mp/many" || fail "many reads back wrong after the remount with two members failed"
+it_log "raidfs fail: members 4 and 5 out (persisted), a third refused ($err)"
+it_umount "$mp"
