@@ -58,7 +58,11 @@ void Array::fail_member(uint32_t member, const std::string& reason, MemberIo* io
   // acknowledges a write that skipped the member.
   std::lock_guard lock(superblock_mutex_);
   MemberState expected = MemberState::kActive;
-  if (!states_[member].compare_exchange_strong(expected, MemberState::kFailed)) return;
+  if (!states_[member].compare_exchange_strong(expected, MemberState::kFailed)) {
+    // A member being rebuilt fails the same way (the rebuild then stops).
+    expected = MemberState::kRebuilding;
+    if (!states_[member].compare_exchange_strong(expected, MemberState::kFailed)) return;
+  }
   warnings_.push_back("member " + std::to_string(member) + " (" + paths_[member] + ") failed: " + reason);
   // Beyond m failures the array has stopped; the superblocks keep the last state it could serve
   // in, so once the cause is fixed (a cable, a controller) the array opens again as it was.
@@ -74,6 +78,42 @@ Result<void> Array::settle_states(IoChannel& channel) {
   return fail(EIO, "a member failure is not recorded on enough superblocks (at least " +
                        std::to_string(geometry_.parity_count() + 1) +
                        " or every active member); writes are refused until it is");
+}
+
+Result<void> Array::begin_rebuild(uint32_t member, uint64_t from_generation, uint64_t cursor) {
+  if (member >= geometry_.member_count()) return fail(EINVAL, "no member " + std::to_string(member));
+  std::lock_guard lock(superblock_mutex_);
+  if (fds_[member] < 0)
+    return fail(ENXIO, "member " + std::to_string(member) + " has no device (give a new one: replace)");
+  for (uint32_t i = 0; i < geometry_.member_count(); ++i)
+    if (i != member && states_[i].load() == MemberState::kRebuilding)
+      return fail(EBUSY, "member " + std::to_string(i) + " is being rebuilt already");
+  const MemberState s = states_[member].load();
+  if (s == MemberState::kActive)
+    return fail(EINVAL, "member " + std::to_string(member) + " is active: nothing to rebuild");
+  // The bounds first, then the state: a reader that sees kRebuilding sees them too.
+  rebuild_cursor_[member] = cursor;
+  rebuild_from_generation_[member] = from_generation;
+  if (s != MemberState::kRebuilding) {
+    states_[member] = MemberState::kRebuilding;
+    persist_states_locked(nullptr);
+  }
+  return {};
+}
+
+void Array::advance_rebuild(uint32_t member, uint64_t cursor) {
+  if (member < geometry_.member_count()) rebuild_cursor_[member] = cursor;
+}
+
+Result<void> Array::finish_rebuild(uint32_t member) {
+  if (member >= geometry_.member_count()) return fail(EINVAL, "no member " + std::to_string(member));
+  std::lock_guard lock(superblock_mutex_);
+  MemberState expected = MemberState::kRebuilding;
+  if (!states_[member].compare_exchange_strong(expected, MemberState::kActive))
+    return fail(EINVAL, "member " + std::to_string(member) + " is not being rebuilt");
+  persist_states_locked(nullptr);
+  warnings_.push_back("member " + std::to_string(member) + " (" + paths_[member] + ") rebuilt");
+  return {};
 }
 
 Result<void> Array::check_quorum(const std::string& what) const {
@@ -126,7 +166,7 @@ Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* b
   channel.batch_.clear();
   for (uint32_t s = 0; s < n; ++s) {
     uint32_t member = geometry_.member_of(stripe, s);
-    if (usable(member))
+    if (writable(member))
       channel.batch_.push_back({IoOp::kWrite, member, geometry_.row_offset(stripe), chunk, slots[s], 0});
   }
   RAIDFS_CHECK(execute(channel));
@@ -147,7 +187,7 @@ Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t off
     uint32_t index = static_cast<uint32_t>(pos / chunk), in_chunk = static_cast<uint32_t>(pos % chunk);
     uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(chunk - in_chunk, offset + length - pos));
     MemberAddress a = geometry_.locate(stripe, index, in_chunk);
-    if (usable(a.member))
+    if (writable(a.member))
       channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, len, const_cast<uint8_t*>(source + (pos - offset)), 0});
     pos += len;
   }
@@ -165,7 +205,7 @@ Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint
   channel.batch_.clear();
   for (uint32_t j = 0; j < geometry_.parity_count(); ++j) {
     MemberAddress a = geometry_.locate_parity(stripe, j, 0);
-    if (usable(a.member))
+    if (writable(a.member))
       channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, chunk, const_cast<uint8_t*>(parity + uint64_t{j} * chunk), 0});
   }
   RAIDFS_CHECK(execute(channel));
@@ -177,7 +217,7 @@ Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint
 Result<void> Array::flush(IoChannel& channel) {
   channel.batch_.clear();
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)
-    if (usable(i) && volatile_cache_[i]) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
+    if (writable(i) && volatile_cache_[i]) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
   RAIDFS_CHECK(execute(channel));
   RAIDFS_CHECK(check_quorum("cannot flush the members"));
   RAIDFS_CHECK(settle_states(channel));
@@ -205,16 +245,16 @@ Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
   for (uint32_t b = first; b < first + count;) {
     const uint32_t index = b / blocks_per_chunk;
     const uint32_t run = std::min(first + count, (index + 1) * blocks_per_chunk) - b;
-    const uint32_t readable = b >= ref.filled_blocks ? 0 : std::min(run, ref.filled_blocks - b);
-    if (readable < run) std::memset(req.dest + uint64_t{b + readable - first} * kBlockBytes, 0,
-                                    uint64_t{run - readable} * kBlockBytes);  // never written: zeros
-    if (readable > 0) {
+    const uint32_t filled = b >= ref.filled_blocks ? 0 : std::min(run, ref.filled_blocks - b);
+    if (filled < run) std::memset(req.dest + uint64_t{b + filled - first} * kBlockBytes, 0,
+                                  uint64_t{run - filled} * kBlockBytes);  // never written: zeros
+    if (filled > 0) {
       MemberAddress a = geometry_.locate(ref.stripe, index, (b % blocks_per_chunk) * kBlockBytes);
-      if (usable(a.member) && !req.force_reconstruct)
-        channel.batch_.push_back({IoOp::kRead, a.member, a.offset, readable * kBlockBytes,
+      if (readable(a.member, ref.stripe, ref.generation) && !req.force_reconstruct)
+        channel.batch_.push_back({IoOp::kRead, a.member, a.offset, filled * kBlockBytes,
                                   req.dest + uint64_t{b - first} * kBlockBytes, 0});
       else
-        std::fill_n(flags.begin() + (b - first), readable, kBlockNeeded);
+        std::fill_n(flags.begin() + (b - first), filled, kBlockNeeded);
     }
     b += run;
   }
@@ -285,7 +325,7 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
       std::memset(slot_row(s, row_lo), 0, uint64_t{rows} * kBlockBytes);  // never written: zeros
       continue;
     }
-    if (!usable(member)) {
+    if (!readable(member, ref.stripe, ref.generation)) {
       lost_slots |= uint64_t{1} << s;
       continue;
     }

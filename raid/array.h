@@ -215,10 +215,39 @@ class Array {
   // persist_states_locked): writes are refused with EIO while they are not.
   bool states_recorded() const { return states_recorded_.load(); }
 
+  // --- rebuilding a member (raidfs rebuild / replace; the copying is fs/rebuilder's) ----------
+  // The member becomes kRebuilding, recorded in the superblocks: written like an active member
+  // from now on, but read only for the stripes already on it — those below `cursor` (rebuilt)
+  // and those with a generation ≥ `from_generation` (written full width since the rebuild began);
+  // elsewhere it counts as missing and its chunks are reconstructed. A member already
+  // kRebuilding (a rebuild resumed at mount) takes the new bounds. EINVAL no such member, or one
+  // that is active; ENXIO it has no device; EBUSY another member is being rebuilt.
+  Result<void> begin_rebuild(uint32_t member, uint64_t from_generation, uint64_t cursor);
+  // Stripes below `cursor` are rebuilt onto the member and flushed there.
+  void advance_rebuild(uint32_t member, uint64_t cursor);
+  // The member is whole again: kActive, recorded in the superblocks. EINVAL not rebuilding.
+  Result<void> finish_rebuild(uint32_t member);
+  uint64_t rebuild_cursor(uint32_t member) const { return rebuild_cursor_[member].load(); }
+  // Whether a read of `stripe` (generation `generation`) may use the member's chunk.
+  bool readable(uint32_t member, uint64_t stripe, uint64_t generation) const {
+    const MemberState s = member_state(member);
+    if (s == MemberState::kActive) return true;
+    return s == MemberState::kRebuilding && (stripe < rebuild_cursor_[member].load() ||
+                                             generation >= rebuild_from_generation_[member].load());
+  }
+
  private:
-  Array(Superblock sb, Geometry g, ParityCodec c) : superblock_(std::move(sb)), geometry_(g), codec_(std::move(c)) {}
+  Array(Superblock sb, Geometry g, ParityCodec c) : superblock_(std::move(sb)), geometry_(g), codec_(std::move(c)) {
+    // Until begin_rebuild says otherwise, a member found kRebuilding is read for nothing.
+    for (auto& from : rebuild_from_generation_) from = UINT64_MAX;
+  }
 
   bool usable(uint32_t member) const { return member_state(member) == MemberState::kActive; }
+  // Takes writes: active, or being rebuilt.
+  bool writable(uint32_t member) const {
+    const MemberState s = member_state(member);
+    return s == MemberState::kActive || s == MemberState::kRebuilding;
+  }
   // EIO naming the unavailable members if more than m are; `what` leads the message.
   Result<void> check_quorum(const std::string& what) const;
   // Runs channel.batch_. Members whose requests failed with a device error are marked failed;
@@ -261,6 +290,8 @@ class Array {
   std::vector<std::string> warnings_;
   std::vector<std::pair<uint32_t, int>> refusals_warned_;  // (member, errno) already in warnings_
   std::atomic<bool> states_recorded_{true};
+  std::array<std::atomic<uint64_t>, kMembersMax> rebuild_cursor_{};
+  std::array<std::atomic<uint64_t>, kMembersMax> rebuild_from_generation_{};
 };
 
 }  // namespace raidfs

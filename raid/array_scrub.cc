@@ -100,7 +100,7 @@ Result<ScrubReport> Array::scrub_stripe(IoChannel& channel, const ScrubRequest& 
     channel.batch_.clear();
     for (uint32_t j = 0; j < m; ++j) {
       const MemberAddress a = geometry_.locate_parity(ref.stripe, j, 0);
-      if (usable(a.member))
+      if (readable(a.member, ref.stripe, ref.generation))
         channel.batch_.push_back(
             {IoOp::kRead, a.member, a.offset, chunk, scratch + uint64_t{j} * chunk, 0});
     }
@@ -133,7 +133,7 @@ Result<ScrubReport> Array::scrub_stripe(IoChannel& channel, const ScrubRequest& 
     for (const ParityMismatch& mm : report.parity_mismatches) {
       const MemberAddress a =
           geometry_.locate_parity(ref.stripe, mm.parity_index, mm.row * kBlockBytes);
-      if (usable(a.member))
+      if (writable(a.member))
         channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, kBlockBytes,
                                   parity[mm.parity_index] + uint64_t{mm.row} * kBlockBytes, 0});
     }
