@@ -63,7 +63,8 @@ Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMet
 
 Filesystem::~Filesystem() {
   commit_timer_.reset();
-  scrubber_.reset();  // an unmount interrupts a scrub: the next mount resumes it
+  scrubber_.reset();  // an unmount interrupts a scrub or a rebuild: the next mount resumes it
+  rebuilder_.reset();
   timer_ctx_.reset();
 }
 
@@ -86,6 +87,28 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> arra
                                                [owner] { return owner->make_io_context(); });
     if (auto resumed = fs->scrubber_->resume_if_interrupted(); !resumed)
       RAIDFS_LOG(kError, "cannot resume the scrub: %s", resumed.error().message.c_str());
+    fs->rebuilder_ = std::make_unique<Rebuilder>(
+        *fs->array_, *fs->meta_, fs->stripe_reuse_, [owner] { return owner->make_io_context(); },
+        [owner](IoContext& c, const meta::Stripe& s, uint8_t* dest) {
+          return owner->read_stripe_blocks(c, s, 0, s.filled_bytes, dest);
+        },
+        [owner](IoContext& c, const std::function<Result<void>()>& first) {
+          return owner->writer_->seal_after(c, first);
+        });
+    if (auto resumed = fs->rebuilder_->resume_if_interrupted(); !resumed)
+      RAIDFS_LOG(kError, "cannot resume the rebuild: %s", resumed.error().message.c_str());
+    // A member that is back (its device present) but out of date: say what to run.
+    const Array& a = *fs->array_;
+    for (uint32_t i = 0; i < a.geometry().member_count(); ++i) {
+      const MemberState st = a.member_state(i);
+      if ((st == MemberState::kFailed || st == MemberState::kMissing) && a.has_device(i)) {
+        const std::string why = "member " + std::to_string(i) + " (" + a.member_path(i) +
+                                ") is present but out of date (" + member_state_name(st) +
+                                "): run `raidfs rebuild MOUNTPOINT " + std::to_string(i) + "`";
+        RAIDFS_LOG(kWarning, "%s", why.c_str());
+        fs->warnings_.push_back(why);
+      }
+    }
     if (options.commit_interval_ms > 0) {
       Filesystem* self = fs.get();
       fs->commit_timer_ = std::make_unique<CommitTimer>(
@@ -444,6 +467,20 @@ Result<std::string> Filesystem::control(const Caller& caller, std::string_view c
       }
       RAIDFS_CHECK(scrubber_->start(rate));
       return std::string("scrub started");
+    }
+    if (words[0] == "rebuild" && (words.size() == 2 || words.size() == 3)) {
+      const auto member = number(words[1]);
+      if (!member || *member >= array_->geometry().member_count())
+        return fail(EINVAL, "no member " + words[1]);
+      uint64_t rate = 0;
+      if (words.size() == 3) {
+        const auto r = number(words[2]);
+        if (!r) return fail(EINVAL, "rate '" + words[2] + "' is not a number of bytes a second");
+        rate = *r;
+      }
+      RAIDFS_TRY(auto ctx, make_io_context());
+      RAIDFS_CHECK(rebuilder_->start(*ctx, static_cast<uint32_t>(*member), rate));
+      return "rebuilding member " + words[1] + " (" + array_->member_path(static_cast<uint32_t>(*member)) + ")";
     }
     if (words[0] == "scrub-stop" && words.size() == 1) {
       RAIDFS_CHECK(scrubber_->stop());

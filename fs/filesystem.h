@@ -44,6 +44,7 @@
 #include "meta/fs_meta.h"
 #include "raid/aligned_buffer.h"
 #include "fs/io_context.h"
+#include "fs/rebuilder.h"
 #include "fs/scrubber.h"
 #include "raid/array.h"
 
@@ -53,6 +54,7 @@ class StripeWriter;
 class OpenFiles;
 class CommitTimer;
 class Scrubber;
+class Rebuilder;
 
 // Who asks: the credentials of the calling process (new inodes get its uid and gid).
 struct Caller {
@@ -194,11 +196,13 @@ class Filesystem {
   //   "fail MEMBER"      marks the member failed (as if it returned I/O errors)
   //   "scrub [RATE]"     starts the online scrub (resumes a stopped one), RATE bytes/s at most
   //   "scrub-stop"       stops it, its progress kept
+  //   "rebuild MEMBER [RATE]"  rebuilds a failed or returned member in place (fs/rebuilder.h)
   // EPERM the caller is not root; EROFS read-only mount; EINVAL unknown command or argument;
   // EBUSY a scrub runs already / failing that member would stop the array; ENOENT no scrub runs.
   Result<std::string> control(const Caller& caller, std::string_view command);
   // The online scrub's progress (from the metadata when no scrubber runs: a read-only mount).
   ScrubProgress scrub_progress() const;
+  RebuildProgress rebuild_progress() const;
 
  private:
   Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMeta> meta,
@@ -239,6 +243,7 @@ class Filesystem {
   std::vector<std::string> warnings_;
   std::string last_control_;  // the last admin command's outcome, under warnings_mu_
   std::unique_ptr<Scrubber> scrubber_;         // read-write mounts only
+  std::unique_ptr<Rebuilder> rebuilder_;       // read-write mounts only
   std::unique_ptr<IoContext> timer_ctx_;       // the commit timer's, made on its thread
   std::unique_ptr<CommitTimer> commit_timer_;  // last: stopped first, while the rest stands
 };

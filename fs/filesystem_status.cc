@@ -56,6 +56,23 @@ std::string utc_time(int64_t ns) {
   return out;
 }
 
+const char* rebuild_phase_name(meta::RebuildPhase p) {
+  switch (p) {
+    case meta::RebuildPhase::kNone: return "never";
+    case meta::RebuildPhase::kRunning: return "running";
+    case meta::RebuildPhase::kFinished: return "finished";
+    case meta::RebuildPhase::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+int rebuild_percent(const meta::RebuildState& s) {
+  if (s.phase == meta::RebuildPhase::kFinished) return 100;
+  if (s.stripes_total == 0) return 0;
+  return static_cast<int>(
+      std::min<uint64_t>(99, (s.stripes_rebuilt + s.stripes_skipped) * 100 / s.stripes_total));
+}
+
 // Whole percent done: 100 only once finished.
 int percent_done(const meta::ScrubState& s) {
   if (s.phase == meta::ScrubPhase::kFinished) return 100;
@@ -141,6 +158,19 @@ std::string Filesystem::status_text() const {
   }
   out << "\n";
   for (const std::string& l : scrub.lost) out << "scrub_lost: " << l << "\n";
+  const RebuildProgress rebuild = rebuild_progress();
+  const meta::RebuildState& rs = rebuild.state;
+  if (rs.phase != meta::RebuildPhase::kNone) {
+    out << "rebuild: member " << rs.member << " " << rebuild_phase_name(rs.phase);
+    if (rs.finished_ns) out << " " << utc_time(rs.finished_ns);
+    out << ", " << rebuild_percent(rs) << "% (" << rs.stripes_rebuilt << " stripes rebuilt, "
+        << rs.stripes_skipped << " skipped, of about " << rs.stripes_total << "; "
+        << human_bytes(rs.bytes_written) << " written";
+    if (rs.phase == meta::RebuildPhase::kRunning && rebuild.rate_bytes_per_s > 0)
+      out << ", " << human_bytes(static_cast<uint64_t>(rebuild.rate_bytes_per_s)) << "/s";
+    if (rebuild.eta_s >= 0) out << ", " << static_cast<uint64_t>(rebuild.eta_s) << " s left";
+    out << "); started " << utc_time(rs.started_ns) << "\n";
+  }
   {
     std::lock_guard lock(warnings_mu_);
     if (!last_control_.empty()) out << "last_command: " << last_control_ << "\n";
@@ -148,6 +178,13 @@ std::string Filesystem::status_text() const {
   for (const std::string& w : array_->warnings()) out << "warning: " << w << "\n";
   for (const std::string& w : warnings()) out << "warning: " << w << "\n";
   return out.str();
+}
+
+RebuildProgress Filesystem::rebuild_progress() const {
+  if (rebuilder_) return rebuilder_->progress();
+  RebuildProgress p;
+  if (auto saved = meta_->rebuild_state(); saved && *saved) p.state = **saved;
+  return p;
 }
 
 ScrubProgress Filesystem::scrub_progress() const {
@@ -196,6 +233,15 @@ std::string Filesystem::status_json() const {
       << ", \"finished_ns\": " << ss.finished_ns << ", \"lost\": [";
   for (size_t i = 0; i < scrub.lost.size(); ++i) out << (i ? ", " : "") << json_string(scrub.lost[i]);
   out << "]}";
+  const RebuildProgress rebuild = rebuild_progress();
+  const meta::RebuildState& rs = rebuild.state;
+  out << ", \"rebuild\": {\"state\": " << json_string(rebuild_phase_name(rs.phase))
+      << ", \"member\": " << rs.member << ", \"percent\": " << rebuild_percent(rs)
+      << ", \"stripes_total\": " << rs.stripes_total << ", \"stripes_rebuilt\": " << rs.stripes_rebuilt
+      << ", \"stripes_skipped\": " << rs.stripes_skipped << ", \"bytes_written\": " << rs.bytes_written
+      << ", \"rate_bytes_per_s\": " << static_cast<uint64_t>(rebuild.rate_bytes_per_s)
+      << ", \"eta_s\": " << static_cast<int64_t>(rebuild.eta_s) << ", \"started_ns\": " << rs.started_ns
+      << ", \"finished_ns\": " << rs.finished_ns << "}";
   {
     std::lock_guard lock(warnings_mu_);
     out << ", \"last_command\": " << json_string(last_control_);

@@ -348,6 +348,13 @@ Result<void> StripeWriter::seal(IoContext& ctx) {
   return logged(seal_locked(ctx));
 }
 
+Result<void> StripeWriter::seal_after(IoContext& ctx, const std::function<Result<void>()>& first) {
+  std::lock_guard lock(mu_);
+  RAIDFS_CHECK(first());
+  if (!open_) return {};
+  return logged(seal_locked(ctx));
+}
+
 Result<void> StripeWriter::logged(Result<void> outcome) {
   if (!outcome && failure_log_.allow())
     RAIDFS_LOG(kError, "file data not stored: %s",

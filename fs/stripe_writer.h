@@ -41,6 +41,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -89,6 +90,10 @@ class StripeWriter {
   Result<void> flush(IoContext& ctx, uint64_t ino);
   // Seals the open stripe, if any (unmount).
   Result<void> seal(IoContext& ctx);
+  // Runs `first` with no write in progress and none starting, then seals the open stripe: after
+  // it, every stripe allocated from now on is written with the member states `first` set (a
+  // rebuild's start: no stripe straddles the moment the rebuilding member joins the writes).
+  Result<void> seal_after(IoContext& ctx, const std::function<Result<void>()>& first);
 
   // --- for readers and namespace operations --------------------------------------------------
   // End of the file's pending data (0 when it has none), and the time its last pending write set

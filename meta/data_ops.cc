@@ -368,4 +368,50 @@ Result<void> FsMeta::put_scrub_state(const ScrubState& state, Durability durabil
   return {};
 }
 
+Result<std::optional<RebuildState>> FsMeta::rebuild_state() const {
+  RAIDFS_TRY(auto v, store_->get(Family::kSuper, kRebuildKey));
+  if (!v) return std::optional<RebuildState>();
+  RAIDFS_TRY(RebuildState s, decode_rebuild(*v));
+  return std::optional<RebuildState>(s);
+}
+
+Result<void> FsMeta::put_rebuild_state(const RebuildState& state, Durability durability) {
+  WriteSet set;
+  set.put(Family::kSuper, std::string(kRebuildKey), encode_rebuild(state));
+  RAIDFS_TRY(const uint64_t seq, store_->write(set, durability));
+  (void)seq;
+  return {};
+}
+
+Result<std::vector<Stripe>> FsMeta::stripes_from(uint64_t from, size_t max) const {
+  std::vector<Stripe> out;
+  RAIDFS_CHECK(store_->scan(Family::kStripes, stripe_key(from), "",
+                            [&](std::string_view k, std::string_view v) -> Result<bool> {
+                              RAIDFS_TRY(const uint64_t id, parse_u64_key(k));
+                              RAIDFS_TRY(Stripe s, decode_stripe(id, v));
+                              s.id = id;
+                              if (s.state != StripeState::kFree) out.push_back(std::move(s));
+                              return out.size() < max;
+                            }));
+  return out;
+}
+
+uint64_t FsMeta::committed_stripe_count() const {
+  uint64_t count = 0;
+  (void)store_->scan(Family::kStripes, "", "",
+                     [&](std::string_view k, std::string_view v) -> Result<bool> {
+                       auto id = parse_u64_key(k);
+                       if (!id) return true;
+                       auto s = decode_stripe(*id, v);
+                       if (s && s->state != StripeState::kFree) ++count;
+                       return true;
+                     });
+  return count;
+}
+
+uint64_t FsMeta::next_generation() const {
+  std::unique_lock lock(mu_);
+  return next_generation_;
+}
+
 }  // namespace raidfs::meta

@@ -272,6 +272,16 @@ class FsMeta {
   // The online scrub's progress (records.h ScrubState); nullopt before the first scrub.
   Result<std::optional<ScrubState>> scrub_state() const;
   Result<void> put_scrub_state(const ScrubState& state, Durability durability = Durability::kNone);
+  // A member's rebuild (records.h RebuildState); nullopt when none was ever started.
+  Result<std::optional<RebuildState>> rebuild_state() const;
+  Result<void> put_rebuild_state(const RebuildState& state,
+                                 Durability durability = Durability::kNone);
+  // Committed stripes (sealed or open) with an id ≥ `from`, in id order, at most `max`.
+  Result<std::vector<Stripe>> stripes_from(uint64_t from, size_t max) const;
+  uint64_t committed_stripe_count() const;
+  // The generation the next allocate_stripe() hands out: every stripe allocated later has this
+  // generation or a greater one.
+  uint64_t next_generation() const;
   std::vector<uint64_t> open_stripes() const;    // committed stripes in state kOpen
   // Stripes free now or once the commit that freed them is durable (not those handed out).
   uint64_t free_stripe_count() const;

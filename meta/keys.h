@@ -3,7 +3,7 @@
 // Grammar (all integers big-endian, fixed width, so byte order = numeric order; "name" is raw
 // bytes, 1..255 of them, no NUL and no '/'):
 //
-//   super      "super" | "next_inode" | "generation_limit" | "scrub"   fixed ASCII keys
+//   super      "super" | "next_inode" | "generation_limit" | "scrub" | "rebuild"
 //   inodes     ino:u64
 //   dirents    parent:u64 name                                  a directory's entries, by name
 //   cookies    parent:u64 cookie:u64                            a directory's entries, by cookie
@@ -29,6 +29,7 @@ inline constexpr std::string_view kSuperKey = "super";
 inline constexpr std::string_view kNextInodeKey = "next_inode";
 inline constexpr std::string_view kGenerationLimitKey = "generation_limit";
 inline constexpr std::string_view kScrubKey = "scrub";
+inline constexpr std::string_view kRebuildKey = "rebuild";
 
 std::string u64_key(uint64_t a);                        // inodes, stripes, orphans; also a prefix
 std::string u64_pair_key(uint64_t a, uint64_t b);       // cookies, extents

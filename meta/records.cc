@@ -288,6 +288,41 @@ Result<ScrubState> decode_scrub(std::string_view v) {
   return s;
 }
 
+// --- Rebuild -------------------------------------------------------------------------------------
+std::string encode_rebuild(const RebuildState& s) {
+  std::string v;
+  put_u8(v, kRecordFormat);
+  put_u8(v, static_cast<uint8_t>(s.phase));
+  put_u32(v, s.member);
+  put_u64(v, s.from_generation);
+  put_u64(v, s.cursor);
+  put_i64(v, s.started_ns);
+  put_i64(v, s.finished_ns);
+  for (uint64_t n : {s.stripes_total, s.stripes_rebuilt, s.stripes_skipped, s.bytes_written})
+    put_u64(v, n);
+  return v;
+}
+
+Result<RebuildState> decode_rebuild(std::string_view v) {
+  ByteReader r(v, "rebuild state");
+  RAIDFS_CHECK(expect_format(r));
+  RebuildState s;
+  RAIDFS_TRY(const uint8_t phase, r.u8());
+  if (phase > static_cast<uint8_t>(RebuildPhase::kFailed)) return r.fail("unknown rebuild phase");
+  s.phase = static_cast<RebuildPhase>(phase);
+  RAIDFS_TRY(s.member, r.u32());
+  if (s.member >= 64) return r.fail("member index out of range");
+  RAIDFS_TRY(s.from_generation, r.u64());
+  RAIDFS_TRY(s.cursor, r.u64());
+  RAIDFS_TRY(s.started_ns, r.i64());
+  RAIDFS_TRY(s.finished_ns, r.i64());
+  for (uint64_t* n : {&s.stripes_total, &s.stripes_rebuilt, &s.stripes_skipped, &s.bytes_written}) {
+    RAIDFS_TRY(*n, r.u64());
+  }
+  RAIDFS_CHECK(r.expect_end());
+  return s;
+}
+
 // --- Xattr and Orphan ----------------------------------------------------------------------------
 std::string encode_xattr(std::string_view value) {
   std::string v;

@@ -22,6 +22,9 @@
 //   Scrub    fmt:u8=1 state:u8 cursor:u64 started_ns:i64 finished_ns:i64 stripes_total:u64
 //            stripes_checked:u64 bytes_read:u64 blocks_rebuilt:u64 parity_rows_rewritten:u64
 //            blocks_lost:u64 stripes_skipped:u64              (super family, key "scrub")
+//   Rebuild  fmt:u8=1 phase:u8 member:u32 from_generation:u64 cursor:u64 started_ns:i64
+//            finished_ns:i64 stripes_total:u64 stripes_rebuilt:u64 stripes_skipped:u64
+//            bytes_written:u64                               (super family, key "rebuild")
 //
 // All functions are pure and thread-safe. Decoders never assert on their input.
 #pragma once
@@ -141,6 +144,24 @@ struct ScrubState {
   bool operator==(const ScrubState&) const = default;
 };
 
+// A member's rebuild (raidfs rebuild / replace), kept so that an unmount or a crash resumes it.
+enum class RebuildPhase : uint8_t { kNone = 0, kRunning = 1, kFinished = 2, kFailed = 3 };
+
+struct RebuildState {
+  RebuildPhase phase = RebuildPhase::kNone;
+  uint32_t member = 0;
+  uint64_t from_generation = 0;  // stripes of this generation and later were written full width
+  uint64_t cursor = 0;           // stripes below it are rebuilt and flushed on the member
+  int64_t started_ns = 0;
+  int64_t finished_ns = 0;
+  uint64_t stripes_total = 0;    // committed stripes when it started (an estimate)
+  uint64_t stripes_rebuilt = 0;
+  uint64_t stripes_skipped = 0;  // nothing to copy: written full width since it began, or no
+                                 // data in the member's chunk (parity of an open stripe: metadata)
+  uint64_t bytes_written = 0;    // to the member
+  bool operator==(const RebuildState&) const = default;
+};
+
 // Number of 4 KiB blocks of a stripe's data that [offset, offset + length) touches.
 uint32_t blocks_touched(uint64_t offset, uint64_t length);
 
@@ -164,5 +185,7 @@ std::string encode_orphan();
 Result<void> decode_orphan(std::string_view v);
 std::string encode_scrub(const ScrubState& s);
 Result<ScrubState> decode_scrub(std::string_view v);
+std::string encode_rebuild(const RebuildState& s);
+Result<RebuildState> decode_rebuild(std::string_view v);
 
 }  // namespace raidfs::meta

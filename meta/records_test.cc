@@ -122,6 +122,27 @@ TEST(Records, ScrubStateGoldenBytesAndHostileInput) {
   EXPECT_FALSE(decode_scrub(bad_phase).has_value());
 }
 
+TEST(Records, RebuildStateGoldenBytesAndHostileInput) {
+  RebuildState st;
+  st.phase = RebuildPhase::kRunning;
+  st.member = 3;
+  st.from_generation = 0x10;
+  st.cursor = 2;
+  st.started_ns = 5;
+  st.stripes_total = 9;
+  st.stripes_rebuilt = 4;
+  st.stripes_skipped = 1;
+  st.bytes_written = 65536;
+  const std::string v = encode_rebuild(st);
+  ASSERT_EQ(v.size(), 2u + 4 + 8 * 8);
+  EXPECT_EQ(v.substr(0, 14), std::string("\x01\x01\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x10", 14));
+  EXPECT_EQ(decode_rebuild(v).value(), st);
+  expect_hostile_input_rejected(v, [](std::string_view b) { return decode_rebuild(b).has_value(); });
+  std::string bad_member = v;
+  bad_member[5] = 64;
+  EXPECT_FALSE(decode_rebuild(bad_member).has_value());
+}
+
 TEST(Records, StripeRoundTripAndHostileCounts) {
   Stripe s = sample_stripe();
   std::string v = encode_stripe(s);

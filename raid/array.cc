@@ -214,6 +214,21 @@ Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint
   return {};
 }
 
+Result<void> Array::write_parity_chunk(IoChannel& channel, uint64_t stripe, uint32_t j,
+                                       const uint8_t* chunk) {
+  if (stripe >= geometry_.stripe_count() || j >= geometry_.parity_count() || !aligned(chunk))
+    return fail(EINVAL, "parity write of stripe " + std::to_string(stripe) + ": out of range or misaligned");
+  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  const MemberAddress a = geometry_.locate_parity(stripe, j, 0);
+  channel.batch_.clear();
+  if (writable(a.member))
+    channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, geometry_.chunk_bytes(),
+                              const_cast<uint8_t*>(chunk), 0});
+  RAIDFS_CHECK(execute(channel));
+  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  return settle_states(channel);
+}
+
 Result<void> Array::flush(IoChannel& channel) {
   channel.batch_.clear();
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)

@@ -167,6 +167,8 @@ class Array {
   }
   MemberState member_state(uint32_t member) const { return states_[member].load(); }
   const std::string& member_path(uint32_t member) const { return paths_[member]; }
+  // Whether the member's device was found and opened (a missing one has none).
+  bool has_device(uint32_t member) const { return fds_[member] >= 0; }
   uint32_t unavailable_count() const;
   // Things worth telling the user (a backup superblock used, a member missing or failed, a
   // member refusing writes ...).
@@ -187,6 +189,8 @@ class Array {
                           const uint8_t* source);
   // Writes the stripe's m parity chunks from `parity` (m * C bytes, parity j at j * C).
   Result<void> write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity);
+  // Writes parity chunk j alone (C bytes from `chunk`): a rebuild's copy of one member's chunk.
+  Result<void> write_parity_chunk(IoChannel& channel, uint64_t stripe, uint32_t j, const uint8_t* chunk);
   // Flushes the volatile cache (fdatasync) of every active member that has one; members that
   // report a write-through cache are skipped. Errors: EIO beyond m failures.
   Result<void> flush(IoChannel& channel);

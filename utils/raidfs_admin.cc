@@ -4,12 +4,13 @@
 //   raidfs scrub [--rate BYTES] [--wait] MOUNTPOINT   start (or resume) the online scrub
 //   raidfs scrub --stop MOUNTPOINT               stop it (its progress kept)
 //   raidfs fail MOUNTPOINT MEMBER                mark a member failed
+//   raidfs rebuild [--rate BYTES] [--wait] MOUNTPOINT MEMBER   rebuild a member in place
 //
 // The channel is the mount's root directory (docs/decisions.md): status is the virtual xattr
 // raidfs.status (raidfs.status.json), readable by anyone; a change is a write of the command to
 // trusted.raidfs.control, which the kernel allows only to CAP_SYS_ADMIN and the daemon only to
 // root. The daemon's one-line outcome of the last command is in the status ("last_command").
-// replace and rebuild are not implemented yet; they are not offered.
+// replace (onto a new device) is not implemented yet; it is not offered.
 //
 // Exit codes: 0 done; 1 the daemon refused or the mount cannot be read; 16 usage.
 #include <sys/xattr.h>
@@ -97,17 +98,22 @@ int control(const std::string& mountpoint, const std::string& verb, const std::s
   return die(verb + ": " + why);
 }
 
-// Waits for the scrub to end, drawing a progress bar on a terminal; prints its result.
-int wait_for_scrub(const std::string& mountpoint) {
-  raidfs::ProgressBar bar("scrub", 100);
+// Waits for the scrub (or rebuild: `key`) to end, drawing a progress bar on a terminal; prints
+// its result.
+int wait_for(const std::string& mountpoint, const std::string& key) {
+  raidfs::ProgressBar bar(key, 100);
   for (;;) {
     std::string text;
     if (int e = read_status(mountpoint, Filesystem::kStatusXattr, text))
       return die(status_error(mountpoint, e));
-    const std::string line = status_line(text, "scrub");
+    const std::string full = status_line(text, key);
+    // "member N running ..." for a rebuild: the phase is the third word.
+    const std::string line = key == "rebuild" && full.find(' ', 7) != std::string::npos
+                                 ? full.substr(full.find(' ', 7) + 1)
+                                 : full;
     if (!line.starts_with("running")) {
       bar.finish();
-      std::printf("scrub: %s\n", line.c_str());
+      std::printf("%s: %s\n", key.c_str(), full.c_str());
       return line.starts_with("finished") ? 0 : 1;
     }
     const size_t pct = line.find("% (");
@@ -141,6 +147,14 @@ int main(int argc, char** argv) {
   scrub_cmd->add_flag("--wait", wait, "wait until it ends (a progress bar on a terminal)");
   scrub_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
 
+  CLI::App* rebuild_cmd = app.add_subcommand(
+      "rebuild", "bring a failed or returned member up to date in place, online");
+  rebuild_cmd->add_flag("--wait", wait, "wait until it ends (a progress bar on a terminal)");
+  rebuild_cmd->add_option("--rate", rate, "write at most this many bytes a second (e.g. 100M)")
+      ->transform(raidfs::utils::size_option());
+  rebuild_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
+  rebuild_cmd->add_option("member", member, "the member's index (as raidfs status shows it)")->required();
+
   CLI::App* fail_cmd = app.add_subcommand("fail", "mark a member failed (it is no longer used)");
   fail_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
   fail_cmd->add_option("member", member, "the member's index (as raidfs status shows it)")->required();
@@ -153,6 +167,12 @@ int main(int argc, char** argv) {
   }
   if (status_cmd->parsed()) return status(mountpoint, json);
   if (fail_cmd->parsed()) return control(mountpoint, "fail", "fail " + std::to_string(member));
+  if (rebuild_cmd->parsed()) {
+    const int code = control(mountpoint, "rebuild", "rebuild " + std::to_string(member) +
+                                                        (rate ? " " + std::to_string(rate) : ""));
+    if (code != 0 || !wait) return code;
+    return wait_for(mountpoint, "rebuild");
+  }
   if (scrub_cmd->parsed()) {
     if (stop) {
       if (wait || rate) return die("scrub: --stop takes neither --wait nor --rate", 16);
@@ -160,7 +180,7 @@ int main(int argc, char** argv) {
     }
     const int code = control(mountpoint, "scrub", rate ? "scrub " + std::to_string(rate) : "scrub");
     if (code != 0 || !wait) return code;
-    return wait_for_scrub(mountpoint);
+    return wait_for(mountpoint, "scrub");
   }
   return 16;
 }

@@ -1,0 +1,259 @@
+// Rebuilder: see rebuilder.h.
+#include "fs/rebuilder.h"
+
+#include <cstring>
+#include <ctime>
+
+#include "base/log.h"
+
+namespace raidfs::fs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kRateWindow = std::chrono::seconds(10);
+constexpr size_t kListBatch = 256;
+
+int64_t now_ns() {
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+Rebuilder::Rebuilder(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse,
+                     std::function<Result<std::unique_ptr<IoContext>>()> make_context,
+                     ReadStripe read, SealAfter seal_after)
+    : array_(array),
+      meta_(meta),
+      stripe_reuse_(stripe_reuse),
+      make_context_(std::move(make_context)),
+      read_(std::move(read)),
+      seal_after_(std::move(seal_after)) {}
+
+Rebuilder::~Rebuilder() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<void> Rebuilder::start(IoContext& ctx, uint32_t member, uint64_t rate_bytes_per_s) {
+  if (running_) return fail(EBUSY, "a rebuild is running already");
+  if (thread_.joinable()) thread_.join();
+  meta::RebuildState state;
+  state.member = member;
+  state.started_ns = now_ns();
+  // The member joins the writes with none in flight; stripes from the generation noted then on
+  // are written full width. Until the bounds are set it is read for nothing.
+  RAIDFS_CHECK(seal_after_(ctx, [&]() -> Result<void> {
+    RAIDFS_CHECK(array_.begin_rebuild(member, UINT64_MAX, 0));
+    state.from_generation = meta_.next_generation();
+    return array_.begin_rebuild(member, state.from_generation, 0);
+  }));
+  state.stripes_total = meta_.committed_stripe_count();
+  return launch(state, rate_bytes_per_s);
+}
+
+Result<void> Rebuilder::resume_if_interrupted() {
+  RAIDFS_TRY(auto saved, meta_.rebuild_state());
+  if (!saved || saved->phase != meta::RebuildPhase::kRunning) return {};
+  if (saved->member >= array_.geometry().member_count() ||
+      array_.member_state(saved->member) != MemberState::kRebuilding) {
+    saved->phase = meta::RebuildPhase::kFailed;  // the member failed or was replaced meanwhile
+    return meta_.put_rebuild_state(*saved, meta::Durability::kGroupSync);
+  }
+  RAIDFS_CHECK(array_.begin_rebuild(saved->member, saved->from_generation, saved->cursor));
+  RAIDFS_LOG(kInfo, "resuming the rebuild of member %u at stripe %llu", saved->member,
+             static_cast<unsigned long long>(saved->cursor));
+  return launch(*saved, 0);
+}
+
+Result<void> Rebuilder::launch(meta::RebuildState state, uint64_t rate_bytes_per_s) {
+  state.phase = meta::RebuildPhase::kRunning;
+  state.finished_ns = 0;
+  RAIDFS_CHECK(meta_.put_rebuild_state(state, meta::Durability::kGroupSync));
+  {
+    std::lock_guard lock(mu_);
+    state_ = state;
+    stop_ = false;
+    rate_bytes_per_s_ = rate_bytes_per_s;
+    window_.clear();
+    window_.emplace_back(Clock::now(), state.bytes_written);
+    throttle_start_ = Clock::now();
+    throttle_bytes_ = 0;
+  }
+  running_ = true;
+  thread_ = std::thread([this] { run(); });
+  return {};
+}
+
+RebuildProgress Rebuilder::progress() const {
+  std::lock_guard lock(mu_);
+  RebuildProgress p;
+  p.state = state_;
+  if (running_ && window_.size() >= 2) {
+    const double seconds =
+        std::chrono::duration<double>(window_.back().first - window_.front().first).count();
+    if (seconds > 0) p.rate_bytes_per_s = (window_.back().second - window_.front().second) / seconds;
+    const uint64_t done = state_.stripes_rebuilt + state_.stripes_skipped;
+    if (p.rate_bytes_per_s > 0 && state_.stripes_rebuilt > 0 && state_.stripes_total > done) {
+      const double per_stripe = static_cast<double>(state_.bytes_written) / state_.stripes_rebuilt;
+      p.eta_s = (state_.stripes_total - done) * per_stripe / p.rate_bytes_per_s;
+    }
+  }
+  return p;
+}
+
+void Rebuilder::run() {
+  auto made = make_context_();
+  if (!made) {
+    RAIDFS_LOG(kError, "rebuild: %s", made.error().message.c_str());
+    running_ = false;
+    return;
+  }
+  IoContext& ctx = **made;
+  uint32_t member;
+  uint64_t from_generation;
+  {
+    std::lock_guard lock(mu_);
+    member = state_.member;
+    from_generation = state_.from_generation;
+  }
+  enum class End { kStopped, kFinished, kFailed } end = End::kStopped;
+  for (;;) {
+    uint64_t cursor;
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) break;
+      cursor = state_.cursor;
+    }
+    auto batch = meta_.stripes_from(cursor, kListBatch);
+    if (!batch) {
+      RAIDFS_LOG(kError, "rebuild: listing stripes: %s", batch.error().message.c_str());
+      end = End::kFailed;
+      break;
+    }
+    if (batch->empty()) {
+      end = End::kFinished;
+      break;
+    }
+    bool failed = false;
+    for (const meta::Stripe& listed : *batch) {
+      {
+        std::lock_guard lock(mu_);
+        if (stop_) break;
+      }
+      auto written = rebuild_one(ctx, listed.id, member, from_generation);
+      if (!written) {
+        RAIDFS_LOG(kError, "rebuild of member %u: stripe %llu: %s", member,
+                   static_cast<unsigned long long>(listed.id), written.error().message.c_str());
+        failed = true;
+        break;
+      }
+      uint64_t done;
+      {
+        std::lock_guard lock(mu_);
+        state_.cursor = listed.id + 1;
+        if (*written > 0) {
+          ++state_.stripes_rebuilt;
+          state_.bytes_written += *written;
+        } else {
+          ++state_.stripes_skipped;
+        }
+        done = state_.stripes_rebuilt + state_.stripes_skipped;
+        window_.emplace_back(Clock::now(), state_.bytes_written);
+        while (window_.size() > 2 && window_.back().first - window_.front().first > kRateWindow)
+          window_.pop_front();
+      }
+      if (done % kCheckpointStripes == 0 && !checkpoint(ctx, false)) {
+        failed = true;
+        break;
+      }
+      if (*written > 0 && rate_bytes_per_s_ > 0) {
+        std::unique_lock lock(mu_);
+        throttle_bytes_ += *written;
+        const auto due = throttle_start_ + std::chrono::duration_cast<Clock::duration>(
+                                               std::chrono::duration<double>(
+                                                   static_cast<double>(throttle_bytes_) / rate_bytes_per_s_));
+        cv_.wait_until(lock, due, [this] { return stop_; });
+      }
+      std::this_thread::yield();  // foreground requests first
+    }
+    if (failed || array_.member_state(member) != MemberState::kRebuilding) {
+      end = End::kFailed;
+      break;
+    }
+  }
+  if (end == End::kFinished) {
+    if (auto done = checkpoint(ctx, true); !done) {
+      RAIDFS_LOG(kError, "rebuild of member %u: %s", member, done.error().message.c_str());
+      end = End::kFailed;
+    }
+  }
+  std::lock_guard lock(mu_);
+  if (end == End::kFinished) {
+    state_.phase = meta::RebuildPhase::kFinished;
+    state_.finished_ns = now_ns();
+    RAIDFS_LOG(kInfo, "member %u rebuilt: %llu stripes rebuilt, %llu skipped (written since it began)",
+               member, static_cast<unsigned long long>(state_.stripes_rebuilt),
+               static_cast<unsigned long long>(state_.stripes_skipped));
+  } else if (end == End::kFailed) {
+    state_.phase = meta::RebuildPhase::kFailed;
+    state_.finished_ns = now_ns();
+  }
+  // Stopped by an unmount: the record stays kRunning with the last checkpoint's cursor.
+  if (end != End::kStopped)
+    if (auto saved = meta_.put_rebuild_state(state_, meta::Durability::kGroupSync); !saved)
+      RAIDFS_LOG(kError, "rebuild: recording its end: %s", saved.error().message.c_str());
+  running_ = false;
+}
+
+Result<uint64_t> Rebuilder::rebuild_one(IoContext& ctx, uint64_t id, uint32_t member,
+                                         uint64_t from_generation) {
+  const Geometry& g = array_.geometry();
+  const uint32_t k = g.data_count(), m = g.parity_count(), c = g.chunk_bytes();
+  std::shared_lock reuse(stripe_reuse_);  // the stripe cannot be freed and reused meanwhile
+  auto stripe = meta_.get_stripe(id);
+  if (!stripe) return stripe.error().code == ENOENT ? Result<uint64_t>(0) : std::unexpected(stripe.error());
+  if (stripe->state == meta::StripeState::kFree || stripe->generation >= from_generation)
+    return uint64_t{0};  // free now, or written full width since the rebuild began
+  if (chunks_.size() == 0) chunks_ = AlignedBuffer(size_t{g.member_count()} * c);
+  std::memset(chunks_.data(), 0, chunks_.size());
+  if (stripe->filled_bytes > 0) RAIDFS_CHECK(read_(ctx, *stripe, chunks_.data()));
+  const uint32_t slot = g.slot_of(id, member);
+  if (slot < k) {
+    const uint64_t filled = (uint64_t{stripe->filled_bytes} + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
+    const uint64_t begin = uint64_t{slot} * c;
+    if (filled <= begin) return uint64_t{0};  // nothing was ever written there: nothing to copy
+    const uint32_t bytes = static_cast<uint32_t>(std::min<uint64_t>(c, filled - begin));
+    RAIDFS_CHECK(array_.write_data(ctx.channel(), id, begin, bytes, chunks_.data() + begin));
+    return uint64_t{bytes};
+  }
+  if (stripe->state != meta::StripeState::kSealed) return uint64_t{0};  // parity in the metadata
+  const uint8_t* data[kMembersMax];
+  uint8_t* parity[kParityMax];
+  for (uint32_t d = 0; d < k; ++d) data[d] = chunks_.data() + size_t{d} * c;
+  for (uint32_t p = 0; p < m; ++p) parity[p] = chunks_.data() + size_t{k + p} * c;
+  array_.codec().encode(data, parity, c);
+  RAIDFS_CHECK(array_.write_parity_chunk(ctx.channel(), id, slot - k, parity[slot - k]));
+  return uint64_t{c};
+}
+
+// Flushes the member, then moves the cursor past what is on it and records it; `final` also
+// makes the member active again.
+Result<void> Rebuilder::checkpoint(IoContext& ctx, bool final) {
+  RAIDFS_CHECK(array_.flush(ctx.channel()));
+  meta::RebuildState state;
+  {
+    std::lock_guard lock(mu_);
+    state = state_;
+  }
+  array_.advance_rebuild(state.member, final ? UINT64_MAX : state.cursor);
+  if (final) RAIDFS_CHECK(array_.finish_rebuild(state.member));
+  return meta_.put_rebuild_state(state);
+}
+
+}  // namespace raidfs::fs

@@ -1,0 +1,96 @@
+// Rebuilder: brings a member back up to date online (raidfs rebuild).
+//
+// The member — failed or missing, its device present — becomes kRebuilding (Array): from that
+// moment every write includes it, and it is read only where it is known good. Starting is one
+// step with no write in flight (StripeWriter::seal_after): the member joins the writes, the next
+// stripe generation is noted (from_generation), and the open stripe is sealed. Every stripe
+// allocated afterwards has a generation ≥ from_generation and is written full width, so it is
+// skipped; every committed stripe below it is rebuilt, in stripe-id (member-offset) order: its
+// data read through the filesystem's read path (verified, the member's blocks reconstructed —
+// for an open stripe through its metadata parity) and the member's chunk written — its data
+// chunk, or for a sealed stripe the parity chunk it holds, recomputed. Every kCheckpointStripes
+// stripes the member is flushed, then the cursor advanced (the Array reads the member below it)
+// and checkpointed in the metadata (meta::RebuildState): an unmount or a crash resumes from it
+// at the next mount, never trusting a stripe it has not flushed. At the end the member is active
+// again, recorded in the superblocks.
+//
+// It works one stripe at a time under the stripe-reuse lock held shared (as a reader), and yields
+// between stripes; `rate_bytes_per_s` caps it when set. A member that fails meanwhile stops it.
+//
+// Threads: start/progress from any thread; one rebuild at a time.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+#include "base/result.h"
+#include "fs/io_context.h"
+#include "meta/fs_meta.h"
+#include "raid/aligned_buffer.h"
+#include "raid/array.h"
+
+namespace raidfs::fs {
+
+struct RebuildProgress {
+  meta::RebuildState state;
+  double rate_bytes_per_s = 0;  // written to the member, over the last ~10 s
+  double eta_s = -1;
+};
+
+class Rebuilder {
+ public:
+  static constexpr uint64_t kCheckpointStripes = 64;
+  // The verified data of a stripe's filled blocks, into `dest` (4 KiB-aligned, k * C bytes).
+  using ReadStripe = std::function<Result<void>(IoContext&, const meta::Stripe&, uint8_t* dest)>;
+  // Runs its argument with no write in flight, then seals the open stripe.
+  using SealAfter = std::function<Result<void>(IoContext&, const std::function<Result<void>()>&)>;
+
+  Rebuilder(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse,
+            std::function<Result<std::unique_ptr<IoContext>>()> make_context, ReadStripe read,
+            SealAfter seal_after);
+  ~Rebuilder();  // stops (the record stays running: the next mount resumes) and joins
+  Rebuilder(const Rebuilder&) = delete;
+  Rebuilder& operator=(const Rebuilder&) = delete;
+
+  // Starts rebuilding `member` (see above). EBUSY a rebuild runs; Array::begin_rebuild's errors.
+  Result<void> start(IoContext& ctx, uint32_t member, uint64_t rate_bytes_per_s = 0);
+  // A rebuild the last mount left running goes on; nothing if there is none.
+  Result<void> resume_if_interrupted();
+  bool running() const { return running_.load(); }
+  RebuildProgress progress() const;
+
+ private:
+  Result<void> launch(meta::RebuildState state, uint64_t rate_bytes_per_s);
+  void run();
+  // Rebuilds the member's chunk of one stripe; returns the bytes written (0: skipped).
+  Result<uint64_t> rebuild_one(IoContext& ctx, uint64_t id, uint32_t member, uint64_t from_generation);
+  Result<void> checkpoint(IoContext& ctx, bool final);
+
+  Array& array_;
+  meta::FsMeta& meta_;
+  std::shared_mutex& stripe_reuse_;
+  const std::function<Result<std::unique_ptr<IoContext>>()> make_context_;
+  const ReadStripe read_;
+  const SealAfter seal_after_;
+
+  mutable std::mutex mu_;  // guards state_, window_, stop_ (a leaf)
+  std::condition_variable cv_;
+  meta::RebuildState state_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> window_;
+  bool stop_ = false;
+  uint64_t rate_bytes_per_s_ = 0;
+  std::chrono::steady_clock::time_point throttle_start_;
+  uint64_t throttle_bytes_ = 0;
+  std::atomic<bool> running_{false};
+  AlignedBuffer chunks_;  // one stripe, the rebuild thread's
+  std::thread thread_;
+};
+
+}  // namespace raidfs::fs
