@@ -9,8 +9,6 @@
 namespace raidfs::fs {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-constexpr auto kRateWindow = std::chrono::seconds(10);
 constexpr size_t kListBatch = 256;
 
 int64_t now_ns() {
@@ -79,11 +77,7 @@ Result<void> Rebuilder::launch(meta::RebuildState state, uint64_t rate_bytes_per
     std::lock_guard lock(mu_);
     state_ = state;
     stop_ = false;
-    rate_bytes_per_s_ = rate_bytes_per_s;
-    window_.clear();
-    window_.emplace_back(Clock::now(), state.bytes_written);
-    throttle_start_ = Clock::now();
-    throttle_bytes_ = 0;
+    pacer_.reset(state.bytes_written, rate_bytes_per_s);
   }
   running_ = true;
   thread_ = std::thread([this] { run(); });
@@ -94,10 +88,8 @@ RebuildProgress Rebuilder::progress() const {
   std::lock_guard lock(mu_);
   RebuildProgress p;
   p.state = state_;
-  if (running_ && window_.size() >= 2) {
-    const double seconds =
-        std::chrono::duration<double>(window_.back().first - window_.front().first).count();
-    if (seconds > 0) p.rate_bytes_per_s = (window_.back().second - window_.front().second) / seconds;
+  if (running_) {
+    p.rate_bytes_per_s = pacer_.rate();
     const uint64_t done = state_.stripes_rebuilt + state_.stripes_skipped;
     if (p.rate_bytes_per_s > 0 && state_.stripes_rebuilt > 0 && state_.stripes_total > done) {
       const double per_stripe = static_cast<double>(state_.bytes_written) / state_.stripes_rebuilt;
@@ -164,21 +156,15 @@ void Rebuilder::run() {
           ++state_.stripes_skipped;
         }
         done = state_.stripes_rebuilt + state_.stripes_skipped;
-        window_.emplace_back(Clock::now(), state_.bytes_written);
-        while (window_.size() > 2 && window_.back().first - window_.front().first > kRateWindow)
-          window_.pop_front();
+        pacer_.add(state_.bytes_written, *written);
       }
       if (done % kCheckpointStripes == 0 && !checkpoint(ctx, false)) {
         failed = true;
         break;
       }
-      if (*written > 0 && rate_bytes_per_s_ > 0) {
+      {
         std::unique_lock lock(mu_);
-        throttle_bytes_ += *written;
-        const auto due = throttle_start_ + std::chrono::duration_cast<Clock::duration>(
-                                               std::chrono::duration<double>(
-                                                   static_cast<double>(throttle_bytes_) / rate_bytes_per_s_));
-        cv_.wait_until(lock, due, [this] { return stop_; });
+        pacer_.throttle(lock, cv_, [this] { return stop_; });
       }
       std::this_thread::yield();  // foreground requests first
     }

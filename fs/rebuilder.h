@@ -32,6 +32,7 @@
 
 #include "base/result.h"
 #include "fs/io_context.h"
+#include "fs/pacer.h"
 #include "meta/fs_meta.h"
 #include "raid/aligned_buffer.h"
 #include "raid/array.h"
@@ -80,14 +81,11 @@ class Rebuilder {
   const ReadStripe read_;
   const SealAfter seal_after_;
 
-  mutable std::mutex mu_;  // guards state_, window_, stop_ (a leaf)
+  mutable std::mutex mu_;  // guards state_, pacer_, stop_ (a leaf)
   std::condition_variable cv_;
   meta::RebuildState state_;
-  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> window_;
+  Pacer pacer_;  // bytes written to the member
   bool stop_ = false;
-  uint64_t rate_bytes_per_s_ = 0;
-  std::chrono::steady_clock::time_point throttle_start_;
-  uint64_t throttle_bytes_ = 0;
   std::atomic<bool> running_{false};
   AlignedBuffer chunks_;  // one stripe, the rebuild thread's
   std::thread thread_;

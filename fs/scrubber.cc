@@ -11,8 +11,6 @@
 namespace raidfs::fs {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-constexpr auto kRateWindow = std::chrono::seconds(10);
 constexpr size_t kListBatch = 256;
 
 int64_t now_ns() {
@@ -58,7 +56,7 @@ Result<void> Scrubber::start(uint64_t rate_bytes_per_s) {
     state = *saved;  // resumes where it was stopped
   } else {
     state.started_ns = now_ns();
-    state.stripes_total = meta_.sealed_stripe_count();
+    state.stripes_total = meta_.committed_stripe_count(/*sealed_only=*/true);
   }
   return launch(state, rate_bytes_per_s);
 }
@@ -79,11 +77,7 @@ Result<void> Scrubber::launch(meta::ScrubState state, uint64_t rate_bytes_per_s)
     std::lock_guard lock(mu_);
     state_ = state;
     stop_requested_ = false;
-    rate_bytes_per_s_ = rate_bytes_per_s;
-    window_.clear();
-    window_.emplace_back(Clock::now(), state.bytes_read);
-    throttle_start_ = Clock::now();
-    throttle_bytes_ = 0;
+    pacer_.reset(state.bytes_read, rate_bytes_per_s);
   }
   running_ = true;
   thread_ = std::thread([this] { run(); });
@@ -108,10 +102,8 @@ ScrubProgress Scrubber::progress() const {
   ScrubProgress p;
   p.state = state_;
   p.lost.assign(lost_.begin(), lost_.end());
-  if (running_ && window_.size() >= 2) {
-    const double seconds =
-        std::chrono::duration<double>(window_.back().first - window_.front().first).count();
-    if (seconds > 0) p.rate_bytes_per_s = (window_.back().second - window_.front().second) / seconds;
+  if (running_) {
+    p.rate_bytes_per_s = pacer_.rate();
     if (p.rate_bytes_per_s > 0 && state_.stripes_checked > 0 &&
         state_.stripes_total > state_.stripes_checked) {
       const double per_stripe = static_cast<double>(state_.bytes_read) / state_.stripes_checked;
@@ -137,16 +129,17 @@ void Scrubber::run() {
       if (stop_requested_) break;
       cursor = state_.cursor;
     }
-    auto ids = meta_.sealed_stripes(cursor, kListBatch);
-    if (!ids) {
-      RAIDFS_LOG(kError, "scrub: listing stripes: %s", ids.error().message.c_str());
+    auto batch = meta_.stripes_from(cursor, kListBatch);
+    if (!batch) {
+      RAIDFS_LOG(kError, "scrub: listing stripes: %s", batch.error().message.c_str());
       break;
     }
-    if (ids->empty()) {
+    if (batch->empty()) {
       finished = true;
       break;
     }
-    for (uint64_t id : *ids) {
+    for (const meta::Stripe& listed : *batch) {
+      const uint64_t id = listed.id;
       {
         std::lock_guard lock(mu_);
         if (stop_requested_) break;
@@ -218,11 +211,10 @@ Result<void> Scrubber::scrub_one(IoContext& ctx, uint64_t id) {
     state_.blocks_rebuilt += report.healed_blocks;
     state_.parity_rows_rewritten += report.parity_rows_rewritten;
     state_.blocks_lost += report.lost_blocks.size();
-    const auto now = Clock::now();
-    window_.emplace_back(now, state_.bytes_read);
-    while (window_.size() > 2 && now - window_.front().first > kRateWindow) window_.pop_front();
+    pacer_.add(state_.bytes_read, bytes);
   }
-  throttle(bytes);
+  std::unique_lock lock(mu_);
+  pacer_.throttle(lock, cv_, [this] { return stop_requested_; });
   return {};
 }
 
@@ -248,17 +240,6 @@ void Scrubber::report_lost(uint64_t stripe, const std::vector<uint32_t>& blocks)
   std::lock_guard lock(mu_);
   lost_.push_back(line);
   while (lost_.size() > kLostReportsMax) lost_.pop_front();
-}
-
-// Sleeps as long as the rate ceiling asks, waking early for a stop.
-void Scrubber::throttle(uint64_t bytes) {
-  std::unique_lock lock(mu_);
-  if (rate_bytes_per_s_ == 0) return;
-  throttle_bytes_ += bytes;
-  const auto due = throttle_start_ + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(
-                                             static_cast<double>(throttle_bytes_) / rate_bytes_per_s_));
-  cv_.wait_until(lock, due, [this] { return stop_requested_; });
 }
 
 }  // namespace raidfs::fs

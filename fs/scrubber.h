@@ -32,6 +32,7 @@
 
 #include "base/result.h"
 #include "fs/io_context.h"
+#include "fs/pacer.h"
 #include "meta/fs_meta.h"
 #include "raid/aligned_buffer.h"
 #include "raid/array.h"
@@ -72,7 +73,6 @@ class Scrubber {
   // Scrubs one sealed stripe (re-read under the reuse lock: it may have changed since listed).
   Result<void> scrub_one(IoContext& ctx, uint64_t id);
   void report_lost(uint64_t stripe, const std::vector<uint32_t>& blocks);
-  void throttle(uint64_t bytes);
   Result<void> launch(meta::ScrubState state, uint64_t rate_bytes_per_s);
 
   Array& array_;
@@ -80,15 +80,12 @@ class Scrubber {
   std::shared_mutex& stripe_reuse_;
   const std::function<Result<std::unique_ptr<IoContext>>()> make_context_;
 
-  mutable std::mutex mu_;  // guards state_, lost_, window_, stop_requested_ (a leaf)
+  mutable std::mutex mu_;  // guards state_, lost_, pacer_, stop_requested_ (a leaf)
   std::condition_variable cv_;
   meta::ScrubState state_;
   std::deque<std::string> lost_;
-  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> window_;  // bytes read
+  Pacer pacer_;  // bytes read
   bool stop_requested_ = false;
-  uint64_t rate_bytes_per_s_ = 0;
-  std::chrono::steady_clock::time_point throttle_start_;
-  uint64_t throttle_bytes_ = 0;
   std::atomic<bool> running_{false};
   AlignedBuffer chunks_;  // one stripe, the scrub thread's
   std::thread thread_;

@@ -328,31 +328,6 @@ Result<void> FsMeta::punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
   return finish(seq, durability);
 }
 
-Result<std::vector<uint64_t>> FsMeta::sealed_stripes(uint64_t from, size_t max) const {
-  std::vector<uint64_t> ids;
-  RAIDFS_CHECK(store_->scan(Family::kStripes, stripe_key(from), "",
-                            [&](std::string_view k, std::string_view v) -> Result<bool> {
-                              RAIDFS_TRY(const uint64_t id, parse_u64_key(k));
-                              RAIDFS_TRY(const Stripe s, decode_stripe(id, v));
-                              if (s.state == StripeState::kSealed) ids.push_back(id);
-                              return ids.size() < max;
-                            }));
-  return ids;
-}
-
-uint64_t FsMeta::sealed_stripe_count() const {
-  uint64_t count = 0;
-  (void)store_->scan(Family::kStripes, "", "",
-                     [&](std::string_view k, std::string_view v) -> Result<bool> {
-                       auto id = parse_u64_key(k);
-                       if (!id) return true;
-                       auto s = decode_stripe(*id, v);
-                       if (s && s->state == StripeState::kSealed) ++count;
-                       return true;
-                     });
-  return count;
-}
-
 Result<std::optional<ScrubState>> FsMeta::scrub_state() const {
   RAIDFS_TRY(auto v, store_->get(Family::kSuper, kScrubKey));
   if (!v) return std::optional<ScrubState>();
@@ -396,14 +371,16 @@ Result<std::vector<Stripe>> FsMeta::stripes_from(uint64_t from, size_t max) cons
   return out;
 }
 
-uint64_t FsMeta::committed_stripe_count() const {
+uint64_t FsMeta::committed_stripe_count(bool sealed_only) const {
   uint64_t count = 0;
   (void)store_->scan(Family::kStripes, "", "",
                      [&](std::string_view k, std::string_view v) -> Result<bool> {
                        auto id = parse_u64_key(k);
                        if (!id) return true;
                        auto s = decode_stripe(*id, v);
-                       if (s && s->state != StripeState::kFree) ++count;
+                       if (s && s->state != StripeState::kFree &&
+                           (!sealed_only || s->state == StripeState::kSealed))
+                         ++count;
                        return true;
                      });
   return count;

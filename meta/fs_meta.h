@@ -264,10 +264,6 @@ class FsMeta {
   // already committed, already released) is ignored.
   void release_stripe(uint64_t id);
   Result<Stripe> get_stripe(uint64_t id) const;  // ENOENT no record (free, never used)
-  // The ids of committed stripes in state kSealed with an id ≥ `from`, in id order (= member
-  // offset order), at most `max`. EIO when RocksDB fails.
-  Result<std::vector<uint64_t>> sealed_stripes(uint64_t from, size_t max) const;
-  uint64_t sealed_stripe_count() const;
 
   // The online scrub's progress (records.h ScrubState); nullopt before the first scrub.
   Result<std::optional<ScrubState>> scrub_state() const;
@@ -276,9 +272,11 @@ class FsMeta {
   Result<std::optional<RebuildState>> rebuild_state() const;
   Result<void> put_rebuild_state(const RebuildState& state,
                                  Durability durability = Durability::kNone);
-  // Committed stripes (sealed or open) with an id ≥ `from`, in id order, at most `max`.
+  // Committed stripes (sealed or open) with an id ≥ `from`, in id order (= member-offset order),
+  // at most `max`. EIO when RocksDB fails.
   Result<std::vector<Stripe>> stripes_from(uint64_t from, size_t max) const;
-  uint64_t committed_stripe_count() const;
+  // How many stripes are committed (sealed or open), or sealed only.
+  uint64_t committed_stripe_count(bool sealed_only = false) const;
   // The generation the next allocate_stripe() hands out: every stripe allocated later has this
   // generation or a greater one.
   uint64_t next_generation() const;
