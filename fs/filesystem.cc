@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "fs/array_spec.h"
 #include "fs/commit_timer.h"
 #include "fs/open_files.h"
 #include "fs/scrubber.h"
@@ -335,6 +336,17 @@ Result<void> Filesystem::sync_all(IoContext& ctx) {
   return sync_metadata();
 }
 
+Result<void> Filesystem::unmount(IoContext& ctx) {
+  scrubber_.reset();
+  rebuilder_.reset();
+  RAIDFS_CHECK(sync_all(ctx));
+  if (!options_.read_only) {
+    array_->set_write_floor(meta_->next_generation());  // nothing is open any more
+    array_->record_clean_unmount();
+  }
+  return {};
+}
+
 Result<void> Filesystem::fallocate(IoContext& ctx, uint64_t ino, int mode, uint64_t offset,
                                    uint64_t length) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
@@ -481,6 +493,28 @@ Result<std::string> Filesystem::control(const Caller& caller, std::string_view c
       RAIDFS_TRY(auto ctx, make_io_context());
       RAIDFS_CHECK(rebuilder_->start(*ctx, static_cast<uint32_t>(*member), rate));
       return "rebuilding member " + words[1] + " (" + array_->member_path(static_cast<uint32_t>(*member)) + ")";
+    }
+    // replace MEMBER RATE FORCE PATH: the path last, as it is (it may hold spaces).
+    if (words[0] == "replace" && words.size() >= 5) {
+      const auto member = number(words[1]);
+      if (!member || *member >= array_->geometry().member_count())
+        return fail(EINVAL, "no member " + words[1]);
+      const auto rate = number(words[2]);
+      if (!rate) return fail(EINVAL, "rate '" + words[2] + "' is not a number of bytes a second");
+      if (words[3] != "0" && words[3] != "1") return fail(EINVAL, "replace: FORCE is 0 or 1");
+      size_t at = 0;
+      for (int field = 0; field < 4; ++field) at = command.find_first_not_of(' ', command.find(' ', at));
+      const std::string path(command.substr(at));
+      const uint32_t i = static_cast<uint32_t>(*member);
+      const std::string old_path = array_->member_path(i);
+      RAIDFS_TRY(auto ctx, make_io_context());
+      RAIDFS_CHECK(rebuilder_->start_replace(*ctx, i, path, words[3] == "1", *rate));
+      // The member list of the metadata directory names the new device from now on.
+      std::vector<std::string> members;
+      for (uint32_t m = 0; m < array_->geometry().member_count(); ++m) members.push_back(array_->member_path(m));
+      if (auto listed = write_member_list(meta_->store().path(), members); !listed)
+        RAIDFS_LOG(kWarning, "replace: %s (mount with the new device named)", listed.error().message.c_str());
+      return "replacing member " + words[1] + " (" + (old_path.empty() ? "no device" : old_path) + ") by " + path;
     }
     if (words[0] == "scrub-stop" && words.size() == 1) {
       RAIDFS_CHECK(scrubber_->stop());

@@ -180,8 +180,12 @@ class Filesystem {
   // kernel (see RequestDispatcher's OPEN), so that ENOSPC reaches them at the write.
   bool nearly_full() const;
 
-  // Commits every open stripe and makes everything durable (unmount). The filesystem stays usable.
+  // Commits every open stripe and makes everything durable. The filesystem stays usable.
   Result<void> sync_all(IoContext& ctx);
+  // The end of a mount: a running scrub or rebuild stopped (the next mount resumes it),
+  // sync_all, and the clean unmount recorded in the superblocks (Array::record_clean_unmount).
+  // Only destruction may follow.
+  Result<void> unmount(IoContext& ctx);
 
   // --- the admin channel (docs/decisions.md): virtual xattrs of the root directory ---------------
   // status_text(), and the same as JSON for monitoring (status_json), for anyone to read.

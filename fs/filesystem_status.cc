@@ -161,7 +161,8 @@ std::string Filesystem::status_text() const {
   const RebuildProgress rebuild = rebuild_progress();
   const meta::RebuildState& rs = rebuild.state;
   if (rs.phase != meta::RebuildPhase::kNone) {
-    out << "rebuild: member " << rs.member << " " << rebuild_phase_name(rs.phase);
+    out << (rs.replace ? "replace: member " : "rebuild: member ") << rs.member << " "
+        << rebuild_phase_name(rs.phase);
     if (rs.finished_ns) out << " " << utc_time(rs.finished_ns);
     out << ", " << rebuild_percent(rs) << "% (" << rs.stripes_rebuilt << " stripes rebuilt, "
         << rs.stripes_skipped << " skipped, of about " << rs.stripes_total << "; "
@@ -236,7 +237,8 @@ std::string Filesystem::status_json() const {
   const RebuildProgress rebuild = rebuild_progress();
   const meta::RebuildState& rs = rebuild.state;
   out << ", \"rebuild\": {\"state\": " << json_string(rebuild_phase_name(rs.phase))
-      << ", \"member\": " << rs.member << ", \"percent\": " << rebuild_percent(rs)
+      << ", \"member\": " << rs.member << ", \"replace\": " << (rs.replace ? "true" : "false")
+      << ", \"since_generation\": " << rs.since_generation << ", \"percent\": " << rebuild_percent(rs)
       << ", \"stripes_total\": " << rs.stripes_total << ", \"stripes_rebuilt\": " << rs.stripes_rebuilt
       << ", \"stripes_skipped\": " << rs.stripes_skipped << ", \"bytes_written\": " << rs.bytes_written
       << ", \"rate_bytes_per_s\": " << static_cast<uint64_t>(rebuild.rate_bytes_per_s)

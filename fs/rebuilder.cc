@@ -47,7 +47,27 @@ Result<void> Rebuilder::start(IoContext& ctx, uint32_t member, uint64_t rate_byt
   // The member joins the writes with none in flight; stripes from the generation noted then on
   // are written full width. Until the bounds are set it is read for nothing.
   RAIDFS_CHECK(seal_after_(ctx, [&]() -> Result<void> {
+    state.since_generation = array_.member_since(member);  // before it stops being missing
     RAIDFS_CHECK(array_.begin_rebuild(member, UINT64_MAX, 0));
+    state.from_generation = meta_.next_generation();
+    return array_.begin_rebuild(member, state.from_generation, 0);
+  }));
+  state.stripes_total = meta_.committed_stripe_count();
+  return launch(state, rate_bytes_per_s);
+}
+
+Result<void> Rebuilder::start_replace(IoContext& ctx, uint32_t member, const std::string& path, bool force,
+                                      uint64_t rate_bytes_per_s) {
+  if (running_) return fail(EBUSY, "a rebuild is running already");
+  if (thread_.joinable()) thread_.join();
+  meta::RebuildState state;
+  state.member = member;
+  state.started_ns = now_ns();
+  state.replace = true;
+  RAIDFS_CHECK(seal_after_(ctx, [&]() -> Result<void> {
+    // No reader may be reading the member's old chunks when its device changes under them.
+    std::unique_lock reuse(stripe_reuse_);
+    RAIDFS_CHECK(array_.replace_member(member, path, force));
     state.from_generation = meta_.next_generation();
     return array_.begin_rebuild(member, state.from_generation, 0);
   }));
@@ -107,13 +127,12 @@ void Rebuilder::run() {
     return;
   }
   IoContext& ctx = **made;
-  uint32_t member;
-  uint64_t from_generation;
+  meta::RebuildState bounds;
   {
     std::lock_guard lock(mu_);
-    member = state_.member;
-    from_generation = state_.from_generation;
+    bounds = state_;
   }
+  const uint32_t member = bounds.member;
   enum class End { kStopped, kFinished, kFailed } end = End::kStopped;
   for (;;) {
     uint64_t cursor;
@@ -138,7 +157,7 @@ void Rebuilder::run() {
         std::lock_guard lock(mu_);
         if (stop_) break;
       }
-      auto written = rebuild_one(ctx, listed.id, member, from_generation);
+      auto written = rebuild_one(ctx, listed.id, bounds);
       if (!written) {
         RAIDFS_LOG(kError, "rebuild of member %u: stripe %llu: %s", member,
                    static_cast<unsigned long long>(listed.id), written.error().message.c_str());
@@ -197,15 +216,18 @@ void Rebuilder::run() {
   running_ = false;
 }
 
-Result<uint64_t> Rebuilder::rebuild_one(IoContext& ctx, uint64_t id, uint32_t member,
-                                         uint64_t from_generation) {
+Result<uint64_t> Rebuilder::rebuild_one(IoContext& ctx, uint64_t id, const meta::RebuildState& bounds) {
   const Geometry& g = array_.geometry();
   const uint32_t k = g.data_count(), m = g.parity_count(), c = g.chunk_bytes();
+  const uint32_t member = bounds.member;
   std::shared_lock reuse(stripe_reuse_);  // the stripe cannot be freed and reused meanwhile
   auto stripe = meta_.get_stripe(id);
   if (!stripe) return stripe.error().code == ENOENT ? Result<uint64_t>(0) : std::unexpected(stripe.error());
-  if (stripe->state == meta::StripeState::kFree || stripe->generation >= from_generation)
-    return uint64_t{0};  // free now, or written full width since the rebuild began
+  // Free now; written full width since the rebuild began; or on the member, unchanged, since
+  // before it left.
+  if (stripe->state == meta::StripeState::kFree || stripe->generation >= bounds.from_generation ||
+      stripe->generation < bounds.since_generation)
+    return uint64_t{0};
   if (chunks_.size() == 0) chunks_ = AlignedBuffer(size_t{g.member_count()} * c);
   std::memset(chunks_.data(), 0, chunks_.size());
   if (stripe->filled_bytes > 0) RAIDFS_CHECK(read_(ctx, *stripe, chunks_.data()));

@@ -14,6 +14,16 @@
 // at the next mount, never trusting a stripe it has not flushed. At the end the member is active
 // again, recorded in the superblocks.
 //
+// Which stripes: those committed below from_generation — and of those, for a member that was
+// missing and is back, only the ones of a generation ≥ the write floor when it left
+// (Array::member_since): the older ones were on it then and no live stripe is ever rewritten in
+// place, so they are skipped and counted. A failed member, or a new device (replace), gets every
+// one.
+//
+// Replace: start_replace puts the new device under the member's index (Array::replace_member)
+// in that same no-write step, with the stripe-reuse lock held exclusively so that no read of the
+// member's old chunks is in flight, and the rebuild then runs as above onto the new device.
+//
 // It works one stripe at a time under the stripe-reuse lock held shared (as a reader), and yields
 // between stripes; `rate_bytes_per_s` caps it when set. A member that fails meanwhile stops it.
 //
@@ -27,6 +37,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <shared_mutex>
 #include <thread>
 
@@ -62,6 +73,10 @@ class Rebuilder {
 
   // Starts rebuilding `member` (see above). EBUSY a rebuild runs; Array::begin_rebuild's errors.
   Result<void> start(IoContext& ctx, uint32_t member, uint64_t rate_bytes_per_s = 0);
+  // Replaces `member`'s device by the one at `path` (Array::replace_member's checks and errors)
+  // and rebuilds every committed stripe onto it. EBUSY a rebuild runs.
+  Result<void> start_replace(IoContext& ctx, uint32_t member, const std::string& path, bool force,
+                             uint64_t rate_bytes_per_s = 0);
   // A rebuild the last mount left running goes on; nothing if there is none.
   Result<void> resume_if_interrupted();
   bool running() const { return running_.load(); }
@@ -71,7 +86,7 @@ class Rebuilder {
   Result<void> launch(meta::RebuildState state, uint64_t rate_bytes_per_s);
   void run();
   // Rebuilds the member's chunk of one stripe; returns the bytes written (0: skipped).
-  Result<uint64_t> rebuild_one(IoContext& ctx, uint64_t id, uint32_t member, uint64_t from_generation);
+  Result<uint64_t> rebuild_one(IoContext& ctx, uint64_t id, const meta::RebuildState& bounds);
   Result<void> checkpoint(IoContext& ctx, bool final);
 
   Array& array_;

@@ -74,6 +74,7 @@ Result<void> StripeWriter::allocate_locked() {
   open_->id = ref.id;
   open_->generation = ref.generation;
   open_free_bytes_ = data_bytes_;
+  array_.set_write_floor(ref.generation);  // stripes below it are done (Array::set_write_floor)
   return {};
 }
 
@@ -287,6 +288,7 @@ Result<void> StripeWriter::seal_locked(IoContext& ctx) {
     meta_.release_stripe(s.id);
     open_.reset();
     open_free_bytes_ = 0;
+    array_.set_write_floor(meta_.next_generation());
     std::lock_guard pending_lock(pending_mu_);
     pending_.clear();
     return {};
@@ -297,6 +299,7 @@ Result<void> StripeWriter::seal_locked(IoContext& ctx) {
   RAIDFS_CHECK(commit_locked(sealed_record(s.id, s.generation, end, s.crcs)));
   open_.reset();
   open_free_bytes_ = 0;
+  array_.set_write_floor(meta_.next_generation());
   std::lock_guard pending_lock(pending_mu_);
   ++stats_.stripes_sealed;
   return {};

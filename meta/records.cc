@@ -300,6 +300,8 @@ std::string encode_rebuild(const RebuildState& s) {
   put_i64(v, s.finished_ns);
   for (uint64_t n : {s.stripes_total, s.stripes_rebuilt, s.stripes_skipped, s.bytes_written})
     put_u64(v, n);
+  put_u64(v, s.since_generation);
+  put_u8(v, s.replace ? 1 : 0);
   return v;
 }
 
@@ -319,6 +321,10 @@ Result<RebuildState> decode_rebuild(std::string_view v) {
   for (uint64_t* n : {&s.stripes_total, &s.stripes_rebuilt, &s.stripes_skipped, &s.bytes_written}) {
     RAIDFS_TRY(*n, r.u64());
   }
+  RAIDFS_TRY(s.since_generation, r.u64());
+  RAIDFS_TRY(const uint8_t replace, r.u8());
+  if (replace > 1) return r.fail("bad replace flag");
+  s.replace = replace == 1;
   RAIDFS_CHECK(r.expect_end());
   return s;
 }

@@ -159,6 +159,10 @@ struct RebuildState {
   uint64_t stripes_skipped = 0;  // nothing to copy: written full width since it began, or no
                                  // data in the member's chunk (parity of an open stripe: metadata)
   uint64_t bytes_written = 0;    // to the member
+  // Stripes of a lower generation were on the member, unchanged, when it left (a returned
+  // member): skipped. 0 for a failed member or a new device: every committed stripe is rebuilt.
+  uint64_t since_generation = 0;
+  bool replace = false;          // onto a new device (raidfs replace), not the member's own
   bool operator==(const RebuildState&) const = default;
 };
 

@@ -133,8 +133,11 @@ TEST(Records, RebuildStateGoldenBytesAndHostileInput) {
   st.stripes_rebuilt = 4;
   st.stripes_skipped = 1;
   st.bytes_written = 65536;
+  st.since_generation = 7;
+  st.replace = true;
   const std::string v = encode_rebuild(st);
-  ASSERT_EQ(v.size(), 2u + 4 + 8 * 8);
+  ASSERT_EQ(v.size(), 2u + 4 + 8 * 9 + 1);
+  EXPECT_EQ(v.substr(v.size() - 9), std::string("\x00\x00\x00\x00\x00\x00\x00\x07\x01", 9));
   EXPECT_EQ(v.substr(0, 14), std::string("\x01\x01\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x10", 14));
   EXPECT_EQ(decode_rebuild(v).value(), st);
   expect_hostile_input_rejected(v, [](std::string_view b) { return decode_rebuild(b).has_value(); });

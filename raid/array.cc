@@ -63,6 +63,7 @@ void Array::fail_member(uint32_t member, const std::string& reason, MemberIo* io
     expected = MemberState::kRebuilding;
     if (!states_[member].compare_exchange_strong(expected, MemberState::kFailed)) return;
   }
+  member_since_[member] = 0;  // what a failed member holds is not trusted
   warnings_.push_back("member " + std::to_string(member) + " (" + paths_[member] + ") failed: " + reason);
   // Beyond m failures the array has stopped; the superblocks keep the last state it could serve
   // in, so once the cause is fixed (a cable, a controller) the array opens again as it was.
@@ -140,10 +141,10 @@ Result<void> Array::execute(IoChannel& channel) {
     }
     // Not the member's fault (the host filesystem under an image is full, a request the kernel
     // refused): the member stays, the caller gets the error, and the user hears of it once.
+    std::lock_guard lock(superblock_mutex_);
     const std::string what = "member " + std::to_string(r.member) + " (" + paths_[r.member] + "): " + op +
                              " refused: " + std::strerror(error);
     if (outcome) outcome = fail(error, what);
-    std::lock_guard lock(superblock_mutex_);
     const std::pair<uint32_t, int> key{r.member, error};
     if (std::find(refusals_warned_.begin(), refusals_warned_.end(), key) == refusals_warned_.end()) {
       refusals_warned_.push_back(key);

@@ -36,6 +36,7 @@
 #include "base/result.h"
 #include "raid/aligned_buffer.h"
 #include "raid/geometry.h"
+#include "raid/member_fds.h"
 #include "raid/member_io.h"
 #include "raid/parity_codec.h"
 #include "raid/superblock.h"
@@ -166,7 +167,10 @@ class Array {
     return superblock_;
   }
   MemberState member_state(uint32_t member) const { return states_[member].load(); }
-  const std::string& member_path(uint32_t member) const { return paths_[member]; }
+  std::string member_path(uint32_t member) const {
+    std::lock_guard lock(superblock_mutex_);
+    return member < paths_.size() ? paths_[member] : std::string();
+  }
   // Whether the member's device was found and opened (a missing one has none).
   bool has_device(uint32_t member) const { return fds_[member] >= 0; }
   uint32_t unavailable_count() const;
@@ -219,7 +223,33 @@ class Array {
   // persist_states_locked): writes are refused with EIO while they are not.
   bool states_recorded() const { return states_recorded_.load(); }
 
+  // --- what a member that left still holds -------------------------------------------------
+  // The writer says below which generation no stripe takes new data any more (its oldest open
+  // stripe's, or the next it will hand out); never lowered. Superblock writes record it, so a
+  // member found missing at an open is known to hold every stripe below it (Superblock).
+  void set_write_floor(uint64_t generation);
+  // For a missing member: stripes of a lower generation were on it, as they are now, when it
+  // left — a rebuild skips them. 0 for any other member (a failed one is not trusted at all).
+  uint64_t member_since(uint32_t member) const {
+    return member_state(member) == MemberState::kMissing ? member_since_[member].load() : 0;
+  }
+  // A clean unmount, after the last seal: the superblocks are written twice, so that a copy of
+  // a member taken during this mount is detected as stale at the next (Superblock's comment).
+  void record_clean_unmount();
+
   // --- rebuilding a member (raidfs rebuild / replace; the copying is fs/rebuilder's) ----------
+  // Puts the device at `path` under index `member` (raidfs replace): checked as mkfs checks a
+  // member (big enough for the array's stripes; holding no raidfs superblock or other signature
+  // unless `force`; not one of the array's devices), given a fresh superblock with a new device
+  // UUID, and the member becomes kRebuilding, read for nothing until begin_rebuild gives it
+  // bounds. The old device is let go: an open later finds it replaced and leaves it out. Every
+  // MemberIo moves to the new device at its next batch; the caller makes sure none is reading
+  // the member's old chunks or writing new stripes meanwhile (fs/rebuilder.h). Errors: EINVAL
+  // no such member; EBUSY another member is being rebuilt, or taking the member out would leave
+  // more members unavailable than parity covers; ENOSPC too small; EEXIST a signature; the
+  // open/write errno otherwise. Nothing changes on an error.
+  Result<void> replace_member(uint32_t member, const std::string& path, bool force);
+
   // The member becomes kRebuilding, recorded in the superblocks: written like an active member
   // from now on, but read only for the stripes already on it — those below `cursor` (rebuilt)
   // and those with a generation ≥ `from_generation` (written full width since the rebuild began);
@@ -280,10 +310,12 @@ class Array {
   Superblock superblock_;  // the newest copy; member_index is meaningless here
   Geometry geometry_;
   ParityCodec codec_;
-  std::vector<int> fds_;   // -1 where a member is absent
-  std::vector<std::string> paths_;
-  std::vector<uint64_t> member_bytes_;  // each member's size as formatted (locates its backup)
-  std::vector<bool> volatile_cache_;    // member needs a flush for durability
+  MemberFds fds_;          // -1 where a member is absent; changed only by replace_member
+  std::vector<std::string> paths_;      // under superblock_mutex_ once open (a replace changes one)
+  // Each member's size as formatted (locates its backup), and whether it needs a flush for
+  // durability; a replace changes them under superblock_mutex_.
+  std::array<std::atomic<uint64_t>, kMembersMax> member_bytes_{};
+  std::array<std::atomic<bool>, kMembersMax> volatile_cache_{};
   std::array<std::atomic<MemberState>, kMembersMax> states_{};
   struct ErrorCounters {
     std::atomic<uint64_t> read{0}, write{0}, checksum{0};
@@ -294,6 +326,9 @@ class Array {
   std::vector<std::string> warnings_;
   std::vector<std::pair<uint32_t, int>> refusals_warned_;  // (member, errno) already in warnings_
   std::atomic<bool> states_recorded_{true};
+  std::array<std::atomic<uint64_t>, kMembersMax> member_since_{};
+  std::atomic<uint64_t> write_floor_{0};
+  uint64_t complete_sequence_ = 0;  // the last superblock sequence every target took; under the mutex
   std::array<std::atomic<uint64_t>, kMembersMax> rebuild_cursor_{};
   std::array<std::atomic<uint64_t>, kMembersMax> rebuild_from_generation_{};
 };

@@ -1,6 +1,7 @@
-// Array::format and Array::open: turning a list of member paths into an Array, and every way the
-// list can be wrong.
+// Array::format, Array::open and Array::replace_member: which devices are the members, every way
+// a list of them can be wrong, and the superblocks that record it.
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,7 +81,10 @@ Result<Superblock> Array::format(std::span<const std::string> paths, const Forma
   sb.created_ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(
           std::chrono::system_clock::now().time_since_epoch()).count());
-  for (uint32_t i = 0; i < n; ++i) sb.member_states[i] = MemberState::kActive;
+  for (uint32_t i = 0; i < n; ++i) {
+    sb.member_states[i] = MemberState::kActive;
+    sb.member_uuids[i] = random_uuid();
+  }
   sb.label = o.label;
   sb.metadata_dir = o.metadata_dir;
   for (uint32_t i = 0; i < n; ++i) {
@@ -165,10 +169,12 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
 
   auto array = std::unique_ptr<Array>(new Array(ref, ref.geometry(), ParityCodec::create(ref.member_count - ref.parity_count, ref.parity_count).value()));
   const uint32_t n = ref.member_count;
-  array->fds_.assign(n, -1);
+  array->fds_.count = n;
   array->paths_.assign(n, "");
-  array->member_bytes_.assign(n, 0);
-  array->volatile_cache_.assign(n, true);
+  for (uint32_t i = 0; i < n; ++i) array->volatile_cache_[i] = true;
+  array->write_floor_ = ref.write_floor;
+  array->complete_sequence_ = ref.settled_sequence;
+  std::vector<uint32_t> stale;  // present members found older than the array
   for (uint32_t i = 0; i < n; ++i) array->states_[i] = MemberState::kMissing;
 
   for (size_t pos = 0; pos < found.size(); ++pos) {
@@ -185,6 +191,14 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
         sb.data_offset != ref.data_offset || sb.stripe_count != ref.stripe_count)
       return fail(EIO, m.path + ": superblock disagrees with the other members on the array's shape");
     const uint32_t index = sb.member_index;
+    // A device that held this index before a replace gave it to another one: not a member now.
+    if (ref.member_uuids[index] != ArrayUuid{} && sb.own_uuid() != ref.member_uuids[index]) {
+      const std::string why = m.path + ": was member " + std::to_string(index) +
+                              " before another device took its place (replaced, or an old copy)";
+      warnings.push_back(why + "; left out");
+      unusable.push_back(why);
+      continue;
+    }
     if (o.order == OpenOptions::Order::kAsGiven && index != pos)
       return fail(EINVAL, m.path + ": is member " + std::to_string(index) + " of the array but was listed as member " +
                               std::to_string(pos));
@@ -200,12 +214,26 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     }
     if (!m.file->direct()) warnings.push_back(m.path + ": O_DIRECT not supported here; using buffered I/O");
     array->paths_[index] = m.path;
-    array->fds_[index] = m.file->release();
+    array->fds_.fd[index] = m.file->release();
     array->member_bytes_[index] = sb.member_bytes;
     array->volatile_cache_[index] = m.file->volatile_cache();
     // The newest superblock's view wins: a member it lists as failed or missing stays out even if
     // it is back, since writes it missed would be read as stale data.
     array->states_[index] = ref.member_states[index];
+    array->member_since_[index] = ref.member_since[index];
+    // An old copy of itself (an image put back, a disk from another shelf): it missed an update
+    // that every member in service took, so its data is older than the array's. Out until rebuilt;
+    // what it holds is as of its own superblock.
+    const MemberState listed = ref.member_states[index];
+    if ((listed == MemberState::kActive || listed == MemberState::kRebuilding) &&
+        sb.sequence < ref.settled_sequence) {
+      array->states_[index] = MemberState::kMissing;
+      array->member_since_[index] = listed == MemberState::kActive ? sb.write_floor : 0;
+      stale.push_back(index);
+      warnings.push_back(m.path + ": member " + std::to_string(index) + " is stale (superblock sequence " +
+                         std::to_string(sb.sequence) + ", the array's " + std::to_string(ref.sequence) +
+                         "): an old copy of the member; not used until rebuilt");
+    }
   }
 
   // Split brain: two present members that each recorded the other as gone were each used without
@@ -226,13 +254,18 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     }
   }
 
-  bool changed = false;
+  bool changed = !stale.empty();
   for (uint32_t i = 0; i < n; ++i) {
     MemberState s = array->states_[i];
     if (array->fds_[i] < 0 && ref.member_states[i] == MemberState::kActive) {
+      // It left after the newest superblock was written: it holds every stripe below that
+      // superblock's write floor.
       array->states_[i] = MemberState::kMissing;
+      array->member_since_[i] = ref.write_floor;
       warnings.push_back("member " + std::to_string(i) + " is missing; running degraded");
       changed = true;
+    } else if (std::find(stale.begin(), stale.end(), i) != stale.end()) {
+      continue;  // said above
     } else if (s != MemberState::kActive) {
       warnings.push_back("member " + std::to_string(i) + " (" + array->paths_[i] + ") is " +
                          member_state_name(s) + "; not used until rebuilt");
@@ -251,6 +284,13 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     return fail(ENXIO, "array " + uuid_to_string(uuid) + " needs " + std::to_string(n - ref.parity_count) + " of its " +
                            std::to_string(n) + " members; unavailable: " + who);
   }
+  // Arrays made before device UUIDs: each member in service gets one at its next superblock.
+  for (uint32_t i = 0; i < n; ++i) {
+    if (array->superblock_.member_uuids[i] == ArrayUuid{} && array->fds_[i] >= 0) {
+      array->superblock_.member_uuids[i] = random_uuid();
+      changed = true;
+    }
+  }
   if (changed && o.record_states) {
     std::lock_guard lock(array->superblock_mutex_);
     array->persist_states_locked(nullptr);
@@ -259,7 +299,8 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
 }
 
 Array::~Array() {
-  for (int fd : fds_) {
+  for (uint32_t i = 0; i < fds_.count; ++i) {
+    const int fd = fds_[i];
     if (fd < 0) continue;
     // Unlock explicitly: an io_uring that registered this file may hold the open file for a
     // moment after it is torn down, and the lock with it.
@@ -276,11 +317,18 @@ Result<std::unique_ptr<MemberIo>> Array::make_member_io(unsigned queue_depth) co
 void Array::persist_states_locked(MemberIo* io) {
   const uint32_t n = geometry_.member_count(), m = geometry_.parity_count();
   for (uint32_t round = 0; round < n; ++round) {
+    superblock_.settled_sequence = complete_sequence_;
     superblock_.sequence++;
-    for (uint32_t i = 0; i < n; ++i) superblock_.member_states[i] = states_[i].load();
+    superblock_.write_floor = write_floor_.load();
+    for (uint32_t i = 0; i < n; ++i) {
+      superblock_.member_states[i] = states_[i].load();
+      superblock_.member_since[i] = member_since_[i].load();
+    }
+    // Every member that takes writes: the active ones and one being rebuilt (its own superblock
+    // says so, and a replaced device gets its first states).
     std::vector<uint32_t> targets;
     for (uint32_t i = 0; i < n; ++i)
-      if (fds_[i] >= 0 && states_[i].load() == MemberState::kActive) targets.push_back(i);
+      if (fds_[i] >= 0 && writable(i)) targets.push_back(i);
     std::vector<int> errors(n, 0);  // per target member: 0 recorded, else the errno
     if (io == nullptr) {
       for (uint32_t i : targets) {
@@ -333,6 +381,7 @@ void Array::persist_states_locked(MemberIo* io) {
         warnings_.push_back(what);
       }
     }
+    if (recorded == targets.size()) complete_sequence_ = superblock_.sequence;
     // A member that failed now must be recorded too: once more, with the others.
     if (more_failed && unavailable_count() <= m) continue;
     states_recorded_ = recorded >= std::min<uint32_t>(m + 1, static_cast<uint32_t>(targets.size())) &&
@@ -340,6 +389,98 @@ void Array::persist_states_locked(MemberIo* io) {
     return;
   }
   states_recorded_ = false;
+}
+
+void Array::set_write_floor(uint64_t generation) {
+  uint64_t seen = write_floor_.load();
+  while (seen < generation && !write_floor_.compare_exchange_weak(seen, generation)) {
+  }
+}
+
+void Array::record_clean_unmount() {
+  std::lock_guard lock(superblock_mutex_);
+  // The first write may leave some members one behind if it is torn; the second makes the
+  // first the settled one, which a copy from before this unmount is behind.
+  persist_states_locked(nullptr);
+  persist_states_locked(nullptr);
+}
+
+Result<void> Array::replace_member(uint32_t member, const std::string& path, bool force) {
+  const uint32_t n = geometry_.member_count(), m = geometry_.parity_count();
+  if (member >= n) return fail(EINVAL, "no member " + std::to_string(member));
+  RAIDFS_TRY(MemberFile file, MemberFile::open(path));
+  std::lock_guard lock(superblock_mutex_);
+  for (uint32_t i = 0; i < n; ++i)
+    if (i != member && states_[i].load() == MemberState::kRebuilding)
+      return fail(EBUSY, "member " + std::to_string(i) + " is being rebuilt; replace after it is done");
+  if (usable(member) && unavailable_count() + 1 > m)
+    return fail(EBUSY, "replacing member " + std::to_string(member) +
+                           " would leave more members unavailable than parity covers; rebuild the others first");
+  struct stat new_st;
+  if (::fstat(file.fd(), &new_st) != 0) return fail(errno, path + ": " + std::strerror(errno));
+  for (uint32_t i = 0; i < n; ++i) {
+    struct stat st;
+    if (fds_[i] >= 0 && ::fstat(fds_[i], &st) == 0 && st.st_dev == new_st.st_dev && st.st_ino == new_st.st_ino &&
+        st.st_rdev == new_st.st_rdev)
+      return fail(EINVAL, path + ": is member " + std::to_string(i) + " of this array already");
+  }
+  const uint64_t need = geometry_.data_offset() + geometry_.stripe_count() * geometry_.chunk_bytes() +
+                        2 * Superblock::kBytes;
+  if (file.size_bytes() < need || backup_superblock_offset(file.size_bytes()) <
+                                      geometry_.data_offset() + geometry_.stripe_count() * geometry_.chunk_bytes())
+    return fail(ENOSPC, path + ": too small (" + human_bytes(file.size_bytes()) + "); member " +
+                            std::to_string(member) + " needs at least " + human_bytes(need));
+  if (!force) {
+    if (auto existing = read_superblock(file.fd(), file.size_bytes()); existing)
+      return fail(EEXIST, path + ": holds a raidfs superblock (array " +
+                              uuid_to_string(existing->newest.array_uuid) + "); use --force to overwrite it");
+    RAIDFS_TRY(auto foreign, probe_foreign_signature(file.fd(), file.size_bytes()));
+    if (foreign) return fail(EEXIST, path + ": holds " + *foreign + " data (use --force to overwrite it)");
+  }
+
+  // Its first superblock, before anything changes here: a device that cannot take one is refused.
+  const ArrayUuid device = random_uuid();
+  Superblock own = superblock_;
+  own.member_index = member;
+  own.member_bytes = file.size_bytes();
+  own.member_uuids[member] = device;
+  own.member_states[member] = MemberState::kRebuilding;
+  own.member_since[member] = 0;
+  if (auto w = write_superblock(file.fd(), own); !w) return fail_with(w.error(), path + ": cannot write its superblock: ");
+
+  // Out of service first (read for nothing), then the device: no read picks the new, empty
+  // device's chunks as the member's.
+  const std::string old_path = paths_[member];
+  const MemberState old_state = states_[member].load();
+  rebuild_cursor_[member] = 0;
+  rebuild_from_generation_[member] = UINT64_MAX;
+  states_[member] = MemberState::kRebuilding;
+  const int old_fd = fds_[member];
+  if (old_fd >= 0) {
+    // The number keeps meaning "member i": the new device takes it over, and the old one is let
+    // go (unlocked now, closed once no ring holds it).
+    ::flock(old_fd, LOCK_UN);
+    if (::dup2(file.fd(), old_fd) < 0) {
+      const int e = errno;
+      ::flock(old_fd, LOCK_EX | LOCK_NB);
+      states_[member] = old_state;
+      return fail(e, path + ": cannot take over member " + std::to_string(member) + "'s descriptor: " +
+                         std::strerror(e));
+    }
+    ::close(file.release());  // the lock is the open file's, which old_fd now shares
+  } else {
+    fds_.fd[member] = file.release();
+  }
+  member_since_[member] = 0;
+  superblock_.member_uuids[member] = device;
+  member_bytes_[member] = file.size_bytes();
+  volatile_cache_[member] = file.volatile_cache();
+  paths_[member] = path;
+  fds_.version++;
+  persist_states_locked(nullptr);
+  warnings_.push_back("member " + std::to_string(member) + ": " + (old_path.empty() ? "(no device)" : old_path) +
+                      " replaced by " + path);
+  return {};
 }
 
 uint32_t Array::unavailable_count() const {

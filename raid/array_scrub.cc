@@ -149,7 +149,8 @@ Result<ScrubReport> Array::scrub_stripe(IoChannel& channel, const ScrubRequest& 
 
 std::vector<SuperblockIssue> Array::check_superblocks(bool repair) {
   std::vector<SuperblockIssue> issues;
-  const Superblock newest = superblock();
+  std::lock_guard lock(superblock_mutex_);  // no state change or replace may interleave
+  const Superblock newest = superblock_;
   AlignedBuffer expected(Superblock::kBytes), copy(Superblock::kBytes);
   for (uint32_t i = 0; i < geometry_.member_count(); ++i) {
     // Members out of service keep the superblock of the day they left, by design.
@@ -181,7 +182,6 @@ std::vector<SuperblockIssue> Array::check_superblocks(bool repair) {
     SuperblockIssue issue{i, "member " + std::to_string(i) + " (" + paths_[i] + "): " + problems,
                           false};
     if (repair) {
-      std::lock_guard lock(superblock_mutex_);  // no state change may interleave
       if (auto w = write_superblock(fds_[i], own); w)
         issue.repaired = true;
       else

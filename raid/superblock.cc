@@ -99,6 +99,10 @@ void Superblock::encode(uint8_t* out) const {
   for (uint32_t i = 0; i < kMembersMax; ++i) out[88 + i] = static_cast<uint8_t>(member_states[i]);
   store_string(out + 152, kLabelBytes, label);
   store_string(out + 216, kMetadataDirBytes, metadata_dir);
+  store_le64(out + 1240, settled_sequence);
+  store_le64(out + 1248, write_floor);
+  for (uint32_t i = 0; i < kMembersMax; ++i) store_le64(out + 1256 + 8 * i, member_since[i]);
+  for (uint32_t i = 0; i < kMembersMax; ++i) std::memcpy(out + 1768 + 16 * i, member_uuids[i].data(), 16);
   store_le32(out + kCrcOffset, crc32c({out, kCrcOffset}));
 }
 
@@ -133,6 +137,10 @@ Result<Superblock> Superblock::decode(const uint8_t* in) {
   }
   sb.label = load_string(in + 152, kLabelBytes);
   sb.metadata_dir = load_string(in + 216, kMetadataDirBytes);
+  sb.settled_sequence = load_le64(in + 1240);
+  sb.write_floor = load_le64(in + 1248);
+  for (uint32_t i = 0; i < kMembersMax; ++i) sb.member_since[i] = load_le64(in + 1256 + 8 * i);
+  for (uint32_t i = 0; i < kMembersMax; ++i) std::memcpy(sb.member_uuids[i].data(), in + 1768 + 16 * i, 16);
 
   auto geometry = Geometry::create(sb.member_count, sb.parity_count, sb.chunk_bytes,
                                    sb.data_offset, sb.stripe_count);

@@ -19,8 +19,19 @@
 //       88     64  member states: byte i is member i's MemberState as this member last knew it
 //      152     64  label, NUL-padded UTF-8
 //      216   1024  metadata directory path, NUL-padded
-//     1240   2852  reserved, zero
+//     1240      8  settled sequence: every member written at that sequence holds it (below)
+//     1248      8  write floor: no stripe of a lower generation takes new data any more
+//     1256    512  member since, 64 × 8: for a missing member, the write floor when it left
+//     1768   1024  member device UUIDs, 64 × 16: which device holds each index (zero: unknown)
+//     2792   1300  reserved, zero
 //     4092      4  crc32c (standard) of bytes [0, 4092)
+//
+// Stale copies: a member whose own sequence is below the newest copy's settled sequence missed an
+// update that reached every member written then — it is an old copy of itself (an image put back,
+// a disk swapped in from elsewhere) and is rebuilt, never trusted. One behind the newest is not
+// enough to say so (an update torn by a crash leaves some members one behind), which is why a
+// clean unmount writes twice (Array::record_clean_unmount). Fields from 1240 on were reserved
+// zero in earlier raidfs, and zero means "not known": no check is made on them.
 //
 // The primary copy is at byte 0; the backup at backup_offset(member bytes), the last 4 KiB of the
 // device. Both are written (and synced) on every update, primary first: a torn write leaves one of
@@ -68,6 +79,10 @@ struct Superblock {
   std::array<MemberState, kMembersMax> member_states{};
   std::string label;
   std::string metadata_dir;
+  uint64_t settled_sequence = 0;
+  uint64_t write_floor = 0;
+  std::array<uint64_t, kMembersMax> member_since{};
+  std::array<ArrayUuid, kMembersMax> member_uuids{};
 
   // Serialises into exactly kBytes bytes, crc included. Strings longer than their field are cut
   // (format() refuses them earlier with a clear error).
@@ -84,6 +99,7 @@ struct Superblock {
   Geometry geometry() const;
 
   MemberState own_state() const { return member_states[member_index]; }
+  const ArrayUuid& own_uuid() const { return member_uuids[member_index]; }
 };
 
 // Byte offset of the backup copy on a device of `member_bytes` bytes.

@@ -30,6 +30,10 @@ Superblock sample() {
   sb.member_states[4] = MemberState::kFailed;
   sb.label = "tank";
   sb.metadata_dir = "/var/lib/raidfs/tank";
+  sb.settled_sequence = 5;
+  sb.write_floor = 4242;
+  sb.member_since[4] = 77;
+  sb.member_uuids[2] = {0xaa, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0xbb};
   return sb;
 }
 
@@ -48,6 +52,11 @@ TEST(Superblock, RoundTripsAndPinsTheLayout) {
   EXPECT_EQ(load_le64(buf.data() + 72), 7u);
   EXPECT_EQ(buf.data()[88 + 4], static_cast<uint8_t>(MemberState::kFailed));
   EXPECT_EQ(std::string(reinterpret_cast<char*>(buf.data() + 152)), "tank");
+  EXPECT_EQ(load_le64(buf.data() + 1240), 5u);
+  EXPECT_EQ(load_le64(buf.data() + 1248), 4242u);
+  EXPECT_EQ(load_le64(buf.data() + 1256 + 8 * 4), 77u);
+  EXPECT_EQ(buf.data()[1768 + 16 * 2], 0xaa);
+  EXPECT_EQ(buf.data()[1768 + 16 * 2 + 15], 0xbb);
   EXPECT_EQ(load_le32(buf.data() + 4092), crc32c({buf.data(), 4092}));
 
   auto back = Superblock::decode(buf.data());
@@ -60,6 +69,10 @@ TEST(Superblock, RoundTripsAndPinsTheLayout) {
   EXPECT_EQ(back->label, "tank");
   EXPECT_EQ(back->metadata_dir, "/var/lib/raidfs/tank");
   EXPECT_EQ(back->geometry().data_count(), 4u);
+  EXPECT_EQ(back->settled_sequence, 5u);
+  EXPECT_EQ(back->write_floor, 4242u);
+  EXPECT_EQ(back->member_since[4], 77u);
+  EXPECT_EQ(back->own_uuid(), sb.member_uuids[2]);
 }
 
 TEST(Superblock, DecodeNamesEachKindOfDamage) {

@@ -25,10 +25,20 @@ bool file_lacks_nowait(int fd) {
 
 Result<std::unique_ptr<UringMemberIo>> UringMemberIo::create(std::span<const int> fds,
                                                              unsigned queue_depth) {
+  auto owned = std::make_unique<MemberFds>();
+  owned->count = static_cast<uint32_t>(std::min<size_t>(fds.size(), kMembersMax));
+  for (uint32_t i = 0; i < owned->count; ++i) owned->fd[i] = fds[i];
+  RAIDFS_TRY(auto io, create(*owned, queue_depth));
+  io->owned_ = std::move(owned);
+  return io;
+}
+
+Result<std::unique_ptr<UringMemberIo>> UringMemberIo::create(const MemberFds& table,
+                                                             unsigned queue_depth) {
   std::unique_ptr<UringMemberIo> io(new UringMemberIo());
   io->depth_ = queue_depth;
-  io->fds_.assign(fds.begin(), fds.end());
-  for (int fd : io->fds_) io->sync_.push_back(fd >= 0 && file_lacks_nowait(fd));
+  io->table_ = &table;
+  io->load_table();
 
   io_uring_params params{};
   params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
@@ -46,6 +56,25 @@ Result<std::unique_ptr<UringMemberIo>> UringMemberIo::create(std::span<const int
   if (rc < 0)
     return fail(-rc, std::string("cannot register member files with io_uring: ") + std::strerror(-rc));
   return io;
+}
+
+void UringMemberIo::load_table() {
+  seen_version_ = table_->version.load();
+  fds_.assign(table_->count, -1);
+  sync_.assign(table_->count, false);
+  for (uint32_t i = 0; i < table_->count; ++i) {
+    fds_[i] = (*table_)[i];
+    sync_[i] = fds_[i] >= 0 && file_lacks_nowait(fds_[i]);
+  }
+}
+
+void UringMemberIo::follow_table() {
+  if (table_->version.load() == seen_version_) return;
+  load_table();
+  // The ring holds the files it registered, not the numbers: register the table again (the
+  // old device is let go once no request of this ring uses it).
+  const int rc = io_uring_register_files_update(&ring_, 0, fds_.data(), static_cast<unsigned>(fds_.size()));
+  if (rc < 0) broken_ = -rc;  // every later request fails with the error rather than reach the old device
 }
 
 UringMemberIo::~UringMemberIo() {
@@ -135,6 +164,11 @@ void UringMemberIo::run_synchronously(IoRequest& r) {
 
 void UringMemberIo::execute(std::span<IoRequest> batch) {
   if (broken_ != 0) {  // the ring failed earlier: nothing can be submitted safely any more
+    for (IoRequest& r : batch) r.result = -broken_;
+    return;
+  }
+  follow_table();
+  if (broken_ != 0) {
     for (IoRequest& r : batch) r.result = -broken_;
     return;
   }

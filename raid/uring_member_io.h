@@ -14,6 +14,9 @@
 // parallel. The same bytes move from and to the same memory, and nothing is copied in user space
 // either way.
 //
+// The descriptors come from the array's MemberFds table; a batch begins by registering them
+// again if the table changed (a member replaced).
+//
 // The ring is set up SINGLE_ISSUER + DEFER_TASKRUN where the kernel has them: only the creating
 // thread may call execute() and register_buffers(). If the ring itself fails (io_uring_enter
 // returns an error, e.g. EEXIST from another thread) the object is spent: every request of that
@@ -26,6 +29,7 @@
 #include <span>
 #include <vector>
 
+#include "raid/member_fds.h"
 #include "raid/member_io.h"
 
 namespace raidfs {
@@ -34,9 +38,13 @@ class UringMemberIo final : public MemberIo {
  public:
   static constexpr unsigned kQueueDepthDefault = 128;
 
-  // `fds[i]` is member i's descriptor, or -1 for a member that is not present. The descriptors
-  // stay owned by the caller and must outlive this object. Errors: the ring could not be set up
-  // (e.g. ENOMEM from a low RLIMIT_MEMLOCK, ENOSYS without io_uring), message says which.
+  // `table` gives member i's descriptor, or -1 for a member that is not present. The table and
+  // its descriptors stay owned by the caller and must outlive this object. Errors: the ring could
+  // not be set up (e.g. ENOMEM from a low RLIMIT_MEMLOCK, ENOSYS without io_uring), message says
+  // which.
+  static Result<std::unique_ptr<UringMemberIo>> create(const MemberFds& table,
+                                                       unsigned queue_depth = kQueueDepthDefault);
+  // The same over a fixed list of descriptors (tests, tools).
   static Result<std::unique_ptr<UringMemberIo>> create(std::span<const int> fds,
                                                        unsigned queue_depth = kQueueDepthDefault);
   ~UringMemberIo() override;
@@ -57,13 +65,20 @@ class UringMemberIo final : public MemberIo {
   // Index of the registered range holding [p, p + len), or -1.
   int fixed_index(const uint8_t* p, uint32_t len) const;
   void prepare(io_uring_sqe* sqe, const IoRequest& r, uint32_t done, uint64_t tag);
+  // Takes the table's descriptors (and which lack non-blocking I/O).
+  void load_table();
+  // Registers the table again if it changed since load_table().
+  void follow_table();
   // Runs request r to completion with system calls on this thread.
   void run_synchronously(IoRequest& r);
 
   io_uring ring_{};
   bool ring_ready_ = false;
   unsigned depth_ = 0;
-  std::vector<int> fds_;
+  const MemberFds* table_ = nullptr;
+  std::unique_ptr<MemberFds> owned_;  // the table when made from a list
+  uint64_t seen_version_ = 0;
+  std::vector<int> fds_;              // the table as last registered
   std::vector<bool> sync_;      // per member: cannot do non-blocking I/O
   struct Range {
     const uint8_t* begin;

@@ -287,10 +287,11 @@ int serve(const Settings& s, Reporter& reporter) {
     RAIDFS_LOG(kError, "%s", served.error().message.c_str());
     code = kExitError;
   }
-  // Whatever the kernel sent before the connection ended is in; write out the open stripes.
+  // Whatever the kernel sent before the connection ended is in; write out the open stripes and
+  // record the clean unmount.
   auto ctx = (*filesystem)->make_io_context();
   Result<void> synced =
-      ctx ? (*filesystem)->sync_all(**ctx) : Result<void>(std::unexpected(ctx.error()));
+      ctx ? (*filesystem)->unmount(**ctx) : Result<void>(std::unexpected(ctx.error()));
   if (!synced) {
     RAIDFS_LOG(kError, "writing out at unmount failed: %s", synced.error().message.c_str());
     code = kExitError;

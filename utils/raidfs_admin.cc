@@ -5,16 +5,20 @@
 //   raidfs scrub --stop MOUNTPOINT               stop it (its progress kept)
 //   raidfs fail MOUNTPOINT MEMBER                mark a member failed
 //   raidfs rebuild [--rate BYTES] [--wait] MOUNTPOINT MEMBER   rebuild a member in place
+//   raidfs replace [--rate BYTES] [--wait] [--force] MOUNTPOINT OLD NEW
+//                                                onto a new device (OLD: index or path)
 //
 // The channel is the mount's root directory (docs/decisions.md): status is the virtual xattr
 // raidfs.status (raidfs.status.json), readable by anyone; a change is a write of the command to
 // trusted.raidfs.control, which the kernel allows only to CAP_SYS_ADMIN and the daemon only to
 // root. The daemon's one-line outcome of the last command is in the status ("last_command").
-// replace (onto a new device) is not implemented yet; it is not offered.
 //
 // Exit codes: 0 done; 1 the daemon refused or the mount cannot be read; 16 usage.
 #include <sys/xattr.h>
 #include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -107,8 +111,8 @@ int wait_for(const std::string& mountpoint, const std::string& key) {
     if (int e = read_status(mountpoint, Filesystem::kStatusXattr, text))
       return die(status_error(mountpoint, e));
     const std::string full = status_line(text, key);
-    // "member N running ..." for a rebuild: the phase is the third word.
-    const std::string line = key == "rebuild" && full.find(' ', 7) != std::string::npos
+    // "member N running ..." for a rebuild or replace: the phase is the third word.
+    const std::string line = key != "scrub" && full.find(' ', 7) != std::string::npos
                                  ? full.substr(full.find(' ', 7) + 1)
                                  : full;
     if (!line.starts_with("running")) {
@@ -122,6 +126,35 @@ int wait_for(const std::string& mountpoint, const std::string& key) {
       bar.update(std::strtoull(line.c_str() + start + 1, nullptr, 10));
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
+}
+
+std::string absolute(const std::string& path) {
+  char real[PATH_MAX];
+  return ::realpath(path.c_str(), real) ? std::string(real) : path;
+}
+
+// The index of the member named by `old`: its index, or its device's path as status shows it.
+// -1 (after saying why) when there is none.
+int member_index(const std::string& mountpoint, const std::string& old) {
+  if (!old.empty() && old.find_first_not_of("0123456789") == std::string::npos && old.size() < 3)
+    return std::atoi(old.c_str());
+  std::string json;
+  if (int e = read_status(mountpoint, Filesystem::kStatusJsonXattr, json)) {
+    die(status_error(mountpoint, e));
+    return -1;
+  }
+  const std::string want = absolute(old);
+  const std::string index_key = "{\"index\": ", path_key = ", \"path\": \"";
+  for (size_t at = json.find(index_key); at != std::string::npos; at = json.find(index_key, at + 1)) {
+    const int index = std::atoi(json.c_str() + at + index_key.size());
+    const size_t p = json.find(path_key, at);
+    if (p == std::string::npos) break;
+    const size_t begin = p + path_key.size(), end = json.find('"', begin);
+    const std::string path = json.substr(begin, end - begin);
+    if (!path.empty() && (path == old || absolute(path) == want)) return index;
+  }
+  die("replace: " + old + " is not a member of the array at " + mountpoint + " (give its index or path)");
+  return -1;
 }
 
 }  // namespace
@@ -155,6 +188,20 @@ int main(int argc, char** argv) {
   rebuild_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
   rebuild_cmd->add_option("member", member, "the member's index (as raidfs status shows it)")->required();
 
+  bool force = false;
+  std::string old_member, new_device;
+  CLI::App* replace_cmd = app.add_subcommand(
+      "replace", "put a new device in a member's place and rebuild the member onto it, online");
+  replace_cmd->add_flag("--wait", wait, "wait until it ends (a progress bar on a terminal)");
+  replace_cmd->add_flag("-f,--force", force, "overwrite a device that holds a filesystem or raidfs superblock");
+  replace_cmd->add_option("--rate", rate, "write at most this many bytes a second (e.g. 100M)")
+      ->transform(raidfs::utils::size_option());
+  replace_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
+  replace_cmd->add_option("old", old_member, "the member to replace: its index or its device's path")->required();
+  replace_cmd->add_option("new", new_device, "the new device (block device or image file)")
+      ->required()
+      ->check(CLI::ExistingPath);
+
   CLI::App* fail_cmd = app.add_subcommand("fail", "mark a member failed (it is no longer used)");
   fail_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
   fail_cmd->add_option("member", member, "the member's index (as raidfs status shows it)")->required();
@@ -172,6 +219,15 @@ int main(int argc, char** argv) {
                                                         (rate ? " " + std::to_string(rate) : ""));
     if (code != 0 || !wait) return code;
     return wait_for(mountpoint, "rebuild");
+  }
+  if (replace_cmd->parsed()) {
+    const int index = member_index(mountpoint, old_member);
+    if (index < 0) return 1;
+    const int code = control(mountpoint, "replace", "replace " + std::to_string(index) + " " +
+                                                        std::to_string(rate) + " " + (force ? "1 " : "0 ") +
+                                                        absolute(new_device));
+    if (code != 0 || !wait) return code;
+    return wait_for(mountpoint, "replace");
   }
   if (scrub_cmd->parsed()) {
     if (stop) {
