@@ -240,14 +240,15 @@ class Array {
   // --- rebuilding a member (raidfs rebuild / replace; the copying is fs/rebuilder's) ----------
   // Puts the device at `path` under index `member` (raidfs replace): checked as mkfs checks a
   // member (big enough for the array's stripes; holding no raidfs superblock or other signature
-  // unless `force`; not one of the array's devices), given a fresh superblock with a new device
+  // unless `force`; not in use), given a fresh superblock with a new device
   // UUID, and the member becomes kRebuilding, read for nothing until begin_rebuild gives it
   // bounds. The old device is let go: an open later finds it replaced and leaves it out. Every
   // MemberIo moves to the new device at its next batch; the caller makes sure none is reading
   // the member's old chunks or writing new stripes meanwhile (fs/rebuilder.h). Errors: EINVAL
   // no such member; EBUSY another member is being rebuilt, or taking the member out would leave
-  // more members unavailable than parity covers; ENOSPC too small; EEXIST a signature; the
-  // open/write errno otherwise. Nothing changes on an error.
+  // more members unavailable than parity covers, or the device is in use (one of the array's
+  // own, say); ENOSPC too small; EEXIST a signature; the open/write errno otherwise. Nothing
+  // changes on an error.
   Result<void> replace_member(uint32_t member, const std::string& path, bool force);
 
   // The member becomes kRebuilding, recorded in the superblocks: written like an active member

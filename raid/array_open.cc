@@ -416,14 +416,6 @@ Result<void> Array::replace_member(uint32_t member, const std::string& path, boo
   if (usable(member) && unavailable_count() + 1 > m)
     return fail(EBUSY, "replacing member " + std::to_string(member) +
                            " would leave more members unavailable than parity covers; rebuild the others first");
-  struct stat new_st;
-  if (::fstat(file.fd(), &new_st) != 0) return fail(errno, path + ": " + std::strerror(errno));
-  for (uint32_t i = 0; i < n; ++i) {
-    struct stat st;
-    if (fds_[i] >= 0 && ::fstat(fds_[i], &st) == 0 && st.st_dev == new_st.st_dev && st.st_ino == new_st.st_ino &&
-        st.st_rdev == new_st.st_rdev)
-      return fail(EINVAL, path + ": is member " + std::to_string(i) + " of this array already");
-  }
   const uint64_t need = geometry_.data_offset() + geometry_.stripe_count() * geometry_.chunk_bytes() +
                         2 * Superblock::kBytes;
   if (file.size_bytes() < need || backup_superblock_offset(file.size_bytes()) <

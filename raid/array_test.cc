@@ -8,11 +8,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <random>
 #include <thread>
 
 #include "raid/checksum.h"
 #include "raid/fault_injecting_io.h"
+#include "raid/member_file.h"
 #include "tests/support/temp_dir.h"
 
 namespace raidfs {
@@ -647,4 +649,152 @@ TEST_F(ArrayTest, FormatRefusesDevicesHoldingOtherDataUnlessForced) {
 }
 
 }  // namespace
+// --- what a member holds after it left: stale copies, member_since, replace ----------------------
+
+// Copies a member image (as an admin's backup, or a disk swapped back in from a shelf would).
+void copy_file(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+}
+
+TEST_F(ArrayTest, AStaleCopyOfAMemberIsFoundAndLeftOutUntilRebuilt) {
+  make(4, 1);
+  {
+    auto a = open(paths_);
+    a->set_write_floor(10);
+    a->record_clean_unmount();
+  }
+  copy_file(paths_[2], dir_.path() + "/old-m2.img");  // member 2 as of write floor 10
+  {
+    auto a = open(paths_);
+    EXPECT_EQ(a->member_state(2), MemberState::kActive) << "a clean unmount's copies are current";
+    auto io = a->make_member_io().value();
+    IoChannel ch(*a, *io);
+    StripeData d = random_stripe(*a, 3, 40);  // new data member 2's copy lacks
+    ASSERT_TRUE(a->write_stripe(ch, 3, d.buffer.data(), true));
+    a->set_write_floor(41);
+    a->set_write_floor(20);  // never lowered
+    a->record_clean_unmount();
+  }
+  copy_file(dir_.path() + "/old-m2.img", paths_[2]);
+  auto a = open(paths_);
+  EXPECT_EQ(a->member_state(2), MemberState::kMissing) << "an old copy is not trusted";
+  EXPECT_EQ(a->member_since(2), 10u) << "it holds the stripes below its own write floor";
+  bool said = false;
+  for (const std::string& w : a->warnings()) said |= w.find("stale") != std::string::npos;
+  EXPECT_TRUE(said);
+  a.reset();
+  // Recorded: it stays out at the next open too, with what it holds.
+  a = open(paths_);
+  EXPECT_EQ(a->member_state(2), MemberState::kMissing);
+  EXPECT_EQ(a->member_since(2), 10u);
+}
+
+TEST_F(ArrayTest, AMemberOneUpdateBehindIsNotStale) {
+  // An update torn by a crash reaches some members and not others: one behind is not proof of a
+  // stale copy. Here the newest superblock (sequence S+1, settled S) is on three members; the
+  // fourth holds S.
+  make(4, 1);
+  {
+    auto a = open(paths_);
+    a->record_clean_unmount();
+  }
+  auto a = open(paths_);
+  Superblock sb = a->superblock();
+  a.reset();
+  sb.settled_sequence = sb.sequence;
+  sb.sequence++;
+  for (uint32_t i : {0u, 1u, 3u}) {
+    MemberFile f = MemberFile::open(paths_[i]).value();
+    Superblock own = sb;
+    own.member_index = i;
+    own.member_bytes = f.size_bytes();
+    ASSERT_TRUE(write_superblock(f.fd(), own));
+  }
+  a = open(paths_);
+  EXPECT_EQ(a->member_state(2), MemberState::kActive);
+  EXPECT_EQ(a->unavailable_count(), 0u);
+}
+
+TEST_F(ArrayTest, AMemberMissingAtOpenHoldsWhatWasBelowTheWriteFloor) {
+  make(4, 1);
+  {
+    auto a = open(paths_);
+    a->set_write_floor(33);
+    a->record_clean_unmount();
+  }
+  const std::string away = dir_.path() + "/away.img";
+  ASSERT_EQ(::rename(paths_[1].c_str(), away.c_str()), 0);
+  {
+    auto a = open(paths_);
+    EXPECT_EQ(a->member_state(1), MemberState::kMissing);
+    EXPECT_EQ(a->member_since(1), 33u);
+    EXPECT_EQ(a->member_since(0), 0u) << "an active member has nothing to skip";
+  }
+  ASSERT_EQ(::rename(away.c_str(), paths_[1].c_str()), 0);
+  auto a = open(paths_);
+  EXPECT_EQ(a->member_state(1), MemberState::kMissing) << "back, but out of date";
+  EXPECT_EQ(a->member_since(1), 33u);
+}
+
+TEST_F(ArrayTest, ReplaceMovesTheIndexToANewDeviceAndTheOldOneIsLeftOut) {
+  make(4, 1);
+  std::vector<StripeData> old;
+  {
+    auto a = open(paths_);
+    auto io = a->make_member_io().value();
+    IoChannel ch(*a, *io);
+    for (uint64_t s = 0; s < 3; ++s) {
+      old.push_back(random_stripe(*a, s, s + 1));
+      ASSERT_TRUE(a->write_stripe(ch, s, old.back().buffer.data(), true));
+    }
+    // Refused: too small, one of the array's own devices, a raidfs member without force.
+    const std::string tiny = dir_.image("tiny.img", 2 << 20);
+    EXPECT_EQ(a->replace_member(1, tiny, false).error().code, ENOSPC);
+    EXPECT_EQ(a->replace_member(1, paths_[3], false).error().code, EBUSY) << "in use: one of the array's";
+    EXPECT_EQ(a->replace_member(9, tiny, false).error().code, EINVAL);
+    EXPECT_EQ(a->member_state(1), MemberState::kActive) << "nothing changed on a refusal";
+
+    const std::string fresh = dir_.image("new.img", kMemberBytes + (1 << 20));
+    ASSERT_TRUE(a->replace_member(1, fresh, false));
+    EXPECT_EQ(a->member_state(1), MemberState::kRebuilding);
+    EXPECT_EQ(a->member_path(1), fresh);
+    EXPECT_EQ(a->replace_member(2, dir_.image("new2.img", kMemberBytes), false).error().code, EBUSY)
+        << "one at a time";
+    // The MemberIo made before the replace follows it: reads reconstruct member 1's chunks
+    // (not readable yet); a stripe written now goes to the new device.
+    ReadReport report;
+    expect_stripe(*a, ch, 0, old[0], &report);
+    EXPECT_GT(report.reconstructed_blocks, 0u);
+    ASSERT_TRUE(a->begin_rebuild(1, 10, 0));
+    StripeData d = random_stripe(*a, 5, 10);
+    ASSERT_TRUE(a->write_stripe(ch, 5, d.buffer.data(), true));
+    expect_stripe(*a, ch, 5, d, &report);
+    EXPECT_EQ(report.reconstructed_blocks, 0u) << "read back from the new device";
+    // The new device holds member 1's chunk of stripe 5, written through the old MemberIo.
+    const int nf = ::open(fresh.c_str(), O_RDONLY);  // the array holds its lock: not a MemberFile
+    ASSERT_GE(nf, 0);
+    const Geometry& g = a->geometry();
+    const uint32_t slot = g.slot_of(5, 1);
+    AlignedBuffer chunk(g.chunk_bytes());
+    ASSERT_EQ(::pread(nf, chunk.data(), g.chunk_bytes(), static_cast<off_t>(g.row_offset(5))),
+              static_cast<ssize_t>(g.chunk_bytes()));
+    ::close(nf);
+    EXPECT_EQ(0, memcmp(chunk.data(), d.buffer.data() + uint64_t{slot} * g.chunk_bytes(), g.chunk_bytes()));
+  }
+  // The old device still claims index 1 in its superblock, but the array moved on.
+  auto a = open(paths_);
+  EXPECT_EQ(a->member_state(1), MemberState::kMissing) << "the old device is not member 1 any more";
+  bool said = false;
+  for (const std::string& w : a->warnings()) said |= w.find("another device took its place") != std::string::npos;
+  EXPECT_TRUE(said);
+  a.reset();
+  std::vector<std::string> with_new = paths_;
+  with_new[1] = dir_.path() + "/new.img";
+  a = open(with_new);
+  EXPECT_EQ(a->member_state(1), MemberState::kRebuilding) << "the new device, still to be rebuilt";
+  EXPECT_EQ(a->member_path(1), with_new[1]);
+}
+
 }  // namespace raidfs
