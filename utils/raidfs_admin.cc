@@ -198,9 +198,7 @@ int main(int argc, char** argv) {
       ->transform(raidfs::utils::size_option());
   replace_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
   replace_cmd->add_option("old", old_member, "the member to replace: its index or its device's path")->required();
-  replace_cmd->add_option("new", new_device, "the new device (block device or image file)")
-      ->required()
-      ->check(CLI::ExistingPath);
+  replace_cmd->add_option("new", new_device, "the new device (block device or image file)")->required();
 
   CLI::App* fail_cmd = app.add_subcommand("fail", "mark a member failed (it is no longer used)");
   fail_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();

@@ -4,7 +4,8 @@
 # while it was out, and while it was being rebuilt (fio --verify writers) — reads back byte for
 # byte; a rebuild survives a SIGKILL of the daemon (it resumes at the next mount and finishes);
 # a member that was missing at a mount and comes back is named at the next mount with the
-# command to run, and its rebuild also survives the two-others test.
+# command to run, its rebuild skips the stripes it still holds and also survives the two-others
+# test; an old copy of a member image put back in place is found stale, and rebuilt the same way.
 # Method: RAID6 on six 64 MiB images, 16 KiB chunks; raidfs fail / image files renamed away and
 # back; the rebuild slowed with --rate where it must be caught in the middle.
 #   usage: fs_rebuild_test.sh BUILD_DIR
@@ -84,6 +85,34 @@ it_mount "$arr/meta" "$mp"
 it_status "$mp" | grep -q 'member 3 .*out of date.*raidfs rebuild MOUNTPOINT 3' ||
   fail "the returned member is not named with the command to run: $(it_status "$mp" | grep -E '^(member 3|warning)')"
 "$admin" rebuild --wait "$mp" 3 >/dev/null || fail "rebuilding the returned member 3"
+# rebuild_counts: "REBUILT SKIPPED" of the last rebuild, from the status JSON.
+rebuild_counts() {
+  "$admin" status --json "$mp" | python3 -c 'import json,sys; r=json.load(sys.stdin)["rebuild"]; print(r["stripes_rebuilt"], r["stripes_skipped"])'
+}
+read -r rebuilt skipped < <(rebuild_counts)
+# It was away for one 3 MiB file: 48 stripes of 64 KiB, and the stripe the unmount sealed.
+(( rebuilt > 0 && rebuilt <= 60 )) || fail "the returned member's rebuild rewrote $rebuilt stripes (only ~48 were written while it was away)"
+(( skipped >= 400 )) || fail "the returned member's rebuild skipped only $skipped stripes (about 480 were on it, unchanged)"
+it_log "returned member: $rebuilt stripes rebuilt, $skipped unchanged ones skipped"
 check_without "after rebuilding the returned member" 1 2
+
+# --- 4. a stale copy of a member put back in place -----------------------------------------------
+it_umount "$mp"
+cp --sparse=always "$arr/m5.img" "$IT_WORK/old-m5.img"
+it_mount "$arr/meta" "$mp"
+it_random_file "$src/fourth" $((3 * 1048576))
+cp "$src/fourth" "$mp/fourth" && sync "$mp/fourth"
+it_umount "$mp"
+cp --sparse=always "$IT_WORK/old-m5.img" "$arr/m5.img"
+it_mount "$arr/meta" "$mp"
+it_status "$mp" | grep -q '^member 5: missing' ||
+  fail "an old copy of member 5 was taken as current: $(it_status "$mp" | grep -E '^member 5')"
+it_status "$mp" | grep -q 'm5.img: member 5 is stale' || fail "the stale copy is not named: $(it_status "$mp" | grep -i warning)"
+"$admin" rebuild --wait "$mp" 5 >/dev/null || fail "rebuilding the stale member 5"
+read -r rebuilt skipped < <(rebuild_counts)
+(( rebuilt > 0 && rebuilt <= 60 && skipped >= 400 )) ||
+  fail "the stale member's rebuild: $rebuilt rebuilt, $skipped skipped (expected ~48 and ~500)"
+it_log "stale copy: detected, $rebuilt stripes rebuilt, $skipped skipped"
+check_without "after rebuilding the stale copy" 0 3
 it_umount "$mp"
 out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || fail "fsck -n after the rebuilds: $out"
