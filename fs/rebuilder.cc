@@ -202,7 +202,7 @@ void Rebuilder::run() {
   if (end == End::kFinished) {
     state_.phase = meta::RebuildPhase::kFinished;
     state_.finished_ns = now_ns();
-    RAIDFS_LOG(kInfo, "member %u rebuilt: %llu stripes rebuilt, %llu skipped (written since it began)",
+    RAIDFS_LOG(kInfo, "member %u rebuilt: %llu stripes rebuilt, %llu skipped (still on it, written since it began, or nothing to copy)",
                member, static_cast<unsigned long long>(state_.stripes_rebuilt),
                static_cast<unsigned long long>(state_.stripes_skipped));
   } else if (end == End::kFailed) {
