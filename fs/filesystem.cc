@@ -95,7 +95,8 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> arra
         },
         [owner](IoContext& c, const std::function<Result<void>()>& first) {
           return owner->writer_->seal_after(c, first);
-        });
+        },
+        options.rebuild_checkpoint_stripes);
     if (auto resumed = fs->rebuilder_->resume_if_interrupted(); !resumed)
       RAIDFS_LOG(kError, "cannot resume the rebuild: %s", resumed.error().message.c_str());
     // A member that is back (its device present) but out of date: say what to run.
@@ -137,6 +138,7 @@ void Filesystem::commit_by_time() {
 
 Result<std::unique_ptr<IoContext>> Filesystem::make_io_context() const {
   RAIDFS_TRY(auto io, array_->make_member_io());
+  if (options_.wrap_member_io) io = options_.wrap_member_io(std::move(io));
   return std::make_unique<IoContext>(std::move(io), *array_);
 }
 

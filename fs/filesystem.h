@@ -33,6 +33,7 @@
 #include <atomic>
 #include <shared_mutex>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -67,6 +68,11 @@ struct FilesystemOptions {
   // Data nobody fsyncs, and the metadata log, are made durable at most this long after they were
   // written (CommitTimer; mount.raidfs's default is 5 s). 0: only by fsync, seals and unmount.
   unsigned commit_interval_ms = 0;
+  // A rebuild records its progress every this many stripes (Rebuilder).
+  uint64_t rebuild_checkpoint_stripes = 64;
+  // Tests only (fault and power-cut injection): every MemberIo the filesystem makes for its own
+  // threads (make_io_context: scrub, rebuild, commit timer, control) passes through this.
+  std::function<std::unique_ptr<MemberIo>(std::unique_ptr<MemberIo>)> wrap_member_io;
 };
 
 // Whether a write sets the file's mtime and ctime. With the kernel's writeback cache the kernel

@@ -42,7 +42,9 @@ class FilesystemTest : public ::testing::Test {
     ctx_.reset();
     auto opened = open_array(dir_.file("meta"));  // make_test_array's metadata directory
     ASSERT_TRUE(opened) << opened.error().message;
-    auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), {read_only});
+    FilesystemOptions options;
+    options.read_only = read_only;
+    auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), options);
     ASSERT_TRUE(fs) << fs.error().message;
     fs_ = std::move(*fs);
     auto ctx = fs_->make_io_context();

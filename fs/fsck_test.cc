@@ -41,7 +41,9 @@ class FsckTest : public ::testing::Test {
     unmount();
     auto opened = open_array(array_.metadata_dir);
     ASSERT_TRUE(opened) << opened.error().message;
-    auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), {read_only});
+    FilesystemOptions options;
+    options.read_only = read_only;
+    auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), options);
     ASSERT_TRUE(fs) << fs.error().message;
     fs_ = std::move(*fs);
     auto ctx = fs_->make_io_context();

@@ -1,6 +1,7 @@
 // Rebuilder: see rebuilder.h.
 #include "fs/rebuilder.h"
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -21,13 +22,14 @@ int64_t now_ns() {
 
 Rebuilder::Rebuilder(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse,
                      std::function<Result<std::unique_ptr<IoContext>>()> make_context,
-                     ReadStripe read, SealAfter seal_after)
+                     ReadStripe read, SealAfter seal_after, uint64_t checkpoint_stripes)
     : array_(array),
       meta_(meta),
       stripe_reuse_(stripe_reuse),
       make_context_(std::move(make_context)),
       read_(std::move(read)),
-      seal_after_(std::move(seal_after)) {}
+      seal_after_(std::move(seal_after)),
+      checkpoint_stripes_(std::max<uint64_t>(1, checkpoint_stripes)) {}
 
 Rebuilder::~Rebuilder() {
   {
@@ -77,6 +79,10 @@ Result<void> Rebuilder::start_replace(IoContext& ctx, uint32_t member, const std
 
 Result<void> Rebuilder::resume_if_interrupted() {
   RAIDFS_TRY(auto saved, meta_.rebuild_state());
+  if (saved) {
+    std::lock_guard lock(mu_);
+    state_ = *saved;  // the last rebuild's result, for status
+  }
   if (!saved || saved->phase != meta::RebuildPhase::kRunning) return {};
   if (saved->member >= array_.geometry().member_count() ||
       array_.member_state(saved->member) != MemberState::kRebuilding) {
@@ -133,7 +139,11 @@ void Rebuilder::run() {
     bounds = state_;
   }
   const uint32_t member = bounds.member;
-  enum class End { kStopped, kFinished, kFailed } end = End::kStopped;
+  // kPaused: stopped by an error that is not the member's nor lost data (the host under an image
+  // full, a power cut in the tests): the record keeps its last checkpoint and the next mount
+  // resumes from it.
+  enum class End { kStopped, kFinished, kFailed, kPaused } end = End::kStopped;
+  int error = 0;
   for (;;) {
     uint64_t cursor;
     {
@@ -161,6 +171,7 @@ void Rebuilder::run() {
       if (!written) {
         RAIDFS_LOG(kError, "rebuild of member %u: stripe %llu: %s", member,
                    static_cast<unsigned long long>(listed.id), written.error().message.c_str());
+        error = written.error().code;
         failed = true;
         break;
       }
@@ -177,9 +188,13 @@ void Rebuilder::run() {
         done = state_.stripes_rebuilt + state_.stripes_skipped;
         pacer_.add(state_.bytes_written, *written);
       }
-      if (done % kCheckpointStripes == 0 && !checkpoint(ctx, false)) {
-        failed = true;
-        break;
+      if (done % checkpoint_stripes_ == 0) {
+        if (auto saved = checkpoint(ctx, false); !saved) {
+          RAIDFS_LOG(kError, "rebuild of member %u: %s", member, saved.error().message.c_str());
+          error = saved.error().code;
+          failed = true;
+          break;
+        }
       }
       {
         std::unique_lock lock(mu_);
@@ -195,8 +210,15 @@ void Rebuilder::run() {
   if (end == End::kFinished) {
     if (auto done = checkpoint(ctx, true); !done) {
       RAIDFS_LOG(kError, "rebuild of member %u: %s", member, done.error().message.c_str());
+      error = done.error().code;
       end = End::kFailed;
     }
+  }
+  if (end == End::kFailed && array_.member_state(member) == MemberState::kRebuilding && error != 0 &&
+      error != EIO && !is_device_error(error)) {
+    end = End::kPaused;
+    RAIDFS_LOG(kError, "the rebuild of member %u stopped (%s); it resumes at the next mount, or with "
+               "`raidfs rebuild`", member, std::strerror(error));
   }
   std::lock_guard lock(mu_);
   if (end == End::kFinished) {
@@ -205,12 +227,12 @@ void Rebuilder::run() {
     RAIDFS_LOG(kInfo, "member %u rebuilt: %llu stripes rebuilt, %llu skipped (still on it, written since it began, or nothing to copy)",
                member, static_cast<unsigned long long>(state_.stripes_rebuilt),
                static_cast<unsigned long long>(state_.stripes_skipped));
-  } else if (end == End::kFailed) {
-    state_.phase = meta::RebuildPhase::kFailed;
+  } else if (end == End::kFailed || end == End::kPaused) {
+    state_.phase = meta::RebuildPhase::kFailed;  // as status shows it; a paused record stays running
     state_.finished_ns = now_ns();
   }
-  // Stopped by an unmount: the record stays kRunning with the last checkpoint's cursor.
-  if (end != End::kStopped)
+  // Stopped by an unmount, or paused: the record stays kRunning with the last checkpoint's cursor.
+  if (end == End::kFinished || end == End::kFailed)
     if (auto saved = meta_.put_rebuild_state(state_, meta::Durability::kGroupSync); !saved)
       RAIDFS_LOG(kError, "rebuild: recording its end: %s", saved.error().message.c_str());
   running_ = false;

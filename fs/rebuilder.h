@@ -8,8 +8,8 @@
 // skipped; every committed stripe below it is rebuilt, in stripe-id (member-offset) order: its
 // data read through the filesystem's read path (verified, the member's blocks reconstructed —
 // for an open stripe through its metadata parity) and the member's chunk written — its data
-// chunk, or for a sealed stripe the parity chunk it holds, recomputed. Every kCheckpointStripes
-// stripes the member is flushed, then the cursor advanced (the Array reads the member below it)
+// chunk, or for a sealed stripe the parity chunk it holds, recomputed. Every `checkpoint_stripes`
+// stripes (64 by default) the member is flushed, then the cursor advanced (the Array reads the member below it)
 // and checkpointed in the metadata (meta::RebuildState): an unmount or a crash resumes from it
 // at the next mount, never trusting a stripe it has not flushed. At the end the member is active
 // again, recorded in the superblocks.
@@ -58,7 +58,7 @@ struct RebuildProgress {
 
 class Rebuilder {
  public:
-  static constexpr uint64_t kCheckpointStripes = 64;
+  static constexpr uint64_t kCheckpointStripesDefault = 64;
   // The verified data of a stripe's filled blocks, into `dest` (4 KiB-aligned, k * C bytes).
   using ReadStripe = std::function<Result<void>(IoContext&, const meta::Stripe&, uint8_t* dest)>;
   // Runs its argument with no write in flight, then seals the open stripe.
@@ -66,7 +66,7 @@ class Rebuilder {
 
   Rebuilder(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse,
             std::function<Result<std::unique_ptr<IoContext>>()> make_context, ReadStripe read,
-            SealAfter seal_after);
+            SealAfter seal_after, uint64_t checkpoint_stripes = kCheckpointStripesDefault);
   ~Rebuilder();  // stops (the record stays running: the next mount resumes) and joins
   Rebuilder(const Rebuilder&) = delete;
   Rebuilder& operator=(const Rebuilder&) = delete;
@@ -95,6 +95,7 @@ class Rebuilder {
   const std::function<Result<std::unique_ptr<IoContext>>()> make_context_;
   const ReadStripe read_;
   const SealAfter seal_after_;
+  const uint64_t checkpoint_stripes_;
 
   mutable std::mutex mu_;  // guards state_, pacer_, stop_ (a leaf)
   std::condition_variable cv_;
