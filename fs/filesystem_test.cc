@@ -616,6 +616,30 @@ TEST_F(FilesystemTest, ReplacePutsANewDeviceInPlaceWhileIoGoesOn) {
   auto da = random_bytes(30 * 4 * kChunk + 77, 31);
   write(a, 0, da);
   ASSERT_TRUE(fs_->fsync(*ctx_, a));
+  // A file nobody reads before the replace, with a block damaged on the old device: the replace
+  // must rebuild that chunk from the others, not copy it.
+  const uint64_t c = create("c");
+  auto dc = random_bytes(8 * 4 * kChunk, 33);
+  write(c, 0, dc);
+  ASSERT_TRUE(fs_->fsync(*ctx_, c));
+  {
+    const Geometry& g = fs_->array().geometry();
+    auto map = fs_->meta().map_range(c, 0, dc.size());
+    ASSERT_TRUE(map);
+    bool damaged = false;
+    for (const meta::Mapping& seg : *map) {
+      if (seg.hole || seg.stripe_offset != 0 || seg.length < g.stripe_data_bytes()) continue;
+      const uint32_t slot = g.slot_of(seg.stripe_id, 1);
+      if (slot >= g.data_count()) continue;
+      const int fd = ::open(paths_[1].c_str(), O_RDWR);
+      std::vector<uint8_t> junk(4096, 0x5a);
+      ASSERT_EQ(::pwrite(fd, junk.data(), 4096, static_cast<off_t>(g.row_offset(seg.stripe_id))), 4096);
+      ::close(fd);
+      damaged = true;
+      break;
+    }
+    ASSERT_TRUE(damaged) << "a whole stripe of c with a data chunk on member 1";
+  }
   const std::string fresh = dir_.image("new1.img", 16 << 20);
   EXPECT_EQ(fs_->control(Caller{1000, 1000}, "replace 1 0 0 " + fresh).error().code, EPERM);
   EXPECT_EQ(fs_->control(Caller{}, "replace 1 0 0 " + paths_[2]).error().code, EBUSY);
@@ -657,6 +681,7 @@ TEST_F(FilesystemTest, ReplacePutsANewDeviceInPlaceWhileIoGoesOn) {
   mount(/*read_only=*/true);  // by the metadata directory: its member list names the new device
   EXPECT_EQ(read(ino_of("a"), 0, da.size()), da);
   EXPECT_EQ(read(ino_of("b"), 0, db.size()), db);
+  EXPECT_EQ(read(ino_of("c"), 0, dc.size()), dc) << "the damaged chunk was copied from the old device";
 }
 
 TEST_F(FilesystemTest, ReadOnlyMountRefusesChanges) {

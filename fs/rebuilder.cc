@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "base/log.h"
+#include "raid/checksum.h"
 
 namespace raidfs::fs {
 namespace {
@@ -139,6 +140,8 @@ void Rebuilder::run() {
     bounds = state_;
   }
   const uint32_t member = bounds.member;
+  state_replace_ = bounds.replace;
+  copied_from_source_ = 0;
   // kPaused: stopped by an error that is not the member's nor lost data (the host under an image
   // full, a power cut in the tests): the record keeps its last checkpoint and the next mount
   // resumes from it.
@@ -224,8 +227,10 @@ void Rebuilder::run() {
   if (end == End::kFinished) {
     state_.phase = meta::RebuildPhase::kFinished;
     state_.finished_ns = now_ns();
-    RAIDFS_LOG(kInfo, "member %u rebuilt: %llu stripes rebuilt, %llu skipped (still on it, written since it began, or nothing to copy)",
+    RAIDFS_LOG(kInfo, "member %u rebuilt: %llu stripes rebuilt (%llu chunks copied from the replaced "
+               "device), %llu skipped (still on it, written since it began, or nothing to copy)",
                member, static_cast<unsigned long long>(state_.stripes_rebuilt),
+               static_cast<unsigned long long>(copied_from_source_),
                static_cast<unsigned long long>(state_.stripes_skipped));
   } else if (end == End::kFailed || end == End::kPaused) {
     state_.phase = meta::RebuildPhase::kFailed;  // as status shows it; a paused record stays running
@@ -251,18 +256,22 @@ Result<uint64_t> Rebuilder::rebuild_one(IoContext& ctx, uint64_t id, const meta:
       stripe->generation < bounds.since_generation)
     return uint64_t{0};
   if (chunks_.size() == 0) chunks_ = AlignedBuffer(size_t{g.member_count()} * c);
-  std::memset(chunks_.data(), 0, chunks_.size());
-  if (stripe->filled_bytes > 0) RAIDFS_CHECK(read_(ctx, *stripe, chunks_.data()));
+  const uint64_t filled = (uint64_t{stripe->filled_bytes} + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
   const uint32_t slot = g.slot_of(id, member);
   if (slot < k) {
-    const uint64_t filled = (uint64_t{stripe->filled_bytes} + kBlockBytes - 1) / kBlockBytes * kBlockBytes;
     const uint64_t begin = uint64_t{slot} * c;
     if (filled <= begin) return uint64_t{0};  // nothing was ever written there: nothing to copy
     const uint32_t bytes = static_cast<uint32_t>(std::min<uint64_t>(c, filled - begin));
-    RAIDFS_CHECK(array_.write_data(ctx.channel(), id, begin, bytes, chunks_.data() + begin));
+    uint8_t* chunk = chunks_.data() + begin;
+    if (!copy_from_source(ctx, *stripe, slot, bytes, chunk))  // else rebuilt from the others
+      RAIDFS_CHECK(read_(ctx, *stripe, chunks_.data()));
+    RAIDFS_CHECK(array_.write_data(ctx.channel(), id, begin, bytes, chunk));
     return uint64_t{bytes};
   }
   if (stripe->state != meta::StripeState::kSealed) return uint64_t{0};  // parity in the metadata
+  // The parity of the data as it is, zeros past the filled part.
+  std::memset(chunks_.data() + filled, 0, size_t{k} * c - filled);
+  if (filled > 0) RAIDFS_CHECK(read_(ctx, *stripe, chunks_.data()));
   const uint8_t* data[kMembersMax];
   uint8_t* parity[kParityMax];
   for (uint32_t d = 0; d < k; ++d) data[d] = chunks_.data() + size_t{d} * c;
@@ -270,6 +279,25 @@ Result<uint64_t> Rebuilder::rebuild_one(IoContext& ctx, uint64_t id, const meta:
   array_.codec().encode(data, parity, c);
   RAIDFS_CHECK(array_.write_parity_chunk(ctx.channel(), id, slot - k, parity[slot - k]));
   return uint64_t{c};
+}
+
+// A replace whose old device still reads: the member's data chunk copied from it, if every block
+// in it matches its checksum (a block that does not — the old device's own damage — is rebuilt
+// from the others with the rest). False: not copied.
+bool Rebuilder::copy_from_source(IoContext& ctx, const meta::Stripe& stripe, uint32_t slot, uint32_t bytes,
+                                 uint8_t* chunk) {
+  if (!array_.has_replace_source() || !state_replace_) return false;
+  if (!array_.read_replace_source(ctx.channel(), stripe.id, chunk)) return false;
+  const uint32_t per_chunk = array_.geometry().chunk_bytes() / kBlockBytes;
+  for (uint32_t b = 0; b < bytes / kBlockBytes; ++b) {
+    const uint32_t block = slot * per_chunk + b;
+    if (block >= stripe.block_crcs.size() ||
+        !block_matches({stripe.id, stripe.generation, block}, {chunk + size_t{b} * kBlockBytes, kBlockBytes},
+                       stripe.block_crcs[block]))
+      return false;
+  }
+  ++copied_from_source_;
+  return true;
 }
 
 // Flushes the member, then moves the cursor past what is on it and records it; `final` also

@@ -22,7 +22,10 @@
 //
 // Replace: start_replace puts the new device under the member's index (Array::replace_member)
 // in that same no-write step, with the stripe-reuse lock held exclusively so that no read of the
-// member's old chunks is in flight, and the rebuild then runs as above onto the new device.
+// member's old chunks is in flight, and the rebuild then runs as above onto the new device. While
+// the old device still reads (it was active), a data chunk is copied from it when every block
+// matches its checksum — one chunk read instead of k — and rebuilt from the others otherwise;
+// parity chunks, which have no checksum, are always recomputed from the verified data.
 //
 // It works one stripe at a time under the stripe-reuse lock held shared (as a reader), and yields
 // between stripes; `rate_bytes_per_s` caps it when set. A member that fails meanwhile stops it.
@@ -88,6 +91,8 @@ class Rebuilder {
   // Rebuilds the member's chunk of one stripe; returns the bytes written (0: skipped).
   Result<uint64_t> rebuild_one(IoContext& ctx, uint64_t id, const meta::RebuildState& bounds);
   Result<void> checkpoint(IoContext& ctx, bool final);
+  bool copy_from_source(IoContext& ctx, const meta::Stripe& stripe, uint32_t slot, uint32_t bytes,
+                        uint8_t* chunk);
 
   Array& array_;
   meta::FsMeta& meta_;
@@ -104,6 +109,9 @@ class Rebuilder {
   bool stop_ = false;
   std::atomic<bool> running_{false};
   AlignedBuffer chunks_;  // one stripe, the rebuild thread's
+  // The rebuild thread's: a replace (its old device may be a source), chunks copied from it.
+  bool state_replace_ = false;
+  uint64_t copied_from_source_ = 0;
   std::thread thread_;
 };
 

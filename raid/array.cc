@@ -112,6 +112,7 @@ Result<void> Array::finish_rebuild(uint32_t member) {
   MemberState expected = MemberState::kRebuilding;
   if (!states_[member].compare_exchange_strong(expected, MemberState::kActive))
     return fail(EINVAL, "member " + std::to_string(member) + " is not being rebuilt");
+  drop_replace_source_locked();
   persist_states_locked(nullptr);
   warnings_.push_back("member " + std::to_string(member) + " (" + paths_[member] + ") rebuilt");
   return {};

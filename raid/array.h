@@ -250,6 +250,15 @@ class Array {
   // own, say); ENOSPC too small; EEXIST a signature; the open/write errno otherwise. Nothing
   // changes on an error.
   Result<void> replace_member(uint32_t member, const std::string& path, bool force);
+  // A replaced member that was active keeps its old device open as a read source until the
+  // rebuild ends (as btrfs replace reads the device it replaces): the member's chunk of a stripe
+  // can be copied from it rather than rebuilt from the k others. Not verified here — the caller
+  // checks the blocks against their checksums. ENXIO when there is no source.
+  bool has_replace_source() const { return fds_[fds_.count] >= 0; }
+  Result<void> read_replace_source(IoChannel& channel, uint64_t stripe, uint8_t* dest);
+  // Closes the source (finish_rebuild does it too). Only the thread that reads the source may
+  // call it.
+  void drop_replace_source();
 
   // The member becomes kRebuilding, recorded in the superblocks: written like an active member
   // from now on, but read only for the stripes already on it — those below `cursor` (rebuilt)
@@ -307,6 +316,7 @@ class Array {
   // remain — hold the new states, so that any later open with quorum finds one of them.
   // Requires superblock_mutex_.
   void persist_states_locked(MemberIo* io);
+  void drop_replace_source_locked();
 
   Superblock superblock_;  // the newest copy; member_index is meaningless here
   Geometry geometry_;

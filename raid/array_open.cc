@@ -299,7 +299,7 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
 }
 
 Array::~Array() {
-  for (uint32_t i = 0; i < fds_.count; ++i) {
+  for (uint32_t i = 0; i < fds_.slots(); ++i) {
     const int fd = fds_[i];
     if (fd < 0) continue;
     // Unlock explicitly: an io_uring that registered this file may hold the open file for a
@@ -448,6 +448,9 @@ Result<void> Array::replace_member(uint32_t member, const std::string& path, boo
   rebuild_from_generation_[member] = UINT64_MAX;
   states_[member] = MemberState::kRebuilding;
   const int old_fd = fds_[member];
+  drop_replace_source_locked();
+  // An old device still in service stays readable as the rebuild's source.
+  const int source = old_fd >= 0 && old_state == MemberState::kActive ? ::dup(old_fd) : -1;
   if (old_fd >= 0) {
     // The number keeps meaning "member i": the new device takes it over, and the old one is let
     // go (unlocked now, closed once no ring holds it).
@@ -455,6 +458,7 @@ Result<void> Array::replace_member(uint32_t member, const std::string& path, boo
     if (::dup2(file.fd(), old_fd) < 0) {
       const int e = errno;
       ::flock(old_fd, LOCK_EX | LOCK_NB);
+      if (source >= 0) ::close(source);
       states_[member] = old_state;
       return fail(e, path + ": cannot take over member " + std::to_string(member) + "'s descriptor: " +
                          std::strerror(e));
@@ -465,6 +469,7 @@ Result<void> Array::replace_member(uint32_t member, const std::string& path, boo
   }
   member_since_[member] = 0;
   superblock_.member_uuids[member] = device;
+  fds_.fd[fds_.count] = source;
   member_bytes_[member] = file.size_bytes();
   volatile_cache_[member] = file.volatile_cache();
   paths_[member] = path;
@@ -473,6 +478,30 @@ Result<void> Array::replace_member(uint32_t member, const std::string& path, boo
   warnings_.push_back("member " + std::to_string(member) + ": " + (old_path.empty() ? "(no device)" : old_path) +
                       " replaced by " + path);
   return {};
+}
+
+Result<void> Array::read_replace_source(IoChannel& channel, uint64_t stripe, uint8_t* dest) {
+  if (!has_replace_source()) return fail(ENXIO, "no replaced device to read from");
+  if (stripe >= geometry_.stripe_count() || reinterpret_cast<uintptr_t>(dest) % kBlockBytes)
+    return fail(EINVAL, "read of the replaced device: stripe out of range or misaligned buffer");
+  IoRequest r{IoOp::kRead, fds_.count, geometry_.row_offset(stripe), geometry_.chunk_bytes(), dest, 0};
+  channel.io_.execute({&r, 1});  // not execute(): the source is no member, its errors fail nothing
+  if (!r.ok())
+    return fail(r.result < 0 ? -r.result : EIO, std::string("reading the replaced device: ") +
+                                                   std::strerror(r.result < 0 ? -r.result : EIO));
+  return {};
+}
+
+void Array::drop_replace_source() {
+  std::lock_guard lock(superblock_mutex_);
+  drop_replace_source_locked();
+}
+
+void Array::drop_replace_source_locked() {
+  const int fd = fds_.fd[fds_.count].exchange(-1);
+  if (fd < 0) return;
+  fds_.version++;
+  ::close(fd);  // rings that registered it let go at their next batch; none reads it but the rebuild
 }
 
 uint32_t Array::unavailable_count() const {

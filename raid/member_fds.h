@@ -16,15 +16,18 @@
 
 namespace raidfs {
 
+// Slot `count` (one past the last member) holds a replace's old device while it still reads
+// (Array::read_replace_source); -1 otherwise.
 struct MemberFds {
   uint32_t count = 0;
-  std::array<std::atomic<int>, kMembersMax> fd;  // -1: no device
-  std::atomic<uint64_t> version{0};              // bumped after any fd changes
+  std::array<std::atomic<int>, kMembersMax + 1> fd;  // -1: no device
+  std::atomic<uint64_t> version{0};                  // bumped after any fd changes
 
   MemberFds() {
     for (auto& f : fd) f = -1;
   }
-  int operator[](uint32_t member) const { return member < count ? fd[member].load() : -1; }
+  uint32_t slots() const { return count + 1; }
+  int operator[](uint32_t slot) const { return slot <= count ? fd[slot].load() : -1; }
 };
 
 }  // namespace raidfs

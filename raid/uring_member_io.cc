@@ -60,9 +60,9 @@ Result<std::unique_ptr<UringMemberIo>> UringMemberIo::create(const MemberFds& ta
 
 void UringMemberIo::load_table() {
   seen_version_ = table_->version.load();
-  fds_.assign(table_->count, -1);
-  sync_.assign(table_->count, false);
-  for (uint32_t i = 0; i < table_->count; ++i) {
+  fds_.assign(table_->slots(), -1);
+  sync_.assign(table_->slots(), false);
+  for (uint32_t i = 0; i < table_->slots(); ++i) {
     fds_[i] = (*table_)[i];
     sync_[i] = fds_[i] >= 0 && file_lacks_nowait(fds_[i]);
   }
