@@ -9,11 +9,12 @@
 # Both: six sparse image files of RAIDFS_BENCH_MEMBER (default 2G: btrfs needs room for a second replace) on /dev/shm, RAID6 (btrfs:
 # -d raid6 -m raid1c3 over loop devices with direct I/O), RAIDFS_BENCH_DATA (default 2G) of
 # random data in 64 MiB files, synced, caches dropped before each timing. The foreground job:
-# fio 4 KiB random reads, O_DIRECT, 4 psync threads over every file. "During a rebuild": raidfs
-# rebuilds a failed member (raidfs fail + raidfs rebuild), btrfs replaces a member — each with
-# no rate limit, fio running for 80% of the idle replace's time so that it ends before they do.
-# raidfs reads each chunk once (data and parity of every live stripe) and rebuilds only live
-# stripes; btrfs's RAID56 scrub reads data stripes several times.
+# fio 4 KiB random reads, O_DIRECT, 4 psync threads over every file. raidfs replace copies data
+# chunks from the old device (verified); its rebuild of a failed member rebuilds every chunk from
+# the k others; btrfs has only replace. "During a rebuild": raidfs rebuilds a failed member,
+# btrfs replaces one — each with no rate limit, fio running for 80% of the idle time so that it
+# ends before they do. raidfs reads each chunk once (data and parity of every live stripe) and
+# rebuilds only live stripes; btrfs's RAID56 scrub reads data stripes several times.
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -70,19 +71,24 @@ echo 3 >/proc/sys/vm/drop_caches
 t0=$(seconds); "$admin" replace --wait "$mp" 2 "$WORK/r-new.img" >/dev/null; t1=$(seconds)
 r_replace=$(elapsed "$t0" "$t1")
 r_replace_line=$("$admin" status "$mp" | grep '^replace:')
+# A failed member rebuilt in place: every chunk rebuilt from the k others (nothing to copy from).
 "$admin" fail "$mp" 3 >/dev/null
 echo 3 >/proc/sys/vm/drop_caches
+t0=$(seconds); "$admin" rebuild --wait "$mp" 3 >/dev/null; t1=$(seconds)
+r_rebuild=$(elapsed "$t0" "$t1")
+"$admin" fail "$mp" 4 >/dev/null
+echo 3 >/proc/sys/vm/drop_caches
 t0=$(seconds)
-"$admin" rebuild "$mp" 3 >/dev/null
-r_busy=$(randread "$mp" "$(runtime_for "$r_replace")")
-"$admin" status "$mp" | grep -q '^rebuild: member 3 running' && r_still=yes || r_still=no
-while "$admin" status "$mp" | grep -q '^rebuild: member 3 running'; do sleep 0.1; done
+"$admin" rebuild "$mp" 4 >/dev/null
+r_busy=$(randread "$mp" "$(runtime_for "$r_rebuild")")
+"$admin" status "$mp" | grep -q '^rebuild: member 4 running' && r_still=yes || r_still=no
+while "$admin" status "$mp" | grep -q '^rebuild: member 4 running'; do sleep 0.1; done
 t1=$(seconds)
 r_rebuild_busy=$(elapsed "$t0" "$t1")
 umount "$mp"
 
 # --- btrfs RAID6 --------------------------------------------------------------------------------
-b_scrub=- b_replace=- b_idle=- b_busy=- b_rebuild_busy=- b_still=-
+b_scrub=- b_replace=- b_idle=- b_busy=- b_rebuild_busy=- b_still=- b_rebuild=-
 if command -v mkfs.btrfs >/dev/null; then
   for i in 0 1 2 3 4 5 6 7; do
     truncate -s "$MEMBER" "$WORK/b$i.img"
@@ -99,6 +105,7 @@ if command -v mkfs.btrfs >/dev/null; then
   echo 3 >/proc/sys/vm/drop_caches
   t0=$(seconds); btrfs replace start -B -f 3 "${LOOPS[6]}" "$mp"; t1=$(seconds)
   b_replace=$(elapsed "$t0" "$t1")
+  b_rebuild=$b_replace  # btrfs brings a device back by replacing it
   echo 3 >/proc/sys/vm/drop_caches
   t0=$(seconds)
   btrfs replace start -f 4 "${LOOPS[7]}" "$mp"
@@ -116,6 +123,7 @@ printf '\n%d MiB of live data, RAID6 on six %s members (/dev/shm)\n' "$data_mib"
 printf '%-40s %12s %12s %14s\n' measure raidfs btrfs 'raidfs/btrfs'
 printf '%-40s %12s %12s %14s\n' 'scrub (s)' "$r_scrub" "$b_scrub" "$(ratio "$b_scrub" "$r_scrub")x faster"
 printf '%-40s %12s %12s %14s\n' 'replace one member, idle (s)' "$r_replace" "$b_replace" "$(ratio "$b_replace" "$r_replace")x faster"
+printf '%-40s %12s %12s %14s\n' 'rebuild a failed member, idle (s)' "$r_rebuild" "$b_rebuild" "$(ratio "$b_rebuild" "$r_rebuild")x faster"
 printf '%-40s %12s %12s %14s\n' 'randread 4K IOPS, idle' "$r_idle" "$b_idle" "$(ratio "$r_idle" "$b_idle")"
 printf '%-40s %12s %12s %14s\n' 'randread 4K IOPS, during a rebuild' "$r_busy" "$b_busy" "$(ratio "$r_busy" "$b_busy")"
 printf '%-40s %12s %12s\n' '  share of the idle IOPS' "$(ratio "$r_busy" "$r_idle")" "$(ratio "$b_busy" "$b_idle")"
