@@ -227,7 +227,7 @@ std::string Filesystem::status_json() const {
       << ", \"stripes_checked\": " << ss.stripes_checked << ", \"stripes_skipped\": " << ss.stripes_skipped
       << ", \"bytes_read\": " << ss.bytes_read
       << ", \"rate_bytes_per_s\": " << static_cast<uint64_t>(scrub.rate_bytes_per_s)
-      << ", \"eta_s\": " << static_cast<int64_t>(scrub.eta_s)
+      << ", \"rate_limit\": " << ss.rate_limit << ", \"eta_s\": " << static_cast<int64_t>(scrub.eta_s)
       << ", \"blocks_rebuilt\": " << ss.blocks_rebuilt
       << ", \"parity_rows_rewritten\": " << ss.parity_rows_rewritten
       << ", \"blocks_lost\": " << ss.blocks_lost << ", \"started_ns\": " << ss.started_ns
@@ -238,7 +238,8 @@ std::string Filesystem::status_json() const {
   const meta::RebuildState& rs = rebuild.state;
   out << ", \"rebuild\": {\"state\": " << json_string(rebuild_phase_name(rs.phase))
       << ", \"member\": " << rs.member << ", \"replace\": " << (rs.replace ? "true" : "false")
-      << ", \"since_generation\": " << rs.since_generation << ", \"percent\": " << rebuild_percent(rs)
+      << ", \"since_generation\": " << rs.since_generation << ", \"rate_limit\": " << rs.rate_limit
+      << ", \"percent\": " << rebuild_percent(rs)
       << ", \"stripes_total\": " << rs.stripes_total << ", \"stripes_rebuilt\": " << rs.stripes_rebuilt
       << ", \"stripes_skipped\": " << rs.stripes_skipped << ", \"bytes_written\": " << rs.bytes_written
       << ", \"rate_bytes_per_s\": " << static_cast<uint64_t>(rebuild.rate_bytes_per_s)

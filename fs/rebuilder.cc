@@ -93,10 +93,11 @@ Result<void> Rebuilder::resume_if_interrupted() {
   RAIDFS_CHECK(array_.begin_rebuild(saved->member, saved->from_generation, saved->cursor));
   RAIDFS_LOG(kInfo, "resuming the rebuild of member %u at stripe %llu", saved->member,
              static_cast<unsigned long long>(saved->cursor));
-  return launch(*saved, 0);
+  return launch(*saved, saved->rate_limit);
 }
 
 Result<void> Rebuilder::launch(meta::RebuildState state, uint64_t rate_bytes_per_s) {
+  state.rate_limit = rate_bytes_per_s;
   state.phase = meta::RebuildPhase::kRunning;
   state.finished_ns = 0;
   RAIDFS_CHECK(meta_.put_rebuild_state(state, meta::Durability::kGroupSync));

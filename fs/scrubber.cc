@@ -66,10 +66,11 @@ Result<void> Scrubber::resume_if_interrupted() {
   if (!saved || saved->phase != meta::ScrubPhase::kRunning) return {};
   RAIDFS_LOG(kInfo, "resuming the scrub the last mount left at stripe %llu",
              static_cast<unsigned long long>(saved->cursor));
-  return launch(*saved, 0);
+  return launch(*saved, saved->rate_limit);
 }
 
 Result<void> Scrubber::launch(meta::ScrubState state, uint64_t rate_bytes_per_s) {
+  state.rate_limit = rate_bytes_per_s;
   state.phase = meta::ScrubPhase::kRunning;
   state.finished_ns = 0;
   RAIDFS_CHECK(meta_.put_scrub_state(state, meta::Durability::kGroupSync));

@@ -265,7 +265,7 @@ std::string encode_scrub(const ScrubState& s) {
   put_i64(v, s.started_ns);
   put_i64(v, s.finished_ns);
   for (uint64_t n : {s.stripes_total, s.stripes_checked, s.bytes_read, s.blocks_rebuilt,
-                     s.parity_rows_rewritten, s.blocks_lost, s.stripes_skipped})
+                     s.parity_rows_rewritten, s.blocks_lost, s.stripes_skipped, s.rate_limit})
     put_u64(v, n);
   return v;
 }
@@ -281,7 +281,7 @@ Result<ScrubState> decode_scrub(std::string_view v) {
   RAIDFS_TRY(s.started_ns, r.i64());
   RAIDFS_TRY(s.finished_ns, r.i64());
   for (uint64_t* n : {&s.stripes_total, &s.stripes_checked, &s.bytes_read, &s.blocks_rebuilt,
-                      &s.parity_rows_rewritten, &s.blocks_lost, &s.stripes_skipped}) {
+                      &s.parity_rows_rewritten, &s.blocks_lost, &s.stripes_skipped, &s.rate_limit}) {
     RAIDFS_TRY(*n, r.u64());
   }
   RAIDFS_CHECK(r.expect_end());
@@ -302,6 +302,7 @@ std::string encode_rebuild(const RebuildState& s) {
     put_u64(v, n);
   put_u64(v, s.since_generation);
   put_u8(v, s.replace ? 1 : 0);
+  put_u64(v, s.rate_limit);
   return v;
 }
 
@@ -325,6 +326,7 @@ Result<RebuildState> decode_rebuild(std::string_view v) {
   RAIDFS_TRY(const uint8_t replace, r.u8());
   if (replace > 1) return r.fail("bad replace flag");
   s.replace = replace == 1;
+  RAIDFS_TRY(s.rate_limit, r.u64());
   RAIDFS_CHECK(r.expect_end());
   return s;
 }

@@ -141,6 +141,7 @@ struct ScrubState {
   uint64_t parity_rows_rewritten = 0;
   uint64_t blocks_lost = 0;      // beyond repair (more damage in a row than parity covers)
   uint64_t stripes_skipped = 0;  // open (being written) or unreadable as a whole
+  uint64_t rate_limit = 0;       // bytes a second asked for (--rate), 0: none; kept on resume
   bool operator==(const ScrubState&) const = default;
 };
 
@@ -163,6 +164,7 @@ struct RebuildState {
   // member): skipped. 0 for a failed member or a new device: every committed stripe is rebuilt.
   uint64_t since_generation = 0;
   bool replace = false;          // onto a new device (raidfs replace), not the member's own
+  uint64_t rate_limit = 0;       // bytes a second asked for (--rate), 0: none; kept on resume
   bool operator==(const RebuildState&) const = default;
 };
 

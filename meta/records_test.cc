@@ -111,8 +111,10 @@ TEST(Records, ScrubStateGoldenBytesAndHostileInput) {
   st.parity_rows_rewritten = 2;
   st.blocks_lost = 0;
   st.stripes_skipped = 5;
+  st.rate_limit = 1 << 20;
   const std::string v = encode_scrub(st);
-  ASSERT_EQ(v.size(), 2u + 8 * 10);
+  ASSERT_EQ(v.size(), 2u + 8 * 11);
+  EXPECT_EQ(v.substr(v.size() - 8), std::string("\x00\x00\x00\x00\x00\x10\x00\x00", 8));
   EXPECT_EQ(v.substr(0, 10), std::string("\x01\x01\x00\x00\x00\x00\x00\x00\x00\x07", 10));
   EXPECT_EQ(v.substr(10, 8), std::string(8, '\xff'));  // started_ns -1, two's complement
   EXPECT_EQ(decode_scrub(v).value(), st);
@@ -136,8 +138,12 @@ TEST(Records, RebuildStateGoldenBytesAndHostileInput) {
   st.since_generation = 7;
   st.replace = true;
   const std::string v = encode_rebuild(st);
-  ASSERT_EQ(v.size(), 2u + 4 + 8 * 9 + 1);
-  EXPECT_EQ(v.substr(v.size() - 9), std::string("\x00\x00\x00\x00\x00\x00\x00\x07\x01", 9));
+  st.rate_limit = 2;
+  const std::string v2 = encode_rebuild(st);
+  ASSERT_EQ(v.size(), 2u + 4 + 8 * 10 + 1);
+  EXPECT_EQ(v.substr(v.size() - 17, 9), std::string("\x00\x00\x00\x00\x00\x00\x00\x07\x01", 9));
+  EXPECT_EQ(v2.substr(v2.size() - 8), std::string("\x00\x00\x00\x00\x00\x00\x00\x02", 8));
+  EXPECT_EQ(decode_rebuild(v2).value(), st);
   EXPECT_EQ(v.substr(0, 14), std::string("\x01\x01\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x10", 14));
   EXPECT_EQ(decode_rebuild(v).value(), st);
   expect_hostile_input_rejected(v, [](std::string_view b) { return decode_rebuild(b).has_value(); });

@@ -68,6 +68,8 @@ fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
 it_umount "$mp"
 it_mount "$arr/meta" "$mp"
 it_status "$mp" | grep -q '^rebuild: member 4 running' || fail "the rebuild did not resume: $(it_status "$mp" | grep -E '^(rebuild|member 4)')"
+limit=$("$admin" status --json "$mp" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rebuild"]["rate_limit"])')
+((limit == 2097152)) || fail "the resumed rebuild lost its --rate 2M ceiling (rate_limit $limit)"
 for ((t = 0; t < 600; t++)); do it_status "$mp" | grep -q '^rebuild: member 4 running' || break; sleep 0.1; done
 it_status "$mp" | grep -q '^rebuild: member 4 finished' || fail "the resumed rebuild did not finish: $(it_status "$mp" | grep '^rebuild')"
 it_log "after a SIGKILL: $(it_status "$mp" | grep '^rebuild')"

@@ -120,6 +120,8 @@ it_umount "$mp"
 it_log "killed the daemon with the scrub at stripe ~$checked"
 it_mount "$arr/meta" "$mp"
 it_status "$mp" | grep -q '^scrub: running' || fail "the scrub did not resume after the SIGKILL: $(it_status "$mp" | grep '^scrub')"
+limit=$("$admin" status --json "$mp" | python3 -c 'import json,sys; print(json.load(sys.stdin)["scrub"]["rate_limit"])')
+((limit == 4194304)) || fail "the resumed scrub lost its --rate 4M ceiling (rate_limit $limit)"
 for ((t = 0; t < 600; t++)); do it_status "$mp" | grep -q '^scrub: running' || break; sleep 0.1; done
 it_status "$mp" | grep -q '^scrub: finished' || fail "the resumed scrub did not finish: $(it_status "$mp" | grep '^scrub')"
 total=$(scrub_field 'of about [0-9]+') checked=$(scrub_field '\(([0-9]+) of')
