@@ -13,8 +13,8 @@
 # chunks from the old device (verified); its rebuild of a failed member rebuilds every chunk from
 # the k others; btrfs has only replace: plain (copying) for the replace row, `-r` (rebuilding
 # from the other devices) for the rebuild rows. "During a rebuild": raidfs rebuilds a failed
-# member, btrfs replaces one with -r — each with no rate limit, fio running for 80% of the idle time so that it
-# ends before they do. raidfs reads each chunk once (data and parity of every live stripe) and
+# member, btrfs replaces one with -r — each with no rate limit, fio running for 60% of the idle
+# time so that it ends before they do. raidfs reads each chunk once (data and parity of every live stripe) and
 # rebuilds only live stripes; btrfs's RAID56 scrub reads data stripes several times.
 set -euo pipefail
 
@@ -46,7 +46,7 @@ fill() {  # fill DIR: DATA of random data in 64 MiB files, synced
 }
 seconds() { python3 -c "import time; print(time.monotonic())"; }
 elapsed() { python3 -c "print('%.2f' % ($2 - $1))"; }
-# randread DIR SECONDS: the foreground job's IOPS.
+# randread DIR TIME: the foreground job's IOPS over TIME (fio units: 5s, 800ms).
 randread() {
   local names i
   names=$(for ((i = 0; i < files; i++)); do printf '%s/f%d:' "$1" "$i"; done)
@@ -54,7 +54,7 @@ randread() {
     --numjobs=4 --group_reporting --time_based --runtime="$2" --output-format=json 2>/dev/null |
     python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["jobs"][0]["read"]["iops"])'
 }
-runtime_for() { python3 -c "print(max(2, int($1 * 0.8)))"; }
+runtime_for() { python3 -c "print('%dms' % max(500, int($1 * 600)))"; }  # 60% of an idle run
 
 # --- raidfs -------------------------------------------------------------------------------------
 admin=$BUILD/utils/raidfs
@@ -67,7 +67,7 @@ mkdir -p "$mp"
 fill "$mp"
 t0=$(seconds); "$admin" scrub --wait "$mp" >/dev/null; t1=$(seconds)
 r_scrub=$(elapsed "$t0" "$t1")
-r_idle=$(randread "$mp" 5)
+r_idle=$(randread "$mp" 5s)
 echo 3 >/proc/sys/vm/drop_caches
 t0=$(seconds); "$admin" replace --wait "$mp" 2 "$WORK/r-new.img" >/dev/null; t1=$(seconds)
 r_replace=$(elapsed "$t0" "$t1")
@@ -102,7 +102,7 @@ if command -v mkfs.btrfs >/dev/null; then
   fill "$mp"
   t0=$(seconds); btrfs scrub start -B "$mp" >/dev/null; t1=$(seconds)
   b_scrub=$(elapsed "$t0" "$t1")
-  b_idle=$(randread "$mp" 5)
+  b_idle=$(randread "$mp" 5s)
   echo 3 >/proc/sys/vm/drop_caches
   t0=$(seconds); btrfs replace start -B -f 3 "${LOOPS[6]}" "$mp"; t1=$(seconds)
   b_replace=$(elapsed "$t0" "$t1")
