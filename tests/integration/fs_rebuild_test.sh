@@ -44,7 +44,7 @@ check_without() {
 it_random_file "$src/while-out" $((6 * 1048576))
 cp "$src/while-out" "$mp/while-out" && sync "$mp/while-out"
 fio --name=during --filename="$mp/during" --size=8M --rw=randwrite --bs=4k --ioengine=psync \
-  --verify=crc32c --verify_fatal=1 --do_verify=1 --time_based --runtime=4 --output="$IT_WORK/fio.out" &
+  --verify=crc32c --verify_fatal=1 --verify_state_save=0 --do_verify=1 --time_based --runtime=4 --output="$IT_WORK/fio.out" &
 fio_pid=$!
 sleep 0.5
 "$admin" rebuild --rate 8M --wait "$mp" 2 >"$IT_WORK/rebuild.out" || fail "the rebuild did not finish: $(cat "$IT_WORK/rebuild.out")"

@@ -62,7 +62,7 @@ it_log "refused: too small, another array's member, one of its own, no such memb
 
 # --- 1. replace a working member under fio --verify writers ----------------------------------------
 fio --name=during --filename="$mp/during" --size=8M --rw=randwrite --bs=4k --ioengine=psync \
-  --verify=crc32c --verify_fatal=1 --do_verify=1 --time_based --runtime=4 --output="$IT_WORK/fio.out" &
+  --verify=crc32c --verify_fatal=1 --verify_state_save=0 --do_verify=1 --time_based --runtime=4 --output="$IT_WORK/fio.out" &
 fio_pid=$!
 sleep 0.5
 "$admin" replace --rate 8M --wait "$mp" "$arr/m2.img" "$IT_WORK/new2.img" >"$IT_WORK/replace.out" ||
