@@ -518,6 +518,11 @@ Result<std::string> Filesystem::control(const Caller& caller, std::string_view c
         RAIDFS_LOG(kWarning, "replace: %s (mount with the new device named)", listed.error().message.c_str());
       return "replacing member " + words[1] + " (" + (old_path.empty() ? "no device" : old_path) + ") by " + path;
     }
+    if (words[0] == "sync" && words.size() == 1) {  // everything durable (remount,ro)
+      RAIDFS_TRY(auto ctx, make_io_context());
+      RAIDFS_CHECK(sync_all(*ctx));
+      return std::string("everything written out");
+    }
     if (words[0] == "scrub-stop" && words.size() == 1) {
       RAIDFS_CHECK(scrubber_->stop());
       return std::string("scrub stopped");

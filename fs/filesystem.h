@@ -207,6 +207,8 @@ class Filesystem {
   //   "scrub [RATE]"     starts the online scrub (resumes a stopped one), RATE bytes/s at most
   //   "scrub-stop"       stops it, its progress kept
   //   "rebuild MEMBER [RATE]"  rebuilds a failed or returned member in place (fs/rebuilder.h)
+  //   "replace MEMBER RATE FORCE PATH"  a new device at PATH for the member (Rebuilder), FORCE 0|1
+  //   "sync"             seals and syncs everything (remount,ro)
   // EPERM the caller is not root; EROFS read-only mount; EINVAL unknown command or argument;
   // EBUSY a scrub runs already / failing that member would stop the array; ENOENT no scrub runs.
   Result<std::string> control(const Caller& caller, std::string_view command);

@@ -100,6 +100,8 @@ Result<void> MountOptions::apply(const std::string& option) {
   } else if (key == "attr_timeout" || key == "entry_timeout") {
     RAIDFS_TRY(const double v, parse_seconds(key, value));
     (key == "attr_timeout" ? dispatcher.attr_timeout : dispatcher.entry_timeout) = v;
+  } else if (option == "remount") {
+    remount = true;
   } else if (dropped_option(key)) {
     // mount(8)'s business
   } else {

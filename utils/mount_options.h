@@ -13,6 +13,7 @@
 //   attr_timeout=S, entry_timeout=S                kernel caching of attributes and names
 //   commit=S                 data nobody fsyncs is made durable within S seconds (default 5; 0
 //                            means the default, as ext4)
+//   remount                  change the flags of the mount at MOUNTPOINT (utils/remount.h)
 //
 // parse() takes one -o argument; it may be called for several. Errors: EINVAL naming the option
 // and what it expects (mount.raidfs exits 16 with it). Not thread-safe (one parse at start-up).
@@ -32,6 +33,7 @@ struct MountOptions {
   std::vector<std::string> fuse_options;  // for the FUSE mount, in the order given
   std::vector<std::string> members;       // members=: overrides the spec's member list
   bool read_only = false;
+  bool remount = false;                   // -o remount: change a mount's flags, start nothing
   bool uring = true;                      // transport=uring (the default) or classic
   unsigned threads = fs::ClassicTransport::kThreadsDefault;  // classic /dev/fuse workers
   unsigned uring_entries = 0;             // 0: UringTransport::default_entries()

@@ -25,6 +25,15 @@ TEST(MountOptionsTest, RaidfsOptionsAreTakenAndTheRestGoToFuse) {
   EXPECT_EQ(o.fuse_options, (std::vector<std::string>{"ro", "noatime", "allow_other"}));
 }
 
+TEST(MountOptionsTest, RemountIsTakenAndTheFlagsKept) {
+  MountOptions o;
+  EXPECT_FALSE(o.remount);
+  ASSERT_TRUE(o.parse("rw,nosuid,user_id=0,remount,ro"));
+  EXPECT_TRUE(o.remount);
+  EXPECT_TRUE(o.read_only);
+  EXPECT_EQ(o.fuse_options, (std::vector<std::string>{"rw", "nosuid", "user_id=0", "ro"}));
+}
+
 TEST(MountOptionsTest, DefaultsAndCommitZeroMeanTheDefault) {
   MountOptions o;
   EXPECT_EQ(o.commit_interval_s, MountOptions::kCommitIntervalDefault);

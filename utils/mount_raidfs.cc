@@ -40,6 +40,7 @@
 #include "fs/fuse_mount.h"
 #include "fs/uring_transport.h"
 #include "utils/mount_options.h"
+#include "utils/remount.h"
 
 namespace {
 
@@ -390,6 +391,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "mount.raidfs: %s (see --help)\n", r.error().message.c_str());
       return kExitUsage;
     }
+  }
+  if (s.o.remount) {  // mount -o remount,...: the running daemon's mount changes its flags
+    if (auto r = utils::remount(s.mountpoint, s.o.fuse_options); !r) {
+      std::fprintf(stderr, "mount.raidfs: %s\n", r.error().message.c_str());
+      return kExitError;
+    }
+    return 0;
   }
   // Paths become absolute: the daemon leaves its working directory once everything is open.
   std::vector<std::string> spec_parts;
