@@ -176,6 +176,18 @@ struct RequestDispatcher::Call {
   Result<void> lookup() {
     auto reader = payload();
     RAIDFS_TRY(const std::string_view name, reader.name());
+    if (name == "." || name == "..") {
+      // Export support (NFS, open_by_handle_at): the kernel looks up "." of an inode it no
+      // longer caches, and ".." of a directory. Inode numbers are never reused, so a removed
+      // one answers ENOENT and the handle is stale.
+      RAIDFS_TRY(meta::Inode self, fs().getattr(nodeid()));
+      if (name == "..") {
+        if (!S_ISDIR(self.mode)) return fail(ENOTDIR, "'..' of a file");
+        RAIDFS_TRY(self, fs().getattr(self.parent));
+      }
+      put_entry(self);
+      return {};
+    }
     auto inode = fs().lookup(nodeid(), name);
     if (!inode && inode.error().code == ENOENT && d.options_.entry_timeout > 0) {
       // A negative entry: the kernel remembers the absence for entry_timeout (only this mount
@@ -408,7 +420,7 @@ Result<void> RequestDispatcher::Call::init() {
   // mmapped shared.
   uint64_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_DO_READDIRPLUS |
                   FUSE_READDIRPLUS_AUTO | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT |
-                  FUSE_DIRECT_IO_ALLOW_MMAP;
+                  FUSE_DIRECT_IO_ALLOW_MMAP | FUSE_EXPORT_SUPPORT;
   if (d.options_.writeback_cache) want |= FUSE_WRITEBACK_CACHE;
   if (d.options_.async_dio) want |= FUSE_ASYNC_DIO;
   if (d.options_.over_io_uring) want |= FUSE_OVER_IO_URING;

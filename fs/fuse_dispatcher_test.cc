@@ -219,7 +219,7 @@ TEST_F(DispatcherTest, InitAnswersOurMinorAndOnlyFlagsTheKernelOffered) {
   // Not FUSE_ASYNC_DIO, although offered: it leaves stale pages after async O_DIRECT writes.
   const uint64_t expected = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS |
                             FUSE_READDIRPLUS_AUTO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS |
-                            FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT;
+                            FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT | FUSE_EXPORT_SUPPORT;
   EXPECT_EQ(granted, expected) << std::hex << granted;
   EXPECT_TRUE(dispatcher_->initialized());
   EXPECT_EQ(dispatcher_->connection().minor, fuse::kProtocolMinor);

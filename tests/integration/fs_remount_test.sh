@@ -3,7 +3,7 @@
 # the helper as `mount.raidfs SPEC MOUNTPOINT -o ...,remount,...`, which is how this test calls
 # it): remount,ro makes what was written durable and the mount refuses writes (EROFS), reads go
 # on; remount,rw takes writes again; the mount's other flags are kept; an array mounted with -o ro
-# refuses remount,rw in one line.
+# refuses remount,rw in one line; -o dev,suid are taken and device nodes work.
 # Method: RAID5 on four images; after remount,ro the daemon is SIGKILLed and the array mounted
 # again: a file written without fsync before the remount must be there, whole.
 #   usage: fs_remount_test.sh BUILD_DIR
@@ -55,6 +55,14 @@ err=$("$IT_MOUNT_PROG" "$arr/meta" "$mp" -o remount,rw 2>&1) || rc=$?
 [[ $(flags ro) == ro ]] || fail "the refused remount,rw changed the mount"
 cmp "$src/a" "$mp/a" && cmp "$src/b" "$mp/b" || fail "files read back wrong on the read-only mount"
 it_log "remount,rw of an array served read-only refused: $err"
+it_umount "$mp"
+# -o dev,suid are taken (root mounts): a device node on the mount works.
+it_mount "$arr/meta" "$mp" -o dev,suid
+[[ -z $(flags 'nodev|nosuid') ]] || fail "-o dev,suid: the mount has $(flags 'nodev|nosuid')"
+mknod "$mp/null" c 1 3
+echo discarded >"$mp/null" || fail "writing to a character device node on the mount failed"
+[[ $(head -c 10 "$mp/null" | wc -c) -eq 0 ]] || fail "the device node does not behave as /dev/null"
+it_log "-o dev,suid: a device node on the mount opens and works"
 it_umount "$mp"
 rc=0
 err=$("$IT_MOUNT_PROG" "$arr/meta" "$IT_WORK" -o remount,ro 2>&1) || rc=$?
