@@ -381,6 +381,12 @@ struct RequestDispatcher::Call {
     RAIDFS_TRY(const fuse_lseek_in in, read_struct<fuse_lseek_in>(req.op));
     // The kernel answers SEEK_SET/CUR/END itself; only the data/hole queries come here.
     if (in.whence != SEEK_DATA && in.whence != SEEK_HOLE) return fail(EINVAL, "lseek whence");
+    // With the writeback cache the kernel may hold written data this daemon has not seen (it
+    // does not write it back before asking): an answer from here could call that data a hole
+    // (SEEK_DATA → ENXIO after a plain pwrite), and cp/tar --sparse would then skip it. ENOSYS
+    // makes the kernel answer itself from then on: all data up to its size, a hole at the end.
+    if (d.connection_.flags & FUSE_WRITEBACK_CACHE)
+      return fail(ENOSYS, "SEEK_DATA/SEEK_HOLE under the writeback cache are the kernel's");
     RAIDFS_TRY(const uint64_t offset, fs().lseek(nodeid(), in.offset, static_cast<int>(in.whence)));
     fuse_lseek_out out{};
     out.offset = offset;

@@ -89,3 +89,34 @@ for p in problems[:5]: print("   ", p)
 sys.exit(1 if problems or counts["handles"] < 20 else 0)
 PY
 it_umount "$mp"
+
+# SEEK_DATA/SEEK_HOLE see data the kernel still holds (written, not synced, not yet sent to the
+# daemon under the writeback cache): never ENXIO for it; and cp, tar --sparse, rsync --sparse
+# copy such files byte for byte.
+it_mount "$arr/meta" "$mp"
+python3 - "$mp/seek" <<'PY' || fail "SEEK_DATA/SEEK_HOLE miss data that is not yet synced"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(fd, b"x" * 5000, 0)
+d = os.lseek(fd, 0, os.SEEK_DATA)
+h = os.lseek(fd, 0, os.SEEK_HOLE)
+assert d == 0 and h >= 5000, (d, h)
+os.pwrite(fd, b"y" * 4096, 1 << 20)
+assert os.lseek(fd, 1 << 20, os.SEEK_DATA) == 1 << 20
+os.close(fd)
+PY
+it_random_file "$IT_WORK/part" 70000
+truncate -s 3M "$mp/sparse"
+dd if="$IT_WORK/part" of="$mp/sparse" bs=4096 seek=200 conv=notrunc status=none
+cp "$mp/sparse" "$IT_WORK/sparse.ref"   # what the file holds, read through the page cache
+mkdir -p "$IT_WORK/copies"
+cp --sparse=always "$mp/sparse" "$IT_WORK/copies/cp"
+cmp "$IT_WORK/sparse.ref" "$IT_WORK/copies/cp" || fail "cp --sparse=always of an unsynced file differs"
+(cd "$mp" && tar --sparse -cf "$IT_WORK/sparse.tar" sparse) && tar -xf "$IT_WORK/sparse.tar" -C "$IT_WORK/copies"
+cmp "$IT_WORK/sparse.ref" "$IT_WORK/copies/sparse" || fail "tar --sparse of an unsynced file differs"
+if command -v rsync >/dev/null; then
+  rsync --sparse "$mp/sparse" "$IT_WORK/copies/rsync"
+  cmp "$IT_WORK/sparse.ref" "$IT_WORK/copies/rsync" || fail "rsync --sparse of an unsynced file differs"
+fi
+it_log "SEEK_DATA/SEEK_HOLE and sparse copies (cp, tar$(command -v rsync >/dev/null && echo ", rsync")) see unsynced data"
+it_umount "$mp"
