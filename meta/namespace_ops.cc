@@ -257,7 +257,9 @@ Result<std::optional<UnlinkResult>> FsMeta::rename(uint64_t old_parent, std::str
       RAIDFS_TRY(bool empty, dir_is_empty(*store_, dst->child));
       if (!empty) return fail(ENOTEMPTY, "directory \"" + std::string(new_name) + "\" is not empty");
     }
-    // Remove the old name, then the target's (if any), then add the new name with a new cookie.
+    // Remove the old name, then the target's (if any), then add the new name: in the same
+    // directory at the old name's cookie, so that a readdir going on meets the entry once (at
+    // its place, under one name or the other), elsewhere with a new cookie of the target's.
     txn.del_dirent(old_parent, old_name, *src);
     if (dst) {
       txn.del_dirent(new_parent, new_name, *dst);
@@ -270,7 +272,10 @@ Result<std::optional<UnlinkResult>> FsMeta::rename(uint64_t old_parent, std::str
         RAIDFS_TRY(replaced, drop_link(txn, dst->child, target_open, now));
       }
     }
-    RAIDFS_TRY(uint64_t cookie, take_cookie(txn, new_parent));
+    uint64_t cookie = src->cookie;
+    if (new_parent != old_parent) {
+      RAIDFS_TRY(cookie, take_cookie(txn, new_parent));
+    }
     txn.put_dirent(new_parent, new_name, Dirent{src->child, src->type, cookie});
     const int moved = src_dir && old_parent != new_parent ? 1 : 0;
     RAIDFS_CHECK(touch_dir(txn, old_parent, now, -moved));

@@ -120,3 +120,41 @@ if command -v rsync >/dev/null; then
 fi
 it_log "SEEK_DATA/SEEK_HOLE and sparse copies (cp, tar$(command -v rsync >/dev/null && echo ", rsync")) see unsynced data"
 it_umount "$mp"
+
+# readdir while names in the directory are renamed: every listing holds each file once (a rename
+# within the directory keeps the entry's place), never more entries than exist.
+it_mount "$arr/meta" "$mp"
+python3 - "$mp/many" <<'PY' || fail "readdir during renames returned an entry twice or too many"
+import os, sys, threading
+d = sys.argv[1]
+os.mkdir(d)
+n = 3000
+for i in range(n):
+    open(os.path.join(d, f"f{i}"), "w").close()
+stop = threading.Event()
+problems, listings = [], [0]
+def renamer():
+    i, to_g = 0, True
+    while not stop.is_set():
+        a, b = (f"f{i}", f"g{i}") if to_g else (f"g{i}", f"f{i}")
+        os.rename(os.path.join(d, a), os.path.join(d, b))
+        i += 1
+        if i == n: i, to_g = 0, not to_g
+def reader():
+    while not stop.is_set():
+        with os.scandir(d) as it:
+            inodes = [e.inode() for e in it]
+        listings[0] += 1
+        if len(inodes) != len(set(inodes)) or len(inodes) > n:
+            problems.append(f"{len(inodes)} entries, {len(set(inodes))} inodes, of {n}")
+t = [threading.Thread(target=renamer), threading.Thread(target=reader)]
+for x in t: x.start()
+threading.Event().wait(4)
+stop.set()
+for x in t: x.join()
+print(f"{listings[0]} listings during renames, {len(problems)} wrong")
+for p in problems[:3]: print("   ", p)
+sys.exit(1 if problems or listings[0] < 3 else 0)
+PY
+it_log "readdir during renames in the directory: each file listed once"
+it_umount "$mp"
