@@ -233,7 +233,8 @@ Result<void> Filesystem::unlink(uint64_t parent, std::string_view name) {
 
 Result<void> Filesystem::rmdir(uint64_t parent, std::string_view name) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
-  return meta_->rmdir(parent, name);
+  RemovalClaim claim(*open_files_);  // an open directory lives on until closed, as a file does
+  return meta_->rmdir(parent, name, claim.check());
 }
 
 Result<void> Filesystem::rename(IoContext& ctx, uint64_t old_parent, std::string_view old_name,

@@ -357,7 +357,9 @@ struct RequestDispatcher::Call {
   }
   Result<void> opendir() {
     RAIDFS_TRY(const fuse_open_in in, read_struct<fuse_open_in>(req.op));
-    (void)in;  // nothing to keep per directory handle
+    (void)in;
+    // Counted as an open handle: a directory removed while open lives on until RELEASEDIR.
+    RAIDFS_CHECK(fs().open(nodeid(), O_RDONLY));
     put_fixed(fuse_open_out{});
     return {};
   }
@@ -614,7 +616,7 @@ Result<void> RequestDispatcher::Call::run() {
     case FUSE_READDIRPLUS:
       return readdir(true);
     case FUSE_RELEASEDIR:
-      return {};
+      return fs().release(nodeid());
     case FUSE_FSYNCDIR:
       return fs().sync_metadata();
     case FUSE_ACCESS:

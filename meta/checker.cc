@@ -167,6 +167,8 @@ class Checker {
     for (const auto& [ino, info] : inodes_) {
       const std::string what = "inode " + std::to_string(ino);
       if (S_ISDIR(info.mode)) {
+        // A removed directory still open when the daemon stopped: an orphan, nameless, nlink 0.
+        if (orphans_.contains(ino) && info.nlink == 0 && info.names == 0 && info.subdirs == 0) continue;
         const uint32_t want = 2 + info.subdirs;
         if (info.nlink != want)
           report(Finding::Kind::kWrongNlink, what + " (directory): nlink " +
@@ -195,7 +197,7 @@ class Checker {
     std::unordered_map<uint64_t, Reach> reach;
     reach[kRootIno] = Reach::kYes;
     for (const auto& [start, start_info] : inodes_) {
-      if (!S_ISDIR(start_info.mode) || reach.contains(start)) continue;
+      if (!S_ISDIR(start_info.mode) || reach.contains(start) || orphans_.contains(start)) continue;
       std::vector<uint64_t> path;
       uint64_t ino = start;
       Reach result = Reach::kNo;

@@ -163,7 +163,7 @@ class Workload {
       case 6: {
         auto e = random_entry(dir, false);
         if (!e) return {};
-        if (e->type == FileType::kDirectory) return meta_.rmdir(dir, e->name, durability());
+        if (e->type == FileType::kDirectory) return meta_.rmdir(dir, e->name, false, durability());
         return as_void(meta_.unlink(dir, e->name, open_flag, durability()));
       }
       case 7: {

@@ -181,8 +181,10 @@ class FsMeta {
   // unlink orphans it instead of removing it). EISDIR it is a directory; ENOENT; ENOTDIR.
   Result<UnlinkResult> unlink(uint64_t parent, std::string_view name, const OpenCheck& is_open,
                               Durability durability = Durability::kNone);
-  // Removes an empty directory. ENOTDIR not a directory; ENOTEMPTY; ENOENT; EBUSY the root.
-  Result<void> rmdir(uint64_t parent, std::string_view name,
+  // Removes an empty directory — kept as an orphan while `is_open` says a handle is open on it
+  // (release() removes it at the last close). ENOTDIR not a directory; ENOTEMPTY; ENOENT; EBUSY
+  // the root.
+  Result<void> rmdir(uint64_t parent, std::string_view name, const OpenCheck& is_open = false,
                      Durability durability = Durability::kNone);
   // rename(2)/renameat2(2). flags: 0, kRenameNoReplace or kRenameExchange. A replaced target
   // loses a name as unlink/rmdir would (`target_open` as unlink's is_open); its fate is returned.

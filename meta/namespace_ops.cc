@@ -78,6 +78,20 @@ Result<UnlinkResult> drop_link(Txn& txn, uint64_t ino, const OpenCheck& is_open,
   return r;
 }
 
+// A directory losing its name (rmdir, or replaced by a rename): removed, or — while a handle
+// is open on it — kept as an orphan with nlink 0 until the last handle goes, like a file.
+Result<UnlinkResult> drop_dir(Txn& txn, Inode dir, const OpenCheck& is_open, int64_t now) {
+  if (!is_open(dir.ino)) {
+    RAIDFS_CHECK(destroy_inode(txn, dir));
+    return UnlinkResult{dir.ino, 0, false, true};
+  }
+  dir.nlink = 0;
+  dir.ctime_ns = now;
+  txn.put_inode(dir);
+  txn.put(Family::kOrphans, orphan_key(dir.ino), encode_orphan());
+  return UnlinkResult{dir.ino, 0, true, false};
+}
+
 }  // namespace
 
 Result<Inode> FsMeta::create(uint64_t parent, std::string_view name, const CreateArgs& args,
@@ -175,7 +189,8 @@ Result<UnlinkResult> FsMeta::unlink(uint64_t parent, std::string_view name, cons
   return r;
 }
 
-Result<void> FsMeta::rmdir(uint64_t parent, std::string_view name, Durability durability) {
+Result<void> FsMeta::rmdir(uint64_t parent, std::string_view name, const OpenCheck& is_open,
+                           Durability durability) {
   RAIDFS_CHECK(check_name(name));
   std::unique_lock lock(mu_);
   Txn txn(*store_);
@@ -189,7 +204,7 @@ Result<void> FsMeta::rmdir(uint64_t parent, std::string_view name, Durability du
   if (!empty) return fail(ENOTEMPTY, "directory \"" + std::string(name) + "\" is not empty");
   const int64_t now = now_ns();
   txn.del_dirent(parent, name, *d);
-  RAIDFS_CHECK(destroy_inode(txn, child));
+  RAIDFS_CHECK(drop_dir(txn, child, is_open, now));
   RAIDFS_CHECK(touch_dir(txn, parent, now, -1));
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();
@@ -265,9 +280,8 @@ Result<std::optional<UnlinkResult>> FsMeta::rename(uint64_t old_parent, std::str
       txn.del_dirent(new_parent, new_name, *dst);
       if (dst_dir) {
         RAIDFS_TRY(Inode victim, txn.load_inode(dst->child));
-        RAIDFS_CHECK(destroy_inode(txn, victim));
+        RAIDFS_TRY(replaced, drop_dir(txn, victim, target_open, now));
         RAIDFS_CHECK(touch_dir(txn, new_parent, now, -1));
-        replaced = UnlinkResult{victim.ino, 0, false, true};
       } else {
         RAIDFS_TRY(replaced, drop_link(txn, dst->child, target_open, now));
       }

@@ -158,3 +158,55 @@ sys.exit(1 if problems or listings[0] < 3 else 0)
 PY
 it_log "readdir during renames in the directory: each file listed once"
 it_umount "$mp"
+
+# A directory removed while open (rmdir, or renamed over by another) lives until it is closed:
+# fstat and readdir on the open descriptor work (empty, nlink 0), as on ext4; after the close,
+# and after a SIGKILL with one still open, fsck finds nothing wrong.
+it_mount "$arr/meta" "$mp"
+python3 - "$mp" <<'PY' || fail "a directory removed while open did not live on until closed"
+import os, sys
+mp = sys.argv[1]
+for d in ("a", "b", "c"): os.mkdir(os.path.join(mp, d))
+fb = os.open(os.path.join(mp, "b"), os.O_RDONLY | os.O_DIRECTORY)
+os.rename(os.path.join(mp, "a"), os.path.join(mp, "b"))   # a over the empty, open b
+fc = os.open(os.path.join(mp, "c"), os.O_RDONLY | os.O_DIRECTORY)
+os.rmdir(os.path.join(mp, "c"))
+for fd, what in ((fb, "renamed over"), (fc, "removed")):
+    st = os.fstat(fd)
+    assert st.st_nlink == 0, (what, st.st_nlink)
+    assert os.listdir(fd) == [], what
+os.close(fb)
+os.close(fc)
+PY
+# One still open when the daemon is killed: an orphan directory, which fsck accepts and the next
+# mount removes.
+python3 - "$mp" >"$IT_WORK/holder.out" <<'PY' &
+import os, sys, time
+d = os.path.join(sys.argv[1], "kept-open")
+os.mkdir(d)
+fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+os.rmdir(d)
+print("ready", flush=True)
+time.sleep(60)
+PY
+holder=$!
+for ((t = 0; t < 100; t++)); do grep -q ready "$IT_WORK/holder.out" && break; sleep 0.1; done
+grep -q ready "$IT_WORK/holder.out" || fail "the holder did not get its directory open"
+pids=$(it_daemon_pids "$mp" "$IT_WORK")
+kill -KILL $pids
+kill $holder 2>/dev/null || true
+wait $holder 2>/dev/null || true
+fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
+it_umount "$mp"
+# (the killed daemon's member files are let go a moment after it dies: its rings are torn down
+# asynchronously)
+for ((t = 0; t < 50; t++)); do
+  rc=0; out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || rc=$?
+  [[ $rc -ne 0 && $out == *"in use"* ]] || break
+  sleep 0.1
+done
+((rc == 0)) || fail "fsck with an orphan directory left by a SIGKILL: $out"
+it_mount "$arr/meta" "$mp"
+it_umount "$mp"
+out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || fail "fsck after the mount removed the orphan directory: $out"
+it_log "directories removed while open lived until closed; an orphan one after a SIGKILL is removed at mount; fsck clean"
