@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -291,9 +292,24 @@ TEST(Crash, SigkillAtRandomPointsLeavesConsistentMetadata) {
       execve(argv[0], argv, envp.data());
       _exit(127);
     }
-    std::this_thread::sleep_for(delay);
+    // Every other iteration waits until the child acknowledged a synced write first (a slow
+    // sanitizer build on a loaded machine may otherwise be killed before it gets anywhere, every
+    // time); the others may kill it at any point, opening included.
     int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == 0) {
+    bool reaped = false;
+    if (iterations % 2 == 0) {
+      std::error_code ec;
+      const auto before = std::filesystem::file_size(ack_log, ec);
+      const uintmax_t start = ec ? 0 : before;
+      for (int t = 0; t < 1000 && !reaped; ++t) {
+        reaped = waitpid(pid, &status, WNOHANG) == pid;
+        const auto now = std::filesystem::file_size(ack_log, ec);
+        if (!ec && now > start) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    if (!reaped) std::this_thread::sleep_for(delay);
+    if (!reaped && waitpid(pid, &status, WNOHANG) == 0) {
       kill(pid, SIGKILL);
       ASSERT_EQ(waitpid(pid, &status, 0), pid);
     }
