@@ -192,12 +192,9 @@ PY
 holder=$!
 for ((t = 0; t < 100; t++)); do grep -q ready "$IT_WORK/holder.out" && break; sleep 0.1; done
 grep -q ready "$IT_WORK/holder.out" || fail "the holder did not get its directory open"
-pids=$(it_daemon_pids "$mp" "$IT_WORK")
-kill -KILL $pids
-kill $holder 2>/dev/null || true
+it_kill_daemon "$mp"
+kill $holder 2>/dev/null || true  # after the daemon: its close must not reach it
 wait $holder 2>/dev/null || true
-fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
-it_umount "$mp"
 # (the killed daemon's member files are let go a moment after it dies: its rings are torn down
 # asynchronously)
 for ((t = 0; t < 50; t++)); do

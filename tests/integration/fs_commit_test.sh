@@ -15,15 +15,6 @@ arr=$IT_WORK/arr mp=$IT_WORK/mnt src=$IT_WORK/src
 it_make_array "$arr" 6 64M -c 16K
 mkdir -p "$src"
 
-# kill_daemon: SIGKILL, lazy unmount, wait until the images are free.
-kill_daemon() {
-  local pids
-  pids=$(it_daemon_pids "$mp" "$IT_WORK")
-  [[ -n $pids ]] || fail "no daemon found to kill"
-  kill -KILL $pids
-  fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
-  it_umount "$mp"
-}
 
 # 1. Written, closed, not synced; the interval passes; killed.
 it_mount "$arr/meta" "$mp" -o commit=1
@@ -32,7 +23,7 @@ for s in 100 5000 65536 300000 1048576; do
   cp "$src/f$s" "$mp/f$s"
 done
 sleep 3
-kill_daemon
+it_kill_daemon "$mp"
 it_mount "$arr/meta" "$mp" -o commit=1
 for s in 100 5000 65536 300000 1048576; do
   cmp "$src/f$s" "$mp/f$s" || fail "f$s, written and closed 3 s before the SIGKILL with commit=1, did not survive"
@@ -54,7 +45,7 @@ for round in 1 2 3; do
     cp "$src/new$i" "$mp/.doc$i.tmp"
     mv "$mp/.doc$i.tmp" "$mp/doc$i"
   done
-  kill_daemon
+  it_kill_daemon "$mp"
   it_mount "$arr/meta" "$mp" -o commit=3600
   for i in 1 2 3 4 5 6; do
     if cmp -s "$src/new$i" "$mp/doc$i"; then

@@ -22,22 +22,6 @@ it_mount "$arr/meta" "$mp"
 it_random_file "$src/before" $((12 * 1048576))
 cp "$src/before" "$mp/before" && sync "$mp/before"
 
-# check_without OTHERS...: unmounts, takes the given members away, mounts degraded, compares
-# every file of $src, brings them back.
-check_without() {
-  local label=$1; shift
-  it_umount "$mp"
-  local i
-  for i; do mv "$arr/m$i.img" "$arr/away-m$i.img"; done
-  it_mount "$arr/meta" "$mp" -o ro
-  for f in "$src"/*; do
-    cmp "$f" "$mp/$(basename "$f")" || fail "$label: $(basename "$f") reads back wrong with members $* away"
-  done
-  it_umount "$mp"
-  for i; do mv "$arr/away-m$i.img" "$arr/m$i.img"; done
-  it_mount "$arr/meta" "$mp"
-  it_log "$label: every file reads back with members $* away"
-}
 
 # --- 1. fail, write while it is out, rebuild under fio writers -----------------------------------
 "$admin" fail "$mp" 2 >/dev/null || fail "raidfs fail 2"
@@ -53,7 +37,7 @@ it_status "$mp" | grep -q '^member 2: active' || fail "member 2 is not active af
 it_status "$mp" | grep -q '^state: healthy' || fail "not healthy after the rebuild"
 it_log "$(tail -n 1 "$IT_WORK/rebuild.out")"
 cp "$mp/during" "$src/during"   # fio verified it; now it is part of what must survive
-check_without "after the rebuild" 0 1
+it_check_without "$arr" "$mp" "$src" "after the rebuild" 0 1
 
 # --- 2. SIGKILL in the middle of a rebuild ------------------------------------------------------
 "$admin" fail "$mp" 4 >/dev/null || fail "raidfs fail 4"
@@ -62,10 +46,7 @@ cp "$src/second" "$mp/second" && sync "$mp/second"
 "$admin" rebuild --rate 2M "$mp" 4 >/dev/null || fail "starting a slow rebuild of member 4"
 sleep 2
 it_status "$mp" | grep -q '^rebuild: member 4 running' || fail "the slow rebuild is not running: $(it_status "$mp" | grep '^rebuild')"
-pids=$(it_daemon_pids "$mp" "$IT_WORK")
-kill -KILL $pids
-fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
-it_umount "$mp"
+it_kill_daemon "$mp"
 it_mount "$arr/meta" "$mp"
 it_status "$mp" | grep -q '^rebuild: member 4 running' || fail "the rebuild did not resume: $(it_status "$mp" | grep -E '^(rebuild|member 4)')"
 limit=$("$admin" status --json "$mp" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rebuild"]["rate_limit"])')
@@ -73,7 +54,7 @@ limit=$("$admin" status --json "$mp" | python3 -c 'import json,sys; print(json.l
 for ((t = 0; t < 600; t++)); do it_status "$mp" | grep -q '^rebuild: member 4 running' || break; sleep 0.1; done
 it_status "$mp" | grep -q '^rebuild: member 4 finished' || fail "the resumed rebuild did not finish: $(it_status "$mp" | grep '^rebuild')"
 it_log "after a SIGKILL: $(it_status "$mp" | grep '^rebuild')"
-check_without "after the resumed rebuild" 0 5
+it_check_without "$arr" "$mp" "$src" "after the resumed rebuild" 0 5
 
 # --- 3. a member missing at a mount comes back ----------------------------------------------------
 it_umount "$mp"
@@ -96,7 +77,7 @@ read -r rebuilt skipped < <(rebuild_counts)
 (( rebuilt > 0 && rebuilt <= 60 )) || fail "the returned member's rebuild rewrote $rebuilt stripes (only ~48 were written while it was away)"
 (( skipped >= 400 )) || fail "the returned member's rebuild skipped only $skipped stripes (about 480 were on it, unchanged)"
 it_log "returned member: $rebuilt stripes rebuilt, $skipped unchanged ones skipped"
-check_without "after rebuilding the returned member" 1 2
+it_check_without "$arr" "$mp" "$src" "after rebuilding the returned member" 1 2
 
 # --- 4. a stale copy of a member put back in place -----------------------------------------------
 it_umount "$mp"
@@ -115,6 +96,6 @@ read -r rebuilt skipped < <(rebuild_counts)
 (( rebuilt > 0 && rebuilt <= 60 && skipped >= 400 )) ||
   fail "the stale member's rebuild: $rebuilt rebuilt, $skipped skipped (expected ~48 and ~500)"
 it_log "stale copy: detected, $rebuilt stripes rebuilt, $skipped skipped"
-check_without "after rebuilding the stale copy" 0 3
+it_check_without "$arr" "$mp" "$src" "after rebuilding the stale copy" 0 3
 it_umount "$mp"
 out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || fail "fsck -n after the rebuilds: $out"

@@ -29,10 +29,7 @@ cmp "$src/a" "$mp/a" || fail "a reads back wrong after remount,ro"
 it_log "remount,ro: read-only (nodev kept), writes refused with EROFS, reads go on"
 
 # Durable: kill the daemon without an unmount; the next mount finds a whole.
-pids=$(it_daemon_pids "$mp" "$IT_WORK")
-kill -KILL $pids
-fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
-it_umount "$mp"
+it_kill_daemon "$mp"
 it_mount "$arr/meta" "$mp"
 cmp "$src/a" "$mp/a" || fail "a, written without fsync before remount,ro, did not survive a SIGKILL"
 it_log "what was written before remount,ro survived a SIGKILL of the daemon"

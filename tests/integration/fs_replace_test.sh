@@ -20,22 +20,6 @@ it_mount "$arr/meta" "$mp"
 it_random_file "$src/before" $((12 * 1048576))
 cp "$src/before" "$mp/before" && sync "$mp/before"
 
-# check_without OTHERS...: as in fs_rebuild: unmount, take the members away, every file of $src
-# compared on a degraded read-only mount, members back, mounted again.
-check_without() {
-  local label=$1; shift
-  it_umount "$mp"
-  local i
-  for i; do mv "$arr/m$i.img" "$arr/away-m$i.img"; done
-  it_mount "$arr/meta" "$mp" -o ro
-  for f in "$src"/*; do
-    cmp "$f" "$mp/$(basename "$f")" || fail "$label: $(basename "$f") reads back wrong with members $* away"
-  done
-  it_umount "$mp"
-  for i; do mv "$arr/away-m$i.img" "$arr/m$i.img"; done
-  it_mount "$arr/meta" "$mp"
-  it_log "$label: every file reads back with members $* away"
-}
 # refused WHY ARGS...: raidfs replace ARGS fails with one line containing WHY, and nothing changed.
 refused() {
   local why=$1 out rc=0; shift
@@ -85,7 +69,7 @@ it_status "$mp" | grep -q 'old-m2.img: was member 2 before another device took i
 it_umount "$mp"
 printf '%s\n' "$arr"/m{0..5}.img >"$arr/meta/members"
 it_mount "$arr/meta" "$mp"
-check_without "after the replace" 0 1
+it_check_without "$arr" "$mp" "$src" "after the replace" 0 1
 
 # --- 2. SIGKILL in the middle of a replace ---------------------------------------------------------
 it_random_file "$src/second" $((4 * 1048576))
@@ -95,10 +79,7 @@ truncate -s 80M "$IT_WORK/new4.img"
 sleep 2
 it_status "$mp" | grep -q '^replace: member 4 running' || fail "the slow replace is not running: $(it_status "$mp" | grep -E '^(replace|rebuild)')"
 grep -qx "$IT_WORK/new4.img" "$arr/meta/members" || fail "the member list does not name the new device"
-pids=$(it_daemon_pids "$mp" "$IT_WORK")
-kill -KILL $pids
-fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
-it_umount "$mp"
+it_kill_daemon "$mp"
 it_mount "$arr/meta" "$mp"
 it_status "$mp" | grep -q '^replace: member 4 running' || fail "the replace did not resume: $(it_status "$mp" | grep -E '^(replace|member 4)')"
 for ((t = 0; t < 600; t++)); do it_status "$mp" | grep -q '^replace: member 4 running' || break; sleep 0.1; done
@@ -108,7 +89,7 @@ it_umount "$mp"
 mv "$IT_WORK/new4.img" "$arr/m4.img"
 printf '%s\n' "$arr"/m{0..5}.img >"$arr/meta/members"
 it_mount "$arr/meta" "$mp"
-check_without "after the resumed replace" 0 5
+it_check_without "$arr" "$mp" "$src" "after the resumed replace" 0 5
 
 # --- 3. a member whose device is gone ---------------------------------------------------------------
 it_umount "$mp"
@@ -119,6 +100,6 @@ cp "$src/third" "$mp/third" && sync "$mp/third"
 truncate -s 64M "$arr/m3.img"
 "$admin" replace --wait "$mp" 3 "$arr/m3.img" >/dev/null || fail "replacing the missing member 3"
 it_status "$mp" | grep -q '^state: healthy' || fail "not healthy after replacing the missing member"
-check_without "after replacing a missing member" 4 5
+it_check_without "$arr" "$mp" "$src" "after replacing a missing member" 4 5
 it_umount "$mp"
 out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || fail "fsck -n after the replaces: $out"

@@ -113,10 +113,7 @@ cp "$src/many" "$mp/many" && sync "$mp/many"
 sleep 2
 checked=$(scrub_field '\(([0-9]+) of')
 it_status "$mp" | grep -q '^scrub: running' || fail "the slow scrub is not running: $(it_status "$mp" | grep '^scrub')"
-pids=$(it_daemon_pids "$mp" "$IT_WORK")
-kill -KILL $pids
-fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
-it_umount "$mp"
+it_kill_daemon "$mp"
 it_log "killed the daemon with the scrub at stripe ~$checked"
 it_mount "$arr/meta" "$mp"
 it_status "$mp" | grep -q '^scrub: running' || fail "the scrub did not resume after the SIGKILL: $(it_status "$mp" | grep '^scrub')"

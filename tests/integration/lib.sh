@@ -169,6 +169,34 @@ it_umount() {
   fail "the daemon of $mp (pids $(echo $pids)) did not exit within $IT_DAEMON_WAIT s of the unmount"
 }
 
+# it_kill_daemon MP: SIGKILLs the daemon serving MP (a crash), unmounts the dead mount lazily and
+# waits until nothing holds the images, so that the array can be mounted again.
+it_kill_daemon() {
+  local mp=$1 pids
+  pids=$(it_daemon_pids "$mp" "$IT_WORK")
+  [[ -n $pids ]] || fail "no daemon of $mp found to kill"
+  kill -KILL $pids
+  fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
+  it_umount "$mp"
+}
+
+# it_check_without ARR MP SRC LABEL MEMBERS...: unmounts MP, takes the given members of the array
+# made in ARR away, mounts it degraded read-only and compares every file of SRC with the same
+# name on the mount, then brings the members back and mounts ARR/meta on MP again.
+it_check_without() {
+  local arr=$1 mp=$2 src=$3 label=$4 i f; shift 4
+  it_umount "$mp"
+  for i; do mv "$arr/m$i.img" "$arr/away-m$i.img"; done
+  it_mount "$arr/meta" "$mp" -o ro
+  for f in "$src"/*; do
+    cmp "$f" "$mp/$(basename "$f")" || fail "$label: $(basename "$f") reads back wrong with members $* away"
+  done
+  it_umount "$mp"
+  for i; do mv "$arr/away-m$i.img" "$arr/m$i.img"; done
+  it_mount "$arr/meta" "$mp"
+  it_log "$label: every file reads back with members $* away"
+}
+
 it_remount() {
   local spec=$1 mp=$2; shift 2
   it_umount "$mp"
