@@ -256,8 +256,9 @@ class Array {
   // checks the blocks against their checksums. ENXIO when there is no source.
   bool has_replace_source() const { return fds_[fds_.count] >= 0; }
   Result<void> read_replace_source(IoChannel& channel, uint64_t stripe, uint8_t* dest);
-  // Closes the source (finish_rebuild does it too). Only the thread that reads the source may
-  // call it.
+  // Takes the source out of the table (finish_rebuild does it too); its descriptor is closed with
+  // the array, since another thread may be registering the number it just read. Only the thread
+  // that reads the source may call it.
   void drop_replace_source();
 
   // The member becomes kRebuilding, recorded in the superblocks: written like an active member
@@ -322,6 +323,7 @@ class Array {
   Geometry geometry_;
   ParityCodec codec_;
   MemberFds fds_;          // -1 where a member is absent; changed only by replace_member
+  std::vector<int> retired_fds_;  // replace sources no longer in the table; closed with the array
   std::vector<std::string> paths_;      // under superblock_mutex_ once open (a replace changes one)
   // Each member's size as formatted (locates its backup), and whether it needs a flush for
   // durability; a replace changes them under superblock_mutex_.

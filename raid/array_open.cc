@@ -299,6 +299,7 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
 }
 
 Array::~Array() {
+  for (int fd : retired_fds_) ::close(fd);
   for (uint32_t i = 0; i < fds_.slots(); ++i) {
     const int fd = fds_[i];
     if (fd < 0) continue;
@@ -501,7 +502,10 @@ void Array::drop_replace_source_locked() {
   const int fd = fds_.fd[fds_.count].exchange(-1);
   if (fd < 0) return;
   fds_.version++;
-  ::close(fd);  // rings that registered it let go at their next batch; none reads it but the rebuild
+  // Not closed until the array is: another thread may have just read the number from the table
+  // and be registering it with a new ring (a closed number would fail that with EBADF, or name
+  // another file by then).
+  retired_fds_.push_back(fd);
 }
 
 uint32_t Array::unavailable_count() const {
