@@ -144,12 +144,23 @@ Result<std::unique_ptr<IoContext>> Filesystem::make_io_context() const {
 
 // --- namespace --------------------------------------------------------------------------------------
 
-meta::Inode Filesystem::with_pending_size(meta::Inode inode) const {
+meta::Inode Filesystem::with_pending(meta::Inode inode) const {
   if (!is_reg(inode)) return inode;
-  inode.size = std::max(inode.size, writer_->pending_end(inode.ino));
+  const StripeWriter::PendingSummary pending = writer_->pending_summary(inode.ino);
+  inode.size = std::max(inode.size, pending.end);
   // 0 means no pending time (a stored time may be negative: before 1970).
-  if (const int64_t t = writer_->pending_mtime(inode.ino); t != 0 && t > inode.mtime_ns)
-    inode.mtime_ns = inode.ctime_ns = t;
+  if (pending.mtime_ns != 0 && pending.mtime_ns > inode.mtime_ns)
+    inode.mtime_ns = inode.ctime_ns = pending.mtime_ns;
+  if (inode.blocks != meta::kBlocksUnknown) {
+    inode.blocks += pending.blocks;
+    // While a handle may write, the kernel may hold data raidfs has not seen (its writeback
+    // cache, a shared mapping): never call such a file empty. tar --sparse archives a file
+    // whose st_blocks is 0 as all holes, and cp --sparse asks SEEK_DATA, which the kernel
+    // answers itself under the writeback cache (all data).
+    if (open_files_->has_writer(inode.ino))
+      inode.blocks = std::max({inode.blocks, (inode.size + kBlockBytes - 1) / kBlockBytes,
+                               uint64_t{1}});
+  }
   return inode;
 }
 
@@ -158,7 +169,7 @@ Result<meta::Inode> Filesystem::current(const ReadInode& read) const {
   for (unsigned attempt = 0;; ++attempt) {
     const uint64_t epoch = writer_->pending_epoch();
     RAIDFS_TRY(meta::Inode inode, read());
-    inode = with_pending_size(std::move(inode));
+    inode = with_pending(std::move(inode));
     if (epoch % 2 == 0 && writer_->pending_epoch() == epoch) return inode;
     if (attempt >= 8) std::this_thread::yield();  // a commit is under way: it is short
   }
@@ -272,7 +283,8 @@ Result<meta::ReaddirBatch> Filesystem::readdir(uint64_t dir, uint64_t after_cook
 Result<meta::Inode> Filesystem::open(uint64_t ino, int flags) {
   // Counted first, then looked up: a removal either sees this handle (and keeps the inode) or
   // has already claimed or removed it, and then this open fails (open_files.h).
-  if (!open_files_->open(ino)) return fail(ENOENT, "the file is being removed");
+  const bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  if (!open_files_->open(ino, writable)) return fail(ENOENT, "the file is being removed");
   auto opened = [&]() -> Result<meta::Inode> {
     RAIDFS_TRY(meta::Inode inode, getattr(ino));
     const int access = flags & O_ACCMODE;
@@ -282,7 +294,7 @@ Result<meta::Inode> Filesystem::open(uint64_t ino, int flags) {
       return fail(EROFS, "read-only mount");
     return inode;
   }();
-  if (!opened) (void)release(ino);
+  if (!opened) (void)release(ino, writable);
   return opened;
 }
 
@@ -296,16 +308,16 @@ Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, u
   // Opened before the commit: an unlink of the new name right after it finds the handle.
   uint64_t counted = 0;
   args.opened = [&](uint64_t ino) {
-    open_files_->open(ino);  // a new inode: no removal can have claimed it
+    open_files_->open(ino, true);  // a new inode: no removal can have claimed it
     counted = ino;
   };
   auto inode = meta_->create(parent, name, args);
-  if (!inode && counted != 0) open_files_->release(counted);
+  if (!inode && counted != 0) open_files_->release(counted, true);
   return inode;
 }
 
-Result<void> Filesystem::release(uint64_t ino) {
-  if (!open_files_->release(ino)) return {};
+Result<void> Filesystem::release(uint64_t ino, bool writable) {
+  if (!open_files_->release(ino, writable)) return {};
   // The last close of an unlinked file (nlink 0: an orphan) removes it — unless it was opened
   // again meanwhile (through /proc/PID/fd), which the claim finds. Decided under the metadata's
   // lock, as an unlink's orphaning is, so that one of the two always sees the other.

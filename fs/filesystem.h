@@ -152,11 +152,12 @@ class Filesystem {
 
   // --- open files ------------------------------------------------------------------------------
   // open/create count an open handle on the inode (an unlinked inode lives until the last
-  // release). open: EISDIR for a directory opened for writing. create: a regular file, opened.
+  // release). open: EISDIR for a directory opened for writing. create: a regular file, opened
+  // for writing. release: `writable` as the handle was opened (open: flags not O_RDONLY).
   Result<meta::Inode> open(uint64_t ino, int flags);
   Result<meta::Inode> create(uint64_t parent, std::string_view name, uint32_t mode,
                              const Caller& caller);
-  Result<void> release(uint64_t ino);
+  Result<void> release(uint64_t ino, bool writable);
   // Reads up to `size` bytes at `offset` into `dest` (4 KiB-aligned, room for `size` rounded up
   // to 4 KiB). Returns the bytes read (short at end of file, 0 past it). Holes read as zeros.
   // EIO when a block cannot be read or rebuilt (more than the parity count of its row lost).
@@ -222,7 +223,7 @@ class Filesystem {
   Result<void> seal_leftover_open_stripes(IoContext& ctx);
   // The commit timer's work: pending data committed, the metadata log synced. Logs failures.
   void commit_by_time();
-  meta::Inode with_pending_size(meta::Inode inode) const;
+  meta::Inode with_pending(meta::Inode inode) const;
   // The inode `read` returns, with what the open stripe holds of it, read again if pending data
   // changed hands in between (StripeWriter::pending_epoch).
   template <class ReadInode>

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <utility>
 
+#include "base/log.h"
 #include "base/units.h"
 #include "fs/filesystem.h"
 #include "fs/scrubber.h"
@@ -178,6 +179,9 @@ std::string Filesystem::status_text() const {
   }
   for (const std::string& w : array_->warnings()) out << "warning: " << w << "\n";
   for (const std::string& w : warnings()) out << "warning: " << w << "\n";
+  // The log's last warnings and errors: what happened, for a user on a machine without syslog.
+  out << "log: " << log_destination() << "\n";
+  for (const std::string& line : recent_warnings()) out << "recent: " << line << "\n";
   return out.str();
 }
 
@@ -253,6 +257,10 @@ std::string Filesystem::status_json() const {
   bool first = true;
   for (const std::string& w : array_->warnings()) out << (std::exchange(first, false) ? "" : ", ") << json_string(w);
   for (const std::string& w : warnings()) out << (std::exchange(first, false) ? "" : ", ") << json_string(w);
+  out << "], \"log\": " << json_string(log_destination()) << ", \"recent\": [";
+  first = true;
+  for (const std::string& line : recent_warnings())
+    out << (std::exchange(first, false) ? "" : ", ") << json_string(line);
   out << "]}\n";
   return out.str();
 }

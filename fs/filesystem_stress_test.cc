@@ -155,14 +155,14 @@ class StressTest : public ::testing::Test {
             failed(name + ": rename over: " + r.error().message);
             break;
           }
-          (void)fs_->release(file);  // the old file, maybe an orphan now
+          (void)fs_->release(file, true);  // the old file, maybe an orphan now
           ino[name] = created->ino;
           content = std::move(data);
           break;
         }
       }
     }
-    for (const auto& [name, handle] : ino) (void)fs_->release(handle);
+    for (const auto& [name, handle] : ino) (void)fs_->release(handle, true);
   }
 
   testing::TempDir dir_;
@@ -193,7 +193,7 @@ TEST_F(StressTest, ConcurrentOperationsMatchTheModelBeforeAndAfterARemount) {
       auto n = fs_->read(**made, found->ino, rng() % kFileBytesMax, 200000, buf.data());
       if (!n) failed(name + ": reader: " + n.error().message);
       ++reads;
-      (void)fs_->release(found->ino);
+      (void)fs_->release(found->ino, false);
     }
   });
   std::vector<std::thread> workers;

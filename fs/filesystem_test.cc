@@ -327,7 +327,7 @@ TEST_F(FilesystemTest, FullArrayGivesEnospcKeepsDataAndFreesSpaceOnDelete) {
   EXPECT_EQ(read(keep, 0, dk.size()), dk);
   ASSERT_TRUE(fs_->unlink(meta::kRootIno, "fill"));
   EXPECT_LT(fs_->statfs().blocks_free, 16u) << "still open: its space is still in use";
-  ASSERT_TRUE(fs_->release(fill));
+  ASSERT_TRUE(fs_->release(fill, true));
   ASSERT_TRUE(fs_->sync_all(*ctx_));
   EXPECT_GT(fs_->statfs().blocks_free, fs_->statfs().blocks / 2);
   const uint64_t again = create("again");
@@ -487,7 +487,7 @@ TEST_F(FilesystemTest, AnUnlinkedOpenFileWorksUntilItsLastClose) {
   ASSERT_TRUE(fs_->fsync(*ctx_, a));
   EXPECT_EQ(read(a, 0, d.size()), d);
   EXPECT_EQ(fs_->meta().orphans().size(), 1u);
-  ASSERT_TRUE(fs_->release(a));
+  ASSERT_TRUE(fs_->release(a, true));
   EXPECT_TRUE(fs_->meta().orphans().empty());
   EXPECT_EQ(fs_->getattr(a).error().code, ENOENT);
 }
@@ -514,7 +514,7 @@ TEST_F(FilesystemTest, AnOpenRacingUnlinkOrRenameOverNeverLosesItsHandle) {
       const std::string tmp = "tmp" + std::to_string(id);
       auto made = fs_->create(meta::kRootIno, tmp, 0644, {});
       if (!made) continue;
-      (void)fs_->release(made->ino);
+      (void)fs_->release(made->ino, true);
       if (i % 2 == 0)
         (void)fs_->rename(**ctx, meta::kRootIno, tmp, meta::kRootIno, "b", 0);
       else if (fs_->unlink(meta::kRootIno, "b"))
@@ -547,7 +547,7 @@ TEST_F(FilesystemTest, AnOpenRacingUnlinkOrRenameOverNeverLosesItsHandle) {
       auto r = fs_->read(**ctx, ino, at, 4096, back.data());
       if (!r || *r != 4096 || std::memcmp(back.data(), block.data(), 4096) != 0)
         failed("read through an open handle: " + (r ? std::to_string(*r) + " bytes" : r.error().message));
-      if (auto closed = fs_->release(ino); !closed) failed("release: " + closed.error().message);
+      if (auto closed = fs_->release(ino, true); !closed) failed("release: " + closed.error().message);
     }
   };
   std::vector<std::thread> threads;

@@ -68,7 +68,7 @@ class FsckTest : public ::testing::Test {
     auto data = random_bytes(size, seed);
     auto n = fs_->write(*ctx_, inode->ino, 0, data);
     EXPECT_TRUE(n && *n == size);
-    EXPECT_TRUE(fs_->release(inode->ino));
+    EXPECT_TRUE(fs_->release(inode->ino, true));
     if (fsync) {
       EXPECT_TRUE(fs_->fsync(*ctx_, inode->ino));
     }

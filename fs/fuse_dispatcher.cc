@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/file_clock.h"
 #include "base/log.h"
 #include "fs/fuse_encode.h"
 
@@ -73,11 +74,8 @@ const char* opcode_name(uint32_t opcode) {
   return name != nullptr ? name : "unknown";
 }
 
-int64_t now_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
+// The fh of a handle that may write (any other handle's is 0).
+constexpr uint64_t kWritableHandle = 1;
 
 }  // namespace
 
@@ -120,14 +118,15 @@ struct RequestDispatcher::Call {
     fuse::fill_attr(inode, out.attr);
     put_fixed(out);
   }
-  // fh 0: raidfs keeps no per-handle state. KEEP_CACHE: only this mount changes the files, so
+  // fh: whether the handle counts as a writer (fs/open_files.h), handed back in RELEASE; raidfs
+  // keeps no other per-handle state. KEEP_CACHE: only this mount changes the files, so
   // the page cache stays valid across opens. A handle opened for writing on a nearly full array
   // bypasses the page cache (DIRECT_IO): its writes reach raidfs at once, so a writer that fills
   // the array hears ENOSPC at the write, not at a close long after the kernel took gigabytes it
   // could never store.
-  void put_open(uint32_t flags) {
+  void put_open(bool writing) {
     fuse_open_out out{};
-    const bool writing = (flags & O_ACCMODE) != O_RDONLY;
+    out.fh = writing ? kWritableHandle : 0;
     out.open_flags = writing && fs().nearly_full() ? FOPEN_DIRECT_IO : FOPEN_KEEP_CACHE;
     put_fixed(out, reply.fixed_bytes);
   }
@@ -268,7 +267,7 @@ struct RequestDispatcher::Call {
   Result<void> open() {
     RAIDFS_TRY(const fuse_open_in in, read_struct<fuse_open_in>(req.op));
     RAIDFS_CHECK(fs().open(nodeid(), static_cast<int>(in.flags)));
-    put_open(in.flags);
+    put_open((in.flags & O_ACCMODE) != O_RDONLY);
     return {};
   }
   Result<void> read() {
@@ -372,7 +371,7 @@ struct RequestDispatcher::Call {
     RAIDFS_TRY(const Caller caller, creator(mode, false));
     RAIDFS_TRY(const meta::Inode inode, fs().create(nodeid(), name, mode, caller));
     put_entry(inode);
-    put_open(in.flags);  // after the entry: CREATE's reply is fuse_entry_out then fuse_open_out
+    put_open(true);  // after the entry: CREATE's reply is fuse_entry_out then fuse_open_out
     return {};
   }
   Result<void> fallocate() {
@@ -478,7 +477,7 @@ Result<void> RequestDispatcher::Call::setattr() {
   if (in.valid & FATTR_GID) attr.gid = in.gid;
   if (in.valid & FATTR_SIZE) attr.size = in.size;
   if (in.valid & (FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
-    const int64_t now = now_ns();
+    const int64_t now = file_time_now_ns();
     if (in.valid & FATTR_ATIME_NOW) attr.atime_ns = now;
     if (in.valid & FATTR_MTIME_NOW) attr.mtime_ns = now;
   }
@@ -488,10 +487,14 @@ Result<void> RequestDispatcher::Call::setattr() {
   if ((in.valid & FATTR_MTIME) && !(in.valid & FATTR_MTIME_NOW)) {
     RAIDFS_TRY(attr.mtime_ns, fuse::join_time(in.mtime, in.mtimensec));
   }
-  // FATTR_CTIME (the kernel's own ctime under writeback cache) is ignored: the metadata sets
-  // ctime itself on every change. FATTR_FH and FATTR_LOCKOWNER carry nothing raidfs uses.
-  const bool changes =
-      attr.mode || attr.uid || attr.gid || attr.size || attr.atime_ns || attr.mtime_ns;
+  // FATTR_CTIME: the kernel's own ctime (the writeback cache's, for the writes it flushes),
+  // stored as sent so that the time shown while mounted is the one kept. FATTR_FH and
+  // FATTR_LOCKOWNER carry nothing raidfs uses.
+  if (in.valid & FATTR_CTIME) {
+    RAIDFS_TRY(attr.ctime_ns, fuse::join_time(in.ctime, in.ctimensec));
+  }
+  const bool changes = attr.mode || attr.uid || attr.gid || attr.size || attr.atime_ns ||
+                       attr.mtime_ns || attr.ctime_ns;
   if (!changes) return getattr();
   RAIDFS_TRY(const meta::Inode inode, fs().setattr(ctx, nodeid(), attr));
   put_attr(inode);
@@ -595,8 +598,10 @@ Result<void> RequestDispatcher::Call::run() {
       return write();
     case FUSE_STATFS:
       return statfs();
-    case FUSE_RELEASE:
-      return fs().release(nodeid());
+    case FUSE_RELEASE: {
+      RAIDFS_TRY(const fuse_release_in in, read_struct<fuse_release_in>(req.op));
+      return fs().release(nodeid(), in.fh == kWritableHandle);
+    }
     case FUSE_FSYNC:
       return fs().fsync(ctx, nodeid());  // fdatasync too: the same commit
     case FUSE_SETXATTR:
@@ -616,7 +621,7 @@ Result<void> RequestDispatcher::Call::run() {
     case FUSE_READDIRPLUS:
       return readdir(true);
     case FUSE_RELEASEDIR:
-      return fs().release(nodeid());
+      return fs().release(nodeid(), false);
     case FUSE_FSYNCDIR:
       return fs().sync_metadata();
     case FUSE_ACCESS:
@@ -790,12 +795,17 @@ Reply RequestDispatcher::dispatch(IoContext& ctx, const RequestView& request,
 
 void RequestDispatcher::reply_not_delivered(const RequestView& request, const Reply& reply) {
   if (!reply.send || reply.error != 0) return;
-  if (request.header.opcode == FUSE_OPEN) {
-    (void)fs_.release(request.header.nodeid);
-  } else if (request.header.opcode == FUSE_CREATE && reply.fixed_bytes >= sizeof(fuse_entry_out)) {
+  if (request.header.opcode == FUSE_OPEN && reply.fixed_bytes >= sizeof(fuse_open_out)) {
+    fuse_open_out open;
+    std::memcpy(&open, reply.fixed, sizeof open);
+    (void)fs_.release(request.header.nodeid, open.fh == kWritableHandle);
+  } else if (request.header.opcode == FUSE_OPENDIR) {
+    (void)fs_.release(request.header.nodeid, false);
+  } else if (request.header.opcode == FUSE_CREATE &&
+             reply.fixed_bytes >= sizeof(fuse_entry_out) + sizeof(fuse_open_out)) {
     fuse_entry_out entry;
     std::memcpy(&entry, reply.fixed, sizeof entry);
-    (void)fs_.release(entry.nodeid);
+    (void)fs_.release(entry.nodeid, true);
   }
 }
 

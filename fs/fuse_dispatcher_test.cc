@@ -295,7 +295,7 @@ TEST_F(DispatcherTest, LookupAndGetattrEncodeTheInode) {
   EXPECT_EQ(e.attr.ino, ino);
   EXPECT_EQ(e.attr.mode, S_IFREG | 0644u);
   EXPECT_EQ(e.attr.size, 1000u);
-  EXPECT_EQ(e.attr.blocks, 2u);  // ceil(1000 / 512)
+  EXPECT_EQ(e.attr.blocks, 8u);  // 1000 bytes take one 4 KiB block
   EXPECT_EQ(e.attr.blksize, 4096u);
   EXPECT_EQ(e.attr.nlink, 1u);
 

@@ -1,6 +1,8 @@
 // fuse_encode: see fuse_encode.h.
 #include "fs/fuse_encode.h"
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <limits>
 
@@ -47,7 +49,12 @@ void fill_attr(const meta::Inode& inode, fuse_attr& out) {
   out = fuse_attr{};
   out.ino = inode.ino;
   out.size = inode.size;
-  out.blocks = inode.size / 512 + (inode.size % 512 != 0);
+  // st_blocks counts 512-byte units. A regular file's are the stripe blocks it holds (holes take
+  // none); other inodes (and files of a store not yet upgraded) report their size.
+  if (S_ISREG(inode.mode) && inode.blocks != meta::kBlocksUnknown)
+    out.blocks = inode.blocks * (kBlockBytes / 512);
+  else
+    out.blocks = inode.size / 512 + (inode.size % 512 != 0);
   const WireTime a = split_time(inode.atime_ns), m = split_time(inode.mtime_ns),
                  c = split_time(inode.ctime_ns);
   out.atime = static_cast<uint64_t>(a.sec);

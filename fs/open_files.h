@@ -1,5 +1,6 @@
 // OpenFiles: how many handles are open on each inode, so that an unlinked file lives until its
-// last close (the metadata keeps it as an orphan meanwhile).
+// last close (the metadata keeps it as an orphan meanwhile), and how many of them may write (the
+// kernel may then hold data of the file that raidfs has not seen yet: see Filesystem::getattr).
 //
 // Opens race removals: an OPEN may come for an inode whose last name a concurrent unlink or
 // rename is taking away. The removal asks keep_or_claim() under the metadata's lock right
@@ -21,20 +22,28 @@ namespace raidfs::fs {
 class OpenFiles {
  public:
   // Counts a handle. False when a removal has claimed the inode (the open must fail: ENOENT).
-  bool open(uint64_t ino) {
+  bool open(uint64_t ino, bool writable) {
     std::lock_guard lock(mu_);
     if (claimed_.contains(ino)) return false;
-    ++count_[ino];
+    Handles& h = count_[ino];
+    ++h.all;
+    if (writable) ++h.writers;
     return true;
   }
-  // Returns true when this was the last open handle.
-  bool release(uint64_t ino) {
+  // Releases a handle counted with the same `writable`. True when it was the last open handle.
+  bool release(uint64_t ino, bool writable) {
     std::lock_guard lock(mu_);
     auto it = count_.find(ino);
     if (it == count_.end()) return true;
-    if (--it->second > 0) return false;
+    if (writable && it->second.writers > 0) --it->second.writers;
+    if (--it->second.all > 0) return false;
     count_.erase(it);
     return true;
+  }
+  bool has_writer(uint64_t ino) const {
+    std::lock_guard lock(mu_);
+    auto it = count_.find(ino);
+    return it != count_.end() && it->second.writers > 0;
   }
   // True when a handle is open (keep the inode); otherwise claims it for removal and returns
   // false. A claimed inode stays claimed until end_removal().
@@ -54,8 +63,12 @@ class OpenFiles {
   }
 
  private:
+  struct Handles {
+    uint32_t all = 0;
+    uint32_t writers = 0;
+  };
   mutable std::mutex mu_;
-  std::unordered_map<uint64_t, uint32_t> count_;
+  std::unordered_map<uint64_t, Handles> count_;
   std::unordered_set<uint64_t> claimed_;
 };
 

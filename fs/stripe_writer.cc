@@ -5,6 +5,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "base/file_clock.h"
 #include "base/log.h"
 #include "fs/io_context.h"
 #include "raid/checksum.h"
@@ -15,12 +16,6 @@ namespace {
 constexpr uint32_t kBlock = kBlockBytes;
 
 uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
-
-int64_t now_ns() {
-  timespec ts;
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
 
 }  // namespace
 
@@ -88,7 +83,7 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
   const uint64_t room = open_free_bytes_ + meta_.free_stripe_count() * uint64_t{data_bytes_};
   const uint64_t need = data.size() + kBlock * (data.size() / data_bytes_ + 2);
   if (need > room) return fail(ENOSPC, "the array is full");
-  const int64_t now = set_times ? now_ns() : 0;
+  const int64_t now = set_times ? file_time_now_ns() : 0;
   size_t accepted = 0;
   while (accepted < data.size()) {
     const uint64_t file_offset = offset + accepted;
@@ -371,18 +366,17 @@ bool StripeWriter::has_pending(uint64_t ino) const {
   return it != pending_.end() && !it->second.extents.empty();
 }
 
-uint64_t StripeWriter::pending_end(uint64_t ino) const {
+StripeWriter::PendingSummary StripeWriter::pending_summary(uint64_t ino) const {
   std::lock_guard pending_lock(pending_mu_);
   auto it = pending_.find(ino);
-  if (it == pending_.end() || it->second.extents.empty()) return 0;
-  const auto& [off, p] = *it->second.extents.rbegin();
-  return off + p.length;
-}
-
-int64_t StripeWriter::pending_mtime(uint64_t ino) const {
-  std::lock_guard pending_lock(pending_mu_);
-  auto it = pending_.find(ino);
-  return it == pending_.end() ? 0 : it->second.mtime_ns;
+  if (it == pending_.end()) return {};
+  PendingSummary out;
+  out.mtime_ns = it->second.mtime_ns;
+  for (const auto& [off, p] : it->second.extents) {
+    out.end = std::max(out.end, off + p.length);
+    out.blocks += meta::blocks_touched(p.stripe_offset, p.length);
+  }
+  return out;
 }
 
 void StripeWriter::clear_pending_mtime(uint64_t ino) {

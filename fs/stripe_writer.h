@@ -96,10 +96,15 @@ class StripeWriter {
   Result<void> seal_after(IoContext& ctx, const std::function<Result<void>()>& first);
 
   // --- for readers and namespace operations --------------------------------------------------
-  // End of the file's pending data (0 when it has none), and the time its last pending write set
-  // (0 when none did).
-  uint64_t pending_end(uint64_t ino) const;
-  int64_t pending_mtime(uint64_t ino) const;
+  // What the file's pending data adds to its committed inode: where it ends (0 when it has
+  // none), the time its last pending write set (0 when none did), and the 4 KiB blocks it holds
+  // in the open stripe (counted whole: blocks it overwrites die only when it commits).
+  struct PendingSummary {
+    uint64_t end = 0;
+    int64_t mtime_ns = 0;
+    uint64_t blocks = 0;
+  };
+  PendingSummary pending_summary(uint64_t ino) const;
   // A time set explicitly (utimens) replaces the pending one.
   void clear_pending_mtime(uint64_t ino);
   // Copies the file's pending data overlapping [offset, offset + length) to dest (dest[0] is
@@ -119,7 +124,7 @@ class StripeWriter {
   // A seqlock over the pending maps for readers that combine them with the committed inode
   // (Filesystem::getattr): pending data changes hands — committed and then dropped from the maps,
   // or dropped by a truncate or punch whose commit follows — between an odd value and the next
-  // even one. A reader that read the committed inode and then pending_end() retries unless it saw
+  // even one. A reader that read the committed inode and then pending_summary() retries unless it saw
   // the same even value before and after: otherwise both reads may have missed the data.
   uint64_t pending_epoch() const { return pending_epoch_.load(); }
 

@@ -29,6 +29,7 @@ std::string_view finding_kind_name(Finding::Kind kind) {
     case Finding::Kind::kExtentBadStripe: return "extent-bad-stripe";
     case Finding::Kind::kExtentBeyondEof: return "extent-beyond-eof";
     case Finding::Kind::kLiveCount: return "live-count";
+    case Finding::Kind::kBlockCount: return "block-count";
     case Finding::Kind::kLeakedStripe: return "leaked-stripe";
     case Finding::Kind::kXattrNoInode: return "xattr-without-inode";
     case Finding::Kind::kCounter: return "counter";
@@ -47,6 +48,8 @@ struct InodeInfo {
   uint32_t names = 0;       // dirents naming it
   uint32_t subdirs = 0;     // child directories (for directories)
   uint64_t named_in = 0;    // the parent of the (last) dirent naming it
+  uint64_t blocks = 0;      // as recorded (kBlocksUnknown in a format-1 store)
+  uint64_t referenced = 0;  // blocks its extents reference
 };
 
 class Checker {
@@ -61,6 +64,7 @@ class Checker {
     check_links();
     check_reachable();
     RAIDFS_CHECK(check_extents());
+    check_block_counts();
     RAIDFS_CHECK(check_stripes());
     RAIDFS_CHECK(check_xattrs());
     RAIDFS_CHECK(check_counter());
@@ -88,7 +92,7 @@ class Checker {
     RAIDFS_CHECK(scan(Family::kInodes, [&](std::string_view k, std::string_view v) -> Result<void> {
       RAIDFS_TRY(uint64_t ino, parse_u64_key(k));
       RAIDFS_TRY(Inode i, decode_inode(ino, v));
-      inodes_[ino] = InodeInfo{i.mode, i.nlink, i.size, i.parent, i.next_cookie, 0, 0, 0};
+      inodes_[ino] = InodeInfo{i.mode, i.nlink, i.size, i.parent, i.next_cookie, 0, 0, 0, i.blocks, 0};
       max_ino_ = std::max(max_ino_, ino);
       return {};
     }));
@@ -252,6 +256,7 @@ class Checker {
         report(Finding::Kind::kExtentNoInode, what + ": inode missing or not a regular file");
       else if (e.file_end() > inode->second.size)
         report(Finding::Kind::kExtentBeyondEof, what + " ends past the file size");
+      if (inode != inodes_.end()) inode->second.referenced += blocks_touched(e.stripe_offset, e.length);
       auto stripe = stripes_.find(e.stripe_id);
       if (stripe == stripes_.end() || stripe->second.state == StripeState::kFree)
         report(Finding::Kind::kExtentBadStripe,
@@ -262,6 +267,15 @@ class Checker {
       refs_[e.stripe_id] += blocks_touched(e.stripe_offset, e.length);
       return {};
     });
+  }
+
+  void check_block_counts() {
+    for (const auto& [ino, info] : inodes_)
+      if (S_ISREG(info.mode) && info.blocks != kBlocksUnknown && info.blocks != info.referenced)
+        report(Finding::Kind::kBlockCount, "inode " + std::to_string(ino) + ": " +
+                                               std::to_string(info.blocks) +
+                                               " blocks recorded, its extents reference " +
+                                               std::to_string(info.referenced));
   }
 
   Result<void> check_stripes() {

@@ -42,6 +42,7 @@ struct Finding {
     kExtentBadStripe,     // an extent on a free or unknown stripe, or past its filled bytes
     kExtentBeyondEof,     // an extent ends after the file size
     kLiveCount,           // a stripe's live_blocks differs from its referenced blocks
+    kBlockCount,          // a regular file's block count differs from its extents' blocks
     kLeakedStripe,        // a sealed stripe with no live block (should be free)
     kXattrNoInode,        // an xattr of a missing inode
     kCounter,             // next_inode not above every inode number, or a stripe generation not

@@ -96,8 +96,9 @@ Result<void> check_stripe_transition(const Stripe& s, const std::optional<Stripe
 
 }  // namespace
 
-Result<void> remove_extents_from(Txn& txn, uint64_t ino, uint64_t from) {
+Result<int64_t> remove_extents_from(Txn& txn, uint64_t ino, uint64_t from) {
   const Store& store = txn.store();
+  int64_t blocks = 0;
   RAIDFS_TRY(auto before, store.floor(Family::kExtents, extent_key(ino, from), extent_key(ino, 0)));
   if (before) {
     RAIDFS_TRY(auto k, parse_u64_pair_key(before->first));
@@ -105,18 +106,21 @@ Result<void> remove_extents_from(Txn& txn, uint64_t ino, uint64_t from) {
     if (e.file_offset < from && e.file_end() > from) {
       Extent clipped = e;
       clipped.length = static_cast<uint32_t>(from - e.file_offset);
+      blocks += int64_t{extent_blocks(clipped)} - extent_blocks(e);
       txn.add_live(e.stripe_id, int64_t{extent_blocks(clipped)} - extent_blocks(e));
       txn.put(Family::kExtents, extent_key(ino, e.file_offset), encode_extent(clipped));
     }
   }
-  return store.scan(Family::kExtents, extent_key(ino, from), inode_range_end(ino),
-                    [&](std::string_view key, std::string_view value) -> Result<bool> {
-                      RAIDFS_TRY(auto k, parse_u64_pair_key(key));
-                      RAIDFS_TRY(Extent e, decode_extent(k.second, value));
-                      txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
-                      txn.del(Family::kExtents, std::string(key));
-                      return true;
-                    });
+  RAIDFS_CHECK(store.scan(Family::kExtents, extent_key(ino, from), inode_range_end(ino),
+                          [&](std::string_view key, std::string_view value) -> Result<bool> {
+                            RAIDFS_TRY(auto k, parse_u64_pair_key(key));
+                            RAIDFS_TRY(Extent e, decode_extent(k.second, value));
+                            blocks -= extent_blocks(e);
+                            txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
+                            txn.del(Family::kExtents, std::string(key));
+                            return true;
+                          }));
+  return blocks;
 }
 
 Result<void> apply_live_deltas(Txn& txn, std::span<const uint64_t> also) {
@@ -170,8 +174,8 @@ Result<void> destroy_inode(Txn& txn, const Inode& inode) {
 // each new extent (runs of adjacent ones read together — a random-write batch must not scan the
 // whole file between its lowest and highest offset), writes the diff and records the live-count
 // changes. Scans committed state: once per inode per Txn.
-Result<void> replace_extents(Txn& txn, uint64_t ino, uint64_t lo, uint64_t hi,
-                             std::span<const Extent> extents) {
+Result<int64_t> replace_extents(Txn& txn, uint64_t ino, uint64_t lo, uint64_t hi,
+                                std::span<const Extent> extents) {
   const Store& store = txn.store();
   std::map<uint64_t, Extent> before;
   auto load = [&](uint64_t a, uint64_t b) -> Result<void> {
@@ -205,17 +209,27 @@ Result<void> replace_extents(Txn& txn, uint64_t ino, uint64_t lo, uint64_t hi,
     carve(after, e.file_offset, e.file_end());
     after[e.file_offset] = e;
   }
+  int64_t blocks = 0;  // the file's change
   for (const auto& [off, e] : before) {
+    blocks -= extent_blocks(e);
     txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
     if (!after.contains(off)) txn.del(Family::kExtents, extent_key(ino, off));
   }
   for (const auto& [off, e] : after) {
+    blocks += extent_blocks(e);
     txn.add_live(e.stripe_id, int64_t{extent_blocks(e)});
     auto old = before.find(off);
     if (old == before.end() || !(old->second == e))
       txn.put(Family::kExtents, extent_key(ino, off), encode_extent(e));
   }
-  return {};
+  return blocks;
+}
+
+void add_blocks(Inode& inode, int64_t delta) {
+  // A format-1 inode stays uncounted until the upgrade at open counts it; a count going
+  // negative is corruption the checker reports, not a reason to fail a write.
+  if (inode.blocks == kBlocksUnknown) return;
+  inode.blocks = delta < 0 && uint64_t(-delta) > inode.blocks ? 0 : inode.blocks + delta;
 }
 
 Result<void> FsMeta::commit_write(uint64_t ino, std::span<const Extent> extents,
@@ -301,7 +315,8 @@ Result<void> FsMeta::apply_file_extents(Txn& txn, Inode inode, const FileExtents
 
   if (!extents.empty()) {
     const uint64_t lo = extents.front().file_offset, hi = extents.back().file_end();
-    RAIDFS_CHECK(replace_extents(txn, ino, lo, hi, extents));
+    RAIDFS_TRY(const int64_t blocks, replace_extents(txn, ino, lo, hi, extents));
+    add_blocks(inode, blocks);
     inode.size = std::max(inode.size, hi);
   }
   if (file.mtime_ns) inode.mtime_ns = inode.ctime_ns = *file.mtime_ns;
@@ -318,7 +333,8 @@ Result<void> FsMeta::punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
   RAIDFS_TRY(Inode inode, txn.load_inode(ino));
   if (is_dir(inode)) return fail(EISDIR, "inode " + std::to_string(ino) + " is a directory");
   if (!is_reg(inode)) return fail(EINVAL, "inode " + std::to_string(ino) + " is not a file");
-  RAIDFS_CHECK(replace_extents(txn, ino, offset, offset + length, {}));
+  RAIDFS_TRY(const int64_t blocks, replace_extents(txn, ino, offset, offset + length, {}));
+  add_blocks(inode, blocks);
   RAIDFS_CHECK(apply_live_deltas(txn));
   inode.mtime_ns = inode.ctime_ns = now_ns();
   inode.size = std::max(inode.size, min_size);

@@ -4,17 +4,14 @@
 
 #include <time.h>
 
+#include "base/file_clock.h"
 #include "meta/keys.h"
 #include "meta/txn.h"
 
 namespace raidfs::meta {
 
 // --- helpers -------------------------------------------------------------------------------------
-int64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
+int64_t now_ns() { return file_time_now_ns(); }
 
 Result<void> check_name(std::string_view name) {
   if (name.empty() || name == "." || name == "..")
@@ -138,9 +135,42 @@ Result<std::unique_ptr<FsMeta>> FsMeta::open(const StoreOptions& options) {
   RAIDFS_TRY(meta->generation_limit_, decode_counter(*limit));
   meta->next_generation_ = meta->generation_limit_;  // a crash may have used any below the limit
 
+  RAIDFS_CHECK(meta->upgrade_store());
   RAIDFS_CHECK(meta->recover_orphans());
   RAIDFS_CHECK(meta->build_stripe_maps());
   return meta;
+}
+
+// Store format 1 → 2: every regular file's block count, from its extents. The inodes are
+// rewritten in batches and the new format recorded last, so a crash midway redoes it all.
+Result<void> FsMeta::upgrade_store() {
+  if (store_->super().store_format >= kStoreFormat) return {};
+  std::map<uint64_t, uint64_t> blocks;
+  RAIDFS_CHECK(store_->scan(Family::kExtents, "", "",
+                            [&](std::string_view key, std::string_view value) -> Result<bool> {
+                              RAIDFS_TRY(auto k, parse_u64_pair_key(key));
+                              RAIDFS_TRY(Extent e, decode_extent(k.second, value));
+                              blocks[k.first] += blocks_touched(e.stripe_offset, e.length);
+                              return true;
+                            }));
+  constexpr size_t kInodesPerBatch = 4096;
+  Txn txn(*store_);
+  size_t in_batch = 0;
+  RAIDFS_CHECK(store_->scan(Family::kInodes, "", "",
+                            [&](std::string_view key, std::string_view value) -> Result<bool> {
+                              RAIDFS_TRY(uint64_t ino, parse_u64_key(key));
+                              RAIDFS_TRY(Inode inode, decode_inode(ino, value));
+                              auto it = blocks.find(ino);
+                              inode.blocks = it == blocks.end() ? 0 : it->second;
+                              txn.put_inode(inode);
+                              if (++in_batch == kInodesPerBatch) {
+                                RAIDFS_CHECK(store_->write(txn.take(), Durability::kNone));
+                                in_batch = 0;
+                              }
+                              return true;
+                            }));
+  if (in_batch > 0) RAIDFS_CHECK(store_->write(txn.take(), Durability::kNone));
+  return store_->set_store_format(kStoreFormat);
 }
 
 Result<void> FsMeta::recover_orphans() {

@@ -98,6 +98,9 @@ struct SetAttr {
   std::optional<uint64_t> size;  // regular files: truncate or extend (a hole)
   std::optional<int64_t> atime_ns;
   std::optional<int64_t> mtime_ns;
+  // The change time to store; unset: now. Under the writeback cache the kernel sends its own
+  // (it stamped the write it is flushing), which must be the one stored.
+  std::optional<int64_t> ctime_ns;
 };
 
 struct DirEntry {
@@ -290,6 +293,7 @@ class FsMeta {
  private:
   using Txn = detail::Txn;
   explicit FsMeta(std::unique_ptr<Store> store) : store_(std::move(store)) {}
+  Result<void> upgrade_store();
   Result<void> recover_orphans();
   Result<void> build_stripe_maps();
   // Writes the transaction's batch (mu_ held), then applies its in-memory stripe changes.

@@ -327,6 +327,7 @@ TEST_F(FsMetaTest, CommitWriteSplitsExtentsAndCountsLiveBlocks) {
   ASSERT_TRUE(meta_->commit_write(f, {&whole, 1}, {std::vector{stripe(*s1, 16, StripeState::kSealed)}}).has_value());
   EXPECT_EQ(meta_->getattr(f).value().size, 16u * kBlockBytes);
   EXPECT_EQ(meta_->get_stripe(s1->id).value().live_blocks, 16u);
+  EXPECT_EQ(meta_->getattr(f).value().blocks, 16u);
   expect_consistent();
 
   // Overwrite blocks 4..5 from a new open stripe: the old extent splits in two around it.
@@ -338,6 +339,7 @@ TEST_F(FsMetaTest, CommitWriteSplitsExtentsAndCountsLiveBlocks) {
   EXPECT_EQ(meta_->get_stripe(s1->id).value().live_blocks, 14u);
   EXPECT_EQ(meta_->get_stripe(s2->id).value().live_blocks, 2u);
   EXPECT_EQ(meta_->open_stripes(), std::vector<uint64_t>{s2->id});
+  EXPECT_EQ(meta_->getattr(f).value().blocks, 16u) << "an overwrite allocates as much as it frees";
 
   auto map = meta_->map_range(f, 0, 1 << 30);
   ASSERT_TRUE(map.has_value());
@@ -361,6 +363,7 @@ TEST_F(FsMetaTest, CommitWriteSplitsExtentsAndCountsLiveBlocks) {
   EXPECT_EQ((*map)[1].file_offset, 16u * kBlockBytes);
   EXPECT_EQ((*map)[2].length, 100u);
   EXPECT_EQ(meta_->getattr(f).value().size, 40u * kBlockBytes + 100);
+  EXPECT_EQ(meta_->getattr(f).value().blocks, 17u) << "the hole takes no block";
   expect_consistent();
 
   // Bad extents are refused and change nothing.
@@ -377,6 +380,7 @@ TEST_F(FsMetaTest, CommitWriteSplitsExtentsAndCountsLiveBlocks) {
   ASSERT_TRUE(meta_->setattr(f, size_attr(2 * kBlockBytes)).has_value());
   EXPECT_EQ(meta_->get_stripe(s1->id).value().live_blocks, 2u);
   EXPECT_EQ(meta_->get_stripe(s2->id).value().live_blocks, 0u);
+  EXPECT_EQ(meta_->getattr(f).value().blocks, 2u);
   expect_consistent();
 
   // Removing the file frees the sealed stripe, but it is handed out again only once that commit
@@ -708,6 +712,49 @@ TEST_F(FsMetaTest, CheckerReportsPlantedDamage) {
   EXPECT_TRUE(kinds.contains(Finding::Kind::kExtentBadStripe));
   EXPECT_TRUE(kinds.contains(Finding::Kind::kCorruptRecord));
   EXPECT_TRUE(kinds.contains(Finding::Kind::kLiveCount));
+  EXPECT_TRUE(kinds.contains(Finding::Kind::kBlockCount)) << "the planted extent is not counted";
+}
+
+TEST_F(FsMetaTest, PunchedHolesGiveTheirBlocksBack) {
+  uint64_t f = mkfile(kRootIno, "f");
+  auto s = meta_->allocate_stripe().value();
+  Extent e{0, s.id, 0, 8 * kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&e, 1}, {std::vector{stripe(s, 8)}}).has_value());
+  ASSERT_TRUE(meta_->punch_hole(f, 2 * kBlockBytes, 3 * kBlockBytes));
+  EXPECT_EQ(meta_->getattr(f).value().blocks, 5u);
+  // A punch inside one block keeps it, and both remnants hold bytes of it: counted per extent,
+  // as the stripes' live counts are (a block shared by two extents counts twice).
+  ASSERT_TRUE(meta_->punch_hole(f, 6 * kBlockBytes + 10, 100));
+  EXPECT_EQ(meta_->getattr(f).value().blocks, 6u);
+  EXPECT_EQ(meta_->getattr(f).value().size, 8u * kBlockBytes);
+  expect_consistent();
+}
+
+// A database of store format 1 (inodes without a block count) is counted once when opened.
+TEST_F(FsMetaTest, AFormatOneStoreIsUpgradedWithEveryFilesBlocks) {
+  uint64_t f = mkfile(kRootIno, "f");
+  uint64_t empty = mkfile(kRootIno, "empty");
+  uint64_t d = mkdir(kRootIno, "d");
+  auto s = meta_->allocate_stripe().value();
+  std::vector<Extent> extents{{0, s.id, 0, 3 * kBlockBytes}, {10 * kBlockBytes, s.id, 3 * kBlockBytes, 5}};
+  ASSERT_TRUE(meta_->commit_write(f, extents, {std::vector{stripe(s, 4)}}).has_value());
+  WriteSet downgrade;
+  for (uint64_t ino : {kRootIno, f, empty, d}) {
+    std::string v1 = encode_inode(meta_->getattr(ino).value());
+    v1.resize(v1.size() - 8);
+    v1[0] = 1;
+    downgrade.put(Family::kInodes, inode_key(ino), v1);
+  }
+  Super old = meta_->store().super();
+  old.store_format = 1;
+  downgrade.put(Family::kSuper, std::string(kSuperKey), encode_super(old));
+  ASSERT_TRUE(meta_->store().write(downgrade, Durability::kSyncEach).has_value());
+  reopen();
+  EXPECT_EQ(meta_->store().super().store_format, kStoreFormat);
+  EXPECT_EQ(meta_->getattr(f).value().blocks, 4u);
+  EXPECT_EQ(meta_->getattr(empty).value().blocks, 0u);
+  EXPECT_EQ(meta_->getattr(d).value().blocks, 0u);
+  expect_consistent();
 }
 
 // Child mode of StripeGenerationsNeverRepeatAcrossReopen: allocates stripes (more than one

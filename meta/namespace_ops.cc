@@ -313,7 +313,8 @@ Result<Inode> FsMeta::setattr(uint64_t ino, const SetAttr& attr, Durability dura
     if (is_dir(inode)) return fail(EISDIR, "cannot change the size of a directory");
     if (!is_reg(inode)) return fail(EINVAL, "cannot change the size of a special file");
     if (*attr.size < inode.size) {
-      RAIDFS_CHECK(remove_extents_from(txn, ino, *attr.size));
+      RAIDFS_TRY(const int64_t blocks, remove_extents_from(txn, ino, *attr.size));
+      add_blocks(inode, blocks);
       RAIDFS_CHECK(apply_live_deltas(txn));
     }
     inode.size = *attr.size;
@@ -324,7 +325,7 @@ Result<Inode> FsMeta::setattr(uint64_t ino, const SetAttr& attr, Durability dura
   if (attr.gid) inode.gid = *attr.gid;
   if (attr.atime_ns) inode.atime_ns = *attr.atime_ns;
   if (attr.mtime_ns) inode.mtime_ns = *attr.mtime_ns;
-  inode.ctime_ns = now_ns();
+  inode.ctime_ns = attr.ctime_ns ? *attr.ctime_ns : now_ns();
   txn.put_inode(inode);
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();

@@ -95,8 +95,8 @@ Result<uint64_t> decode_counter(std::string_view v) {
 // --- Inode ---------------------------------------------------------------------------------------
 std::string encode_inode(const Inode& i) {
   std::string v;
-  v.reserve(80 + i.symlink_target.size());
-  put_u8(v, kRecordFormat);
+  v.reserve(88 + i.symlink_target.size());
+  put_u8(v, kInodeFormat);
   put_u32(v, i.mode);
   put_u32(v, i.uid);
   put_u32(v, i.gid);
@@ -110,12 +110,14 @@ std::string encode_inode(const Inode& i) {
   put_u64(v, i.parent);
   put_u64(v, i.next_cookie);
   put_bytes(v, i.symlink_target);
+  put_u64(v, i.blocks);
   return v;
 }
 
 Result<Inode> decode_inode(uint64_t ino, std::string_view v) {
   ByteReader r(v, "inode");
-  RAIDFS_CHECK(expect_format(r));
+  RAIDFS_TRY(const uint8_t fmt, r.u8());
+  if (fmt != 1 && fmt != kInodeFormat) return r.fail("unknown format byte " + std::to_string(fmt));
   Inode i;
   i.ino = ino;
   RAIDFS_TRY(i.mode, r.u32());
@@ -132,6 +134,12 @@ Result<Inode> decode_inode(uint64_t ino, std::string_view v) {
   RAIDFS_TRY(i.next_cookie, r.u64());
   RAIDFS_TRY(auto target, r.bytes(kSymlinkBytesMax));
   i.symlink_target = target;
+  if (fmt == 1) {
+    i.blocks = kBlocksUnknown;
+  } else {
+    RAIDFS_TRY(i.blocks, r.u64());
+    if (i.blocks == kBlocksUnknown) return r.fail("block count out of range");
+  }
   RAIDFS_CHECK(r.expect_end());
   if (file_type_of_mode(i.mode) == FileType::kUnknown) return r.fail("bad file type in mode");
   return i;

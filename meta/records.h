@@ -8,9 +8,10 @@
 //            geometry:bytes(4096)                        geometry is opaque to meta/ (raid/ owns it)
 //            stripe_count 1..kStripeCountMax; stripe_data_bytes a multiple of 4096, 4096..kStripeDataBytesMax
 //   Counter  fmt:u8=1 value:u64                          next_inode, generation_limit
-//   Inode    fmt:u8=1 mode:u32 uid:u32 gid:u32 size:u64 nlink:u32 atime_ns:i64 mtime_ns:i64
+//   Inode    fmt:u8=2 mode:u32 uid:u32 gid:u32 size:u64 nlink:u32 atime_ns:i64 mtime_ns:i64
 //            ctime_ns:i64 rdev:u64 flags:u32 parent:u64 next_cookie:u64 target:bytes(4095)
-//                                                        parent, next_cookie: directories only
+//            blocks:u64                                  parent, next_cookie: directories only
+//            fmt 1 (store format 1) is the same without blocks: decoded as kBlocksUnknown
 //   Dirent   fmt:u8=1 child:u64 type:u8 cookie:u64
 //   Cookie   fmt:u8=1 name:bytes(255)                    (parent, cookie) → name index
 //   Extent   fmt:u8=1 stripe_id:u64 stripe_offset:u32 length:u32
@@ -51,7 +52,11 @@ inline constexpr uint32_t kStripeDataBytesMax = 1u << 30;  // bounds crc and par
 inline constexpr uint64_t kStripeCountMax = uint64_t{1} << 32;
 inline constexpr uint32_t kParityCountMax = 3;
 inline constexpr uint8_t kRecordFormat = 1;
-inline constexpr uint32_t kStoreFormat = 1;             // the layout of the whole database
+// The layout of the whole database. 2: inodes carry their allocated block count (a format-1
+// database is upgraded when it is opened: FsMeta::open counts every file's blocks once).
+inline constexpr uint32_t kStoreFormat = 2;
+inline constexpr uint8_t kInodeFormat = 2;
+inline constexpr uint64_t kBlocksUnknown = UINT64_MAX;  // a format-1 inode, not yet counted
 
 using ArrayUuid = std::array<uint8_t, 16>;
 
@@ -79,6 +84,10 @@ struct Inode {
   uint64_t parent = 0;       // directories: the parent directory (root: itself)
   uint64_t next_cookie = 0;  // directories: the readdir cookie the next new entry gets
   std::string symlink_target;
+  // Regular files: the 4 KiB stripe blocks its extents reference, Σ blocks_touched over them
+  // (what st_blocks reports; maintained with the extents, checked by the checker). Counted per
+  // extent, as Stripe::live_blocks: a block two extents share (a punch inside it) counts twice.
+  uint64_t blocks = 0;
   bool operator==(const Inode&) const = default;
 };
 

@@ -30,6 +30,7 @@ Inode sample_inode() {
   i.rdev = 0x0803;
   i.flags = 3;
   i.symlink_target = "target/path";
+  i.blocks = 5;
   return i;
 }
 
@@ -55,7 +56,7 @@ void expect_hostile_input_rejected(const std::string& bytes,
     EXPECT_FALSE(decodes(std::string_view(bytes).substr(0, n))) << "prefix of " << n << " bytes";
   EXPECT_FALSE(decodes(bytes + "x")) << "trailing byte";
   std::string bad_format = bytes;
-  bad_format[0] = 2;
+  bad_format[0] = static_cast<char>(0xee);
   EXPECT_FALSE(decodes(bad_format)) << "unknown format byte";
 }
 
@@ -72,6 +73,22 @@ TEST(Records, InodeRoundTripAndTruncation) {
   Inode bad = i;
   bad.mode = 0777;  // no file type
   EXPECT_FALSE(decode_inode(42, encode_inode(bad)).has_value());
+}
+
+TEST(Records, AFormatOneInodeDecodesWithItsBlocksUnknown) {
+  Inode i = sample_inode();
+  std::string v1 = encode_inode(i);
+  ASSERT_EQ(v1[0], 2);
+  v1.resize(v1.size() - 8);  // format 1 had no block count at the end
+  v1[0] = 1;
+  auto decoded = decode_inode(42, v1);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(decoded->blocks, kBlocksUnknown);
+  decoded->blocks = i.blocks;
+  EXPECT_EQ(*decoded, i);
+  // The value that means "unknown" is never stored.
+  i.blocks = kBlocksUnknown;
+  EXPECT_FALSE(decode_inode(42, encode_inode(i)).has_value());
 }
 
 TEST(Records, DirentGoldenBytes) {

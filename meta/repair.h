@@ -18,8 +18,8 @@
 //   6. extents:    extents of missing or non-regular inodes, or on free, unknown or too-short
 //                  stripes, are removed (or cut to the stripe's filled bytes); overlaps are cut
 //                  from the later extent; a file shorter than its extents is grown to cover them
-//   7. stripes:    live counts recomputed from the extents; a sealed stripe with no live block is
-//                  freed; records beyond the stripe count removed
+//   7. stripes:    live counts and files' block counts recomputed from the extents; a sealed
+//                  stripe with no live block is freed; records beyond the stripe count removed
 //   8. the rest:   xattrs of missing inodes removed; next_inode and generation_limit raised past
 //                  every inode number and generation in use
 //

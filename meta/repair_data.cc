@@ -134,15 +134,30 @@ Result<void> repair_extents(Repairer& r) {
 
 Result<void> repair_stripes(Repairer& r) {
   Txn txn(r.store());
-  std::unordered_map<uint64_t, uint64_t> refs;
+  std::unordered_map<uint64_t, uint64_t> refs, file_blocks;
   RAIDFS_CHECK(r.store().scan(Family::kExtents, "", "",
                               [&](std::string_view k, std::string_view v) -> Result<bool> {
                                 auto key = parse_u64_pair_key(k);
                                 if (!key) return true;
-                                if (auto e = decode_extent(key->second, v))
-                                  refs[e->stripe_id] += blocks_touched(e->stripe_offset, e->length);
+                                if (auto e = decode_extent(key->second, v)) {
+                                  const uint32_t n = blocks_touched(e->stripe_offset, e->length);
+                                  refs[e->stripe_id] += n;
+                                  file_blocks[key->first] += n;
+                                }
                                 return true;
                               }));
+  RAIDFS_TRY(auto inodes, load_inodes(r.store()));
+  for (auto& [ino, inode] : inodes) {
+    if (!is_reg(inode) || inode.blocks == kBlocksUnknown) continue;
+    const uint64_t referenced = file_blocks.contains(ino) ? file_blocks[ino] : 0;
+    if (inode.blocks != referenced &&
+        r.propose(true, "inode " + std::to_string(ino) + ": " + std::to_string(inode.blocks) +
+                            " blocks recorded, its extents reference " +
+                            std::to_string(referenced) + ": fixed")) {
+      inode.blocks = referenced;
+      txn.put_inode(inode);
+    }
+  }
   RAIDFS_TRY(auto stripes, load_stripes(r.store()));
   const uint64_t stripe_count = r.store().super().stripe_count;
   for (auto& [id, s] : stripes) {

@@ -215,6 +215,16 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   return store;
 }
 
+Result<void> Store::set_store_format(uint32_t store_format) {
+  Super updated = super_;
+  updated.store_format = store_format;
+  WriteSet set;
+  set.put(Family::kSuper, std::string(kSuperKey), encode_super(updated));
+  RAIDFS_CHECK(write(set, Durability::kSyncEach));
+  super_ = std::move(updated);
+  return {};
+}
+
 Result<std::optional<std::string>> Store::get(Family f, std::string_view key) const {
   RecordCache* cache = impl_->cache_for(f, CacheKind::kRecord);
   std::string value;

@@ -109,6 +109,9 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const Super& super() const { return super_; }
+  // Records that the database now has the layout of `store_format` (after its upgrade's own
+  // writes, which this makes durable first). EIO on failure.
+  Result<void> set_store_format(uint32_t store_format);
   const std::string& path() const { return path_; }
 
   // The value at key, or nullopt when absent. EIO when RocksDB fails.

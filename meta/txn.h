@@ -61,10 +61,13 @@ class Txn {
 using detail::Txn;
 
 // Helpers shared by the FsMeta implementation files.
-int64_t now_ns();
+int64_t now_ns();  // base/file_clock.h: the clock the kernel stamps files with
 // Subtracts the block references of every extent of `ino` at or beyond `from` (clipping the one
 // that crosses it) and deletes them. Scans committed state: call before writing those extents.
-Result<void> remove_extents_from(Txn& txn, uint64_t ino, uint64_t from);
+// Returns the change of the file's block count (≤ 0), for add_blocks().
+Result<int64_t> remove_extents_from(Txn& txn, uint64_t ino, uint64_t from);
+// Applies a change of a file's referenced blocks to Inode::blocks.
+void add_blocks(Inode& inode, int64_t delta);
 // Applies the Txn's live-count deltas to stripe records (plus `also` ids, which are checked for
 // a sealed stripe at 0); a sealed stripe at 0 becomes free. EIO on a negative count or a delta
 // for a stripe without a record.

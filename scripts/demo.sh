@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds raidfs, makes a RAID6 array of six sparse image
-# files (256 MiB each, under /var/tmp/raidfs-demo), mounts it at /mnt/raidfs, copies files in,
+# The main job: installs what is missing, builds and installs raidfs (scripts/install.sh), makes
+# a RAID6 array of six sparse image files (256 MiB each, under /var/tmp/raidfs-demo), mounts it
+# at /mnt/raidfs with `mount -t raidfs`, copies files in,
 # reads them back, shows df and the array's status, and leaves it mounted for you to use.
 # Re-runnable: an earlier demo mount is unmounted and the array made afresh.
 #
@@ -12,8 +13,7 @@
 # RAIDFS_DEMO_MOUNT (default /mnt/raidfs), RAIDFS_DEMO_SIZE (per image; default 256M).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
-scripts/build.sh build
+scripts/install.sh
 
 if [[ ${1:-} == --engine ]]; then
   shift
@@ -60,8 +60,8 @@ rm -f "${images[@]}"
 truncate -s "$size" "${images[@]}"
 $bin/mkfs.raidfs -f -l 6 -c 64K -L demo -m "$dir/meta" "${images[@]}"
 
-say "mount.raidfs $dir/meta $mp"
-$bin/mount.raidfs "$dir/meta" "$mp"
+say "mount -t raidfs $dir/meta $mp"
+mount -t raidfs "$dir/meta" "$mp"
 findmnt "$mp" || true
 
 say "copying /usr/share/doc and the raidfs sources in"
@@ -96,7 +96,9 @@ cat <<EOF
 raidfs is mounted at $mp (RAID6 over ${images[*]}).
 Use it like any filesystem; see how it copes with a lost member:
   umount $mp; mv $dir/m2.img $dir/m2.gone
-  $bin/mount.raidfs $dir/meta $mp && $bin/raidfs status $mp
-Unmount with:  umount $mp     (or: fusermount3 -u $mp)
-Remount with:  $bin/mount.raidfs $dir/meta $mp
+  mount -t raidfs $dir/meta $mp && raidfs status $mp
+Unmount with:  umount $mp     (or: umount $dir/meta)
+Mount again:   mount -t raidfs $dir/meta $mp
+In /etc/fstab: $dir/meta $mp raidfs defaults,nofail 0 0
+The daemon logs to $(raidfs status "$mp" 2>/dev/null | sed -n 's/^log: //p' || echo syslog).
 EOF

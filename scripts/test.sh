@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds raidfs three times (optimised; ASan+UBSan; ThreadSanitizer),
-# runs every test of the first and the unit tests of the other two, and ends with one line:
+# Installs what is missing, builds raidfs three times (optimised and installed, as
+# scripts/install.sh does: the tests use `mount -t raidfs`; ASan+UBSan; ThreadSanitizer), runs
+# every test of the first and the unit tests of the other two, and ends with one line:
 # "N passed, N failed". Under CI (CI=true) a test that skips (no root, no /dev/fuse) fails the run:
 # CI must prove the mounted and crash suites, not step around them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh || exit 1
-scripts/build.sh build || exit 1
+scripts/install.sh || exit 1
 scripts/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false \
   -Dcpp_args='-std=c++23 -fno-sanitize-recover=all' --buildtype=debug || exit 1
 scripts/build.sh build-tsan -Db_sanitize=thread -Db_lundef=false -Dcpp_args='-std=c++23' \

@@ -89,6 +89,10 @@ Result<void> MountOptions::apply(const std::string& option) {
   } else if (key == "commit") {
     RAIDFS_TRY(commit_interval_s, parse_count(key, value, 0, kCommitIntervalMax));
     if (commit_interval_s == 0) commit_interval_s = kCommitIntervalDefault;  // as ext4
+  } else if (key == "log") {
+    if (value != "syslog" && !value.starts_with("/"))
+      return fail(EINVAL, "log=" + value + ": expected syslog or an absolute path");
+    log = value;
   } else if (option == "async_dio") {
     dispatcher.async_dio = true;
   } else if (option == "no_async_dio") {

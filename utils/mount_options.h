@@ -13,6 +13,8 @@
 //   attr_timeout=S, entry_timeout=S                kernel caching of attributes and names
 //   commit=S                 data nobody fsyncs is made durable within S seconds (default 5; 0
 //                            means the default, as ext4)
+//   log=syslog|PATH          where a detached daemon logs (default: syslog when /dev/log is
+//                            there, else kLogFileDefault)
 //   remount                  change the flags of the mount at MOUNTPOINT (utils/remount.h)
 //
 // parse() takes one -o argument; it may be called for several. Errors: EINVAL naming the option
@@ -39,7 +41,10 @@ struct MountOptions {
   unsigned uring_entries = 0;             // 0: UringTransport::default_entries()
   unsigned uring_threads = fs::UringTransport::kThreadsPerQueueDefault;
   unsigned commit_interval_s = kCommitIntervalDefault;
+  std::string log;                        // log=: "syslog", an absolute path, or empty (default)
   fs::DispatcherOptions dispatcher;
+
+  static constexpr const char* kLogFileDefault = "/var/log/raidfs.log";
 
   static constexpr unsigned kCommitIntervalDefault = 5;
   static constexpr unsigned kCommitIntervalMax = 24 * 3600;

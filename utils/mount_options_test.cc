@@ -41,13 +41,19 @@ TEST(MountOptionsTest, DefaultsAndCommitZeroMeanTheDefault) {
   EXPECT_TRUE(o.dispatcher.writeback_cache);
   ASSERT_TRUE(o.parse("commit=0"));
   EXPECT_EQ(o.commit_interval_s, MountOptions::kCommitIntervalDefault);
+  EXPECT_EQ(o.log, "");  // syslog when there is one, else kLogFileDefault
+  ASSERT_TRUE(o.parse("log=/var/log/x.log"));
+  EXPECT_EQ(o.log, "/var/log/x.log");
+  ASSERT_TRUE(o.parse("log=syslog"));
+  EXPECT_EQ(o.log, "syslog");
+  EXPECT_TRUE(o.fuse_options.empty()) << "log= is raidfs's, not the kernel's";
 }
 
 TEST(MountOptionsTest, BadValuesNameTheOptionAndWhatItExpects) {
   for (const char* bad : {"threads=0", "threads=-4", "threads=x", "threads=", "uring_threads=99",
                           "uring_entries=0", "commit=-1", "commit=5s", "commit=999999",
                           "transport=tcp", "attr_timeout=-1", "attr_timeout=soon", "members=",
-                          "members=/a::/b"}) {
+                          "members=/a::/b", "log=relative.log", "log="}) {
     MountOptions o;
     auto r = o.parse(bad);
     ASSERT_FALSE(r) << bad;

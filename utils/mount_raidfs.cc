@@ -128,8 +128,9 @@ class Reporter {
     RAIDFS_LOG(kDebug, "%s", message.c_str());
     return kExitError;
   }
-  // The filesystem is mounted: release the parent, and leave the terminal.
-  void mounted() {
+  // The filesystem is mounted: release the parent, leave the terminal, and log to `log_file`
+  // (empty: syslog) from now on.
+  void mounted(const std::string& log_file, const std::string& mountpoint) {
     if (fd_ < 0) return;
     send("mounted");
     const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -137,7 +138,9 @@ class Reporter {
       for (int target : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(null, target);
       ::close(null);
     }
-    log_to_syslog("raidfs");
+    if (log_file.empty() ||
+        !log_to_file(log_file, "raidfs[" + std::to_string(::getpid()) + "] " + mountpoint))
+      log_to_syslog("raidfs");
     detached_ = true;
   }
 
@@ -228,6 +231,21 @@ int serve(const Settings& s, Reporter& reporter) {
   }
   dispatcher.set_over_io_uring(uring != nullptr);
 
+  // Where the detached daemon logs: syslog (the journal) when the machine has it, else a file —
+  // checked before mounting, so that a log nobody could read is an error, not a silence.
+  std::string log_file;
+  if (!s.foreground) {
+    if (s.o.log != "syslog" && !(s.o.log.empty() && syslog_available()))
+      log_file = s.o.log.empty() ? utils::MountOptions::kLogFileDefault : s.o.log;
+    if (!log_file.empty()) {
+      const int fd = ::open(log_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+      if (fd < 0)
+        return reporter.error("cannot open the log file " + log_file + ": " +
+                              std::strerror(errno) + " (choose another with -o log=PATH)");
+      ::close(fd);
+    }
+  }
+
   auto mount = fs::FuseMount::mount(s.mountpoint, s.o.fuse_options, s.debug);
   if (!mount) return reporter.error(mount.error().message);
   const int fuse_fd = (*mount)->fd();
@@ -258,7 +276,7 @@ int serve(const Settings& s, Reporter& reporter) {
     return text;
   });
   signals.attach(mount->get());
-  reporter.mounted();
+  reporter.mounted(log_file, s.mountpoint);
   if (reporter.detached()) {
     (void)!::chdir("/");  // keep no directory busy; every path in use is absolute
     for (const std::string& w : opened->warnings) RAIDFS_LOG(kWarning, "%s", w.c_str());
@@ -361,7 +379,8 @@ int main(int argc, char** argv) {
                  "mount options, comma-separated: FUSE/mount ones (ro, allow_other, noatime ...) "
                  "and raidfs ones: members=PATH:PATH:..., transport=uring|classic, "
                  "uring_threads=N, uring_entries=N, threads=N, writeback_cache, "
-                 "no_writeback_cache, async_dio, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS")
+                 "no_writeback_cache, async_dio, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS, "
+                 "log=syslog|PATH (default: syslog if /dev/log exists, else /var/log/raidfs.log)")
       ->expected(1)
       ->allow_extra_args(false)
       ->take_all();

@@ -144,7 +144,7 @@ class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
       auto inode = fs.create(meta::kRootIno, "f" + std::to_string(f), 0644, {});
       ASSERT_TRUE(inode) << inode.error().message;
       files_[f].ino = inode->ino;
-      ASSERT_TRUE(fs.release(inode->ino));
+      ASSERT_TRUE(fs.release(inode->ino, true));
     }
     ASSERT_TRUE(fs.sync_metadata());
     auto bytes = [&](size_t n) {
