@@ -17,6 +17,7 @@
 #include "fs/array_spec.h"
 #include "fs/commit_timer.h"
 #include "fs/open_files.h"
+#include "fs/posix_acl.h"
 #include "fs/scrubber.h"
 #include "fs/stripe_writer.h"
 #include "raid/checksum.h"
@@ -191,8 +192,38 @@ Result<meta::Inode> Filesystem::setattr(IoContext&, uint64_t ino, const meta::Se
     RAIDFS_CHECK(writer_->set_size(ino, attr));
     return getattr(ino);
   }
+  if (attr.mode && posix_acl_) {
+    // chmod: the access ACL's owner, group-class and other entries follow the mode.
+    auto stored = meta_->get_xattr(ino, kAclAccessXattr);
+    if (stored) {
+      RAIDFS_TRY(PosixAcl acl, PosixAcl::decode(*stored));
+      acl.apply_mode(*attr.mode);
+      meta::SetAttr with_acl = attr;
+      with_acl.xattrs.emplace_back(std::string(kAclAccessXattr), acl.encode());
+      RAIDFS_CHECK(meta_->setattr(ino, with_acl));
+      return getattr(ino);
+    }
+    if (stored.error().code != ENODATA) return std::unexpected(stored.error());
+  }
   RAIDFS_CHECK(meta_->setattr(ino, attr));
   return getattr(ino);
+}
+
+Result<void> Filesystem::inherit(uint64_t parent, const Caller& caller,
+                                 meta::CreateArgs& args) const {
+  if (posix_acl_) {
+    auto inherited = meta_->get_xattr(parent, kAclDefaultXattr);
+    if (inherited) {
+      RAIDFS_TRY(PosixAcl acl, PosixAcl::decode(*inherited));
+      args.mode = (args.mode & ~07777u) | acl.mask_create(args.mode & 07777);
+      if (!acl.equivalent_to_mode()) args.xattrs.emplace_back(std::string(kAclAccessXattr), acl.encode());
+      if (S_ISDIR(args.mode)) args.xattrs.emplace_back(std::string(kAclDefaultXattr), *inherited);
+      return {};
+    }
+    if (inherited.error().code != ENODATA) return std::unexpected(inherited.error());
+  }
+  args.mode &= ~(caller.umask & 0777);
+  return {};
 }
 
 Result<std::string> Filesystem::readlink(uint64_t ino) const {
@@ -210,6 +241,7 @@ Result<meta::Inode> Filesystem::mknod(uint64_t parent, std::string_view name, ui
   args.uid = caller.uid;
   args.gid = caller.gid;
   args.rdev = rdev;
+  RAIDFS_CHECK(inherit(parent, caller, args));
   return meta_->create(parent, name, args);
 }
 
@@ -220,6 +252,7 @@ Result<meta::Inode> Filesystem::mkdir(uint64_t parent, std::string_view name, ui
   args.mode = (mode & ~S_IFMT) | S_IFDIR;
   args.uid = caller.uid;
   args.gid = caller.gid;
+  RAIDFS_CHECK(inherit(parent, caller, args));
   return meta_->create(parent, name, args);
 }
 
@@ -305,6 +338,7 @@ Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, u
   args.mode = (mode & ~S_IFMT) | S_IFREG;
   args.uid = caller.uid;
   args.gid = caller.gid;
+  RAIDFS_CHECK(inherit(parent, caller, args));
   // Opened before the commit: an unlink of the new name right after it finds the handle.
   uint64_t counted = 0;
   args.opened = [&](uint64_t ino) {
@@ -312,6 +346,23 @@ Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, u
     counted = ino;
   };
   auto inode = meta_->create(parent, name, args);
+  if (!inode && counted != 0) open_files_->release(counted, true);
+  return inode;
+}
+
+Result<meta::Inode> Filesystem::tmpfile(uint64_t dir, uint32_t mode, const Caller& caller) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  meta::CreateArgs args;
+  args.mode = (mode & ~S_IFMT) | S_IFREG;
+  args.uid = caller.uid;
+  args.gid = caller.gid;
+  RAIDFS_CHECK(inherit(dir, caller, args));
+  uint64_t counted = 0;
+  args.opened = [&](uint64_t ino) {
+    open_files_->open(ino, true);
+    counted = ino;
+  };
+  auto inode = meta_->create_unnamed(dir, args);
   if (!inode && counted != 0) open_files_->release(counted, true);
   return inode;
 }
@@ -429,16 +480,38 @@ Result<void> Filesystem::set_xattr(uint64_t ino, std::string_view name, std::str
                                    int flags) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
   if (ino == meta::kRootIno && name == kStatusXattr) return fail(EPERM, "status is read-only");
-  // POSIX ACLs are not implemented: storing them as plain bytes would make cp -a, tar --acls
-  // and setfacl believe the ACL (and the mode it implies) took effect. Refusing lets them fall
-  // back to chmod.
-  if (name.starts_with("system.posix_acl_")) return fail(EOPNOTSUPP, "POSIX ACLs are not supported");
+  if (name == kAclAccessXattr || name == kAclDefaultXattr) return set_acl(ino, name, value);
+  // Without the kernel enforcing them, storing ACLs as plain bytes would make cp -a, tar
+  // --acls and setfacl believe the ACL (and the mode it implies) took effect. Refusing lets
+  // them fall back to chmod.
+  if (name.starts_with("system.posix_acl_")) return fail(EOPNOTSUPP, "no such POSIX ACL");
   return meta_->set_xattr(ino, name, value, flags);
+}
+
+// setfacl: an access ACL sets the mode it implies, and is not stored when the mode says it all
+// (the kernel's posix_acl_update_mode); a default ACL only on directories. One batch each.
+Result<void> Filesystem::set_acl(uint64_t ino, std::string_view name, std::string_view value) {
+  if (!posix_acl_) return fail(EOPNOTSUPP, "POSIX ACLs are off (-o noacl)");
+  RAIDFS_TRY(PosixAcl acl, PosixAcl::decode(value));
+  RAIDFS_TRY(const meta::Inode inode, meta_->getattr(ino));
+  meta::SetAttr attr;
+  if (name == kAclDefaultXattr) {
+    if (!S_ISDIR(inode.mode)) return fail(EACCES, "a default ACL on a non-directory");
+    attr.xattrs.emplace_back(std::string(name), std::string(value));
+  } else {
+    attr.mode = (inode.mode & 07000) | acl.mode_bits();
+    attr.xattrs.emplace_back(std::string(name), acl.equivalent_to_mode()
+                                                    ? std::nullopt
+                                                    : std::optional<std::string>(value));
+  }
+  RAIDFS_CHECK(meta_->setattr(ino, attr));
+  return {};
 }
 
 Result<std::string> Filesystem::get_xattr(uint64_t ino, std::string_view name) const {
   if (ino == meta::kRootIno && name == kStatusXattr) return status_text();
-  if (name.starts_with("system.posix_acl_")) return fail(EOPNOTSUPP, "POSIX ACLs are not supported");
+  if (name.starts_with("system.posix_acl_") && !posix_acl_)
+    return fail(EOPNOTSUPP, "POSIX ACLs are off (-o noacl)");
   return meta_->get_xattr(ino, name);
 }
 
@@ -449,6 +522,8 @@ Result<std::vector<std::string>> Filesystem::list_xattrs(uint64_t ino) const {
 Result<void> Filesystem::remove_xattr(uint64_t ino, std::string_view name) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
   if (ino == meta::kRootIno && name == kStatusXattr) return fail(EPERM, "status is read-only");
+  if (name.starts_with("system.posix_acl_") && !posix_acl_)
+    return fail(EOPNOTSUPP, "POSIX ACLs are off (-o noacl)");
   return meta_->remove_xattr(ino, name);
 }
 

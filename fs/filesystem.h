@@ -57,10 +57,12 @@ class CommitTimer;
 class Scrubber;
 class Rebuilder;
 
-// Who asks: the credentials of the calling process (new inodes get its uid and gid).
+// Who asks: the credentials of the calling process (new inodes get its uid and gid), and the
+// umask still to apply to a new inode's mode (0 when the kernel applied it already).
 struct Caller {
   uint32_t uid = 0;
   uint32_t gid = 0;
+  uint32_t umask = 0;
 };
 
 struct FilesystemOptions {
@@ -116,6 +118,10 @@ class Filesystem {
 
   // The transport says who keeps file times once it knows (INIT); kSetByWrite until then.
   void set_write_times(WriteTimes times) { write_times_ = times; }
+  // The kernel enforces POSIX ACLs (FUSE_POSIX_ACL granted at INIT): system.posix_acl_* xattrs
+  // are ACLs (fs/posix_acl.h), kept in step with the mode and inherited by new inodes. Off until
+  // then: those names are refused (EOPNOTSUPP), so tools fall back to the mode.
+  void set_posix_acl(bool on) { posix_acl_ = on; }
 
   const Array& array() const { return *array_; }
   meta::FsMeta& meta() { return *meta_; }
@@ -157,6 +163,9 @@ class Filesystem {
   Result<meta::Inode> open(uint64_t ino, int flags);
   Result<meta::Inode> create(uint64_t parent, std::string_view name, uint32_t mode,
                              const Caller& caller);
+  // open(O_TMPFILE) in `dir`: a new regular file without a name, opened for writing; linkat()
+  // may name it (link), else it goes at its last release (or at the next mount after a crash).
+  Result<meta::Inode> tmpfile(uint64_t dir, uint32_t mode, const Caller& caller);
   Result<void> release(uint64_t ino, bool writable);
   // Reads up to `size` bytes at `offset` into `dest` (4 KiB-aligned, room for `size` rounded up
   // to 4 KiB). Returns the bytes read (short at end of file, 0 past it). Holes read as zeros.
@@ -224,6 +233,10 @@ class Filesystem {
   // The commit timer's work: pending data committed, the metadata log synced. Logs failures.
   void commit_by_time();
   meta::Inode with_pending(meta::Inode inode) const;
+  // A new inode's mode and ACLs under `parent`: the parent's default ACL when it has one (the
+  // umask then does not apply), else the mode less the caller's umask.
+  Result<void> inherit(uint64_t parent, const Caller& caller, meta::CreateArgs& args) const;
+  Result<void> set_acl(uint64_t ino, std::string_view name, std::string_view value);
   // The inode `read` returns, with what the open stripe holds of it, read again if pending data
   // changed hands in between (StripeWriter::pending_epoch).
   template <class ReadInode>
@@ -243,6 +256,7 @@ class Filesystem {
 
   FilesystemOptions options_;
   std::atomic<WriteTimes> write_times_{WriteTimes::kSetByWrite};
+  std::atomic<bool> posix_acl_{false};
   std::unique_ptr<Array> array_;
   std::unique_ptr<meta::FsMeta> meta_;
   // Readers of committed data hold it shared; allocating a stripe holds it exclusively.

@@ -155,8 +155,11 @@ struct RequestDispatcher::Call {
   // group (and, to new subdirectories, the set-group-ID bit), as POSIX filesystems do. A new
   // non-directory keeps S_ISGID only if its creator belongs to its group; without the caller's
   // supplementary groups, "belongs" is approximated by root or the primary group.
-  Result<Caller> creator(uint32_t& mode, bool is_dir) {
-    Caller caller{req.header.uid, req.header.gid};
+  // `umask`: the creator's, sent by the kernel; raidfs applies it only when it asked the kernel
+  // not to (FUSE_DONT_MASK: a parent's default ACL replaces the umask).
+  Result<Caller> creator(uint32_t& mode, bool is_dir, uint32_t umask) {
+    const bool dont_mask = (d.connection().flags & FUSE_DONT_MASK) != 0;
+    Caller caller{req.header.uid, req.header.gid, dont_mask ? umask : 0};
     RAIDFS_TRY(const meta::Inode parent, fs().getattr(nodeid()));
     if (parent.mode & S_ISGID) {
       caller.gid = parent.gid;
@@ -213,7 +216,7 @@ struct RequestDispatcher::Call {
     RAIDFS_TRY(const std::string_view name, reader.name());
     RAIDFS_TRY(const std::string_view target, reader.name());
     uint32_t mode = S_IFLNK | 0777;
-    RAIDFS_TRY(const Caller caller, creator(mode, false));
+    RAIDFS_TRY(const Caller caller, creator(mode, false, 0));
     RAIDFS_TRY(const meta::Inode inode, fs().symlink(nodeid(), name, target, caller));
     put_entry(inode);
     return {};
@@ -223,7 +226,7 @@ struct RequestDispatcher::Call {
     auto reader = payload();
     RAIDFS_TRY(const std::string_view name, reader.name());
     uint32_t mode = in.mode;
-    RAIDFS_TRY(const Caller caller, creator(mode, false));
+    RAIDFS_TRY(const Caller caller, creator(mode, false, in.umask));
     RAIDFS_TRY(const meta::Inode inode, fs().mknod(nodeid(), name, mode, in.rdev, caller));
     put_entry(inode);
     return {};
@@ -233,7 +236,7 @@ struct RequestDispatcher::Call {
     auto reader = payload();
     RAIDFS_TRY(const std::string_view name, reader.name());
     uint32_t mode = in.mode & 07777;  // the kernel leaves S_IFDIR out; mkdir adds it
-    RAIDFS_TRY(const Caller caller, creator(mode, true));
+    RAIDFS_TRY(const Caller caller, creator(mode, true, in.umask));
     RAIDFS_TRY(const meta::Inode inode, fs().mkdir(nodeid(), name, mode, caller));
     put_entry(inode);
     return {};
@@ -363,12 +366,22 @@ struct RequestDispatcher::Call {
     return {};
   }
   Result<void> readdir(bool plus);
+  // O_TMPFILE: CREATE's request and reply; the name the kernel sends ("/") is not used.
+  Result<void> tmpfile() {
+    RAIDFS_TRY(const fuse_create_in in, read_struct<fuse_create_in>(req.op));
+    uint32_t mode = (in.mode & 07777) | S_IFREG;
+    RAIDFS_TRY(const Caller caller, creator(mode, false, in.umask));
+    RAIDFS_TRY(const meta::Inode inode, fs().tmpfile(nodeid(), mode, caller));
+    put_entry(inode);
+    put_open(true);
+    return {};
+  }
   Result<void> create() {
     RAIDFS_TRY(const fuse_create_in in, read_struct<fuse_create_in>(req.op));
     auto reader = payload();
     RAIDFS_TRY(const std::string_view name, reader.name());
     uint32_t mode = (in.mode & 07777) | S_IFREG;
-    RAIDFS_TRY(const Caller caller, creator(mode, false));
+    RAIDFS_TRY(const Caller caller, creator(mode, false, in.umask));
     RAIDFS_TRY(const meta::Inode inode, fs().create(nodeid(), name, mode, caller));
     put_entry(inode);
     put_open(true);  // after the entry: CREATE's reply is fuse_entry_out then fuse_open_out
@@ -430,6 +443,7 @@ Result<void> RequestDispatcher::Call::init() {
                   FUSE_DIRECT_IO_ALLOW_MMAP | FUSE_EXPORT_SUPPORT;
   if (d.options_.writeback_cache) want |= FUSE_WRITEBACK_CACHE;
   if (d.options_.async_dio) want |= FUSE_ASYNC_DIO;
+  if (d.options_.posix_acl) want |= FUSE_POSIX_ACL | FUSE_DONT_MASK;
   if (d.options_.over_io_uring) want |= FUSE_OVER_IO_URING;
   const uint64_t granted = kernel_flags & want;
 
@@ -462,6 +476,8 @@ Result<void> RequestDispatcher::Call::init() {
   // With the writeback cache the kernel keeps mtime/ctime and sends them in SETATTR.
   d.fs_.set_write_times((granted & FUSE_WRITEBACK_CACHE) ? WriteTimes::kKeptByKernel
                                                           : WriteTimes::kSetByWrite);
+  // Both or neither: with ACLs the umask is raidfs's to apply (a default ACL replaces it).
+  d.fs_.set_posix_acl((granted & FUSE_POSIX_ACL) && (granted & FUSE_DONT_MASK));
   RAIDFS_LOG(
       kInfo, "FUSE protocol 7.%u (kernel 7.%u), max_write %u, flags 0x%llx%s", c.minor, in.minor,
       c.max_write, static_cast<unsigned long long>(granted),
@@ -628,6 +644,8 @@ Result<void> RequestDispatcher::Call::run() {
       return {};  // mounted with default_permissions: the kernel checks
     case FUSE_CREATE:
       return create();
+    case FUSE_TMPFILE:
+      return tmpfile();
     case FUSE_INTERRUPT:
       return {};  // requests run to completion; nothing to interrupt
     case FUSE_DESTROY:
@@ -640,7 +658,7 @@ Result<void> RequestDispatcher::Call::run() {
       return {};  // raidfs sends no retrieve notifications
     default:
       // GETLK/SETLK (the kernel then keeps locks locally), IOCTL, POLL, BMAP, COPY_FILE_RANGE,
-      // SETUPMAPPING, SYNCFS, TMPFILE, STATX and opcodes newer than this code: ENOSYS is how
+      // SETUPMAPPING, SYNCFS, STATX and opcodes newer than this code: ENOSYS is how
       // the kernel learns an operation is not implemented and falls back.
       return fail(ENOSYS, "not implemented");
   }
@@ -692,6 +710,7 @@ size_t RequestDispatcher::op_struct_bytes(uint32_t opcode) {
     case FUSE_ACCESS:
       return sizeof(fuse_access_in);
     case FUSE_CREATE:
+    case FUSE_TMPFILE:
       return sizeof(fuse_create_in);
     case FUSE_INTERRUPT:
       return sizeof(fuse_interrupt_in);
@@ -801,7 +820,7 @@ void RequestDispatcher::reply_not_delivered(const RequestView& request, const Re
     (void)fs_.release(request.header.nodeid, open.fh == kWritableHandle);
   } else if (request.header.opcode == FUSE_OPENDIR) {
     (void)fs_.release(request.header.nodeid, false);
-  } else if (request.header.opcode == FUSE_CREATE &&
+  } else if ((request.header.opcode == FUSE_CREATE || request.header.opcode == FUSE_TMPFILE) &&
              reply.fixed_bytes >= sizeof(fuse_entry_out) + sizeof(fuse_open_out)) {
     fuse_entry_out entry;
     std::memcpy(&entry, reply.fixed, sizeof entry);

@@ -62,6 +62,9 @@ struct DispatcherOptions {
   // buffered reader fetched during such a write stale after it (docs/decisions.md). Off by
   // default; for files that only ever see O_DIRECT.
   bool async_dio = false;
+  // Ask for FUSE_POSIX_ACL (the kernel enforces ACLs stored as system.posix_acl_* xattrs, and
+  // leaves the umask to raidfs: FUSE_DONT_MASK). -o noacl turns it off.
+  bool posix_acl = true;
 };
 
 // What INIT settled. Valid once initialized().

@@ -219,7 +219,8 @@ TEST_F(DispatcherTest, InitAnswersOurMinorAndOnlyFlagsTheKernelOffered) {
   // Not FUSE_ASYNC_DIO, although offered: it leaves stale pages after async O_DIRECT writes.
   const uint64_t expected = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS |
                             FUSE_READDIRPLUS_AUTO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS |
-                            FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT | FUSE_EXPORT_SUPPORT;
+                            FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT | FUSE_EXPORT_SUPPORT |
+                            FUSE_POSIX_ACL | FUSE_DONT_MASK;
   EXPECT_EQ(granted, expected) << std::hex << granted;
   EXPECT_TRUE(dispatcher_->initialized());
   EXPECT_EQ(dispatcher_->connection().minor, fuse::kProtocolMinor);
@@ -483,14 +484,14 @@ TEST_F(DispatcherTest, XattrsProbeSizeAndTheStatusXattrIsReadOnlyAndUnlisted) {
             -EPERM);
   get.size = 4096;
   EXPECT_EQ(send(Request(FUSE_LISTXATTR, meta::kRootIno).op(get)).data_bytes, 0u);
-  // POSIX ACLs are refused (the Filesystem's rule: cp -a then falls back to chmod).
+  // With ACLs on (the default), a value that is no ACL is refused.
   set.size = 4;
   EXPECT_EQ(send(Request(FUSE_SETXATTR, ino)
                      .op(set)
                      .name("system.posix_acl_access")
                      .raw(std::string_view("\2\0\0\0", 4)))
                 .error,
-            -EOPNOTSUPP);
+            -EINVAL);
   // A file's xattr of that name is an ordinary one.
   EXPECT_EQ(send(Request(FUSE_GETXATTR, ino).op(get).name(Filesystem::kStatusXattr)).error,
             -ENODATA);
@@ -520,6 +521,104 @@ TEST_F(DispatcherTest, SetgidDirectoriesHandOnTheirGroup) {
   const auto file = body_as<fuse_entry_out>(r);
   EXPECT_EQ(file.attr.gid, 100u);
   EXPECT_EQ(file.attr.mode, S_IFREG | 0755u);
+}
+
+// SETXATTR's fixed part without FUSE_SETXATTR_EXT.
+struct SetxattrIn {
+  uint32_t size = 0, flags = 0;
+};
+
+// An ACL in the kernel's xattr form: version 2, then (tag, perm, id) entries.
+std::string acl_xattr(std::initializer_list<std::array<uint32_t, 3>> entries) {
+  std::string v("\x02\x00\x00\x00", 4);
+  for (const auto& [tag, perm, id] : entries)
+    for (uint32_t x : {tag | perm << 16, id})
+      for (int i = 0; i < 4; ++i) v.push_back(static_cast<char>(x >> (8 * i)));
+  return v;
+}
+
+TEST_F(DispatcherTest, AclsKeepTheModeInStepAndAreInheritedWithoutTheUmask) {
+  init();
+  constexpr uint32_t kNone = UINT32_MAX;
+  auto mode_of = [&](uint64_t ino) {
+    return body_as<fuse_attr_out>(send(Request(FUSE_GETATTR, ino).op(fuse_getattr_in{}))).attr.mode;
+  };
+  auto set_acl = [&](uint64_t ino, const char* name, const std::string& value) {
+    SetxattrIn in{};
+    in.size = static_cast<uint32_t>(value.size());
+    return send(Request(FUSE_SETXATTR, ino).op(in).name(name).raw(value)).error;
+  };
+  auto get = [&](uint64_t ino, const char* name) {
+    fuse_getxattr_in in{};
+    in.size = 4096;
+    const Reply r = send(Request(FUSE_GETXATTR, ino).op(in).name(name));
+    return r.error != 0 ? std::to_string(r.error)
+                        : std::string(reinterpret_cast<const char*>(r.data), r.data_bytes);
+  };
+  // u::rw-,u:1000:rwx,g::r--,m::rwx,o::---: the group bits show the mask.
+  const std::string named = acl_xattr({{0x01, 6, kNone}, {0x02, 7, 1000}, {0x04, 4, kNone},
+                                       {0x10, 7, kNone}, {0x20, 0, kNone}});
+  const uint64_t f = create_file(meta::kRootIno, "f", 0600);
+  ASSERT_EQ(set_acl(f, "system.posix_acl_access", named), 0);
+  EXPECT_EQ(mode_of(f), S_IFREG | 0670u);
+  EXPECT_EQ(get(f, "system.posix_acl_access"), named);
+  // chmod: the mask follows the group bits, the named entry keeps its own.
+  fuse_setattr_in chmod{};
+  chmod.valid = FATTR_MODE;
+  chmod.mode = 0640;
+  ASSERT_EQ(send(Request(FUSE_SETATTR, f).op(chmod)).error, 0);
+  EXPECT_EQ(get(f, "system.posix_acl_access"),
+            acl_xattr({{0x01, 6, kNone}, {0x02, 7, 1000}, {0x04, 4, kNone}, {0x10, 4, kNone},
+                       {0x20, 0, kNone}}));
+  // An ACL the mode says all of is not stored: it sets the mode.
+  ASSERT_EQ(set_acl(f, "system.posix_acl_access",
+                    acl_xattr({{0x01, 7, kNone}, {0x04, 5, kNone}, {0x20, 1, kNone}})), 0);
+  EXPECT_EQ(mode_of(f), S_IFREG | 0751u);
+  EXPECT_EQ(get(f, "system.posix_acl_access"), std::to_string(-ENODATA));
+  EXPECT_EQ(set_acl(f, "system.posix_acl_default", named), -EACCES) << "defaults: directories only";
+
+  // Without a default ACL the umask applies (the kernel leaves it to raidfs: DONT_MASK).
+  fuse_mkdir_in mk{};
+  mk.mode = 0777;
+  mk.umask = 022;
+  const auto d = body_as<fuse_entry_out>(send(Request(FUSE_MKDIR, meta::kRootIno).op(mk).name("d")));
+  EXPECT_EQ(d.attr.mode, S_IFDIR | 0755u);
+  ASSERT_EQ(set_acl(d.nodeid, "system.posix_acl_default", named), 0);
+  EXPECT_EQ(mode_of(d.nodeid), S_IFDIR | 0755u) << "a default ACL leaves the mode alone";
+  // With one, the umask does not: the new file's mode and ACL are the default cut to its mode.
+  fuse_create_in cr{};
+  cr.mode = S_IFREG | 0666;
+  cr.umask = 077;
+  cr.flags = O_RDWR;
+  const auto child = body_as<fuse_entry_out>(send(Request(FUSE_CREATE, d.nodeid).op(cr).name("c")));
+  EXPECT_EQ(child.attr.mode, S_IFREG | 0660u);
+  EXPECT_EQ(get(child.nodeid, "system.posix_acl_access"),
+            acl_xattr({{0x01, 6, kNone}, {0x02, 7, 1000}, {0x04, 4, kNone}, {0x10, 6, kNone},
+                       {0x20, 0, kNone}}));
+  EXPECT_EQ(get(child.nodeid, "system.posix_acl_default"), std::to_string(-ENODATA));
+  mk.umask = 077;
+  const auto sub = body_as<fuse_entry_out>(send(Request(FUSE_MKDIR, d.nodeid).op(mk).name("sub")));
+  EXPECT_EQ(sub.attr.mode, S_IFDIR | 0670u);
+  EXPECT_EQ(get(sub.nodeid, "system.posix_acl_default"), named) << "a directory inherits the default";
+}
+
+TEST_F(DispatcherTest, NoaclRefusesAclsAndLeavesTheUmaskToTheKernel) {
+  DispatcherOptions options;
+  options.posix_acl = false;
+  make_dispatcher(options);
+  const auto out = body_as<fuse_init_out>(init());
+  EXPECT_EQ(out.flags & (FUSE_POSIX_ACL | FUSE_DONT_MASK), 0u);
+  const uint64_t f = create_file(meta::kRootIno, "f");
+  SetxattrIn in{};
+  const std::string acl = acl_xattr({{0x01, 7, UINT32_MAX}, {0x04, 5, UINT32_MAX}, {0x20, 1, UINT32_MAX}});
+  in.size = static_cast<uint32_t>(acl.size());
+  EXPECT_EQ(send(Request(FUSE_SETXATTR, f).op(in).name("system.posix_acl_access").raw(acl)).error,
+            -EOPNOTSUPP);
+  fuse_mkdir_in mk{};
+  mk.mode = 0777;
+  mk.umask = 022;  // the kernel applied it already without DONT_MASK
+  EXPECT_EQ(body_as<fuse_entry_out>(send(Request(FUSE_MKDIR, meta::kRootIno).op(mk).name("d"))).attr.mode,
+            S_IFDIR | 0777u);
 }
 
 TEST_F(DispatcherTest, NamespaceOperationsReplyAsTheKernelExpects) {

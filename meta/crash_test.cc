@@ -151,11 +151,11 @@ class Workload {
     if (pick(10) == 0) return durable_counter();
     switch (pick(14)) {
       case 0: case 1: case 2:
-        return as_void(meta_.create(dir, name(), CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}}, durability()));
+        return as_void(meta_.create(dir, name(), CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}, {}}, durability()));
       case 3:
-        return as_void(meta_.create(dir, name(), CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}, {}}, durability()));
+        return as_void(meta_.create(dir, name(), CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}, {}, {}}, durability()));
       case 4:
-        return as_void(meta_.create(dir, name(), CreateArgs{S_IFLNK | 0777, 0, 0, 0, "t", {}}, durability()));
+        return as_void(meta_.create(dir, name(), CreateArgs{S_IFLNK | 0777, 0, 0, 0, "t", {}, {}}, durability()));
       case 5: {
         auto e = random_entry(dir, true);
         if (!e) return {};

@@ -70,6 +70,8 @@ struct CreateArgs {
   uint32_t gid = 0;
   uint64_t rdev = 0;
   std::string symlink_target;  // symlinks only: 1..4095 bytes
+  // Extended attributes the inode is born with, in the same batch (its inherited ACLs).
+  std::vector<std::pair<std::string, std::string>> xattrs;
   // Called with the new inode's number under the metadata's lock, right before the commit: a
   // caller that counts open handles (fs/open_files.h) counts the creator's here, so that no
   // unlink can remove the file between its creation and its open. Not called on an error before.
@@ -101,6 +103,9 @@ struct SetAttr {
   // The change time to store; unset: now. Under the writeback cache the kernel sends its own
   // (it stamped the write it is flushing), which must be the one stored.
   std::optional<int64_t> ctime_ns;
+  // Extended attributes set (a value) or removed (nullopt, absent or not) in the same batch:
+  // an access ACL changes with the mode it mirrors.
+  std::vector<std::pair<std::string, std::optional<std::string>>> xattrs;
 };
 
 struct DirEntry {
@@ -176,8 +181,14 @@ class FsMeta {
   // ENAMETOOLONG name > 255 or target > 4095 bytes; EMLINK parent has kLinkMax subdirectories.
   Result<Inode> create(uint64_t parent, std::string_view name, const CreateArgs& args,
                        Durability durability = Durability::kNone);
-  // Adds a name for a non-directory. EPERM ino is a directory; ENOENT ino or parent missing (or
-  // ino already unlinked); EEXIST; EMLINK nlink at kLinkMax; ENOTDIR, EINVAL, ENAMETOOLONG.
+  // open(O_TMPFILE): a regular file without a name, in the orphan list (nlink 0) until link()
+  // names it; removed at its last release() or, after a crash, at the next open. `dir` is where
+  // it was asked for (it must be a live directory). ENOENT/ENOTDIR dir; EINVAL not a regular file.
+  Result<Inode> create_unnamed(uint64_t dir, const CreateArgs& args,
+                               Durability durability = Durability::kNone);
+  // Adds a name for a non-directory (the first one of a create_unnamed() inode). EPERM ino is a
+  // directory; ENOENT ino or parent missing (or ino already unlinked); EEXIST; EMLINK nlink at
+  // kLinkMax; ENOTDIR, EINVAL, ENAMETOOLONG.
   Result<Inode> link(uint64_t ino, uint64_t new_parent, std::string_view new_name,
                      Durability durability = Durability::kNone);
   // Removes a non-directory's name. `is_open`: whether the inode is still open (then its last

@@ -27,13 +27,13 @@ namespace {
 using testing::small_array;
 using testing::TempDir;
 
-CreateArgs file_args(uint32_t perms = 0644) { return CreateArgs{S_IFREG | perms, 0, 0, 0, {}, {}}; }
+CreateArgs file_args(uint32_t perms = 0644) { return CreateArgs{S_IFREG | perms, 0, 0, 0, {}, {}, {}}; }
 SetAttr size_attr(uint64_t size) {
   SetAttr a;
   a.size = size;
   return a;
 }
-CreateArgs dir_args() { return CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}, {}}; }
+CreateArgs dir_args() { return CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}, {}, {}}; }
 
 class FsMetaTest : public ::testing::Test {
  protected:
@@ -105,15 +105,15 @@ TEST_F(FsMetaTest, CreateLookupAndErrors) {
   EXPECT_EQ(err(meta_->create(kRootIno, "a/b", file_args())), EINVAL);
   EXPECT_EQ(err(meta_->create(kRootIno, std::string(256, 'n'), file_args())), ENAMETOOLONG);
   EXPECT_TRUE(meta_->create(kRootIno, std::string(255, 'n'), file_args()).has_value());
-  EXPECT_EQ(err(meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 0, 0, 0, {}, {}})), EINVAL);
+  EXPECT_EQ(err(meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 0, 0, 0, {}, {}, {}})), EINVAL);
   EXPECT_EQ(err(meta_->lookup(kRootIno, "zz")), ENOENT);
   EXPECT_EQ(err(meta_->lookup(f, "zz")), ENOTDIR);
 
-  auto link = meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 1, 2, 0, "a/target", {}});
+  auto link = meta_->create(kRootIno, "s", CreateArgs{S_IFLNK | 0777, 1, 2, 0, "a/target", {}, {}});
   ASSERT_TRUE(link.has_value());
   EXPECT_EQ(meta_->getattr(link->ino).value().symlink_target, "a/target");
   EXPECT_EQ(link->size, 8u);
-  auto dev = meta_->create(kRootIno, "dev", CreateArgs{S_IFCHR | 0600, 0, 0, 0x0501, {}, {}});
+  auto dev = meta_->create(kRootIno, "dev", CreateArgs{S_IFCHR | 0600, 0, 0, 0x0501, {}, {}, {}});
   ASSERT_TRUE(dev.has_value());
   EXPECT_EQ(meta_->getattr(dev->ino).value().rdev, 0x0501u);
   expect_consistent();
@@ -713,6 +713,33 @@ TEST_F(FsMetaTest, CheckerReportsPlantedDamage) {
   EXPECT_TRUE(kinds.contains(Finding::Kind::kCorruptRecord));
   EXPECT_TRUE(kinds.contains(Finding::Kind::kLiveCount));
   EXPECT_TRUE(kinds.contains(Finding::Kind::kBlockCount)) << "the planted extent is not counted";
+}
+
+TEST_F(FsMetaTest, AnUnnamedFileIsAnOrphanUntilLinkNamesIt) {
+  uint64_t d = mkdir(kRootIno, "d");
+  auto tmp = meta_->create_unnamed(d, file_args(0600));
+  ASSERT_TRUE(tmp) << tmp.error().message;
+  EXPECT_EQ(tmp->nlink, 0u);
+  EXPECT_EQ(meta_->orphans(), std::vector<uint64_t>{tmp->ino});
+  expect_consistent();
+  EXPECT_EQ(err(meta_->create_unnamed(d, dir_args())), EINVAL);
+  EXPECT_EQ(err(meta_->create_unnamed(tmp->ino, file_args())), ENOTDIR);
+  auto named = meta_->link(tmp->ino, kRootIno, "kept");
+  ASSERT_TRUE(named) << named.error().message;
+  EXPECT_EQ(named->nlink, 1u);
+  EXPECT_TRUE(meta_->orphans().empty());
+  expect_consistent();
+  // Named once, it is an ordinary file: unlinked while open, it cannot be named again.
+  ASSERT_TRUE(meta_->unlink(kRootIno, "kept", true));
+  EXPECT_EQ(err(meta_->link(tmp->ino, kRootIno, "again")), ENOENT);
+  // One never named goes at its last release, or with the next open after a crash.
+  auto gone = meta_->create_unnamed(d, file_args()).value();
+  EXPECT_TRUE(meta_->release(gone.ino).value());
+  EXPECT_EQ(err(meta_->getattr(gone.ino)), ENOENT);
+  auto crashed = meta_->create_unnamed(d, file_args()).value();
+  reopen();
+  EXPECT_EQ(err(meta_->getattr(crashed.ino)), ENOENT);
+  expect_consistent();
 }
 
 TEST_F(FsMetaTest, PunchedHolesGiveTheirBlocksBack) {

@@ -10,6 +10,12 @@
 namespace raidfs::meta {
 namespace {
 
+Result<void> check_xattr_name(std::string_view name) {
+  if (name.empty()) return fail(EINVAL, "empty xattr name");
+  if (name.size() > kNameBytesMax) return fail(ERANGE, "xattr name longer than 255 bytes");
+  return {};
+}
+
 // Loads inode `ino`, applies `change`, stores it back (through the Txn, so aliases stay right).
 template <class F>
 Result<void> mutate(Txn& txn, uint64_t ino, F&& change) {
@@ -133,9 +139,43 @@ Result<Inode> FsMeta::create(uint64_t parent, std::string_view name, const Creat
     inode.nlink = 1;
   }
   txn.put_inode(inode);
+  for (const auto& [xname, value] : args.xattrs) {
+    RAIDFS_CHECK(check_xattr_name(xname));
+    if (value.size() > kXattrValueBytesMax) return fail(E2BIG, "xattr value larger than 64 KiB");
+    txn.put(Family::kXattrs, xattr_key(inode.ino, xname), encode_xattr(value));
+  }
   RAIDFS_TRY(uint64_t cookie, take_cookie(txn, parent));
   txn.put_dirent(parent, name, Dirent{inode.ino, type, cookie});
   RAIDFS_CHECK(touch_dir(txn, parent, now, type == FileType::kDirectory ? 1 : 0));
+  if (args.opened) args.opened(inode.ino);
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  lock.unlock();
+  RAIDFS_CHECK(finish(seq, durability));
+  return inode;
+}
+
+Result<Inode> FsMeta::create_unnamed(uint64_t dir, const CreateArgs& args,
+                                     Durability durability) {
+  if (!S_ISREG(args.mode)) return fail(EINVAL, "an unnamed file must be a regular file");
+  std::unique_lock lock(mu_);
+  Txn txn(*store_);
+  RAIDFS_TRY(Inode parent, txn.load_dir(dir));
+  if (parent.nlink == 0) return fail(ENOENT, "directory has been removed");
+  Inode inode;
+  RAIDFS_TRY(inode.ino, txn.take_inode_number());
+  inode.mode = args.mode;
+  inode.uid = args.uid;
+  inode.gid = args.gid;
+  inode.atime_ns = inode.mtime_ns = inode.ctime_ns = now_ns();
+  inode.nlink = 0;
+  inode.flags = kInodeLinkable;
+  txn.put_inode(inode);
+  txn.put(Family::kOrphans, orphan_key(inode.ino), encode_orphan());
+  for (const auto& [xname, value] : args.xattrs) {
+    RAIDFS_CHECK(check_xattr_name(xname));
+    if (value.size() > kXattrValueBytesMax) return fail(E2BIG, "xattr value larger than 64 KiB");
+    txn.put(Family::kXattrs, xattr_key(inode.ino, xname), encode_xattr(value));
+  }
   if (args.opened) args.opened(inode.ino);
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();
@@ -150,7 +190,9 @@ Result<Inode> FsMeta::link(uint64_t ino, uint64_t new_parent, std::string_view n
   Txn txn(*store_);
   RAIDFS_TRY(Inode inode, txn.load_inode(ino));
   if (is_dir(inode)) return fail(EPERM, "cannot hard-link a directory");
-  if (inode.nlink == 0) return fail(ENOENT, "inode " + std::to_string(ino) + " was unlinked");
+  const bool first_name = inode.nlink == 0 && (inode.flags & kInodeLinkable);
+  if (inode.nlink == 0 && !first_name)
+    return fail(ENOENT, "inode " + std::to_string(ino) + " was unlinked");
   if (inode.nlink >= kLinkMax) return fail(EMLINK, "too many links");
   RAIDFS_TRY(Inode dir, txn.load_dir(new_parent));
   if (dir.nlink == 0) return fail(ENOENT, "directory has been removed");
@@ -160,6 +202,10 @@ Result<Inode> FsMeta::link(uint64_t ino, uint64_t new_parent, std::string_view n
   const int64_t now = now_ns();
   ++inode.nlink;
   inode.ctime_ns = now;
+  if (first_name) {  // an O_TMPFILE file named: an ordinary file from now on
+    inode.flags &= ~kInodeLinkable;
+    txn.del(Family::kOrphans, orphan_key(ino));
+  }
   txn.put_inode(inode);
   RAIDFS_TRY(uint64_t cookie, take_cookie(txn, new_parent));
   txn.put_dirent(new_parent, new_name, Dirent{ino, file_type_of_mode(inode.mode), cookie});
@@ -327,6 +373,15 @@ Result<Inode> FsMeta::setattr(uint64_t ino, const SetAttr& attr, Durability dura
   if (attr.mtime_ns) inode.mtime_ns = *attr.mtime_ns;
   inode.ctime_ns = attr.ctime_ns ? *attr.ctime_ns : now_ns();
   txn.put_inode(inode);
+  for (const auto& [name, value] : attr.xattrs) {
+    RAIDFS_CHECK(check_xattr_name(name));
+    if (!value) {
+      txn.del(Family::kXattrs, xattr_key(ino, name));
+      continue;
+    }
+    if (value->size() > kXattrValueBytesMax) return fail(E2BIG, "xattr value larger than 64 KiB");
+    txn.put(Family::kXattrs, xattr_key(ino, name), encode_xattr(*value));
+  }
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();
   RAIDFS_CHECK(finish(seq, durability));
@@ -348,13 +403,6 @@ Result<bool> FsMeta::release(uint64_t ino, const OpenCheck& is_open, Durability 
 }
 
 // --- xattrs --------------------------------------------------------------------------------------
-namespace {
-Result<void> check_xattr_name(std::string_view name) {
-  if (name.empty()) return fail(EINVAL, "empty xattr name");
-  if (name.size() > kNameBytesMax) return fail(ERANGE, "xattr name longer than 255 bytes");
-  return {};
-}
-}  // namespace
 
 Result<void> FsMeta::set_xattr(uint64_t ino, std::string_view name, std::string_view value,
                                int flags, Durability durability) {

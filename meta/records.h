@@ -57,6 +57,9 @@ inline constexpr uint8_t kRecordFormat = 1;
 inline constexpr uint32_t kStoreFormat = 2;
 inline constexpr uint8_t kInodeFormat = 2;
 inline constexpr uint64_t kBlocksUnknown = UINT64_MAX;  // a format-1 inode, not yet counted
+// Inode::flags: an O_TMPFILE inode, born without a name, that link() may give its first one
+// (the kernel's I_LINKABLE); cleared by that link.
+inline constexpr uint32_t kInodeLinkable = 1;
 
 using ArrayUuid = std::array<uint8_t, 16>;
 
@@ -80,7 +83,8 @@ struct Inode {
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
   uint64_t rdev = 0;
-  uint32_t flags = 0;
+  uint32_t flags = 0;        // kInodeLinkable
+
   uint64_t parent = 0;       // directories: the parent directory (root: itself)
   uint64_t next_cookie = 0;  // directories: the readdir cookie the next new entry gets
   std::string symlink_target;

@@ -13,6 +13,7 @@
 //   attr_timeout=S, entry_timeout=S                kernel caching of attributes and names
 //   commit=S                 data nobody fsyncs is made durable within S seconds (default 5; 0
 //                            means the default, as ext4)
+//   acl, noacl               POSIX ACLs enforced by the kernel (default) or refused
 //   log=syslog|PATH          where a detached daemon logs (default: syslog when /dev/log is
 //                            there, else kLogFileDefault)
 //   remount                  change the flags of the mount at MOUNTPOINT (utils/remount.h)

@@ -46,7 +46,10 @@ TEST(MountOptionsTest, DefaultsAndCommitZeroMeanTheDefault) {
   EXPECT_EQ(o.log, "/var/log/x.log");
   ASSERT_TRUE(o.parse("log=syslog"));
   EXPECT_EQ(o.log, "syslog");
-  EXPECT_TRUE(o.fuse_options.empty()) << "log= is raidfs's, not the kernel's";
+  EXPECT_TRUE(o.dispatcher.posix_acl);
+  ASSERT_TRUE(o.parse("noacl"));
+  EXPECT_FALSE(o.dispatcher.posix_acl);
+  EXPECT_TRUE(o.fuse_options.empty()) << "log= and noacl are raidfs's, not the kernel's";
 }
 
 TEST(MountOptionsTest, BadValuesNameTheOptionAndWhatItExpects) {

@@ -379,7 +379,7 @@ int main(int argc, char** argv) {
                  "mount options, comma-separated: FUSE/mount ones (ro, allow_other, noatime ...) "
                  "and raidfs ones: members=PATH:PATH:..., transport=uring|classic, "
                  "uring_threads=N, uring_entries=N, threads=N, writeback_cache, "
-                 "no_writeback_cache, async_dio, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS, "
+                 "no_writeback_cache, noacl, async_dio, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS, "
                  "log=syslog|PATH (default: syslog if /dev/log exists, else /var/log/raidfs.log)")
       ->expected(1)
       ->allow_extra_args(false)

@@ -103,11 +103,11 @@ int main(int argc, char** argv) {
   std::printf("raidfs-meta-bench on %s (%d entries, %.1f s per write configuration)\n",
               path.c_str(), entries, seconds);
 
-  auto dir = meta.create(kRootIno, "dir", CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}, {}});
+  auto dir = meta.create(kRootIno, "dir", CreateArgs{S_IFDIR | 0755, 0, 0, 0, {}, {}, {}});
   if (!dir) die(dir.error().message);
   auto t = Clock::now();
   for (int n = 0; n < entries; ++n)
-    if (auto r = meta.create(dir->ino, "file-" + std::to_string(n), CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}}); !r)
+    if (auto r = meta.create(dir->ino, "file-" + std::to_string(n), CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}, {}}); !r)
       die(r.error().message);
   std::printf("%-34s %10.0f ops/s\n", "create (no sync)", entries / seconds_since(t));
 
@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
 
   std::vector<uint64_t> files;
   for (int n = 0; n < 64; ++n) {
-    auto f = meta.create(kRootIno, "w" + std::to_string(n), CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}});
+    auto f = meta.create(kRootIno, "w" + std::to_string(n), CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}, {}});
     if (!f) die(f.error().message);
     files.push_back(f->ino);
   }

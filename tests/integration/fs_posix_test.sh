@@ -8,7 +8,13 @@
 #   3. the copies of a sparse file stay sparse;
 #   4. a device node keeps its whole device number (12-bit major, 20-bit minor);
 #   5. ctime: what the mount shows is what is stored (the same after a remount), and a change
-#      never gets a ctime before a reading of the kernel's file clock taken just before it.
+#      never gets a ctime before a reading of the kernel's file clock taken just before it;
+#   6. POSIX ACLs: setfacl/getfacl, enforced for another user, the mode in step (chmod, the
+#      mask), default ACLs inherited instead of the umask, kept by cp -a, rsync -aAX and tar
+#      --acls, and across a remount;
+#   7. O_TMPFILE: a file without a name, written, then named by linkat (kept across a remount),
+#      or gone at its close; one opened O_EXCL cannot be named; after a SIGKILL the next mount
+#      removes one that was never named, fsck clean throughout.
 #   usage: fs_posix_test.sh BUILD_DIR
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -156,6 +162,88 @@ if ! cmp -s "$IT_WORK/ctimes" "$IT_WORK/ctimes.after"; then
   fail "$(diff "$IT_WORK/ctimes" "$IT_WORK/ctimes.after" | grep -c '^>') files show other times after a remount than while mounted"
 fi
 it_log "ctime and mtime of $(wc -l <"$IT_WORK/ctimes") files: the same after a remount as shown while mounted; never before the clock reading taken before the change"
+# 6. POSIX ACLs, checked as user 1000 (setpriv) where enforcement matters.
+command -v setfacl >/dev/null || fail "setfacl is not installed (scripts/deps.sh installs acl)"
+chmod o+x "$IT_WORK"
+as_user() { setpriv --reuid=1000 --regid=1000 --clear-groups -- "$@"; }
+mkdir "$mp/acl"
+echo secret >"$mp/acl/f"
+chmod 600 "$mp/acl/f"
+as_user cat "$mp/acl/f" >/dev/null 2>&1 && fail "user 1000 reads a 0600 file of root's"
+setfacl -m u:1000:r "$mp/acl/f" || fail "setfacl -m u:1000:r failed"
+getfacl -cn "$mp/acl/f" | grep -qx "user:1000:r--" || fail "getfacl does not show user:1000:r--: $(getfacl -cn "$mp/acl/f")"
+[[ $(stat -c %a "$mp/acl/f") == 640 ]] || fail "the mode is $(stat -c %a "$mp/acl/f") with mask r--, not 640"
+[[ $(as_user cat "$mp/acl/f") == secret ]] || fail "the ACL does not let user 1000 read the file"
+chmod 600 "$mp/acl/f"
+getfacl -cn "$mp/acl/f" | grep -qx "mask::---" || fail "chmod 600 did not set the mask to ---: $(getfacl -cn "$mp/acl/f")"
+as_user cat "$mp/acl/f" >/dev/null 2>&1 && fail "user 1000 still reads the file after chmod 600 (mask ---)"
+chmod 640 "$mp/acl/f"
+setfacl -d -m u:1000:rwx,o::- "$mp/acl" || fail "setfacl -d failed"
+(umask 077 && echo new >"$mp/acl/new" && mkdir "$mp/acl/sub")
+getfacl -cn "$mp/acl/new" | grep -q "^user:1000:rwx" || fail "the new file did not inherit the default ACL: $(getfacl -cn "$mp/acl/new")"
+[[ $(stat -c %a "$mp/acl/new") == 660 ]] || fail "the new file's mode is $(stat -c %a "$mp/acl/new"), not 660 (default ACL, no umask)"
+getfacl -cnd "$mp/acl/sub" | grep -q "^user:1000:rwx" || fail "the new directory did not inherit the default ACL"
+[[ $(as_user cat "$mp/acl/new") == new ]] || fail "the inherited ACL does not let user 1000 read"
+acl_tree() { (cd "$1" && find . -print0 | sort -z | xargs -0 getfacl -n 2>/dev/null); }  # every ACL under DIR
+acl_tree "$mp/acl" >"$IT_WORK/acl.ref"
+cp -a "$mp/acl" "$mp/acl-cp"
+rsync -aAX "$mp/acl/" "$mp/acl-rsync/"
+(cd "$mp" && tar --acls -cf "$IT_WORK/acl.tar" acl) && mkdir "$mp/acl-tar" && tar --acls -xf "$IT_WORK/acl.tar" -C "$mp/acl-tar"
+for c in acl-cp acl-rsync acl-tar/acl; do
+  acl_tree "$mp/$c" | diff -u "$IT_WORK/acl.ref" - >&2 || fail "the ACLs of the $c copy differ"
+done
+it_remount "$arr/meta" "$mp"
+acl_tree "$mp/acl" | diff -u "$IT_WORK/acl.ref" - >&2 || fail "the ACLs differ after a remount"
+[[ $(as_user cat "$mp/acl/f") == secret ]] || fail "after a remount the ACL does not let user 1000 read"
+it_log "POSIX ACLs: enforced for user 1000, mode and mask in step, defaults inherited without the umask, kept by cp -a, rsync -aAX, tar --acls and a remount"
+
+# 7. O_TMPFILE.
+python3 - "$mp" "$IT_WORK/part" <<'PY' || fail "O_TMPFILE files do not behave"
+import ctypes, errno, os, sys
+mp, part = sys.argv[1:]
+data = open(part, "rb").read()
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, AT_EMPTY_PATH = -100, 0x1000
+def name(fd, path):  # linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH): what the man page names
+    if libc.linkat(fd, b"", AT_FDCWD, path.encode(), AT_EMPTY_PATH) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), path)
+fd = os.open(mp, os.O_TMPFILE | os.O_RDWR, 0o640)
+os.write(fd, data)
+st = os.fstat(fd)
+assert st.st_nlink == 0 and st.st_size == len(data), (st.st_nlink, st.st_size)
+assert os.listdir(mp).count("tmp-named") == 0
+name(fd, os.path.join(mp, "tmp-named"))
+assert os.fstat(fd).st_nlink == 1
+os.close(fd)
+with open(os.path.join(mp, "tmp-named"), "rb") as f:
+    assert f.read() == data
+fd = os.open(mp, os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
+try:
+    name(fd, os.path.join(mp, "tmp-excl"))
+    sys.exit("an O_TMPFILE | O_EXCL file was named")
+except OSError as e:
+    assert e.errno == errno.ENOENT, e
+os.close(fd)
+before = os.statvfs(mp).f_bfree
+fd = os.open(mp, os.O_TMPFILE | os.O_WRONLY, 0o600)
+os.write(fd, os.urandom(4 << 20))
+os.fsync(fd)
+os.close(fd)
+assert os.statvfs(mp).f_bfree >= before - 16, "the space of a closed unnamed file did not come back"
+PY
+it_remount "$arr/meta" "$mp"
+cmp "$IT_WORK/part" "$mp/tmp-named" || fail "the named O_TMPFILE file differs after a remount"
+python3 -c 'import os, sys, time; fd = os.open(sys.argv[1], os.O_TMPFILE | os.O_RDWR); os.write(fd, b"x" * 100000); os.fsync(fd); open(sys.argv[2], "w").close(); time.sleep(60)' "$mp" "$IT_WORK/tmp-open" &
+holder=$!
+for _ in $(seq 100); do [[ -e $IT_WORK/tmp-open ]] && break; sleep 0.1; done
+it_kill_daemon "$mp"
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || fail "fsck -n after a SIGKILL with an unnamed file open: $out"
+it_mount "$arr/meta" "$mp"
+it_log "O_TMPFILE: named by linkat and kept across a remount, gone at close unnamed, O_EXCL never named, removed at mount after a SIGKILL"
+
 it_umount "$mp"
 "$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" >"$IT_WORK/fsck.out" 2>&1 || { cat "$IT_WORK/fsck.out" >&2; fail "fsck -n found problems"; }
 it_log "PASS"
