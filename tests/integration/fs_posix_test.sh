@@ -10,8 +10,8 @@
 #   5. ctime: what the mount shows is what is stored (the same after a remount), and a change
 #      never gets a ctime before a reading of the kernel's file clock taken just before it;
 #   6. POSIX ACLs: setfacl/getfacl, enforced for another user, the mode in step (chmod, the
-#      mask), default ACLs inherited instead of the umask, kept by cp -a, rsync -aAX and tar
-#      --acls, and across a remount;
+#      mask), default ACLs inherited instead of the umask, kept (with xattrs and holes) by cp -a,
+#      rsync -aAX --sparse and tar --acls --xattrs --sparse, and across a remount;
 #   7. O_TMPFILE: a file without a name, written, then named by linkat (kept across a remount),
 #      or gone at its close; one opened O_EXCL cannot be named; after a SIGKILL the next mount
 #      removes one that was never named, fsck clean throughout.
@@ -184,14 +184,21 @@ getfacl -cn "$mp/acl/new" | grep -q "^user:1000:rwx" || fail "the new file did n
 [[ $(stat -c %a "$mp/acl/new") == 660 ]] || fail "the new file's mode is $(stat -c %a "$mp/acl/new"), not 660 (default ACL, no umask)"
 getfacl -cnd "$mp/acl/sub" | grep -q "^user:1000:rwx" || fail "the new directory did not inherit the default ACL"
 [[ $(as_user cat "$mp/acl/new") == new ]] || fail "the inherited ACL does not let user 1000 read"
+cp --sparse=always "$mp/sparse" "$mp/acl/sparse"
+setfattr -n user.colour -v blue "$mp/acl/sparse"
 acl_tree() { (cd "$1" && find . -print0 | sort -z | xargs -0 getfacl -n 2>/dev/null); }  # every ACL under DIR
 acl_tree "$mp/acl" >"$IT_WORK/acl.ref"
 cp -a "$mp/acl" "$mp/acl-cp"
-rsync -aAX "$mp/acl/" "$mp/acl-rsync/"
-(cd "$mp" && tar --acls -cf "$IT_WORK/acl.tar" acl) && mkdir "$mp/acl-tar" && tar --acls -xf "$IT_WORK/acl.tar" -C "$mp/acl-tar"
+rsync -aAX --sparse "$mp/acl/" "$mp/acl-rsync/"
+(cd "$mp" && tar --acls --xattrs --sparse -cf "$IT_WORK/acl.tar" acl) && mkdir "$mp/acl-tar" && tar --acls --xattrs -xf "$IT_WORK/acl.tar" -C "$mp/acl-tar"
 for c in acl-cp acl-rsync acl-tar/acl; do
   acl_tree "$mp/$c" | diff -u "$IT_WORK/acl.ref" - >&2 || fail "the ACLs of the $c copy differ"
+  cmp "$IT_WORK/sparse.ref" "$mp/$c/sparse" || fail "the sparse file of the $c copy differs"
+  b=$(blocks "$mp/$c/sparse")
+  ((b < 1024)) || fail "the sparse file of the $c copy is not sparse ($b sectors)"
 done
+[[ $(getfattr --only-values -n user.colour "$mp/acl-rsync/sparse") == blue ]] || fail "rsync -aAX did not keep a user xattr"
+[[ $(getfattr --only-values -n user.colour "$mp/acl-cp/sparse") == blue ]] || fail "cp -a did not keep a user xattr"
 it_remount "$arr/meta" "$mp"
 acl_tree "$mp/acl" | diff -u "$IT_WORK/acl.ref" - >&2 || fail "the ACLs differ after a remount"
 [[ $(as_user cat "$mp/acl/f") == secret ]] || fail "after a remount the ACL does not let user 1000 read"
