@@ -8,6 +8,12 @@
 # Members are sparse image files on /dev/shm (tmpfs), so the software is what is measured, not a
 # disk. Targets:
 #   raw       fio on a file in /dev/shm itself (the members' medium: the ceiling)
+#   pt-ll     libfuse's passthrough_ll example (built from Debian's libfuse3-dev examples) over a
+#             /dev/shm directory, classic /dev/fuse, -o writeback: a FUSE filesystem that does
+#             nothing but pass requests on
+#   pt-hp     libfuse's passthrough_hp (≥ 3.18) --nopassthrough -o io_uring over /dev/shm, when
+#             RAIDFS_BENCH_PASSTHROUGH_HP names its binary (build libfuse outside this tree:
+#             meson setup build -Dexamples=true && ninja -C build): the FUSE-over-io_uring ceiling
 #   raidfs-T  RAID6, 6 members, 64 KiB chunks, mounted with mount.raidfs -o transport=T, for each T
 #             in RAIDFS_BENCH_TRANSPORTS (default "uring classic"); each on a fresh array
 #   btrfs     btrfs -d raid6 -m raid1c3 over 6 loop devices (direct I/O) on the same kind of images
@@ -17,11 +23,14 @@
 # RAIDFS_BENCH_BTRFS=0 (skip btrfs), RAIDFS_BENCH_WARM_MIB (memory touched before the first
 # target, default 4096), RAIDFS_BENCH_ROUNDS (default 3: the raidfs targets run that many
 # times, in turn, each round starting with the next transport; raw and btrfs run once).
+# RAIDFS_BENCH_PASSTHROUGH=0 skips both passthroughs.
 # Cells: IOPS (4 KiB jobs, with the median completion latency) or MiB/s, and for raidfs the
 # daemon's CPU seconds (user + system, all threads) per GiB moved — for raidfs, of the round with
 # the median throughput (this VM varies ±10% from run to run, and whichever target runs first
 # may write at a third of its speed). Ratios: raidfs/raw and raidfs/btrfs for the first raidfs
-# transport; uring/classic for throughput and CPU per GiB, then each round's uring/classic.
+# transport; raidfs/pt-ll and raidfs/pt-hp (each raidfs transport against the passthrough of the
+# same kind: classic against pt-ll, uring against pt-hp); uring/classic for throughput and CPU
+# per GiB, then each round's uring/classic.
 # After the table: each raidfs mount's transport line and user-space copy counters.
 set -euo pipefail
 
@@ -51,17 +60,23 @@ command -v fio >/dev/null || { echo "fs_bench.sh: fio is missing (scripts/deps.s
 
 # job name → fio arguments. Reads and random writes use O_DIRECT so that they reach the daemon
 # instead of the page cache.
-ALL_JOBS=(seqwrite-1M seqread-1M randread-4K-qd1 randread-4K-qd1-cpu0 randread-4K-qd32 randwrite-4K-qd16)
+ALL_JOBS=(seqwrite-1M seqwrite-1M-4jobs seqread-1M randread-4K-qd1 randread-4K-qd1-cpu0
+          randread-4K-qd32 randwrite-4K-qd16 randwrite-4K-fdatasync)
+SIZE_BYTES=$(numfmt --from=iec "$SIZE")
 read -r -a JOBS <<<"${RAIDFS_BENCH_JOBS:-${ALL_JOBS[*]}}"
 job_args() {
   case $1 in
     seqwrite-1M) echo "--rw=write --bs=1M --ioengine=psync --end_fsync=1" ;;
+    # Four writers, each on its own file of a quarter of the size: the aggregate.
+    seqwrite-1M-4jobs) echo "--rw=write --bs=1M --ioengine=psync --end_fsync=1 --numjobs=4 --group_reporting --size=$((SIZE_BYTES / 4))" ;;
     seqread-1M) echo "--rw=read --bs=1M --ioengine=psync --direct=1 --time_based --runtime=$RUNTIME" ;;
     randread-4K-qd1) echo "--rw=randread --bs=4k --ioengine=psync --direct=1 --time_based --runtime=$RUNTIME" ;;
     # The same, with fio held on CPU 0: the scheduler cannot move it between CPUs (see README).
     randread-4K-qd1-cpu0) echo "--rw=randread --bs=4k --ioengine=psync --direct=1 --cpus_allowed=0 --time_based --runtime=$RUNTIME" ;;
     randread-4K-qd32) echo "--rw=randread --bs=4k --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime=$RUNTIME" ;;
     randwrite-4K-qd16) echo "--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --time_based --runtime=$RUNTIME" ;;
+    # A database's log: buffered 4 KiB writes, each made durable with fdatasync.
+    randwrite-4K-fdatasync) echo "--rw=randwrite --bs=4k --ioengine=psync --fdatasync=1 --time_based --runtime=$RUNTIME" ;;
     *) echo "fs_bench.sh: unknown job $1" >&2; exit 1 ;;
   esac
 }
@@ -80,9 +95,12 @@ run_target() {
     sync; echo 3 > /proc/sys/vm/drop_caches
     local before after out
     before=$(cpu_ticks "$pid")
+    local file=(--filename=bench.dat)
+    [[ $job == *-4jobs ]] && file=()  # a file per job
     # shellcheck disable=SC2046
-    out=$(fio --name="$job" --directory="$dir" --filename=bench.dat --size="$SIZE" \
+    out=$(fio --name="$job" --directory="$dir" "${file[@]}" --size="$SIZE" \
               $(job_args "$job") --output-format=json)
+    [[ $job == *-4jobs ]] && rm -f "$dir/$job".*
     after=$(cpu_ticks "$pid")
     # iops, MiB/s, bytes moved, median completion latency (µs)
     RESULT[$name,$job]=$(python3 -c '
@@ -121,6 +139,37 @@ run_target raw "$WORK/raw"
 rm -f "$WORK/raw/bench.dat"
 TARGETS=(raw)
 RAIDFS=()
+
+# --- passthroughs: the FUSE ceiling over the same medium ---------------------------------------
+# run_passthrough NAME PROGRAM ARGS...: mounts $WORK/mnt-NAME over $WORK/src-NAME and runs the
+# jobs. The program detaches; its pid is found by the mount point on its command line.
+run_passthrough() {
+  local name=$1 pid
+  shift
+  mkdir -p "$WORK/src-$name" "$WORK/mnt-$name"
+  "$@" || { echo "fs_bench.sh: $name did not mount" >&2; return 1; }
+  for _ in $(seq 50); do mountpoint -q "$WORK/mnt-$name" && break; sleep 0.1; done
+  pid=$(pgrep -f -- "$1.*$WORK/mnt-$name" | head -1)
+  run_target "$name" "$WORK/mnt-$name" "$pid"
+  umount "$WORK/mnt-$name"
+  rm -rf "$WORK/src-$name"
+  TARGETS+=("$name")
+}
+if [ "${RAIDFS_BENCH_PASSTHROUGH:-1}" != 0 ]; then
+  examples=/usr/share/doc/libfuse3-dev/examples
+  if [ -f $examples/passthrough_ll.c ] &&
+     gcc -O2 -I$examples -o "$WORK/passthrough_ll" $examples/passthrough_ll.c \
+       $(pkg-config fuse3 --cflags --libs) 2>/dev/null; then
+    run_passthrough pt-ll "$WORK/passthrough_ll" -o "source=$WORK/src-pt-ll,writeback,allow_other" "$WORK/mnt-pt-ll"
+  else
+    echo "fs_bench.sh: passthrough_ll not built (libfuse3-dev's examples missing?): no pt-ll" >&2
+  fi
+  if [ -n "${RAIDFS_BENCH_PASSTHROUGH_HP:-}" ]; then
+    echo Y >/sys/module/fuse/parameters/enable_uring 2>/dev/null || true
+    run_passthrough pt-hp "$RAIDFS_BENCH_PASSTHROUGH_HP" --nopassthrough -o io_uring,allow_other \
+      "$WORK/src-pt-hp" "$WORK/mnt-pt-hp"
+  fi
+fi
 
 # --- raidfs, per transport, in rounds ----------------------------------------------------------
 # run_raidfs SPEC NAME: a fresh array mounted with transport SPEC (T or T:OPTIONS, e.g.
@@ -182,13 +231,16 @@ fi
 ratio() { python3 -c "print('%.2f' % ($1 / $2) if $2 else '-')"; }
 have_uc=0
 [[ -n ${RESULT[raidfs-uring,${JOBS[0]}]:-} && -n ${RESULT[raidfs-classic,${JOBS[0]}]:-} ]] && have_uc=1
-printf '\n%-18s' job
+printf '\n%-24s' job
 for t in "${TARGETS[@]}"; do printf ' %26s' "$t"; done
 printf '  raidfs/raw  raidfs/btrfs'
+have_ll=0 have_hp=0
+[[ -n ${RESULT[pt-ll,${JOBS[0]}]:-} && -n ${RESULT[raidfs-classic,${JOBS[0]}]:-} ]] && have_ll=1 && printf '  classic/pt-ll'
+[[ -n ${RESULT[pt-hp,${JOBS[0]}]:-} && -n ${RESULT[raidfs-uring,${JOBS[0]}]:-} ]] && have_hp=1 && printf '  uring/pt-hp'
 ((have_uc)) && printf '  uring/classic  cpu u/c'
 printf '\n'
 for job in "${JOBS[@]}"; do
-  printf '%-18s' "$job"
+  printf '%-24s' "$job"
   for t in "${TARGETS[@]}"; do
     read -r iops mib _ p50 <<<"${RESULT[$t,$job]}"
     cpu=${CPU[$t,$job]:-}
@@ -202,6 +254,14 @@ for job in "${JOBS[@]}"; do
     read -r _ a _ <<<"${RESULT[$first,$job]}"; read -r _ r _ <<<"${RESULT[raw,$job]}"
     b=0; [ -n "${RESULT[btrfs,$job]:-}" ] && read -r _ b _ <<<"${RESULT[btrfs,$job]}"
     printf '  %10s  %12s' "$(ratio "$a" "$r")" "$(ratio "$a" "$b")"
+  fi
+  if ((have_ll)); then
+    read -r _ a _ <<<"${RESULT[raidfs-classic,$job]}"; read -r _ p _ <<<"${RESULT[pt-ll,$job]}"
+    printf '  %13s' "$(ratio "$a" "$p")"
+  fi
+  if ((have_hp)); then
+    read -r _ a _ <<<"${RESULT[raidfs-uring,$job]}"; read -r _ p _ <<<"${RESULT[pt-hp,$job]}"
+    printf '  %11s' "$(ratio "$a" "$p")"
   fi
   if ((have_uc)); then
     read -r _ u _ <<<"${RESULT[raidfs-uring,$job]}"; read -r _ c _ <<<"${RESULT[raidfs-classic,$job]}"
