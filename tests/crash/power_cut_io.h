@@ -15,12 +15,17 @@
 // What it does not model: the metadata database's own unsynced writes (RocksDB's WAL tail) are
 // not lost; every commit before the cut survives, synced or not.
 //
-// Single-threaded, like every MemberIo. Test code: it allocates and reads on every write.
+// Several PowerCutIos (one per thread: the test's, the sealer's, the rebuild's) share one
+// PowerDomain — the members' power and their volatile caches: writes are counted across all of
+// them in the order they reach the members, a flush empties the member's cache of everyone's
+// writes, and the cut stops them all. A MemberIo is used by one thread; the domain serialises
+// the threads' batches. Test code: it allocates and reads on every write.
 #pragma once
 
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <vector>
 
@@ -29,31 +34,52 @@
 
 namespace raidfs::testing {
 
+struct PowerDomain {
+  struct Cached {
+    uint32_t member;
+    uint64_t offset;
+    AlignedBuffer before;  // the bytes the write replaced
+  };
+  std::mutex mu;  // guards the rest, and serialises the batches of every PowerCutIo over it
+  uint64_t cut_at = UINT64_MAX;
+  uint64_t writes = 0;
+  bool cut = false;
+  bool torn = false;
+  uint64_t blocks_lost = 0;
+  std::mt19937 rng;
+  std::vector<Cached> cache;  // writes not yet flushed, oldest first
+};
+
 class PowerCutIo final : public MemberIo {
  public:
-  explicit PowerCutIo(std::unique_ptr<MemberIo> inner) : inner_(std::move(inner)) {}
+  explicit PowerCutIo(std::unique_ptr<MemberIo> inner,
+                      std::shared_ptr<PowerDomain> domain = std::make_shared<PowerDomain>())
+      : inner_(std::move(inner)), d_(std::move(domain)) {}
 
-  // The cut comes before write request number `write_index` (0: before the first); `seed` picks
-  // which cached blocks are lost. Without a call there is no cut.
+  // The cut comes before write request number `write_index` (0: before the first) of the
+  // domain; `seed` picks which cached blocks are lost. Without a call there is no cut.
   void cut_before_write(uint64_t write_index, uint32_t seed) {
-    cut_at_ = write_index;
-    rng_.seed(seed);
+    std::lock_guard lock(d_->mu);
+    d_->cut_at = write_index;
+    d_->rng.seed(seed);
   }
-  bool cut() const { return cut_; }
-  uint64_t writes_seen() const { return writes_; }       // write requests that reached the members
-  bool torn_batch() const { return torn_; }              // the cut fell inside a batch
-  uint64_t blocks_lost() const { return blocks_lost_; }  // cached blocks put back at the cut
+  bool cut() const { std::lock_guard lock(d_->mu); return d_->cut; }
+  // Write requests that reached the members (of the whole domain).
+  uint64_t writes_seen() const { std::lock_guard lock(d_->mu); return d_->writes; }
+  bool torn_batch() const { std::lock_guard lock(d_->mu); return d_->torn; }  // cut inside a batch
+  uint64_t blocks_lost() const { std::lock_guard lock(d_->mu); return d_->blocks_lost; }
 
   void execute(std::span<IoRequest> batch) override {
-    if (cut_) {
+    std::lock_guard lock(d_->mu);
+    if (d_->cut) {
       for (IoRequest& r : batch) r.result = -ECANCELED;
       return;
     }
     size_t pass = batch.size();  // requests [0, pass) reach the members
-    uint64_t writes = writes_;
+    uint64_t writes = d_->writes;
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].op != IoOp::kWrite) continue;
-      if (writes == cut_at_) {
+      if (writes == d_->cut_at) {
         pass = i;
         break;
       }
@@ -63,15 +89,15 @@ class PowerCutIo final : public MemberIo {
     remember_writes(reaching);
     inner_->execute(reaching);
     for (const IoRequest& r : reaching) {
-      if (r.op == IoOp::kWrite && r.ok()) ++writes_;
+      if (r.op == IoOp::kWrite && r.ok()) ++d_->writes;
       if (r.op == IoOp::kFlush && r.ok())
-        std::erase_if(cache_, [&](const Cached& c) { return c.member == r.member; });
+        std::erase_if(d_->cache, [&](const PowerDomain::Cached& c) { return c.member == r.member; });
     }
     if (pass == batch.size()) return;
-    torn_ = pass > 0;
+    d_->torn = pass > 0;
     for (size_t i = pass; i < batch.size(); ++i) batch[i].result = -ECANCELED;
     lose_cache();
-    cut_ = true;
+    d_->cut = true;
   }
 
   Result<void> register_buffers(std::span<const std::span<uint8_t>> ranges) override {
@@ -79,53 +105,41 @@ class PowerCutIo final : public MemberIo {
   }
 
  private:
-  struct Cached {
-    uint32_t member;
-    uint64_t offset;
-    AlignedBuffer before;  // the bytes the write replaced
-  };
-
   // Reads what each write of the batch is about to replace (one batch of reads).
   void remember_writes(std::span<IoRequest> batch) {
     std::vector<IoRequest> reads;
-    const size_t first = cache_.size();
+    const size_t first = d_->cache.size();
     for (const IoRequest& r : batch) {
       if (r.op != IoOp::kWrite) continue;
-      cache_.push_back(Cached{r.member, r.offset, AlignedBuffer(r.length)});
+      d_->cache.push_back(PowerDomain::Cached{r.member, r.offset, AlignedBuffer(r.length)});
       reads.push_back(
-          IoRequest{IoOp::kRead, r.member, r.offset, r.length, cache_.back().before.data(), 0});
+          IoRequest{IoOp::kRead, r.member, r.offset, r.length, d_->cache.back().before.data(), 0});
     }
     if (reads.empty()) return;
     inner_->execute(reads);
     for (size_t i = 0; i < reads.size(); ++i)
       if (!reads[i].ok())
-        std::memset(cache_[first + i].before.data(), 0, cache_[first + i].before.size());
+        std::memset(d_->cache[first + i].before.data(), 0, d_->cache[first + i].before.size());
   }
 
   // The power goes: each cached block, latest write first, is lost with probability 1/2.
   void lose_cache() {
     std::vector<IoRequest> restores;
-    for (auto it = cache_.rbegin(); it != cache_.rend(); ++it) {
+    for (auto it = d_->cache.rbegin(); it != d_->cache.rend(); ++it) {
       for (size_t at = 0; at < it->before.size(); at += 4096) {
-        if (rng_() % 2) continue;
+        if (d_->rng() % 2) continue;
         restores.push_back(
             IoRequest{IoOp::kWrite, it->member, it->offset + at, 4096, it->before.data() + at, 0});
-        ++blocks_lost_;
+        ++d_->blocks_lost;
         // One at a time: requests to one member within a batch are not ordered.
         inner_->execute(std::span(&restores.back(), 1));
       }
     }
-    cache_.clear();
+    d_->cache.clear();
   }
 
   std::unique_ptr<MemberIo> inner_;
-  uint64_t cut_at_ = UINT64_MAX;
-  uint64_t writes_ = 0;
-  bool cut_ = false;
-  bool torn_ = false;
-  uint64_t blocks_lost_ = 0;
-  std::mt19937 rng_;
-  std::vector<Cached> cache_;  // writes not yet flushed, oldest first
+  std::shared_ptr<PowerDomain> d_;
 };
 
 }  // namespace raidfs::testing

@@ -84,22 +84,6 @@ struct FileModel {
   }
 };
 
-// A PowerCutIo that reports its counts when it goes (with the thread that made it).
-class ReportingIo final : public MemberIo {
- public:
-  ReportingIo(std::unique_ptr<testing::PowerCutIo> io, std::function<void(const testing::PowerCutIo&)> report)
-      : io_(std::move(io)), report_(std::move(report)) {}
-  ~ReportingIo() override { report_(*io_); }
-  void execute(std::span<IoRequest> batch) override { io_->execute(batch); }
-  Result<void> register_buffers(std::span<const std::span<uint8_t>> ranges) override {
-    return io_->register_buffers(ranges);
-  }
-
- private:
-  std::unique_ptr<testing::PowerCutIo> io_;
-  std::function<void(const testing::PowerCutIo&)> report_;
-};
-
 class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
  protected:
   void format() {
@@ -107,28 +91,19 @@ class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
     ASSERT_TRUE(a) << a.error().message;
     array_ = std::move(*a);
   }
-  // `cut_at`: every MemberIo the filesystem makes for its own threads (the rebuild's) is a
-  // PowerCutIo cutting before that write; each is added to `cut_ios_`.
-  std::unique_ptr<Filesystem> mount(bool read_only, std::optional<uint64_t> cut_at = std::nullopt) {
+  // `power`: every MemberIo the filesystem makes for its own threads (the sealer's, the
+  // rebuild's) is a PowerCutIo in that domain, as is the test's own.
+  std::unique_ptr<Filesystem> mount(bool read_only,
+                                    std::shared_ptr<testing::PowerDomain> power = nullptr) {
     auto opened = open_array(array_.metadata_dir);
     EXPECT_TRUE(opened) << opened.error().message;
     if (!opened) return nullptr;
     FilesystemOptions options;
     options.read_only = read_only;
     options.rebuild_checkpoint_stripes = 4;  // a cut falls between checkpoints: resumed mid-way
-    {
-      std::lock_guard lock(cut_mu_);
-      cut_writes_ = cut_blocks_lost_ = 0;
-    }
-    if (cut_at) {
-      options.wrap_member_io = [this, cut_at](std::unique_ptr<MemberIo> inner) -> std::unique_ptr<MemberIo> {
-        auto io = std::make_unique<testing::PowerCutIo>(std::move(inner));
-        io->cut_before_write(*cut_at, static_cast<uint32_t>(*cut_at) * 31 + 7);
-        return std::make_unique<ReportingIo>(std::move(io), [this](const testing::PowerCutIo& done) {
-          std::lock_guard lock(cut_mu_);
-          cut_writes_ = std::max(cut_writes_, done.writes_seen());
-          cut_blocks_lost_ += done.blocks_lost();
-        });
+    if (power) {
+      options.wrap_member_io = [power](std::unique_ptr<MemberIo> inner) -> std::unique_ptr<MemberIo> {
+        return std::make_unique<testing::PowerCutIo>(std::move(inner), power);
       };
     }
     auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), options);
@@ -285,9 +260,6 @@ class PowerCutTest : public ::testing::TestWithParam<uint32_t> {
   std::vector<FileModel> files_;
   // Of the PowerCutIos of the last mount(…, cut_at), as each went: the most writes one saw, and
   // the cached blocks lost at the cuts.
-  std::mutex cut_mu_;
-  uint64_t cut_writes_ = 0;
-  uint64_t cut_blocks_lost_ = 0;
   bool trace_ = std::getenv("RAIDFS_POWER_CUT_TRACE") != nullptr;  // print every operation
 };
 
@@ -307,9 +279,10 @@ TEST_P(PowerCutTest, FsyncedDataSurvivesACutAtEveryMemberWriteEvenDegraded) {
     format();
     uint64_t total_writes = 0;
     {
-      auto fs = mount(false);
+      auto power = std::make_shared<testing::PowerDomain>();
+      auto fs = mount(false, power);  // the sealer's writes count too
       ASSERT_TRUE(fs);
-      auto* io = new testing::PowerCutIo(std::move(*fs->array().make_member_io()));
+      auto* io = new testing::PowerCutIo(std::move(*fs->array().make_member_io()), power);
       IoContext ctx(std::unique_ptr<MemberIo>(io), fs->array());
       run_workload(*fs, ctx, seed);
       ASSERT_FALSE(io->cut());
@@ -332,13 +305,16 @@ TEST_P(PowerCutTest, FsyncedDataSurvivesACutAtEveryMemberWriteEvenDegraded) {
       SCOPED_TRACE(when);
       format();
       {
-        auto fs = mount(false);
+        auto power = std::make_shared<testing::PowerDomain>();
+        auto fs = mount(false, power);
         ASSERT_TRUE(fs);
-        auto* io = new testing::PowerCutIo(std::move(*fs->array().make_member_io()));
+        auto* io = new testing::PowerCutIo(std::move(*fs->array().make_member_io()), power);
         io->cut_before_write(cut, static_cast<uint32_t>(cuts));
         IoContext ctx(std::unique_ptr<MemberIo>(io), fs->array());
         run_workload(*fs, ctx, seed);
-        ASSERT_TRUE(io->cut() || cut == total_writes);
+        // The sealer's writes interleave with the workload's as the threads run, so a run may
+        // make a few writes fewer or more than the uncut one: the last cut points may not come.
+        ASSERT_TRUE(io->cut() || cut + 8 >= total_writes);
         torn += io->torn_batch() ? 1 : 0;
         lost_blocks += io->blocks_lost();
       }  // the daemon is gone: nothing more reaches the array
@@ -393,12 +369,14 @@ TEST_P(PowerCutTest, ARebuildCutAtEveryWriteResumesAndTheMemberHoldsTheData) {
   // A rebuild without a cut: how many member writes it makes.
   uint64_t total_writes = 0;
   {
-    auto fs = mount(false, UINT64_MAX);
+    auto power = std::make_shared<testing::PowerDomain>();
+    auto fs = mount(false, power);
     ASSERT_TRUE(fs);
     ASSERT_TRUE(fs->control(Caller{}, "rebuild " + std::to_string(failed)));
     ASSERT_EQ(wait_for_rebuild(*fs), meta::RebuildPhase::kFinished);
+    fs.reset();
+    total_writes = power->writes;
   }
-  total_writes = cut_writes_;
   ASSERT_GT(total_writes, 10u);
   std::vector<uint32_t> gone;
   for (uint32_t j = 0; j < parity; ++j) gone.push_back((failed + 1 + j) % kMembers);
@@ -409,12 +387,16 @@ TEST_P(PowerCutTest, ARebuildCutAtEveryWriteResumesAndTheMemberHoldsTheData) {
     SCOPED_TRACE(when);
     snapshot(/*restore=*/true);
     {
-      auto fs = mount(false, cut);
+      auto power = std::make_shared<testing::PowerDomain>();
+      power->cut_at = cut;
+      power->rng.seed(static_cast<uint32_t>(cut) * 31 + 7);
+      auto fs = mount(false, power);
       ASSERT_TRUE(fs);
       ASSERT_TRUE(fs->control(Caller{}, "rebuild " + std::to_string(failed)));
       wait_for_rebuild(*fs);
-    }  // the daemon is gone: nothing more reaches the array
-    lost_blocks += cut_blocks_lost_;
+      fs.reset();  // the daemon is gone: nothing more reaches the array
+      lost_blocks += power->blocks_lost;
+    }
     expect_fsck_clean(when + ", as the cut left it");
     if (auto opened = open_array(array_.metadata_dir, {}, /*read_only=*/true)) {
       auto saved = opened->meta->rebuild_state();
