@@ -85,13 +85,6 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> arra
     RAIDFS_TRY(auto ctx, fs->make_io_context());
     RAIDFS_CHECK(fs->seal_leftover_open_stripes(*ctx));
     Filesystem* owner = fs.get();
-    // Full stripes are sealed off the request path; without a ring for it, in the writer.
-    if (auto started = options.background_seals
-                           ? fs->writer_->start_sealer([owner] { return owner->make_io_context(); })
-                           : Result<void>();
-        !started)
-      RAIDFS_LOG(kWarning, "sealing stripes in the writing threads: %s",
-                 started.error().message.c_str());
     fs->scrubber_ = std::make_unique<Scrubber>(*fs->array_, *fs->meta_, fs->stripe_reuse_,
                                                [owner] { return owner->make_io_context(); });
     if (auto resumed = fs->scrubber_->resume_if_interrupted(); !resumed)

@@ -72,9 +72,6 @@ struct FilesystemOptions {
   unsigned commit_interval_ms = 0;
   // A rebuild records its progress every this many stripes (Rebuilder).
   uint64_t rebuild_checkpoint_stripes = 64;
-  // Full stripes are sealed by a thread of their own (StripeWriter::start_sealer), not by the
-  // write that filled them. Off: in the writing thread (tests of the writer's own errors).
-  bool background_seals = true;
   // Tests only (fault and power-cut injection): every MemberIo the filesystem makes for its own
   // threads (make_io_context: scrub, rebuild, commit timer, control) passes through this.
   std::function<std::unique_ptr<MemberIo>(std::unique_ptr<MemberIo>)> wrap_member_io;

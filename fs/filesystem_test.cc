@@ -40,22 +40,10 @@ class FilesystemTest : public ::testing::Test {
   void mount(bool read_only = false) {
     fs_.reset();
     ctx_.reset();
-    faults_.clear();
-    inner_ios_.clear();
     auto opened = open_array(dir_.file("meta"));  // make_test_array's metadata directory
     ASSERT_TRUE(opened) << opened.error().message;
     FilesystemOptions options;
     options.read_only = read_only;
-    options.background_seals = background_seals_;
-    if (inject_faults_) {
-      options.wrap_member_io = [this](std::unique_ptr<MemberIo> io) {
-        auto* faults = new FaultInjectingIo(*io);
-        std::lock_guard lock(faults_mu_);
-        inner_ios_.push_back(std::move(io));
-        faults_.push_back(faults);
-        return std::unique_ptr<MemberIo>(faults);
-      };
-    }
     auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), options);
     ASSERT_TRUE(fs) << fs.error().message;
     fs_ = std::move(*fs);
@@ -94,14 +82,6 @@ class FilesystemTest : public ::testing::Test {
     return inode ? inode->ino : 0;
   }
   void remove_member(uint32_t i) { ASSERT_EQ(::rename(paths_[i].c_str(), (paths_[i] + ".gone").c_str()), 0); }
-
-  // Every MemberIo the filesystem made for itself (its sealer, scrubber, ...), with faults one
-  // can inject, when inject_faults_ is set before mount(); the inner ones outlive fs_.
-  bool inject_faults_ = false;
-  bool background_seals_ = true;
-  std::mutex faults_mu_;
-  std::vector<std::unique_ptr<MemberIo>> inner_ios_;
-  std::vector<FaultInjectingIo*> faults_;
 
   testing::TempDir dir_;
   std::vector<std::string> paths_;
@@ -368,7 +348,6 @@ class FailedSealTest : public FilesystemTest, public ::testing::WithParamInterfa
 
 TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReturnsTheErrorNotAShortCount) {
   const bool aligned = GetParam();
-  background_seals_ = false;  // the writer's own seal fails (the sealer's: the test below)
   format(4, 1, 16 << 20);
   const uint64_t a = create("a");
   const size_t stripe = 3 * kChunk;
@@ -402,35 +381,6 @@ TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReturnsTheErrorNotAShor
 }
 
 INSTANTIATE_TEST_SUITE_P(OpenStripeAndDirect, FailedSealTest, ::testing::Values(false, true));
-
-// A seal the sealer thread could not do: the data stays readable, the next fsync retries it and
-// returns its error, and once the members take writes again it is stored.
-TEST_F(FilesystemTest, ABackgroundSealThatFailsReachesTheNextFsync) {
-  inject_faults_ = true;
-  format(4, 1, 16 << 20);
-  const uint64_t a = create("a");
-  const size_t stripe = 3 * kChunk;
-  auto data = random_bytes(stripe + 5000, 21);
-  {
-    std::lock_guard lock(faults_mu_);
-    for (FaultInjectingIo* f : faults_) f->fail_writes(1, ENOSPC);  // a full host, not a failed disk
-  }
-  // 100 bytes in: the open-stripe path, not the full-stripe one; the first stripe fills and is
-  // handed to the sealer, whose member writes fail.
-  auto n = fs_->write(*ctx_, a, 100, data);
-  ASSERT_TRUE(n) << "the write that filled the stripe does not wait for its seal";
-  EXPECT_EQ(read(a, 100, data.size()), data) << "pending data reads back while its seal failed";
-  auto synced = fs_->fsync(*ctx_, a);
-  ASSERT_FALSE(synced) << "fsync succeeded over a seal that failed";
-  EXPECT_EQ(synced.error().code, ENOSPC) << synced.error().message;
-  {
-    std::lock_guard lock(faults_mu_);
-    for (FaultInjectingIo* f : faults_) f->fail_writes(1, 0);
-  }
-  ASSERT_TRUE(fs_->fsync(*ctx_, a));
-  crash_and_mount();
-  EXPECT_EQ(read(a, 100, data.size()), data) << "after the retry and fsync the data is stored";
-}
 
 TEST_F(FilesystemTest, TruncatePunchHolesAndSeek) {
   format(4, 1, 16 << 20);

@@ -17,19 +17,6 @@ constexpr uint32_t kBlock = kBlockBytes;
 
 uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
 
-// Adds [a, b) to sorted, merged ranges built in any order (sort_and_merge finishes them).
-void sort_and_merge(std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
-  std::sort(ranges.begin(), ranges.end());
-  std::vector<std::pair<uint64_t, uint64_t>> merged;
-  for (const auto& r : ranges) {
-    if (!merged.empty() && r.first <= merged.back().second)
-      merged.back().second = std::max(merged.back().second, r.second);
-    else
-      merged.push_back(r);
-  }
-  ranges = std::move(merged);
-}
-
 }  // namespace
 
 StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse)
@@ -38,115 +25,8 @@ StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& 
       stripe_reuse_(stripe_reuse),
       chunk_bytes_(array.geometry().chunk_bytes()),
       data_bytes_(static_cast<uint32_t>(array.geometry().stripe_data_bytes())),
-      full_parity_(size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()) {
-  const size_t stripe_bytes = size_t{array.geometry().member_count()} * chunk_bytes_;
-  open_.buffer = AlignedBuffer(stripe_bytes);
-  sealing_.buffer = AlignedBuffer(stripe_bytes);
-}
-
-StripeWriter::~StripeWriter() {
-  {
-    std::lock_guard lock(seal_mu_);
-    stop_ = true;
-  }
-  seal_cv_.notify_all();
-  if (sealer_thread_.joinable()) sealer_thread_.join();
-}
-
-Result<void> StripeWriter::start_sealer(
-    std::function<Result<std::unique_ptr<IoContext>>()> make_context) {
-  std::promise<Result<void>> started;
-  auto outcome = started.get_future();
-  sealer_thread_ = std::thread([this, make_context = std::move(make_context), &started] {
-    run_sealer(make_context, &started);
-  });
-  Result<void> r = outcome.get();
-  if (!r) {
-    sealer_thread_.join();
-    return r;
-  }
-  sealer_running_ = true;
-  return {};
-}
-
-void StripeWriter::run_sealer(std::function<Result<std::unique_ptr<IoContext>>()> make_context,
-                              std::promise<Result<void>>* started) {
-  auto made = make_context();
-  if (!made) {
-    started->set_value(std::unexpected(made.error()));
-    return;
-  }
-  std::unique_ptr<IoContext> ctx = std::move(*made);
-  started->set_value({});
-  std::unique_lock lock(seal_mu_);
-  for (;;) {
-    seal_cv_.wait(lock, [&] { return sealer_ == SealerState::kQueued || stop_; });
-    // Destroyed without an unmount (which seals everything first): a crash, as far as the
-    // members know — a queued stripe stays unwritten, its data lost with the memory.
-    if (stop_) return;
-    sealer_ = SealerState::kSealing;
-    lock.unlock();
-    const Result<void> sealed = logged(seal_slot(*ctx, sealing_));
-    lock.lock();
-    sealer_ = sealed ? SealerState::kIdle : SealerState::kFailed;
-    seal_cv_.notify_all();
-  }
-}
-
-Result<void> StripeWriter::wait_sealed(IoContext& ctx) {
-  std::unique_lock lock(seal_mu_);
-  seal_cv_.wait(lock, [&] {
-    return sealer_ == SealerState::kIdle || sealer_ == SealerState::kFailed;
-  });
-  if (sealer_ == SealerState::kIdle) return {};
-  sealer_ = SealerState::kSealing;  // retried here: the sealer only takes queued seals
-  lock.unlock();
-  const Result<void> sealed = logged(seal_slot(ctx, sealing_));
-  lock.lock();
-  sealer_ = sealed ? SealerState::kIdle : SealerState::kFailed;
-  seal_cv_.notify_all();
-  return sealed;
-}
-
-void StripeWriter::wait_sealer_still() {
-  std::unique_lock lock(seal_mu_);
-  seal_cv_.wait(lock, [&] {
-    return sealer_ == SealerState::kIdle || sealer_ == SealerState::kFailed;
-  });
-}
-
-Result<void> StripeWriter::hand_off_locked(IoContext& ctx) {
-  if (!sealer_running_) return logged(seal_slot(ctx, open_));
-  RAIDFS_CHECK(wait_sealed(ctx));
-  {
-    // Readers look for pending data in both slots under this lock: the data changes slot, not
-    // visibility.
-    std::lock_guard pending_lock(pending_mu_);
-    std::swap(open_.pending, sealing_.pending);  // the sealing slot's is empty
-    std::swap(open_.buffer, sealing_.buffer);
-    sealing_.stripe = std::move(open_.stripe);
-    open_.stripe.reset();
-  }
-  {
-    std::lock_guard floor(floor_mu_);
-    sealing_generation_ = open_generation_;  // still taking data until sealed: the floor stays
-    open_generation_ = 0;
-  }
-  open_free_bytes_ = 0;
-  {
-    std::lock_guard lock(seal_mu_);
-    sealer_ = SealerState::kQueued;
-  }
-  seal_cv_.notify_all();
-  return {};
-}
-
-void StripeWriter::raise_write_floor_locked() {
-  uint64_t floor = UINT64_MAX;
-  if (open_generation_ != 0) floor = std::min(floor, open_generation_);
-  if (sealing_generation_ != 0) floor = std::min(floor, sealing_generation_);
-  array_.set_write_floor(floor == UINT64_MAX ? meta_.next_generation() : floor);
-}
+      buffer_(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes()),
+      full_parity_(size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()) {}
 
 void StripeWriter::carve(PendingMap& map, uint64_t begin, uint64_t end) {
   auto it = map.lower_bound(begin);
@@ -182,16 +62,14 @@ Result<void> StripeWriter::allocate_locked() {
   {
     // No reader may still be reading a stripe that this allocation could hand out again.
     std::unique_lock reuse(stripe_reuse_);
-    std::lock_guard floor(floor_mu_);
     RAIDFS_TRY(ref, meta_.allocate_stripe());
-    open_generation_ = ref.generation;
-    raise_write_floor_locked();  // stripes below the oldest one taking data are done
   }
-  std::memset(open_.buffer.data(), 0, open_.buffer.size());
-  open_.stripe = OpenStripe{};
-  open_.stripe->id = ref.id;
-  open_.stripe->generation = ref.generation;
+  std::memset(buffer_.data(), 0, buffer_.size());
+  open_ = OpenStripe{};
+  open_->id = ref.id;
+  open_->generation = ref.generation;
   open_free_bytes_ = data_bytes_;
+  array_.set_write_floor(ref.generation);  // stripes below it are done (Array::set_write_floor)
   return {};
 }
 
@@ -218,8 +96,8 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
       accepted += data_bytes_;
       continue;
     }
-    if (!open_.stripe) RAIDFS_CHECK(allocate_locked());
-    OpenStripe& s = *open_.stripe;
+    if (!open_) RAIDFS_CHECK(allocate_locked());
+    OpenStripe& s = *open_;
     uint64_t pos;
     if (s.last_ino == ino && s.last_file_end == file_offset && s.last_stripe_end >= s.written &&
         s.last_stripe_end > 0) {
@@ -228,14 +106,14 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
       pos = round_up(s.filled) + file_offset % kBlock;
     }
     if (pos >= data_bytes_) {
-      RAIDFS_CHECK(hand_off_locked(ctx));
+      RAIDFS_CHECK(logged(seal_locked(ctx)));
       continue;
     }
     const size_t n = std::min<uint64_t>(data.size() - accepted, data_bytes_ - pos);
-    std::memcpy(open_.buffer.data() + pos, data.data() + accepted, n);
+    std::memcpy(buffer_.data() + pos, data.data() + accepted, n);
     {
       std::lock_guard pending_lock(pending_mu_);
-      PendingFile& file = open_.pending[ino];
+      PendingFile& file = pending_[ino];
       if (set_times) file.mtime_ns = now;
       PendingMap& map = file.extents;
       carve(map, file_offset, file_offset + n);
@@ -254,7 +132,7 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
     s.last_file_end = file_offset + n;
     s.last_stripe_end = s.filled;
     accepted += n;
-    if (s.filled == data_bytes_) RAIDFS_CHECK(hand_off_locked(ctx));
+    if (s.filled == data_bytes_) RAIDFS_CHECK(logged(seal_locked(ctx)));
   }
   return accepted;
 }
@@ -295,24 +173,23 @@ Result<void> StripeWriter::write_full_stripe_locked(IoContext& ctx, uint64_t ino
   }
   // Older pending data of this range would otherwise commit later over the newer data.
   std::lock_guard pending_lock(pending_mu_);
-  if (auto it = open_.pending.find(ino); it != open_.pending.end())
+  if (auto it = pending_.find(ino); it != pending_.end())
     carve(it->second.extents, file_offset, file_offset + data_bytes_);
   ++stats_.stripes_sealed;
   stats_.bytes_direct += data_bytes_;
   return {};
 }
 
-Result<void> StripeWriter::write_new_blocks(IoContext& ctx, Slot& slot) {
-  OpenStripe& s = *slot.stripe;
-  const uint8_t* buffer = slot.buffer.data();
+Result<void> StripeWriter::write_new_blocks_locked(IoContext& ctx) {
+  OpenStripe& s = *open_;
   const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
   if (end > s.written) {
     RAIDFS_CHECK(array_.write_data(ctx.channel(), s.id, s.written, end - s.written,
-                                   buffer + s.written));
+                                   buffer_.data() + s.written));
     s.crcs.resize(s.written / kBlock);  // drops those of an earlier attempt that did not commit
     for (uint32_t b = s.written / kBlock; b < end / kBlock; ++b)
       s.crcs.push_back(block_checksum(BlockVersion{s.id, s.generation, b},
-                                      {buffer + size_t{b} * kBlock, kBlock}));
+                                      {buffer_.data() + size_t{b} * kBlock, kBlock}));
   }
   return {};
 }
@@ -324,23 +201,22 @@ void StripeWriter::parity_rows(uint32_t first_row, uint32_t row_count) {
   uint8_t* parity[kParityMax];
   for (uint32_t row = first_row; row < first_row + row_count; ++row) {
     const size_t at = size_t{row} * kBlock;
-    for (uint32_t d = 0; d < k; ++d) data[d] = open_.buffer.data() + size_t{d} * chunk_bytes_ + at;
-    for (uint32_t p = 0; p < m; ++p)
-      parity[p] = open_.buffer.data() + size_t{k + p} * chunk_bytes_ + at;
+    for (uint32_t d = 0; d < k; ++d) data[d] = buffer_.data() + size_t{d} * chunk_bytes_ + at;
+    for (uint32_t p = 0; p < m; ++p) parity[p] = buffer_.data() + size_t{k + p} * chunk_bytes_ + at;
     array_.codec().encode(data, parity, kBlock);
   }
 }
 
-Result<void> StripeWriter::commit(Slot& slot, const meta::Stripe& record) {
+Result<void> StripeWriter::commit_locked(const meta::Stripe& record) {
   std::vector<meta::FileExtents> files;
   {
     std::lock_guard pending_lock(pending_mu_);
-    for (const auto& [ino, pf] : slot.pending) {
+    for (const auto& [ino, pf] : pending_) {
       if (pf.extents.empty()) continue;
       meta::FileExtents file{ino, {}, true, std::nullopt};
       if (pf.mtime_ns) file.mtime_ns = pf.mtime_ns;
       for (const auto& [off, p] : pf.extents)
-        file.extents.push_back(meta::Extent{off, slot.stripe->id, p.stripe_offset, p.length});
+        file.extents.push_back(meta::Extent{off, open_->id, p.stripe_offset, p.length});
       files.push_back(std::move(file));
     }
   }
@@ -350,14 +226,14 @@ Result<void> StripeWriter::commit(Slot& slot, const meta::Stripe& record) {
   PendingChange change(pending_epoch_);
   RAIDFS_CHECK(meta_.commit_files(files, std::span(&record, 1)));
   std::lock_guard pending_lock(pending_mu_);
-  slot.pending.clear();
+  pending_.clear();
   return {};
 }
 
 Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
-  OpenStripe& s = *open_.stripe;
+  OpenStripe& s = *open_;
   const uint32_t old_written = s.written;
-  RAIDFS_CHECK(write_new_blocks(ctx, open_));
+  RAIDFS_CHECK(write_new_blocks_locked(ctx));
   const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
   // Parity of the rows the new blocks touch; rows with data are a prefix since the chunks fill
   // one after another.
@@ -383,11 +259,10 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
     meta::ParityRow pr{row, std::string(size_t{m} * kBlock, '\0')};
     for (uint32_t p = 0; p < m; ++p)
       std::memcpy(pr.bytes.data() + size_t{p} * kBlock,
-                  open_.buffer.data() + size_t{k + p} * chunk_bytes_ + size_t{row} * kBlock,
-                  kBlock);
+                  buffer_.data() + size_t{k + p} * chunk_bytes_ + size_t{row} * kBlock, kBlock);
     record.parity_rows.push_back(std::move(pr));
   }
-  RAIDFS_CHECK(commit(open_, record));
+  RAIDFS_CHECK(commit_locked(record));
   s.written = s.filled = end;
   s.committed = true;
   open_free_bytes_ = data_bytes_ - end;
@@ -396,36 +271,32 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
   return {};
 }
 
-Result<void> StripeWriter::seal_slot(IoContext& ctx, Slot& slot) {
-  OpenStripe& s = *slot.stripe;
+Result<void> StripeWriter::seal_locked(IoContext& ctx) {
+  OpenStripe& s = *open_;
   bool any_pending;
   {
     std::lock_guard pending_lock(pending_mu_);
-    any_pending = std::any_of(slot.pending.begin(), slot.pending.end(),
+    any_pending = std::any_of(pending_.begin(), pending_.end(),
                               [](const auto& e) { return !e.second.extents.empty(); });
   }
-  const bool release = !s.committed && !any_pending;  // nothing of it ever reached the metadata
-  if (release) {
+  if (!s.committed && !any_pending) {  // nothing of it ever reached the metadata
     meta_.release_stripe(s.id);
-  } else {
-    RAIDFS_CHECK(write_new_blocks(ctx, slot));
-    const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
-    RAIDFS_CHECK(write_parity_and_flush(array_, ctx.channel(), s.id, slot.buffer.data()));
-    RAIDFS_CHECK(commit(slot, sealed_record(s.id, s.generation, end, s.crcs)));
+    open_.reset();
+    open_free_bytes_ = 0;
+    array_.set_write_floor(meta_.next_generation());
+    std::lock_guard pending_lock(pending_mu_);
+    pending_.clear();
+    return {};
   }
-  slot.stripe.reset();
-  if (&slot == &open_) open_free_bytes_ = 0;
-  {
-    std::lock_guard floor(floor_mu_);
-    (&slot == &open_ ? open_generation_ : sealing_generation_) = 0;
-    raise_write_floor_locked();
-  }
+  RAIDFS_CHECK(write_new_blocks_locked(ctx));
+  const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
+  RAIDFS_CHECK(write_parity_and_flush(array_, ctx.channel(), s.id, buffer_.data()));
+  RAIDFS_CHECK(commit_locked(sealed_record(s.id, s.generation, end, s.crcs)));
+  open_.reset();
+  open_free_bytes_ = 0;
+  array_.set_write_floor(meta_.next_generation());
   std::lock_guard pending_lock(pending_mu_);
-  if (release) {
-    slot.pending.clear();
-  } else {
-    ++stats_.stripes_sealed;
-  }
+  ++stats_.stripes_sealed;
   return {};
 }
 
@@ -455,14 +326,13 @@ meta::Stripe StripeWriter::sealed_record(uint64_t stripe, uint64_t generation,
 
 Result<void> StripeWriter::flush(IoContext& ctx, uint64_t ino) {
   std::lock_guard lock(mu_);
-  RAIDFS_CHECK(wait_sealed(ctx));  // the older stripe's data commits first
-  if (!open_.stripe) return {};
+  if (!open_) return {};
   {
     std::lock_guard pending_lock(pending_mu_);
     if (ino != 0) {
-      auto it = open_.pending.find(ino);
-      if (it == open_.pending.end() || it->second.extents.empty()) return {};
-    } else if (std::all_of(open_.pending.begin(), open_.pending.end(),
+      auto it = pending_.find(ino);
+      if (it == pending_.end() || it->second.extents.empty()) return {};
+    } else if (std::all_of(pending_.begin(), pending_.end(),
                            [](const auto& e) { return e.second.extents.empty(); })) {
       return {};
     }
@@ -472,17 +342,15 @@ Result<void> StripeWriter::flush(IoContext& ctx, uint64_t ino) {
 
 Result<void> StripeWriter::seal(IoContext& ctx) {
   std::lock_guard lock(mu_);
-  RAIDFS_CHECK(wait_sealed(ctx));
-  if (!open_.stripe) return {};
-  return logged(seal_slot(ctx, open_));
+  if (!open_) return {};
+  return logged(seal_locked(ctx));
 }
 
 Result<void> StripeWriter::seal_after(IoContext& ctx, const std::function<Result<void>()>& first) {
   std::lock_guard lock(mu_);
-  RAIDFS_CHECK(wait_sealed(ctx));  // a stripe allocated before `first` is not left half written
   RAIDFS_CHECK(first());
-  if (!open_.stripe) return {};
-  return logged(seal_slot(ctx, open_));
+  if (!open_) return {};
+  return logged(seal_locked(ctx));
 }
 
 Result<void> StripeWriter::logged(Result<void> outcome) {
@@ -494,32 +362,26 @@ Result<void> StripeWriter::logged(Result<void> outcome) {
 
 bool StripeWriter::has_pending(uint64_t ino) const {
   std::lock_guard pending_lock(pending_mu_);
-  for (const Slot* slot : {&sealing_, &open_}) {
-    auto it = slot->pending.find(ino);
-    if (it != slot->pending.end() && !it->second.extents.empty()) return true;
-  }
-  return false;
+  auto it = pending_.find(ino);
+  return it != pending_.end() && !it->second.extents.empty();
 }
 
 StripeWriter::PendingSummary StripeWriter::pending_summary(uint64_t ino) const {
   std::lock_guard pending_lock(pending_mu_);
+  auto it = pending_.find(ino);
+  if (it == pending_.end()) return {};
   PendingSummary out;
-  for (const Slot* slot : {&sealing_, &open_}) {  // the open slot's writes are the newer
-    auto it = slot->pending.find(ino);
-    if (it == slot->pending.end()) continue;
-    if (it->second.mtime_ns != 0) out.mtime_ns = it->second.mtime_ns;
-    for (const auto& [off, p] : it->second.extents) {
-      out.end = std::max(out.end, off + p.length);
-      out.blocks += meta::blocks_touched(p.stripe_offset, p.length);
-    }
+  out.mtime_ns = it->second.mtime_ns;
+  for (const auto& [off, p] : it->second.extents) {
+    out.end = std::max(out.end, off + p.length);
+    out.blocks += meta::blocks_touched(p.stripe_offset, p.length);
   }
   return out;
 }
 
 void StripeWriter::clear_pending_mtime(uint64_t ino) {
   std::lock_guard pending_lock(pending_mu_);
-  for (Slot* slot : {&sealing_, &open_})
-    if (auto it = slot->pending.find(ino); it != slot->pending.end()) it->second.mtime_ns = 0;
+  if (auto it = pending_.find(ino); it != pending_.end()) it->second.mtime_ns = 0;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t ino, uint64_t offset,
@@ -528,22 +390,25 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t i
   std::vector<std::pair<uint64_t, uint64_t>> covered;
   const uint64_t end = offset + length;
   std::lock_guard pending_lock(pending_mu_);
-  for (const Slot* slot : {&sealing_, &open_}) {  // older first: the open slot's bytes win
-    auto found = slot->pending.find(ino);
-    if (found == slot->pending.end()) continue;
-    const PendingMap& map = found->second.extents;
-    auto it = map.upper_bound(offset);
-    if (it != map.begin()) --it;
-    for (; it != map.end() && it->first < end; ++it) {
-      const uint64_t a = std::max(offset, it->first);
-      const uint64_t b = std::min(end, it->first + it->second.length);
-      if (a >= b) continue;
-      std::memcpy(dest + (a - offset),
-                  slot->buffer.data() + it->second.stripe_offset + (a - it->first), b - a);
+  auto found = pending_.find(ino);
+  if (found == pending_.end()) return covered;
+  const PendingMap& map = found->second.extents;
+  auto it = map.upper_bound(offset);
+  if (it != map.begin()) --it;
+  uint64_t copied = 0;
+  for (; it != map.end() && it->first < end; ++it) {
+    const uint64_t a = std::max(offset, it->first);
+    const uint64_t b = std::min(end, it->first + it->second.length);
+    if (a >= b) continue;
+    std::memcpy(dest + (a - offset), buffer_.data() + it->second.stripe_offset + (a - it->first),
+                b - a);
+    copied += b - a;
+    if (!covered.empty() && covered.back().second == a) {
+      covered.back().second = b;
+    } else {
       covered.emplace_back(a, b);
     }
   }
-  sort_and_merge(covered);
   return covered;
 }
 
@@ -551,43 +416,41 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t
                                                                         uint64_t offset) const {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   std::lock_guard pending_lock(pending_mu_);
-  for (const Slot* slot : {&sealing_, &open_}) {
-    auto found = slot->pending.find(ino);
-    if (found == slot->pending.end()) continue;
-    for (const auto& [off, p] : found->second.extents)
-      if (off + p.length > offset) ranges.emplace_back(off, off + p.length);
+  auto found = pending_.find(ino);
+  if (found == pending_.end()) return ranges;
+  for (const auto& [off, p] : found->second.extents) {
+    if (off + p.length <= offset) continue;
+    if (!ranges.empty() && ranges.back().second == off) {
+      ranges.back().second = off + p.length;
+    } else {
+      ranges.emplace_back(off, off + p.length);
+    }
   }
-  sort_and_merge(ranges);
   return ranges;
 }
 
 Result<meta::Inode> StripeWriter::set_size(uint64_t ino, const meta::SetAttr& attr) {
   std::lock_guard lock(mu_);
-  wait_sealer_still();  // a seal under way could commit what is dropped here after the truncate
   PendingChange change(pending_epoch_);
   if (attr.size) {
     std::lock_guard pending_lock(pending_mu_);
-    for (Slot* slot : {&sealing_, &open_})
-      if (auto it = slot->pending.find(ino); it != slot->pending.end())
-        carve(it->second.extents, *attr.size, UINT64_MAX);
+    if (auto it = pending_.find(ino); it != pending_.end())
+      carve(it->second.extents, *attr.size, UINT64_MAX);
   }
   return meta_.setattr(ino, attr);
 }
 
 Result<void> StripeWriter::punch_hole(uint64_t ino, uint64_t offset, uint64_t length) {
   std::lock_guard lock(mu_);
-  wait_sealer_still();
   PendingChange change(pending_epoch_);
   // Pending data may be all that gives the file its size (it is not committed yet): the punch
   // keeps that size, or punching the tail of a fresh file would shrink it.
   uint64_t pending_size = 0;
   {
     std::lock_guard pending_lock(pending_mu_);
-    for (Slot* slot : {&sealing_, &open_}) {
-      auto it = slot->pending.find(ino);
-      if (it == slot->pending.end() || it->second.extents.empty()) continue;
+    if (auto it = pending_.find(ino); it != pending_.end() && !it->second.extents.empty()) {
       const auto& [last, p] = *it->second.extents.rbegin();
-      pending_size = std::max(pending_size, last + p.length);
+      pending_size = last + p.length;
       carve(it->second.extents, offset, offset + length);
     }
   }
@@ -596,8 +459,7 @@ Result<void> StripeWriter::punch_hole(uint64_t ino, uint64_t offset, uint64_t le
 
 void StripeWriter::forget(uint64_t ino) {
   std::lock_guard pending_lock(pending_mu_);
-  open_.pending.erase(ino);
-  sealing_.pending.erase(ino);  // a seal under way skips a removed file's extents
+  pending_.erase(ino);
 }
 
 uint64_t StripeWriter::open_free_bytes() const { return open_free_bytes_.load(); }

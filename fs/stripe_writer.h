@@ -6,19 +6,6 @@
 // commits) and records a *pending* extent for the file. Pending data is not yet referenced by the
 // metadata; readers get it from here (read_pending) and the committed rest from the members.
 //
-// Sealing off the request path: a full open stripe is handed to the sealer thread (with its
-// buffer and its pending data, which readers still find here) and a new stripe opens at once, so
-// the write that filled it returns without waiting for member writes, flushes and the commit.
-// One stripe at most is being sealed; the next hand-off waits for it. The sealing slot's states:
-//
-//   kIdle --hand_off--> kQueued --sealer--> kSealing --committed--> kIdle
-//                                              +------failed------> kFailed --a waiter retries it
-//                                                                   in its own thread--> kSealing
-//
-// Whatever must see every earlier write committed first — fsync (flush), seal, seal_after, a
-// truncate or punch of pending data — waits for the slot to be idle (retrying a failed seal, whose
-// error it returns), so a file's writes still commit in order and a failure reaches fsync.
-//
 // The open stripe moves through explicit states:
 //
 //   (none) --allocate--> kFilling --flush_partial--> kFilling (committed: its record is open,
@@ -46,21 +33,17 @@
 // aligned file reads block aligned on the members. Consecutive writes of one file are packed
 // contiguously while their block has not reached the members.
 //
-// Threads: all methods are thread-safe. One mutex serialises placement, flushes and synchronous
-// seals (their member I/O included); the sealer's seal runs outside it; readers take only a short
-// lock on the pending maps, never waiting for member I/O. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed data
+// Threads: all methods are thread-safe. One mutex serialises placement, flushes and seals (their
+// member I/O included); readers take only a short lock on the pending maps, never waiting for
+// member I/O. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed data
 // hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <memory>
-#include <thread>
 #include <map>
 #include <mutex>
-#include <future>
 #include <optional>
 #include <shared_mutex>
 #include <span>
@@ -87,14 +70,6 @@ struct WriterStats {
 class StripeWriter {
  public:
   StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse);
-  // Stops the sealer after the seal it may be doing; one only queued is dropped (as a crash
-  // would: an unmount seals everything before).
-  ~StripeWriter();
-
-  // Starts the sealer thread; `make_context` is called on it (an io_uring belongs to the thread
-  // that made it). Returns once it runs, or the context's error (seals then stay in the writing
-  // thread). Without it, every seal runs in the thread whose write filled the stripe.
-  Result<void> start_sealer(std::function<Result<std::unique_ptr<IoContext>>()> make_context);
 
   // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills. Returns
   // data.size(), or an error — never a short count: the kernel's writeback takes a short reply
@@ -190,14 +165,6 @@ class StripeWriter {
     uint32_t last_stripe_end = 0;
   };
 
-  // A stripe in memory: the open one, or the one the sealer is writing out.
-  struct Slot {
-    std::optional<OpenStripe> stripe;
-    AlignedBuffer buffer;                     // n chunks: data 0..k-1 then parity 0..m-1, each C
-    std::map<uint64_t, PendingFile> pending;  // under pending_mu_: by inode, data in this stripe
-  };
-  enum class SealerState { kIdle, kQueued, kSealing, kFailed };
-
   Result<void> allocate_locked();
   // Logs a failure to store file data (rate-limited) and passes the outcome on.
   Result<void> logged(Result<void> outcome);
@@ -205,23 +172,12 @@ class StripeWriter {
   // The zero-copy path above: one whole stripe of `data_bytes_` from `src`.
   Result<void> write_full_stripe_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
                                         const uint8_t* src, int64_t mtime_ns);
-  // Writes the slot's blocks [written, filled rounded up) to the members and checksums them.
-  Result<void> write_new_blocks(IoContext& ctx, Slot& slot);
-  // Commits the slot's pending extents with `record`; on success clears them.
-  Result<void> commit(Slot& slot, const meta::Stripe& record);
+  // Writes blocks [written, filled rounded up) to the members and checksums them.
+  Result<void> write_new_blocks_locked(IoContext& ctx);
+  // Commits pending extents with `record`; on success clears them.
+  Result<void> commit_locked(const meta::Stripe& record);
   Result<void> flush_partial_locked(IoContext& ctx);
-  // Seals the slot's stripe (or releases it, if nothing of it was ever committed) and empties it.
-  Result<void> seal_slot(IoContext& ctx, Slot& slot);
-  // The open stripe is full: to the sealer (after the previous seal is done), or sealed here.
-  Result<void> hand_off_locked(IoContext& ctx);
-  // Waits until no seal is queued or running; a failed one is retried here and its error returned.
-  Result<void> wait_sealed(IoContext& ctx);
-  // Waits until no seal is queued or running (a failed one stays failed, its data pending).
-  void wait_sealer_still();
-  void run_sealer(std::function<Result<std::unique_ptr<IoContext>>()> make_context,
-                  std::promise<Result<void>>* started);
-  // floor_mu_ held: the write floor at the oldest stripe still taking data (Array::set_write_floor).
-  void raise_write_floor_locked();
+  Result<void> seal_locked(IoContext& ctx);
   void parity_rows(uint32_t first_row, uint32_t row_count);
   static void carve(PendingMap& map, uint64_t begin, uint64_t end);
 
@@ -231,28 +187,17 @@ class StripeWriter {
   const uint32_t chunk_bytes_;
   const uint32_t data_bytes_;  // k * C
 
-  std::mutex mu_;               // placement, flush, synchronous seals; before pending_mu_
-  Slot open_;                   // the open stripe (stripe and buffer under mu_)
-  Slot sealing_;                // handed to the sealer (stripe and buffer: whoever seals it)
+  std::mutex mu_;               // placement, flush, seal; taken before pending_mu_
+  std::optional<OpenStripe> open_;
+  AlignedBuffer buffer_;        // n chunks: data 0..k-1 then parity 0..m-1, each C bytes
   AlignedBuffer full_parity_;   // m chunks: the parity of a full stripe written from the caller
-  mutable std::mutex pending_mu_;  // both slots' pending maps, and swapping the slots' buffers
+  mutable std::mutex pending_mu_;
+  std::map<uint64_t, PendingFile> pending_;  // by inode; all in open_'s stripe
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
-
-  std::mutex seal_mu_;          // the sealer's state; a leaf but for the seal it hands over
-  std::condition_variable seal_cv_;
-  SealerState sealer_ = SealerState::kIdle;
-  bool stop_ = false;
-  std::thread sealer_thread_;
-  bool sealer_running_ = false;  // set once by start_sealer
-
-  std::mutex floor_mu_;         // the generations below, with the allocation that sets one
-  uint64_t open_generation_ = 0;     // of the open stripe, 0: none
-  uint64_t sealing_generation_ = 0;  // of the stripe being sealed, 0: none
   LogRateLimit failure_log_{5};
-  std::atomic<uint64_t> pending_epoch_{0};  // see pending_epoch()
-  // Makes pending_epoch_ odd for its lifetime (one change of hands at a time: under mu_ with the
-  // sealing slot still, or by the one who seals it).
+  std::atomic<uint64_t> pending_epoch_{0};  // see pending_epoch(); changed under mu_
+  // Makes pending_epoch_ odd for its lifetime (one change of hands at a time: under mu_).
   struct PendingChange {
     explicit PendingChange(std::atomic<uint64_t>& epoch) : epoch_(epoch) { ++epoch_; }
     ~PendingChange() { ++epoch_; }

@@ -15,7 +15,7 @@
 // What it does not model: the metadata database's own unsynced writes (RocksDB's WAL tail) are
 // not lost; every commit before the cut survives, synced or not.
 //
-// Several PowerCutIos (one per thread: the test's, the sealer's, the rebuild's) share one
+// Several PowerCutIos (one per thread: the test's, the rebuild's) share one
 // PowerDomain — the members' power and their volatile caches: writes are counted across all of
 // them in the order they reach the members, a flush empties the member's cache of everyone's
 // writes, and the cut stops them all. A MemberIo is used by one thread; the domain serialises
