@@ -331,8 +331,9 @@ Result<meta::Inode> Filesystem::open(uint64_t ino, int flags) {
   return opened;
 }
 
-Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode,
-                                       const Caller& caller) {
+Result<meta::Inode> Filesystem::create_opened(
+    uint64_t parent, uint32_t mode, const Caller& caller,
+    const std::function<Result<meta::Inode>(const meta::CreateArgs&)>& commit) {
   if (options_.read_only) return fail(EROFS, "read-only mount");
   meta::CreateArgs args;
   args.mode = (mode & ~S_IFMT) | S_IFREG;
@@ -345,26 +346,22 @@ Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, u
     open_files_->open(ino, true);  // a new inode: no removal can have claimed it
     counted = ino;
   };
-  auto inode = meta_->create(parent, name, args);
+  auto inode = commit(args);
   if (!inode && counted != 0) open_files_->release(counted, true);
   return inode;
 }
 
+Result<meta::Inode> Filesystem::create(uint64_t parent, std::string_view name, uint32_t mode,
+                                       const Caller& caller) {
+  return create_opened(parent, mode, caller, [&](const meta::CreateArgs& args) {
+    return meta_->create(parent, name, args);
+  });
+}
+
 Result<meta::Inode> Filesystem::tmpfile(uint64_t dir, uint32_t mode, const Caller& caller) {
-  if (options_.read_only) return fail(EROFS, "read-only mount");
-  meta::CreateArgs args;
-  args.mode = (mode & ~S_IFMT) | S_IFREG;
-  args.uid = caller.uid;
-  args.gid = caller.gid;
-  RAIDFS_CHECK(inherit(dir, caller, args));
-  uint64_t counted = 0;
-  args.opened = [&](uint64_t ino) {
-    open_files_->open(ino, true);
-    counted = ino;
-  };
-  auto inode = meta_->create_unnamed(dir, args);
-  if (!inode && counted != 0) open_files_->release(counted, true);
-  return inode;
+  return create_opened(dir, mode, caller, [&](const meta::CreateArgs& args) {
+    return meta_->create_unnamed(dir, args);
+  });
 }
 
 Result<void> Filesystem::release(uint64_t ino, bool writable) {

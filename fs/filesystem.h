@@ -237,6 +237,10 @@ class Filesystem {
   // umask then does not apply), else the mode less the caller's umask.
   Result<void> inherit(uint64_t parent, const Caller& caller, meta::CreateArgs& args) const;
   Result<void> set_acl(uint64_t ino, std::string_view name, std::string_view value);
+  // create and tmpfile: a new regular file, its creator's handle counted before `commit` ends.
+  Result<meta::Inode> create_opened(
+      uint64_t parent, uint32_t mode, const Caller& caller,
+      const std::function<Result<meta::Inode>(const meta::CreateArgs&)>& commit);
   // The inode `read` returns, with what the open stripe holds of it, read again if pending data
   // changed hands in between (StripeWriter::pending_epoch).
   template <class ReadInode>

@@ -16,6 +16,17 @@ Result<void> check_xattr_name(std::string_view name) {
   return {};
 }
 
+// Stores a new inode's xattrs (CreateArgs::xattrs) in the operation's batch.
+Result<void> put_xattrs(Txn& txn, uint64_t ino,
+                        const std::vector<std::pair<std::string, std::string>>& xattrs) {
+  for (const auto& [name, value] : xattrs) {
+    RAIDFS_CHECK(check_xattr_name(name));
+    if (value.size() > kXattrValueBytesMax) return fail(E2BIG, "xattr value larger than 64 KiB");
+    txn.put(Family::kXattrs, xattr_key(ino, name), encode_xattr(value));
+  }
+  return {};
+}
+
 // Loads inode `ino`, applies `change`, stores it back (through the Txn, so aliases stay right).
 template <class F>
 Result<void> mutate(Txn& txn, uint64_t ino, F&& change) {
@@ -139,11 +150,7 @@ Result<Inode> FsMeta::create(uint64_t parent, std::string_view name, const Creat
     inode.nlink = 1;
   }
   txn.put_inode(inode);
-  for (const auto& [xname, value] : args.xattrs) {
-    RAIDFS_CHECK(check_xattr_name(xname));
-    if (value.size() > kXattrValueBytesMax) return fail(E2BIG, "xattr value larger than 64 KiB");
-    txn.put(Family::kXattrs, xattr_key(inode.ino, xname), encode_xattr(value));
-  }
+  RAIDFS_CHECK(put_xattrs(txn, inode.ino, args.xattrs));
   RAIDFS_TRY(uint64_t cookie, take_cookie(txn, parent));
   txn.put_dirent(parent, name, Dirent{inode.ino, type, cookie});
   RAIDFS_CHECK(touch_dir(txn, parent, now, type == FileType::kDirectory ? 1 : 0));
@@ -171,11 +178,7 @@ Result<Inode> FsMeta::create_unnamed(uint64_t dir, const CreateArgs& args,
   inode.flags = kInodeLinkable;
   txn.put_inode(inode);
   txn.put(Family::kOrphans, orphan_key(inode.ino), encode_orphan());
-  for (const auto& [xname, value] : args.xattrs) {
-    RAIDFS_CHECK(check_xattr_name(xname));
-    if (value.size() > kXattrValueBytesMax) return fail(E2BIG, "xattr value larger than 64 KiB");
-    txn.put(Family::kXattrs, xattr_key(inode.ino, xname), encode_xattr(value));
-  }
+  RAIDFS_CHECK(put_xattrs(txn, inode.ino, args.xattrs));
   if (args.opened) args.opened(inode.ino);
   RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
   lock.unlock();

@@ -128,11 +128,10 @@ class Reporter {
     RAIDFS_LOG(kDebug, "%s", message.c_str());
     return kExitError;
   }
-  // The filesystem is mounted: release the parent, leave the terminal, and log to `log_file`
-  // (empty: syslog) from now on.
-  void mounted(const std::string& log_file, const std::string& mountpoint) {
+  // The filesystem is mounted: leave the terminal and log to `log_file` (empty: syslog) from
+  // now on. The parent is released by release_parent(), once the log has the mount's lines.
+  void detach_log(const std::string& log_file, const std::string& mountpoint) {
     if (fd_ < 0) return;
-    send("mounted");
     const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
       for (int target : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(null, target);
@@ -142,6 +141,10 @@ class Reporter {
         !log_to_file(log_file, "raidfs[" + std::to_string(::getpid()) + "] " + mountpoint))
       log_to_syslog("raidfs");
     detached_ = true;
+  }
+  // `mount` returns: whatever reads the log after it finds the "mounted" line.
+  void release_parent() {
+    if (fd_ >= 0) send("mounted");
   }
 
  private:
@@ -276,7 +279,7 @@ int serve(const Settings& s, Reporter& reporter) {
     return text;
   });
   signals.attach(mount->get());
-  reporter.mounted(log_file, s.mountpoint);
+  reporter.detach_log(log_file, s.mountpoint);
   if (reporter.detached()) {
     (void)!::chdir("/");  // keep no directory busy; every path in use is absolute
     for (const std::string& w : opened->warnings) RAIDFS_LOG(kWarning, "%s", w.c_str());
@@ -290,6 +293,7 @@ int serve(const Settings& s, Reporter& reporter) {
     RAIDFS_LOG(kInfo, "mounted %s on %s (classic /dev/fuse: %u threads%s)", s.spec.c_str(),
                s.mountpoint.c_str(), s.o.threads, s.o.read_only ? ", read-only" : "");
   }
+  reporter.release_parent();
 
   const Result<void> served = transport.run();
   // The connection ended: the kernel completed the ring commands with ENOTCONN and the queues
