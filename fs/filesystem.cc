@@ -3,6 +3,8 @@
 // filesystem_status.cc; the write path is StripeWriter's (stripe_writer.h).
 #include "fs/filesystem.h"
 
+#include "fs/cleaner.h"
+
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -58,6 +60,9 @@ class RemovalClaim {
 Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMeta> meta,
                        const FilesystemOptions& options)
     : options_(options),
+      cleaner_options_(options.cleaner_options
+                           ? *options.cleaner_options
+                           : CleanerOptions::for_stripes(array->geometry().stripe_count())),
       array_(std::move(array)),
       meta_(std::move(meta)),
       open_files_(std::make_unique<OpenFiles>()),
@@ -65,6 +70,7 @@ Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMet
 
 Filesystem::~Filesystem() {
   commit_timer_.reset();
+  cleaner_.reset();
   scrubber_.reset();  // an unmount interrupts a scrub or a rebuild: the next mount resumes it
   rebuilder_.reset();
   timer_ctx_.reset();
@@ -100,6 +106,15 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> arra
         options.rebuild_checkpoint_stripes);
     if (auto resumed = fs->rebuilder_->resume_if_interrupted(); !resumed)
       RAIDFS_LOG(kError, "cannot resume the rebuild: %s", resumed.error().message.c_str());
+    fs->writer_->set_reserved_stripes(fs->cleaner_options_.reserve);
+    if (options.cleaner) {
+      fs->cleaner_ = std::make_unique<Cleaner>(
+          *fs->meta_, *fs->writer_, fs->stripe_reuse_, g.stripe_count(),
+          static_cast<uint32_t>(g.stripe_data_bytes()),
+          [owner](IoContext& c, const meta::Stripe& s, uint64_t offset, uint32_t length,
+                  uint8_t* dest) { return owner->read_stripe_blocks(c, s, offset, length, dest); },
+          [owner] { return owner->make_io_context(); }, fs->cleaner_options_);
+    }
     // A member that is back (its device present) but out of date: say what to run.
     const Array& a = *fs->array_;
     for (uint32_t i = 0; i < a.geometry().member_count(); ++i) {
@@ -381,7 +396,13 @@ Result<size_t> Filesystem::write(IoContext& ctx, uint64_t ino, uint64_t offset,
   if (offset > kMaxFileBytes || data.size() > kMaxFileBytes - offset)
     return fail(EFBIG, "write beyond the largest file");
   if (data.empty()) return size_t{0};
-  return writer_->write(ctx, ino, offset, data, write_times_ == WriteTimes::kSetByWrite);
+  for (;;) {
+    Result<size_t> written =
+        writer_->write(ctx, ino, offset, data, write_times_ == WriteTimes::kSetByWrite);
+    // Full, but maybe only of dead blocks: wait for the cleaner while it frees stripes.
+    if (written || written.error().code != ENOSPC || !cleaner_ || !cleaner_->make_room())
+      return written;
+  }
 }
 
 Result<void> Filesystem::fsync(IoContext& ctx, uint64_t ino) {
@@ -400,6 +421,7 @@ Result<void> Filesystem::sync_all(IoContext& ctx) {
 }
 
 Result<void> Filesystem::unmount(IoContext& ctx) {
+  cleaner_.reset();
   scrubber_.reset();
   rebuilder_.reset();
   RAIDFS_CHECK(sync_all(ctx));
@@ -607,6 +629,11 @@ Result<std::string> Filesystem::control(const Caller& caller, std::string_view c
       RAIDFS_TRY(auto ctx, make_io_context());
       RAIDFS_CHECK(sync_all(*ctx));
       return std::string("everything written out");
+    }
+    if (words[0] == "clean" && words.size() == 1) {
+      if (!cleaner_) return fail(EOPNOTSUPP, "the cleaner is off (-o nocleaner)");
+      RAIDFS_TRY(uint64_t freed, cleaner_->clean_all());
+      return "cleaned: " + std::to_string(freed) + " stripes freed";
     }
     if (words[0] == "scrub-stop" && words.size() == 1) {
       RAIDFS_CHECK(scrubber_->stop());

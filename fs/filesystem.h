@@ -36,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,6 +45,7 @@
 #include "base/result.h"
 #include "meta/fs_meta.h"
 #include "raid/aligned_buffer.h"
+#include "fs/cleaner.h"
 #include "fs/io_context.h"
 #include "fs/rebuilder.h"
 #include "fs/scrubber.h"
@@ -72,6 +74,10 @@ struct FilesystemOptions {
   unsigned commit_interval_ms = 0;
   // A rebuild records its progress every this many stripes (Rebuilder).
   uint64_t rebuild_checkpoint_stripes = 64;
+  // The cleaner (fs/cleaner.h) gives back the space overwrites leave dead; off, a full array
+  // stays full of dead blocks. Its water marks: CleanerOptions::for_stripes unless set.
+  bool cleaner = true;
+  std::optional<CleanerOptions> cleaner_options;
   // Tests only (fault and power-cut injection): every MemberIo the filesystem makes for its own
   // threads (make_io_context: scrub, rebuild, commit timer, control) passes through this.
   std::function<std::unique_ptr<MemberIo>(std::unique_ptr<MemberIo>)> wrap_member_io;
@@ -219,6 +225,7 @@ class Filesystem {
   //   "rebuild MEMBER [RATE]"  rebuilds a failed or returned member in place (fs/rebuilder.h)
   //   "replace MEMBER RATE FORCE PATH"  a new device at PATH for the member (Rebuilder), FORCE 0|1
   //   "sync"             seals and syncs everything (remount,ro)
+  //   "clean"            cleans every stripe holding dead space now (Cleaner::clean_all)
   // EPERM the caller is not root; EROFS read-only mount; EINVAL unknown command or argument;
   // EBUSY a scrub runs already / failing that member would stop the array; ENOENT no scrub runs.
   Result<std::string> control(const Caller& caller, std::string_view command);
@@ -233,6 +240,7 @@ class Filesystem {
   // The commit timer's work: pending data committed, the metadata log synced. Logs failures.
   void commit_by_time();
   meta::Inode with_pending(meta::Inode inode) const;
+  std::string cleaner_line() const;  // status_text's "cleaner:" line
   // A new inode's mode and ACLs under `parent`: the parent's default ACL when it has one (the
   // umask then does not apply), else the mode less the caller's umask.
   Result<void> inherit(uint64_t parent, const Caller& caller, meta::CreateArgs& args) const;
@@ -259,6 +267,7 @@ class Filesystem {
   Result<void> seal_open_stripe(IoContext& ctx, const meta::Stripe& stripe);
 
   FilesystemOptions options_;
+  const CleanerOptions cleaner_options_;  // its reserve is kept from writers, cleaner on or off
   std::atomic<WriteTimes> write_times_{WriteTimes::kSetByWrite};
   std::atomic<bool> posix_acl_{false};
   std::unique_ptr<Array> array_;
@@ -275,6 +284,7 @@ class Filesystem {
   std::string last_control_;  // the last admin command's outcome, under warnings_mu_
   std::unique_ptr<Scrubber> scrubber_;         // read-write mounts only
   std::unique_ptr<Rebuilder> rebuilder_;       // read-write mounts only
+  std::unique_ptr<Cleaner> cleaner_;           // read-write mounts, unless options_.cleaner off
   std::unique_ptr<IoContext> timer_ctx_;       // the commit timer's, made on its thread
   std::unique_ptr<CommitTimer> commit_timer_;  // last: stopped first, while the rest stands
 };

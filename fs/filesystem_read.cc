@@ -45,12 +45,15 @@ Result<size_t> Filesystem::read(IoContext& ctx, uint64_t ino, uint64_t offset, s
 
 Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
                                         uint8_t* dest) {
-  // A stripe freed under this reader (the file truncated or overwritten meanwhile) cannot be
-  // handed out again while the lock is held; the map is read again if its record is gone.
-  for (int attempt = 0;; ++attempt) {
+  // A stripe freed under this reader (the file truncated, overwritten or cleaned meanwhile)
+  // cannot be handed out again while the lock is held; the map is read again from where the
+  // reader got to if its record is gone. Only a mapping that goes stale again and again fails.
+  uint64_t pos = begin;
+  for (int stale = 0;;) {
     std::shared_lock reuse(stripe_reuse_);
+    const uint64_t before = pos;
     Result<void> r = [&]() -> Result<void> {
-      for (uint64_t pos = begin; pos < end;) {
+      while (pos < end) {
         // Past the committed size is a hole: data never committed reads as zeros.
         RAIDFS_TRY(auto maps, meta_->map_extents(ino, pos, end));
         for (const meta::Mapping& m : maps) {
@@ -60,12 +63,14 @@ Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t b
           } else {
             RAIDFS_CHECK(read_mapping(ctx, m, out));
           }
+          pos = m.file_offset + m.length;
         }
-        pos = maps.back().file_offset + maps.back().length;
       }
       return {};
     }();
-    if (r || r.error().code != ESTALE || attempt == 2) return r;
+    if (r || r.error().code != ESTALE) return r;
+    if (pos > before) stale = 0;
+    if (++stale == 8) return r;
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "base/units.h"
+#include "fs/cleaner.h"
 #include "fs/filesystem.h"
 #include "fs/scrubber.h"
 #include "fs/stripe_writer.h"
@@ -141,6 +142,7 @@ std::string Filesystem::status_text() const {
   out << "bytes_copied_read: " << c.bytes_copied_read << "\n";
   out << "bytes_copied_write: " << c.bytes_copied_write << "\n";
   out << "bytes_direct_write: " << c.bytes_direct_write << "\n";
+  out << "cleaner: " << cleaner_line() << "\n";
   const meta::StoreStats ms = meta_->store().stats();
   out << "metadata_cache: " << ms.cache_hits << " hits, " << ms.cache_misses << " misses\n";
   const ScrubProgress scrub = scrub_progress();
@@ -224,6 +226,15 @@ std::string Filesystem::status_json() const {
       << ", \"corrupt_blocks\": " << c.corrupt_blocks << ", \"healed_blocks\": " << c.healed_blocks
       << ", \"unreadable_reads\": " << c.unreadable_reads << ", \"stripes_sealed\": " << c.stripes_sealed
       << ", \"partial_flushes\": " << c.partial_flushes << "}";
+  {
+    const CleanerProgress cp = cleaner_ ? cleaner_->progress() : CleanerProgress{};
+    const WriterStats w = writer_->stats();
+    out << ", \"cleaner\": {\"on\": " << (cleaner_ ? "true" : "false") << ", \"passes\": " << cp.passes
+        << ", \"stripes_cleaned\": " << cp.stripes_cleaned << ", \"bytes_moved\": " << cp.bytes_moved
+        << ", \"reclaimable_bytes\": " << cp.reclaimable_bytes
+        << ", \"user_bytes_written\": " << w.bytes_copied + w.bytes_direct - w.bytes_relocated
+        << ", \"last_error\": " << json_string(cp.last_error) << "}";
+  }
   const ScrubProgress scrub = scrub_progress();
   const meta::ScrubState& ss = scrub.state;
   out << ", \"scrub\": {\"state\": " << json_string(phase_name(ss.phase))
@@ -265,12 +276,37 @@ std::string Filesystem::status_json() const {
   return out.str();
 }
 
+std::string Filesystem::cleaner_line() const {
+  if (!cleaner_) return options_.read_only ? "off (read-only)" : "off";
+  const CleanerProgress cp = cleaner_->progress();
+  const CleanerOptions& o = cleaner_->options();
+  const WriterStats w = writer_->stats();
+  const uint64_t user = w.bytes_copied + w.bytes_direct - w.bytes_relocated;
+  std::ostringstream out;
+  out << (cp.running ? "cleaning" : "idle") << ", " << human_bytes(cp.reclaimable_bytes)
+      << " reclaimable; " << cp.passes << " passes, " << cp.stripes_cleaned << " stripes cleaned, "
+      << human_bytes(cp.bytes_moved) << " moved";
+  if (user > 0) {
+    char wa[32];
+    std::snprintf(wa, sizeof wa, "%.2f", static_cast<double>(user + w.bytes_relocated) / user);
+    out << ", write amplification " << wa << " (data, before parity)";
+  }
+  out << "; runs below " << o.low_water << " free stripes until " << o.high_water << ", keeps "
+      << o.reserve << " for itself";
+  if (!cp.last_error.empty()) out << "; last error: " << cp.last_error;
+  return out.str();
+}
+
 FsStatfs Filesystem::statfs() const {
   const Geometry& g = array_->geometry();
   FsStatfs st;
   st.blocks = g.capacity_bytes() / kBlock;
-  st.blocks_free =
-      (meta_->free_stripe_count() * g.stripe_data_bytes() + writer_->open_free_bytes()) / kBlock;
+  uint64_t free_bytes = meta_->free_stripe_count() * g.stripe_data_bytes() + writer_->open_free_bytes();
+  // What cleaning gives back is free too; what the cleaner keeps for its own moves is not.
+  if (cleaner_) free_bytes += cleaner_->reclaimable_bytes();
+  const uint64_t reserve = cleaner_options_.reserve * g.stripe_data_bytes();
+  free_bytes = free_bytes > reserve ? free_bytes - reserve : 0;
+  st.blocks_free = free_bytes / kBlock;
   st.files = UINT64_MAX / 2;
   st.files_free = UINT64_MAX / 2;
   return st;

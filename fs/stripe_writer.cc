@@ -76,11 +76,19 @@ Result<void> StripeWriter::allocate_locked() {
 Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset,
                                    std::span<const uint8_t> data, bool set_times) {
   std::lock_guard lock(mu_);
+  return write_locked(ctx, ino, offset, data, set_times, reserved_stripes_.load());
+}
+
+Result<size_t> StripeWriter::write_locked(IoContext& ctx, uint64_t ino, uint64_t offset,
+                                          std::span<const uint8_t> data, bool set_times,
+                                          uint64_t kept_free) {
   // Refuse up front what cannot fit, so that a failed write changes nothing (a short count
   // would also make the kernel's async direct I/O report EIO instead of ENOSPC). Each stripe the
   // data spans may lose up to a block to alignment. Only this thread allocates, so the free
   // count can only grow meanwhile.
-  const uint64_t room = open_free_bytes_ + meta_.free_stripe_count() * uint64_t{data_bytes_};
+  const uint64_t free_stripes = meta_.free_stripe_count();
+  const uint64_t usable = free_stripes > kept_free ? free_stripes - kept_free : 0;
+  const uint64_t room = open_free_bytes_ + usable * uint64_t{data_bytes_};
   const uint64_t need = data.size() + kBlock * (data.size() / data_bytes_ + 2);
   if (need > room) return fail(ENOSPC, "the array is full");
   const int64_t now = set_times ? file_time_now_ns() : 0;
@@ -135,6 +143,48 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
     if (s.filled == data_bytes_) RAIDFS_CHECK(logged(seal_locked(ctx)));
   }
   return accepted;
+}
+
+Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta::Extent& from,
+                                        uint64_t generation, const uint8_t* data) {
+  std::lock_guard lock(mu_);
+  // Under mu_ no extent of any file changes (every commit, truncate and punch takes it), and the
+  // stripe cannot be handed out again (only this writer allocates): what is checked here holds
+  // until the placement below.
+  auto stripe = meta_.get_stripe(from.stripe_id);
+  if (!stripe) return stripe.error().code == ENOENT ? Result<uint64_t>(0) : std::unexpected(stripe.error());
+  if (stripe->generation != generation || stripe->state != meta::StripeState::kSealed) return 0;
+  RAIDFS_TRY(auto maps, meta_.map_extents(ino, from.file_offset, from.file_end()));
+  // The parts of `from` the file still maps to the same place: the rest was overwritten,
+  // punched or truncated since the cleaner read it, and the newer state wins.
+  std::vector<std::pair<uint64_t, uint64_t>> keep;
+  for (const meta::Mapping& m : maps) {
+    if (m.hole || m.stripe_id != from.stripe_id ||
+        uint64_t{m.stripe_offset} != from.stripe_offset + (m.file_offset - from.file_offset))
+      continue;
+    keep.emplace_back(m.file_offset, m.file_offset + m.length);
+  }
+  // Pending data of the file is newer still.
+  const auto pending = pending_ranges(ino, from.file_offset);
+  uint64_t moved = 0;
+  for (auto [a, b] : keep) {
+    for (const auto& [pa, pb] : pending) {
+      if (pb <= a || pa >= b) continue;
+      if (pa > a) {
+        RAIDFS_CHECK(write_locked(ctx, ino, a, {data + (a - from.file_offset), pa - a}, false, 0));
+        moved += pa - a;
+      }
+      a = std::max(a, pb);
+      if (a >= b) break;
+    }
+    if (a < b) {
+      RAIDFS_CHECK(write_locked(ctx, ino, a, {data + (a - from.file_offset), b - a}, false, 0));
+      moved += b - a;
+    }
+  }
+  std::lock_guard pending_lock(pending_mu_);
+  stats_.bytes_relocated += moved;
+  return moved;
 }
 
 Result<void> StripeWriter::write_full_stripe_locked(IoContext& ctx, uint64_t ino,

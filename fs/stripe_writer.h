@@ -65,6 +65,7 @@ struct WriterStats {
   uint64_t partial_flushes = 0;
   uint64_t bytes_copied = 0;  // file bytes copied into stripe buffers
   uint64_t bytes_direct = 0;  // file bytes written to the members from the caller's buffer
+  uint64_t bytes_relocated = 0;  // of those two, the cleaner's (relocate)
 };
 
 class StripeWriter {
@@ -84,6 +85,17 @@ class StripeWriter {
   // the data).
   Result<size_t> write(IoContext& ctx, uint64_t ino, uint64_t offset, std::span<const uint8_t> data,
                        bool set_times = true);
+
+  // The cleaner's write (fs/cleaner.h): `data` holds file bytes of `from`, an extent of `ino` it
+  // read from a sealed stripe of `generation`. Those of its bytes that the file still maps to
+  // that place — not overwritten, punched, truncated or pending since, and the stripe not
+  // reused — are written again like any data (no times set; the stripes kept free for the
+  // cleaner may be used). Returns the bytes placed; the old blocks die when they commit.
+  Result<uint64_t> relocate(IoContext& ctx, uint64_t ino, const meta::Extent& from,
+                            uint64_t generation, const uint8_t* data);
+  // Free stripes that write() leaves to the cleaner: a write that would need them is refused
+  // with ENOSPC (the caller may wait for the cleaner and try again).
+  void set_reserved_stripes(uint64_t n) { reserved_stripes_ = n; }
 
   // Commits the open stripe's pending data if `ino` (0: anyone) has some (flush_partial). The
   // commit is in the WAL, not yet synced: the caller syncs the metadata for durability.
@@ -165,6 +177,9 @@ class StripeWriter {
     uint32_t last_stripe_end = 0;
   };
 
+  // write() under mu_, leaving `kept_free` free stripes alone.
+  Result<size_t> write_locked(IoContext& ctx, uint64_t ino, uint64_t offset,
+                              std::span<const uint8_t> data, bool set_times, uint64_t kept_free);
   Result<void> allocate_locked();
   // Logs a failure to store file data (rate-limited) and passes the outcome on.
   Result<void> logged(Result<void> outcome);
@@ -195,6 +210,7 @@ class StripeWriter {
   std::map<uint64_t, PendingFile> pending_;  // by inode; all in open_'s stripe
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
+  std::atomic<uint64_t> reserved_stripes_{0};
   LogRateLimit failure_log_{5};
   std::atomic<uint64_t> pending_epoch_{0};  // see pending_epoch(); changed under mu_
   // Makes pending_epoch_ odd for its lifetime (one change of hands at a time: under mu_).

@@ -40,6 +40,21 @@ Result<std::vector<BlockOwner>> block_owners(
   return out;
 }
 
+Result<std::vector<OwnedExtent>> stripe_extents(const Store& store,
+                                                std::span<const uint64_t> stripes) {
+  const std::set<uint64_t> wanted(stripes.begin(), stripes.end());
+  std::vector<OwnedExtent> out;
+  RAIDFS_CHECK(store.scan(
+      Family::kExtents, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
+        auto key = parse_u64_pair_key(k);
+        if (!key) return true;
+        auto e = decode_extent(key->second, v);
+        if (e && wanted.contains(e->stripe_id)) out.push_back(OwnedExtent{key->first, *e});
+        return true;
+      }));
+  return out;
+}
+
 Result<std::map<uint64_t, std::string>> inode_paths(const Store& store,
                                                     std::span<const uint64_t> inos) {
   const std::set<uint64_t> wanted(inos.begin(), inos.end());

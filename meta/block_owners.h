@@ -1,7 +1,8 @@
 // block_owners: from stripe blocks back to the files that hold them, and from inodes to paths —
-// so that raidfs-fsck can say which file and which bytes a block it cannot repair belongs to.
+// so that raidfs-fsck can say which file and which bytes a block it cannot repair belongs to, and
+// the cleaner which extents it must move out of a stripe.
 //
-// Both are one scan of a family (extents; dirents) and hold only what they are asked about plus,
+// Each is one scan of a family (extents; dirents) and holds only what it is asked about plus,
 // for paths, the names of the directories; they change nothing. Thread-safe as Store reads are.
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "meta/records.h"
 #include "meta/store.h"
 
 namespace raidfs::meta {
@@ -29,6 +31,17 @@ struct BlockOwner {
 // (dead data) has no owner. EIO when the store cannot be read.
 Result<std::vector<BlockOwner>> block_owners(const Store& store,
                                              std::span<const std::pair<uint64_t, uint32_t>> blocks);
+
+// One file's extent, for stripe_extents.
+struct OwnedExtent {
+  uint64_t ino = 0;
+  Extent extent;
+};
+
+// Every extent pointing into one of `stripes`, in (inode, file offset) order. EIO when the store
+// cannot be read.
+Result<std::vector<OwnedExtent>> stripe_extents(const Store& store,
+                                                std::span<const uint64_t> stripes);
 
 // A path from the root for each inode ("/a/b"; one of the names of a hard-linked file), or
 // "<inode N>" when no chain of names leads to it. EIO when the store cannot be read.

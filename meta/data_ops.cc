@@ -139,6 +139,7 @@ Result<void> apply_live_deltas(Txn& txn, std::span<const uint64_t> also) {
                            std::to_string(s.live_blocks) + " cannot change by " +
                            std::to_string(delta));
     s.live_blocks = static_cast<uint32_t>(live);
+    txn.note_live_applied(delta);
     if (delta == 0 && s.state != StripeState::kSealed) continue;
     if (s.live_blocks == 0 && s.state == StripeState::kSealed) {
       s.state = StripeState::kFree;  // every block dead: the stripe is free after this commit

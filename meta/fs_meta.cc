@@ -4,6 +4,8 @@
 
 #include <time.h>
 
+#include <algorithm>
+
 #include "base/file_clock.h"
 #include "meta/keys.h"
 #include "meta/txn.h"
@@ -202,6 +204,7 @@ Result<void> FsMeta::build_stripe_maps() {
   const uint64_t count = store_->super().stripe_count;
   stripe_free_.assign(count, true);
   free_count_ = count;
+  live_blocks_total_ = 0;
   return store_->scan(Family::kStripes, "", "",
                       [&](std::string_view key, std::string_view value) -> Result<bool> {
                         RAIDFS_TRY(uint64_t id, parse_u64_key(key));
@@ -210,6 +213,7 @@ Result<void> FsMeta::build_stripe_maps() {
                         if (s.state == StripeState::kFree) return true;
                         stripe_free_[id] = false;
                         --free_count_;
+                        live_blocks_total_ += s.live_blocks;
                         if (s.state == StripeState::kOpen) open_.insert(id);
                         return true;
                       });
@@ -221,6 +225,7 @@ Result<uint64_t> FsMeta::write_locked(Txn& txn, Durability durability) {
   RAIDFS_TRY(uint64_t seq, store_->write(set, durability == Durability::kSyncEach
                                                    ? Durability::kSyncEach
                                                    : Durability::kNone));
+  live_blocks_total_ += txn.live_applied();
   for (const auto& [id, state] : txn.stored_stripes()) {
     if (id >= stripe_free_.size()) continue;  // validated before; never for a committed record
     allocated_.erase(id);                     // its record is committed: no longer just reserved
@@ -408,6 +413,10 @@ Result<Stripe> FsMeta::get_stripe(uint64_t id) const {
 std::vector<uint64_t> FsMeta::open_stripes() const {
   std::lock_guard lock(mu_);
   return {open_.begin(), open_.end()};
+}
+
+uint64_t FsMeta::live_block_count() const {
+  return static_cast<uint64_t>(std::max<int64_t>(0, live_blocks_total_.load()));
 }
 
 uint64_t FsMeta::free_stripe_count() const {

@@ -36,6 +36,7 @@
 //     in memory. A stripe freed by a commit is handed out again only once that commit is durable.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -299,6 +300,9 @@ class FsMeta {
   std::vector<uint64_t> open_stripes() const;    // committed stripes in state kOpen
   // Stripes free now or once the commit that freed them is durable (not those handed out).
   uint64_t free_stripe_count() const;
+  // Σ Stripe::live_blocks over every committed stripe: the 4 KiB blocks the files' extents hold
+  // (a block two extents share counts twice). Kept in step with every commit, without a lock.
+  uint64_t live_block_count() const;
   std::vector<uint64_t> orphans() const;         // inodes in the orphan list
 
  private:
@@ -332,6 +336,7 @@ class FsMeta {
   std::vector<std::pair<uint64_t, uint64_t>> pending_free_;  // (sequence, id) freed, not synced
   uint64_t next_generation_ = 0;
   uint64_t generation_limit_ = 0;                    // persisted; generations < it may be used
+  std::atomic<int64_t> live_blocks_total_{0};        // see live_block_count(); changed under mu_
 };
 
 }  // namespace raidfs::meta

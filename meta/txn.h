@@ -48,6 +48,9 @@ class Txn {
   void add_live(uint64_t id, int64_t delta) { live_delta_[id] += delta; }
   std::map<uint64_t, int64_t>& live_deltas() { return live_delta_; }
   const std::map<uint64_t, StripeState>& stored_stripes() const { return stored_stripes_; }
+  // The net change of all stripes' live counts that apply_live_deltas put in this batch.
+  void note_live_applied(int64_t delta) { live_applied_ += delta; }
+  int64_t live_applied() const { return live_applied_; }
 
  private:
   using Key = std::pair<Family, std::string>;
@@ -55,6 +58,7 @@ class Txn {
   std::map<Key, std::optional<std::string>> overlay_;  // nullopt = deleted
   std::map<uint64_t, int64_t> live_delta_;
   std::map<uint64_t, StripeState> stored_stripes_;
+  int64_t live_applied_ = 0;
 };
 
 }  // namespace detail

@@ -93,6 +93,8 @@ Result<void> MountOptions::apply(const std::string& option) {
     if (value != "syslog" && !value.starts_with("/"))
       return fail(EINVAL, "log=" + value + ": expected syslog or an absolute path");
     log = value;
+  } else if (option == "cleaner" || option == "nocleaner") {
+    cleaner = option == "cleaner";
   } else if (option == "acl" || option == "noacl") {
     dispatcher.posix_acl = option == "acl";
   } else if (option == "async_dio") {

@@ -14,6 +14,7 @@
 //   commit=S                 data nobody fsyncs is made durable within S seconds (default 5; 0
 //                            means the default, as ext4)
 //   acl, noacl               POSIX ACLs enforced by the kernel (default) or refused
+//   cleaner, nocleaner       the cleaner gives back the space of overwrites (default on)
 //   log=syslog|PATH          where a detached daemon logs (default: syslog when /dev/log is
 //                            there, else kLogFileDefault)
 //   remount                  change the flags of the mount at MOUNTPOINT (utils/remount.h)
@@ -43,6 +44,7 @@ struct MountOptions {
   unsigned uring_threads = fs::UringTransport::kThreadsPerQueueDefault;
   unsigned commit_interval_s = kCommitIntervalDefault;
   std::string log;                        // log=: "syslog", an absolute path, or empty (default)
+  bool cleaner = true;                    // nocleaner: off (fs/cleaner.h)
   fs::DispatcherOptions dispatcher;
 
   static constexpr const char* kLogFileDefault = "/var/log/raidfs.log";

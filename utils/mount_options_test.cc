@@ -49,7 +49,10 @@ TEST(MountOptionsTest, DefaultsAndCommitZeroMeanTheDefault) {
   EXPECT_TRUE(o.dispatcher.posix_acl);
   ASSERT_TRUE(o.parse("noacl"));
   EXPECT_FALSE(o.dispatcher.posix_acl);
-  EXPECT_TRUE(o.fuse_options.empty()) << "log= and noacl are raidfs's, not the kernel's";
+  EXPECT_TRUE(o.cleaner);
+  ASSERT_TRUE(o.parse("nocleaner"));
+  EXPECT_FALSE(o.cleaner);
+  EXPECT_TRUE(o.fuse_options.empty()) << "log=, noacl and nocleaner are raidfs's, not the kernel's";
 }
 
 TEST(MountOptionsTest, BadValuesNameTheOptionAndWhatItExpects) {

@@ -200,6 +200,11 @@ int main(int argc, char** argv) {
   replace_cmd->add_option("old", old_member, "the member to replace: its index or its device's path")->required();
   replace_cmd->add_option("new", new_device, "the new device (block device or image file)")->required();
 
+  CLI::App* clean_cmd = app.add_subcommand(
+      "clean", "move the live data out of every stripe holding dead space now, and free them "
+               "(the cleaner does this by itself when free space runs low)");
+  clean_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
+
   CLI::App* fail_cmd = app.add_subcommand("fail", "mark a member failed (it is no longer used)");
   fail_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
   fail_cmd->add_option("member", member, "the member's index (as raidfs status shows it)")->required();
@@ -212,6 +217,7 @@ int main(int argc, char** argv) {
   }
   if (status_cmd->parsed()) return status(mountpoint, json);
   if (fail_cmd->parsed()) return control(mountpoint, "fail", "fail " + std::to_string(member));
+  if (clean_cmd->parsed()) return control(mountpoint, "clean", "clean");
   if (rebuild_cmd->parsed()) {
     const int code = control(mountpoint, "rebuild", "rebuild " + std::to_string(member) +
                                                         (rate ? " " + std::to_string(rate) : ""));
