@@ -42,6 +42,7 @@ Cleaner::Cleaner(meta::FsMeta& meta, StripeWriter& writer, std::shared_mutex& st
 }
 
 Cleaner::~Cleaner() {
+  stopping_ = true;  // the pass under way ends after its current victim
   {
     std::lock_guard lock(mu_);
     stop_ = true;
@@ -219,6 +220,7 @@ Result<uint64_t> Cleaner::pass(IoContext& ctx, Mode mode) {
   std::map<uint64_t, std::string> failed;  // victim → why an extent of it could not move
   bool out_of_room = false;
   for (const Victim& v : victims) {
+    if (stopping_) break;
     for (const meta::OwnedExtent* e : by_victim[v.stripe.id]) {
       Result<void> moved = move_extent(ctx, v.stripe, *e);
       if (moved) continue;

@@ -82,7 +82,7 @@ class Cleaner {
           uint64_t stripe_count, uint32_t stripe_data_bytes, ReadBlocks read_blocks,
           std::function<Result<std::unique_ptr<IoContext>>()> make_context,
           CleanerOptions options);
-  ~Cleaner();  // ends the pass under way (its moves so far are kept) and joins
+  ~Cleaner();  // ends the pass under way after its current victim (its moves commit) and joins
   Cleaner(const Cleaner&) = delete;
   Cleaner& operator=(const Cleaner&) = delete;
 
@@ -125,6 +125,8 @@ class Cleaner {
   // Victims a pass could not free (an extent it could not move), by id → (generation, live
   // blocks): left alone until they change.
   std::map<uint64_t, std::pair<uint64_t, uint32_t>> stuck_;
+
+  std::atomic<bool> stopping_{false};  // the destructor runs: end the pass early
 
   mutable std::mutex mu_;  // guards what follows
   std::condition_variable wake_;   // the thread: a request or the end
