@@ -54,10 +54,12 @@ Cleaner::~Cleaner() {
 bool Cleaner::make_room() {
   std::unique_lock lock(mu_);
   if (stop_) return false;
+  // Whatever pass frees the stripes (a background one may, while this waits) makes room.
+  const uint64_t freed_before = freed_total_;
   const uint64_t ticket = ++urgent_requests_;
   wake_.notify_all();
   done_.wait(lock, [&] { return stop_ || passes_done_ >= ticket; });
-  return !stop_ && last_outcome_ && last_freed_ > 0;
+  return !stop_ && freed_total_ > freed_before;
 }
 
 Result<uint64_t> Cleaner::clean_all() {
@@ -128,15 +130,16 @@ void Cleaner::run() {
     ++progress_.passes;
     if (freed) {
       progress_.stripes_cleaned += *freed;
-      last_freed_ = *freed;
-      last_outcome_ = {};
+      freed_total_ += *freed;
     } else {
-      last_freed_ = 0;
-      last_outcome_ = std::unexpected(freed.error());
       progress_.last_error = freed.error().message;
       RAIDFS_LOG(kWarning, "cleaner: %s", freed.error().message.c_str());
     }
-    if (urgent) passes_done_ = ticket;
+    if (urgent) {  // what the requesters waited for; a background pass does not answer them
+      passes_done_ = ticket;
+      last_freed_ = freed ? *freed : 0;
+      last_outcome_ = freed ? Result<void>{} : Result<void>(std::unexpected(freed.error()));
+    }
     done_.notify_all();
     // Nothing more to free in the background: wait for the next poll. Else rest a little, so
     // that foreground requests get the members between background passes.
@@ -256,7 +259,7 @@ Result<uint64_t> Cleaner::pass(IoContext& ctx, Mode mode) {
       RAIDFS_LOG(kWarning, "cleaner: stripe %llu left as it is: %s",
                  static_cast<unsigned long long>(v.stripe.id), it->second.c_str());
   }
-  RAIDFS_LOG(kInfo, "cleaner: %s pass, %zu victims, %zu extents, %llu freed, %llu free%s",
+  RAIDFS_LOG(kDebug, "cleaner: %s pass, %zu victims, %zu extents, %llu freed, %llu free%s",
              mode == Mode::kUrgent ? "urgent" : "background", victims.size(), extents.size(),
              static_cast<unsigned long long>(freed),
              static_cast<unsigned long long>(meta_.free_stripe_count()),

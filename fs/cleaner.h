@@ -134,8 +134,9 @@ class Cleaner {
   bool stop_ = false;
   uint64_t urgent_requests_ = 0;   // passes asked for (make_room, clean_all)
   uint64_t passes_done_ = 0;
-  uint64_t last_freed_ = 0;        // by the last pass
-  Result<void> last_outcome_;
+  uint64_t last_freed_ = 0;        // by the last urgent pass
+  Result<void> last_outcome_;      // of the last urgent pass
+  uint64_t freed_total_ = 0;       // by every pass
   CleanerProgress progress_;
   std::thread thread_;             // last: started once everything above stands
 };

@@ -15,13 +15,14 @@
 #               cleaner's moves and metadata included; RAID6 of 6 alone makes it 1.5)
 #   cleaner WA  raidfs only: (user + moved) / user bytes, from `raidfs status --json` (data only)
 # Environment: RAIDFS_CLEANER_BENCH_MEMBER (image size, default 256M: 1 GiB of data),
-# RAIDFS_CLEANER_BENCH_FILLS (default "50 80 90"), RAIDFS_BENCH_BTRFS=0 skips btrfs.
+# RAIDFS_CLEANER_BENCH_FILLS (default "10 50 80 90": 10% is the baseline, the cleaner idle),
+# RAIDFS_BENCH_BTRFS=0 skips btrfs.
 set -euo pipefail
 
 BUILD=$(cd "${1:-build}" && pwd)
 MEMBER=${RAIDFS_CLEANER_BENCH_MEMBER:-256M}
 RUNTIME=${RAIDFS_CLEANER_BENCH_RUNTIME:-20}
-FILLS=${RAIDFS_CLEANER_BENCH_FILLS:-50 80 90}
+FILLS=${RAIDFS_CLEANER_BENCH_FILLS:-10 50 80 90}
 WORK=$(mktemp -d /dev/shm/raidfs-cleaner-bench.XXXXXX)
 META=$(mktemp -d /var/tmp/raidfs-cleaner-bench-meta.XXXXXX)
 MP=$WORK/mnt
@@ -67,16 +68,25 @@ run() {
   local target=$1 fill=$2 capacity size log=$WORK/fio.log
   capacity=$(stat -f -c '%b' "$MP")
   size=$((capacity * fill / 100 * 4096 / 1048576))M
-  fio --name=fill --filename="$MP/db" --rw=write --bs=1M --size="$size" --ioengine=psync \
-    --end_fsync=1 --output=/dev/null
-  fio --name=pre --filename="$MP/db" --rw=randwrite --bs=4k --size="$size" \
-    --io_size=$((capacity * 4096 / 1048576))M --ioengine=psync --fsync=64 --norandommap \
-    --output=/dev/null
+  # A target that runs out of space (btrfs RAID6 may, under overwrites) is reported as such.
+  if ! fio --name=fill --filename="$MP/db" --rw=write --bs=1M --size="$size" --ioengine=psync \
+      --end_fsync=1 --output=/dev/null ||
+    ! fio --name=pre --filename="$MP/db" --rw=randwrite --bs=4k --size="$size" \
+      --io_size=$((capacity * 4096 / 1048576))M --ioengine=psync --fsync=64 --norandommap \
+      --output=/dev/null; then
+    RESULT[$target,$fill]="ENOSPC - -"
+    echo "  $target at $fill% full: failed before the measurement (ENOSPC?)" >&2
+    return
+  fi
   local sectors0 user0=0 moved0=0 user1=0 moved1=0
   sectors0=$(member_sectors)
   [ "$target" = raidfs ] && read -r user0 moved0 < <(cleaner_json)
-  fio --name=db --filename="$MP/db" --rw=randwrite --bs=4k --size="$size" --ioengine=psync \
-    --fsync=64 --norandommap --time_based --runtime="$RUNTIME" --output-format=json --output="$log"
+  if ! fio --name=db --filename="$MP/db" --rw=randwrite --bs=4k --size="$size" --ioengine=psync \
+      --fsync=64 --norandommap --time_based --runtime="$RUNTIME" --output-format=json --output="$log"; then
+    RESULT[$target,$fill]="ENOSPC - -"
+    echo "  $target at $fill% full: failed in the measurement (ENOSPC?)" >&2
+    return
+  fi
   sync -f "$MP/db"
   local sectors1 written iops
   sectors1=$(member_sectors)
@@ -114,7 +124,7 @@ for fill in $FILLS; do
   bi=- bw=- ratio=-
   if [ -n "${RESULT[btrfs,$fill]:-}" ]; then
     read -r bi bw _ <<<"${RESULT[btrfs,$fill]}"
-    ratio=$(awk -v a="$ri" -v b="$bi" 'BEGIN { printf "%.2f", b ? a / b : 0 }')
+    [[ $ri =~ ^[0-9]+$ && $bi =~ ^[0-9]+$ ]] && ratio=$(awk -v a="$ri" -v b="$bi" 'BEGIN { printf "%.2f", b ? a / b : 0 }')
   fi
   printf '%-6s %14s %10s %10s %14s %10s %12s\n' "$fill%" "$ri" "$rw" "$rc" "$bi" "$bw" "$ratio"
 done
