@@ -141,11 +141,14 @@ void Cleaner::run() {
       last_outcome_ = freed ? Result<void>{} : Result<void>(std::unexpected(freed.error()));
     }
     done_.notify_all();
-    // Nothing more to free in the background: wait for the next poll. Else rest a little, so
-    // that foreground requests get the members between background passes.
+    // Nothing more to free in the background: wait for the next poll; a pass that failed (a
+    // member or the metadata refusing writes) is not retried in a loop. Else rest a little, so
+    // that foreground requests get the members between background passes. A request ends the
+    // wait at once.
     if (!urgent) {
       if (!freed || *freed == 0) cleaning = false;
-      wake_.wait_for(lock, std::chrono::milliseconds(kPollMs / 8));
+      const unsigned rest_ms = !freed ? kRetryMs : *freed == 0 ? kPollMs : kPollMs / 8;
+      wake_.wait_for(lock, std::chrono::milliseconds(rest_ms));
     }
   }
 }

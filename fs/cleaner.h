@@ -71,6 +71,7 @@ struct CleanerProgress {
 class Cleaner {
  public:
   static constexpr unsigned kPollMs = 200;
+  static constexpr unsigned kRetryMs = 5000;  // after a background pass that failed
   static constexpr size_t kVictimsPerPass = 32;
   // The background leaves alone stripes fuller than this; an urgent pass takes any.
   static constexpr double kBackgroundUtilisationMax = 0.8;

@@ -19,6 +19,8 @@
 //     → FsMeta::mu_ (every metadata mutation)
 //     → OpenFiles::mu_ (asked through meta::OpenCheck under FsMeta::mu_)
 //     → Store's write_mu (RocksDB write + RecordCache apply) → RecordCache's locks.
+// The cleaner's own lock (Cleaner::mu_) is taken with none of these held, and only FsMeta::mu_
+// (its counts) after it; its passes take the chain above from the start like any writer.
 // Leaves, taken with nothing else acquired after them: StripeWriter::pending_mu_ (also alone, by
 // readers), Array's superblock_mutex_ (member state changes, which write superblocks under it),
 // Filesystem::warnings_mu_, Store's sync_mu (group commit), CommitTimer's own.
