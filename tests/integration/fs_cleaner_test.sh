@@ -4,7 +4,8 @@
 # verifies, df's used space stays near the live data, and the file reads back the same after a
 # remount; at 90% full the same for one capacity of overwrites. Then a writer that fsyncs every
 # batch of overwrites while the cleaner runs is killed with its daemon (SIGKILL): after the next
-# mount every fsynced block reads back, also with two members gone, and fsck -n is clean.
+# mount every fsynced block reads back, also with two members gone, and fsck -n is clean. With
+# -o nocleaner status says the cleaner is off and `raidfs clean` refuses in one line.
 # Method: RAID6 on 6 images of 32 MiB (128 MiB of data), 16 KiB chunks (64 KiB stripes).
 #   usage: fs_cleaner_test.sh BUILD_DIR
 set -euo pipefail
@@ -128,4 +129,13 @@ mv "${IT_MEMBERS[0]}.away" "${IT_MEMBERS[0]}"
 mv "${IT_MEMBERS[3]}.away" "${IT_MEMBERS[3]}"
 out=$("$IT_BUILD/utils/raidfs-fsck" -n "$arr/meta" 2>&1) || fail "fsck -n after the SIGKILL: $out"
 it_log "SIGKILL during cleaning: every fsynced block reads back, also with two members gone; fsck -n clean"
+
+# -o nocleaner: status says so, and `raidfs clean` says why it cannot, in one line.
+it_mount "$arr/meta" "$mp" -o nocleaner
+it_status "$mp" | grep -q "^cleaner: off" || fail "status with -o nocleaner: $(it_status "$mp" | grep cleaner)"
+if out=$("$IT_BUILD/utils/raidfs" clean "$mp" 2>&1); then fail "raidfs clean with the cleaner off succeeded: $out"; fi
+[[ $(wc -l <<<"$out") == 1 && $out == *"cleaner is off"* ]] || fail "raidfs clean with the cleaner off said: $out"
+check_fsynced "mounted with -o nocleaner"
+it_umount "$mp"
+it_log "-o nocleaner: status says off, raidfs clean refuses in one line ($out)"
 it_log "PASS"
