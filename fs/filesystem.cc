@@ -71,6 +71,7 @@ Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMet
 Filesystem::~Filesystem() {
   commit_timer_.reset();
   cleaner_.reset();
+  discarder_.reset();
   scrubber_.reset();  // an unmount interrupts a scrub or a rebuild: the next mount resumes it
   rebuilder_.reset();
   timer_ctx_.reset();
@@ -115,6 +116,8 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> arra
                   uint8_t* dest) { return owner->read_stripe_blocks(c, s, offset, length, dest); },
           [owner] { return owner->make_io_context(); }, fs->cleaner_options_);
     }
+    fs->discarder_ = std::make_unique<Discarder>(*fs->array_, *fs->meta_, fs->stripe_reuse_,
+                                                 options.discard);
     // A member that is back (its device present) but out of date: say what to run.
     const Array& a = *fs->array_;
     for (uint32_t i = 0; i < a.geometry().member_count(); ++i) {
@@ -422,6 +425,7 @@ Result<void> Filesystem::sync_all(IoContext& ctx) {
 
 Result<void> Filesystem::unmount(IoContext& ctx) {
   cleaner_.reset();
+  discarder_.reset();  // what it had still to discard waits for a trim (or goes with the mount)
   scrubber_.reset();
   rebuilder_.reset();
   RAIDFS_CHECK(sync_all(ctx));
@@ -634,6 +638,11 @@ Result<std::string> Filesystem::control(const Caller& caller, std::string_view c
       if (!cleaner_) return fail(EOPNOTSUPP, "the cleaner is off (-o nocleaner)");
       RAIDFS_TRY(uint64_t freed, cleaner_->clean_all());
       return "cleaned: " + std::to_string(freed) + " stripes freed";
+    }
+    if (words[0] == "trim" && words.size() == 1) {
+      RAIDFS_CHECK(sync_metadata());  // what was freed so far is durable, so discarded too
+      RAIDFS_TRY(uint64_t stripes, discarder_->trim());
+      return "trimmed: " + std::to_string(stripes) + " free stripes discarded";
     }
     if (words[0] == "scrub-stop" && words.size() == 1) {
       RAIDFS_CHECK(scrubber_->stop());

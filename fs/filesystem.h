@@ -48,6 +48,7 @@
 #include "meta/fs_meta.h"
 #include "raid/aligned_buffer.h"
 #include "fs/cleaner.h"
+#include "fs/discarder.h"
 #include "fs/io_context.h"
 #include "fs/rebuilder.h"
 #include "fs/scrubber.h"
@@ -80,6 +81,8 @@ struct FilesystemOptions {
   // stays full of dead blocks. Its water marks: CleanerOptions::for_stripes unless set.
   bool cleaner = true;
   std::optional<CleanerOptions> cleaner_options;
+  // Freed stripes are discarded on the members (fs/discarder.h: BLKDISCARD, punched holes).
+  bool discard = false;
   // Tests only (fault and power-cut injection): every MemberIo the filesystem makes for its own
   // threads (make_io_context: scrub, rebuild, commit timer, control) passes through this.
   std::function<std::unique_ptr<MemberIo>(std::unique_ptr<MemberIo>)> wrap_member_io;
@@ -228,6 +231,7 @@ class Filesystem {
   //   "replace MEMBER RATE FORCE PATH"  a new device at PATH for the member (Rebuilder), FORCE 0|1
   //   "sync"             seals and syncs everything (remount,ro)
   //   "clean"            cleans every stripe holding dead space now (Cleaner::clean_all)
+  //   "trim"             discards every free stripe on the members now (Discarder::trim)
   // EPERM the caller is not root; EROFS read-only mount; EINVAL unknown command or argument;
   // EBUSY a scrub runs already / failing that member would stop the array; ENOENT no scrub runs.
   Result<std::string> control(const Caller& caller, std::string_view command);
@@ -243,6 +247,7 @@ class Filesystem {
   void commit_by_time();
   meta::Inode with_pending(meta::Inode inode) const;
   std::string cleaner_line() const;  // status_text's "cleaner:" line
+  std::string discard_line() const;  // status_text's "discard:" line
   // A new inode's mode and ACLs under `parent`: the parent's default ACL when it has one (the
   // umask then does not apply), else the mode less the caller's umask.
   Result<void> inherit(uint64_t parent, const Caller& caller, meta::CreateArgs& args) const;
@@ -287,6 +292,7 @@ class Filesystem {
   std::unique_ptr<Scrubber> scrubber_;         // read-write mounts only
   std::unique_ptr<Rebuilder> rebuilder_;       // read-write mounts only
   std::unique_ptr<Cleaner> cleaner_;           // read-write mounts, unless options_.cleaner off
+  std::unique_ptr<Discarder> discarder_;       // read-write mounts; its thread with -o discard
   std::unique_ptr<IoContext> timer_ctx_;       // the commit timer's, made on its thread
   std::unique_ptr<CommitTimer> commit_timer_;  // last: stopped first, while the rest stands
 };

@@ -143,6 +143,7 @@ std::string Filesystem::status_text() const {
   out << "bytes_copied_write: " << c.bytes_copied_write << "\n";
   out << "bytes_direct_write: " << c.bytes_direct_write << "\n";
   out << "cleaner: " << cleaner_line() << "\n";
+  out << "discard: " << discard_line() << "\n";
   const meta::StoreStats ms = meta_->store().stats();
   out << "metadata_cache: " << ms.cache_hits << " hits, " << ms.cache_misses << " misses\n";
   const ScrubProgress scrub = scrub_progress();
@@ -234,6 +235,10 @@ std::string Filesystem::status_json() const {
         << ", \"reclaimable_bytes\": " << cp.reclaimable_bytes
         << ", \"user_bytes_written\": " << w.bytes_copied + w.bytes_direct - w.bytes_relocated
         << ", \"last_error\": " << json_string(cp.last_error) << "}";
+    const DiscardProgress dp = discarder_ ? discarder_->progress() : DiscardProgress{};
+    out << ", \"discard\": {\"on\": " << (dp.background ? "true" : "false")
+        << ", \"stripes\": " << dp.stripes << ", \"member_bytes\": " << dp.member_bytes
+        << ", \"last_error\": " << json_string(dp.last_error) << "}";
   }
   const ScrubProgress scrub = scrub_progress();
   const meta::ScrubState& ss = scrub.state;
@@ -294,6 +299,16 @@ std::string Filesystem::cleaner_line() const {
   out << "; runs below " << o.low_water << " free stripes until " << o.high_water << ", keeps "
       << o.reserve << " for itself";
   if (!cp.last_error.empty()) out << "; last error: " << cp.last_error;
+  return out.str();
+}
+
+std::string Filesystem::discard_line() const {
+  if (!discarder_) return options_.read_only ? "off (read-only)" : "off";
+  const DiscardProgress dp = discarder_->progress();
+  std::ostringstream out;
+  out << (dp.background ? "on" : options_.discard ? "off (a member refused)" : "off (raidfs trim discards now)")
+      << "; " << dp.stripes << " stripes discarded (" << human_bytes(dp.member_bytes) << " on the members)";
+  if (!dp.last_error.empty()) out << "; last error: " << dp.last_error;
   return out.str();
 }
 

@@ -430,6 +430,79 @@ TEST_F(FilesystemTest, TheCleanerGivesBackTheSpaceOfOverwrites) {
   EXPECT_EQ(summary->problems_found, 0u);
 }
 
+// -o discard: the stripes a delete frees are punched out of the member images once the delete
+// is durable (the images get their space back), the data still stored reads back, and `trim`
+// discards every free stripe on a mount without it.
+TEST_F(FilesystemTest, FreedStripesAreDiscardedOnTheMembers) {
+  options_.discard = true;
+  format(6, 2, 16 << 20);
+  auto member_blocks = [&] {
+    uint64_t blocks = 0;
+    for (const std::string& p : paths_) {
+      struct stat st;
+      EXPECT_EQ(::stat(p.c_str(), &st), 0);
+      blocks += static_cast<uint64_t>(st.st_blocks);
+    }
+    return blocks * 512;
+  };
+  const uint64_t stripe = 4 * kChunk;
+  const auto kept = random_bytes(2 * stripe + 5000, 1);
+  const uint64_t keep = create("keep");
+  write(keep, 0, kept);
+  const uint64_t gone = create("gone");
+  write(gone, 0, random_bytes(100 * stripe, 2));
+  ASSERT_TRUE(fs_->fsync(*ctx_, keep));
+  ASSERT_TRUE(fs_->fsync(*ctx_, gone));
+  ASSERT_TRUE(fs_->release(gone, true));
+  const uint64_t full = member_blocks();
+  ASSERT_GT(full, 100 * stripe) << "the images hold the data (6 chunks per stripe)";
+
+  ASSERT_TRUE(fs_->unlink(meta::kRootIno, "gone"));
+  ASSERT_TRUE(fs_->sync_metadata());  // discarded only once the delete is durable
+  // The background discards within a period or two.
+  uint64_t now = full;
+  for (int i = 0; i < 50 && now > full - 90 * 6 * kChunk; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    now = member_blocks();
+  }
+  EXPECT_LE(now, full - 90 * 6 * kChunk) << "member bytes " << full << " -> " << now;
+  const std::string status = fs_->status_text();
+  const size_t line = status.find("discard: on; ");
+  ASSERT_NE(line, std::string::npos) << status;
+  EXPECT_GE(std::stoull(status.substr(line + 13)), 90u) << status;
+  EXPECT_EQ(read(keep, 0, kept.size()), kept);
+  remount();
+  EXPECT_EQ(read(ino_of("keep"), 0, kept.size()), kept);
+
+  // Without -o discard nothing is discarded until asked.
+  options_.discard = false;
+  remount();
+  const uint64_t other = create("other");
+  write(other, 0, random_bytes(50 * stripe, 3));
+  ASSERT_TRUE(fs_->fsync(*ctx_, other));
+  ASSERT_TRUE(fs_->release(other, true));
+  ASSERT_TRUE(fs_->unlink(meta::kRootIno, "other"));
+  ASSERT_TRUE(fs_->sync_metadata());
+  const uint64_t before = member_blocks();
+  auto trimmed = fs_->control({}, "trim");
+  ASSERT_TRUE(trimmed) << trimmed.error().message;
+  EXPECT_LE(member_blocks(), before - 45 * 6 * kChunk) << *trimmed;
+  EXPECT_EQ(read(ino_of("keep"), 0, kept.size()), kept);
+  // A degraded read of what is left: the discards touched no stripe in use.
+  fs_.reset();
+  ctx_.reset();
+  remove_member(1);
+  remove_member(4);
+  mount(true);
+  EXPECT_EQ(read(ino_of("keep"), 0, kept.size()), kept);
+  fs_.reset();
+  ctx_.reset();
+  for (uint32_t i : {1u, 4u}) ASSERT_EQ(::rename((paths_[i] + ".gone").c_str(), paths_[i].c_str()), 0);
+  auto summary = run_fsck(dir_.file("meta"), FsckOptions{});
+  ASSERT_TRUE(summary) << summary.error().message;
+  EXPECT_EQ(summary->problems_found, 0u);
+}
+
 // A write that spans two stripes, one of which the members refuse (the host under the images
 // full): an error, never a short count (the kernel's writeback takes a short reply as done and
 // drops the rest silently). What was placed stays readable as old or new bytes, and once the

@@ -358,9 +358,41 @@ void FsMeta::reclaim_pending_locked() {
     if (!stripe_free_[p.second]) {
       stripe_free_[p.second] = true;
       ++free_count_;
+      if (track_freed_) freed_.push_back(p.second);
     }
     return true;
   });
+}
+
+void FsMeta::track_freed_stripes() {
+  std::lock_guard lock(mu_);
+  track_freed_ = true;
+}
+
+std::vector<uint64_t> FsMeta::take_freed_stripes(bool all) {
+  std::lock_guard lock(mu_);
+  reclaim_pending_locked();
+  std::vector<uint64_t> out;
+  if (all) {
+    for (uint64_t id = 0; id < stripe_free_.size(); ++id)
+      if (stripe_free_[id]) out.push_back(id);
+  } else {
+    // Handed out and freed again since it was recorded: still free, listed once.
+    std::sort(freed_.begin(), freed_.end());
+    freed_.erase(std::unique(freed_.begin(), freed_.end()), freed_.end());
+    for (uint64_t id : freed_)
+      if (stripe_free_[id]) out.push_back(id);
+  }
+  freed_.clear();
+  return out;
+}
+
+std::vector<uint64_t> FsMeta::free_among(std::span<const uint64_t> ids) const {
+  std::lock_guard lock(mu_);
+  std::vector<uint64_t> out;
+  for (uint64_t id : ids)
+    if (id < stripe_free_.size() && stripe_free_[id]) out.push_back(id);
+  return out;
 }
 
 Result<StripeRef> FsMeta::allocate_stripe() {

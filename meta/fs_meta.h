@@ -305,6 +305,17 @@ class FsMeta {
   uint64_t live_block_count() const;
   std::vector<uint64_t> orphans() const;         // inodes in the orphan list
 
+  // --- discard (fs/discarder.h) ------------------------------------------------------------
+  // From now on, records the stripes that become free (once their freeing commit is durable)
+  // for take_freed_stripes; off until called, as nobody would drain the record.
+  void track_freed_stripes();
+  // The stripes recorded since the last call, or with `all` every stripe, that are free now and
+  // not handed out, in id order. Call it holding what allocation waits for (the owner's
+  // stripe-reuse lock), or one may be handed out while the caller still works on it.
+  std::vector<uint64_t> take_freed_stripes(bool all = false);
+  // Those of `ids` that are free now and not handed out (same lock), in their order.
+  std::vector<uint64_t> free_among(std::span<const uint64_t> ids) const;
+
  private:
   using Txn = detail::Txn;
   explicit FsMeta(std::unique_ptr<Store> store) : store_(std::move(store)) {}
@@ -334,6 +345,8 @@ class FsMeta {
   std::map<uint64_t, uint64_t> allocated_;           // id → generation handed out, uncommitted
   std::set<uint64_t> open_;                          // committed open stripes
   std::vector<std::pair<uint64_t, uint64_t>> pending_free_;  // (sequence, id) freed, not synced
+  bool track_freed_ = false;
+  std::vector<uint64_t> freed_;                      // free since the last take_freed_stripes
   uint64_t next_generation_ = 0;
   uint64_t generation_limit_ = 0;                    // persisted; generations < it may be used
   std::atomic<int64_t> live_blocks_total_{0};        // see live_block_count(); changed under mu_

@@ -199,6 +199,15 @@ class Array {
   // report a write-through cache are skipped. Errors: EIO beyond m failures.
   Result<void> flush(IoChannel& channel);
 
+  // Tells the members that stripes [first_stripe, first_stripe + count) hold nothing: a
+  // BLKDISCARD of their chunks on a block device, a punched hole (the size kept) in an image
+  // file, so that an SSD or the filesystem under an image gets the space back. Only for stripes
+  // that are free for good (their freeing durable, none reading or writing them): they may read
+  // back as zeros or as anything. Members without a device or not taking writes are skipped.
+  // Returns the member bytes discarded. EINVAL past the last stripe; EOPNOTSUPP (or the errno)
+  // when a member refused, naming the first — the others are still discarded.
+  Result<uint64_t> discard(uint64_t first_stripe, uint64_t count);
+
   // Reads a range of one stripe's data into request.dest, verifying each block against
   // ref.block_crcs when given, rebuilding from parity what is unreadable or corrupt. Errors:
   // EINVAL misaligned or out-of-range request; EIO when a block cannot be rebuilt (more than m

@@ -95,6 +95,8 @@ Result<void> MountOptions::apply(const std::string& option) {
     log = value;
   } else if (option == "cleaner" || option == "nocleaner") {
     cleaner = option == "cleaner";
+  } else if (option == "discard" || option == "nodiscard") {
+    discard = option == "discard";
   } else if (option == "acl" || option == "noacl") {
     dispatcher.posix_acl = option == "acl";
   } else if (option == "async_dio") {

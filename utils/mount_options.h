@@ -15,6 +15,7 @@
 //                            means the default, as ext4)
 //   acl, noacl               POSIX ACLs enforced by the kernel (default) or refused
 //   cleaner, nocleaner       the cleaner gives back the space of overwrites (default on)
+//   discard, nodiscard       freed stripes discarded on the members (default off; fs/discarder.h)
 //   log=syslog|PATH          where a detached daemon logs (default: syslog when /dev/log is
 //                            there, else kLogFileDefault)
 //   remount                  change the flags of the mount at MOUNTPOINT (utils/remount.h)
@@ -45,6 +46,7 @@ struct MountOptions {
   unsigned commit_interval_s = kCommitIntervalDefault;
   std::string log;                        // log=: "syslog", an absolute path, or empty (default)
   bool cleaner = true;                    // nocleaner: off (fs/cleaner.h)
+  bool discard = false;                   // discard: on (fs/discarder.h)
   fs::DispatcherOptions dispatcher;
 
   static constexpr const char* kLogFileDefault = "/var/log/raidfs.log";

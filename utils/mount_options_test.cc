@@ -52,7 +52,13 @@ TEST(MountOptionsTest, DefaultsAndCommitZeroMeanTheDefault) {
   EXPECT_TRUE(o.cleaner);
   ASSERT_TRUE(o.parse("nocleaner"));
   EXPECT_FALSE(o.cleaner);
-  EXPECT_TRUE(o.fuse_options.empty()) << "log=, noacl and nocleaner are raidfs's, not the kernel's";
+  EXPECT_FALSE(o.discard);
+  ASSERT_TRUE(o.parse("discard"));
+  EXPECT_TRUE(o.discard);
+  ASSERT_TRUE(o.parse("nodiscard"));
+  EXPECT_FALSE(o.discard);
+  EXPECT_TRUE(o.fuse_options.empty())
+      << "log=, noacl, nocleaner and discard are raidfs's, not the kernel's";
 }
 
 TEST(MountOptionsTest, BadValuesNameTheOptionAndWhatItExpects) {

@@ -208,6 +208,7 @@ int serve(const Settings& s, Reporter& reporter) {
   fo.read_only = s.o.read_only;
   fo.commit_interval_ms = s.o.commit_interval_s * 1000;
   fo.cleaner = s.o.cleaner;
+  fo.discard = s.o.discard;
   auto filesystem = fs::Filesystem::open(std::move(opened->array), std::move(opened->meta), fo);
   if (!filesystem) return reporter.error(filesystem.error().message);
   if (signals.signalled()) return reporter.error("interrupted before mounting");
@@ -384,7 +385,7 @@ int main(int argc, char** argv) {
                  "mount options, comma-separated: FUSE/mount ones (ro, allow_other, noatime ...) "
                  "and raidfs ones: members=PATH:PATH:..., transport=uring|classic, "
                  "uring_threads=N, uring_entries=N, threads=N, writeback_cache, "
-                 "no_writeback_cache, noacl, nocleaner, async_dio, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS, "
+                 "no_writeback_cache, noacl, nocleaner, discard, async_dio, attr_timeout=SECONDS, entry_timeout=SECONDS, commit=SECONDS, "
                  "log=syslog|PATH (default: syslog if /dev/log exists, else /var/log/raidfs.log)")
       ->expected(1)
       ->allow_extra_args(false)

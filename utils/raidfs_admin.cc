@@ -205,6 +205,11 @@ int main(int argc, char** argv) {
                "(the cleaner does this by itself when free space runs low)");
   clean_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
 
+  CLI::App* trim_cmd = app.add_subcommand(
+      "trim", "discard every free stripe on the members now, as fstrim does (-o discard does it "
+              "as stripes are freed)");
+  trim_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
+
   CLI::App* fail_cmd = app.add_subcommand("fail", "mark a member failed (it is no longer used)");
   fail_cmd->add_option("mountpoint", mountpoint, "where the array is mounted")->required();
   fail_cmd->add_option("member", member, "the member's index (as raidfs status shows it)")->required();
@@ -218,6 +223,7 @@ int main(int argc, char** argv) {
   if (status_cmd->parsed()) return status(mountpoint, json);
   if (fail_cmd->parsed()) return control(mountpoint, "fail", "fail " + std::to_string(member));
   if (clean_cmd->parsed()) return control(mountpoint, "clean", "clean");
+  if (trim_cmd->parsed()) return control(mountpoint, "trim", "trim");
   if (rebuild_cmd->parsed()) {
     const int code = control(mountpoint, "rebuild", "rebuild " + std::to_string(member) +
                                                         (rate ? " " + std::to_string(rate) : ""));
