@@ -23,6 +23,15 @@ wait_below() {
   for i in $(seq 100); do (($(image_bytes) < $1)) && return 0; sleep 0.1; done
   return 1
 }
+# rm_and_wait FILE MIB LABEL: deletes FILE, makes the delete durable (only then are its stripes
+# discarded) and waits for the images to hold MIB MiB less than before (sets `before`).
+rm_and_wait() {
+  before=$(image_bytes)
+  rm "$1"
+  sync
+  wait_below $((before - $2 * 1024 * 1024)) ||
+    fail "$3: images hold $(image_bytes) bytes 10 s after deleting $1 (were $before)"
+}
 
 it_make_array "$arr" 6 32M -l 6 -c 16K
 it_mount "$arr/meta" "$mp" -o discard
@@ -34,9 +43,7 @@ dd if=/dev/urandom of="$mp/big" bs=1M count=64 conv=fsync status=none
 sync
 full=$(image_bytes)
 ((full > 64 * 1024 * 1024 * 6 / 4)) || fail "the images hold $full bytes after 64 MiB written"
-rm "$mp/big"
-sync  # the delete durable: only then are its stripes discarded
-wait_below $((full - 60 * 1024 * 1024)) || fail "images hold $(image_bytes) bytes 10 s after deleting 64 MiB (were $full)"
+rm_and_wait "$mp/big" 60 "-o discard"
 it_log "rm of 64 MiB: images $full -> $(image_bytes) bytes, $(discard_field stripes) stripes discarded"
 cmp "$IT_WORK/src/keep" "$mp/keep" || fail "the kept file changed"
 
@@ -44,10 +51,7 @@ cmp "$IT_WORK/src/keep" "$mp/keep" || fail "the kept file changed"
 fio --name=ow --filename="$mp/db" --size=64M --bs=4k --rw=randwrite --ioengine=psync \
   --io_size=160M --fsync=64 --verify=crc32c --verify_fatal=1 --randrepeat=0 \
   --output="$IT_WORK/fio.out" || fail "fio over overwrites with -o discard: $(tail -5 "$IT_WORK/fio.out")"
-before_rm=$(image_bytes)
-rm "$mp/db"
-sync
-wait_below $((before_rm - 50 * 1024 * 1024)) || fail "images hold $(image_bytes) bytes after deleting the 64 MiB fio file (were $before_rm)"
+rm_and_wait "$mp/db" 50 "after the overwrites"
 cmp "$IT_WORK/src/keep" "$mp/keep" || fail "the kept file changed during overwrites with discard"
 it_log "fio --verify over 160 MiB of overwrites with the cleaner and discard: clean; $(discard_field stripes) stripes discarded"
 it_umount "$mp"
@@ -78,12 +82,9 @@ if loops=$(for i in 0 1 2 3 4 5; do losetup -f --show "$arr/m$i.img" || exit 1; 
   it_mount "$arr/meta" "$mp" -o "discard,members=$members"
   dd if=/dev/urandom of="$mp/big" bs=1M count=48 conv=fsync status=none
   sync
-  full=$(image_bytes)
-  rm "$mp/big"
-  sync
-  wait_below $((full - 44 * 1024 * 1024)) || fail "loop devices: images hold $(image_bytes) bytes after rm (were $full)"
+  rm_and_wait "$mp/big" 44 "loop devices"
   cmp "$IT_WORK/src/keep" "$mp/keep" || fail "the kept file changed on loop devices"
-  it_log "loop devices: rm of 48 MiB, images $full -> $(image_bytes) bytes (BLKDISCARD)"
+  it_log "loop devices: rm of 48 MiB, images $before -> $(image_bytes) bytes (BLKDISCARD)"
   it_umount "$mp"
   cleanup_loops
   trap it_cleanup EXIT
