@@ -92,7 +92,9 @@ Result<void> Array::begin_rebuild(uint32_t member, uint64_t from_generation, uin
   const MemberState s = states_[member].load();
   if (s == MemberState::kActive)
     return fail(EINVAL, "member " + std::to_string(member) + " is active: nothing to rebuild");
-  // The bounds first, then the state: a reader that sees kRebuilding sees them too.
+  // The bounds first, then the state: a reader that sees kRebuilding sees them too. Its region
+  // copies are read again only once the metadata has restored them.
+  meta_restored_[member] = false;
   rebuild_cursor_[member] = cursor;
   rebuild_from_generation_[member] = from_generation;
   if (s != MemberState::kRebuilding) {

@@ -38,6 +38,7 @@
 #include "raid/geometry.h"
 #include "raid/member_fds.h"
 #include "raid/member_io.h"
+#include "raid/meta_region.h"
 #include "raid/parity_codec.h"
 #include "raid/superblock.h"
 
@@ -57,9 +58,12 @@ struct FormatOptions {
   uint32_t parity_count = 2;
   uint32_t chunk_bytes = kChunkBytesDefault;
   std::string label;
-  std::string metadata_dir;
+  std::string metadata_dir;       // the metadata lives in this directory ...
   std::optional<ArrayUuid> uuid;  // a fresh random one if unset
   bool force = false;             // overwrite members that already hold a raidfs superblock
+  // ... or, when this is set, in a region of this many bytes on each member (a multiple of
+  // 1 MiB; raid/meta_region.h), and metadata_dir is empty.
+  uint64_t meta_region_bytes = 0;
 };
 
 struct OpenOptions {
@@ -246,6 +250,32 @@ class Array {
   // a member taken during this mount is detected as stale at the next (Superblock's comment).
   void record_clean_unmount();
 
+  // --- the metadata region of a self-contained array (raid/meta_region.h) --------------------
+  // Absent for an array whose metadata lives in a directory. The region's blocks are bytes to
+  // the array: their format, and which copy is right, are the metadata's business
+  // (meta/region_fs.h). A run of blocks passed to these calls lies within one region row
+  // (MetaRegion::run_end); buffers are 4 KiB-aligned.
+  const std::optional<MetaRegion>& meta_region() const { return meta_region_; }
+  // Whether copy `copy` of `block` may be read: its member is active, or being rebuilt and its
+  // region copies restored already (set_meta_restored).
+  bool meta_copy_readable(uint64_t block, uint32_t copy) const;
+  // Reads copy `copy` of blocks [block, block + count). ENXIO when that copy cannot be read (see
+  // meta_copy_readable); EIO (the member is failed) when its device fails the read; EINVAL out
+  // of range or no region.
+  Result<void> read_meta(IoChannel& channel, uint64_t block, uint32_t count, uint32_t copy,
+                         uint8_t* dest);
+  // Writes the blocks to every copy whose member takes writes (active or being rebuilt), in one
+  // submission. EIO when more members are unavailable than parity covers afterwards (then a copy
+  // may be missing), as for data.
+  Result<void> write_meta(IoChannel& channel, uint64_t block, uint32_t count, const uint8_t* source);
+  // Writes one copy alone (healing a bad copy, restoring a rebuilt member's). ENXIO when its
+  // member takes no writes.
+  Result<void> write_meta_copy(IoChannel& channel, uint64_t block, uint32_t count, uint32_t copy,
+                               const uint8_t* source);
+  // A rebuilt or replacing member holds every region block again (the metadata restored them):
+  // its copies may be read from now on.
+  void set_meta_restored(uint32_t member) { meta_restored_[member] = true; }
+
   // --- rebuilding a member (raidfs rebuild / replace; the copying is fs/rebuilder's) ----------
   // Puts the device at `path` under index `member` (raidfs replace): checked as mkfs checks a
   // member (big enough for the array's stripes; holding no raidfs superblock or other signature
@@ -327,6 +357,8 @@ class Array {
   // Requires superblock_mutex_.
   void persist_states_locked(MemberIo* io);
   void drop_replace_source_locked();
+  // EINVAL unless the array has a region and [block, block + count) lies within one of its rows.
+  Result<void> check_meta_run(uint64_t block, uint32_t count) const;
 
   Superblock superblock_;  // the newest copy; member_index is meaningless here
   Geometry geometry_;
@@ -353,6 +385,8 @@ class Array {
   uint64_t complete_sequence_ = 0;  // the last superblock sequence every target took; under the mutex
   std::array<std::atomic<uint64_t>, kMembersMax> rebuild_cursor_{};
   std::array<std::atomic<uint64_t>, kMembersMax> rebuild_from_generation_{};
+  std::optional<MetaRegion> meta_region_;
+  std::array<std::atomic<bool>, kMembersMax> meta_restored_{};  // for a kRebuilding member
 };
 
 }  // namespace raidfs

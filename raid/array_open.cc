@@ -20,9 +20,9 @@ namespace raidfs {
 namespace {
 
 
-uint64_t stripes_that_fit(uint64_t member_bytes, uint32_t chunk_bytes) {
-  if (member_bytes < kDataOffsetBytes + 2 * Superblock::kBytes) return 0;
-  return (backup_superblock_offset(member_bytes) - kDataOffsetBytes) / chunk_bytes;
+uint64_t stripes_that_fit(uint64_t member_bytes, uint64_t data_offset, uint32_t chunk_bytes) {
+  if (member_bytes < data_offset + 2 * Superblock::kBytes) return 0;
+  return (backup_superblock_offset(member_bytes) - data_offset) / chunk_bytes;
 }
 
 // Refuses a device listed twice, under the same name or another (a symlink, a hard link).
@@ -43,6 +43,12 @@ Result<void> check_distinct(std::span<const std::string> paths) {
 Result<Superblock> Array::format(std::span<const std::string> paths, const FormatOptions& o) {
   const uint32_t n = static_cast<uint32_t>(paths.size());
   RAIDFS_CHECK(Geometry::create(n, o.parity_count, o.chunk_bytes, kDataOffsetBytes, 0));
+  // A self-contained array's metadata region sits between the superblock and the data area.
+  const uint64_t data_offset = kDataOffsetBytes + o.meta_region_bytes;
+  if (o.meta_region_bytes != 0)
+    RAIDFS_CHECK(MetaRegion::create(n, o.parity_count + 1, kDataOffsetBytes, o.meta_region_bytes));
+  if (o.meta_region_bytes != 0 && !o.metadata_dir.empty())
+    return fail(EINVAL, "the metadata goes in a directory or in a region of the members, not both");
   if (o.label.size() >= Superblock::kLabelBytes)
     return fail(EINVAL, "label is longer than " + std::to_string(Superblock::kLabelBytes - 1) + " bytes");
   if (o.metadata_dir.size() >= Superblock::kMetadataDirBytes)
@@ -54,10 +60,13 @@ Result<Superblock> Array::format(std::span<const std::string> paths, const Forma
   RAIDFS_CHECK(check_distinct(paths));
   for (const std::string& path : paths) {
     RAIDFS_TRY(MemberFile f, MemberFile::open(path));
-    const uint64_t need = kDataOffsetBytes + kStripesMin * o.chunk_bytes + 2 * Superblock::kBytes;
+    const uint64_t need = data_offset + kStripesMin * o.chunk_bytes + 2 * Superblock::kBytes;
     if (f.size_bytes() < need)
       return fail(ENOSPC, path + ": too small (" + human_bytes(f.size_bytes()) + "); a member needs at least " +
-                              human_bytes(need) + " with " + human_bytes(o.chunk_bytes) + " chunks");
+                              human_bytes(need) + " with " + human_bytes(o.chunk_bytes) + " chunks" +
+                              (o.meta_region_bytes ? " and a metadata region of " +
+                                                         human_bytes(o.meta_region_bytes) + " per member"
+                                                   : std::string()));
     if (!o.force) {
       auto existing = read_superblock(f.fd(), f.size_bytes());
       if (existing)
@@ -75,8 +84,12 @@ Result<Superblock> Array::format(std::span<const std::string> paths, const Forma
   sb.member_count = n;
   sb.parity_count = o.parity_count;
   sb.chunk_bytes = o.chunk_bytes;
-  sb.data_offset = kDataOffsetBytes;
-  sb.stripe_count = stripes_that_fit(smallest, o.chunk_bytes);
+  sb.data_offset = data_offset;
+  sb.stripe_count = stripes_that_fit(smallest, data_offset, o.chunk_bytes);
+  if (o.meta_region_bytes != 0) {
+    sb.meta_region_offset = kDataOffsetBytes;
+    sb.meta_region_bytes = o.meta_region_bytes;
+  }
   sb.sequence = 1;
   sb.created_ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -173,6 +186,9 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
   array->paths_.assign(n, "");
   for (uint32_t i = 0; i < n; ++i) array->volatile_cache_[i] = true;
   array->write_floor_ = ref.write_floor;
+  if (ref.self_contained())
+    array->meta_region_ = MetaRegion::create(n, ref.parity_count + 1, ref.meta_region_offset,
+                                             ref.meta_region_bytes).value();
   array->complete_sequence_ = ref.settled_sequence;
   std::vector<uint32_t> stale;  // present members found older than the array
   for (uint32_t i = 0; i < n; ++i) array->states_[i] = MemberState::kMissing;
@@ -188,7 +204,8 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
       continue;
     }
     if (sb.member_count != n || sb.parity_count != ref.parity_count || sb.chunk_bytes != ref.chunk_bytes ||
-        sb.data_offset != ref.data_offset || sb.stripe_count != ref.stripe_count)
+        sb.data_offset != ref.data_offset || sb.stripe_count != ref.stripe_count ||
+        sb.meta_region_offset != ref.meta_region_offset || sb.meta_region_bytes != ref.meta_region_bytes)
       return fail(EIO, m.path + ": superblock disagrees with the other members on the array's shape");
     const uint32_t index = sb.member_index;
     // A device that held this index before a replace gave it to another one: not a member now.
@@ -447,6 +464,7 @@ Result<void> Array::replace_member(uint32_t member, const std::string& path, boo
   const MemberState old_state = states_[member].load();
   rebuild_cursor_[member] = 0;
   rebuild_from_generation_[member] = UINT64_MAX;
+  meta_restored_[member] = false;  // the new device holds no region copies yet
   states_[member] = MemberState::kRebuilding;
   const int old_fd = fds_[member];
   drop_replace_source_locked();

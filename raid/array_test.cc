@@ -798,3 +798,79 @@ TEST_F(ArrayTest, ReplaceMovesTheIndexToANewDeviceAndTheOldOneIsLeftOut) {
 }
 
 }  // namespace raidfs
+
+namespace raidfs {
+namespace {
+
+// The metadata region of a self-contained array: blocks go to m+1 members, each copy reads back
+// on its own, a member lost leaves the others readable, a failed member's copy is refused
+// (ENXIO) rather than read, and a replacing member's copies are read only once restored.
+TEST_F(ArrayTest, MetaRegionBlocksAreMirroredOnMPlusOneMembers) {
+  paths_.clear();
+  for (uint32_t i = 0; i < 5; ++i) paths_.push_back(dir_.image("r" + std::to_string(i), kMemberBytes));
+  FormatOptions o;
+  o.parity_count = 2;
+  o.chunk_bytes = 16384;
+  o.meta_region_bytes = 2 << 20;
+  auto sb = Array::format(paths_, o);
+  ASSERT_TRUE(sb) << sb.error().message;
+  EXPECT_TRUE(sb->self_contained());
+  EXPECT_EQ(sb->data_offset, kDataOffsetBytes + (2 << 20));
+  auto a = open(paths_);
+  ASSERT_TRUE(a && a->meta_region());
+  const MetaRegion& region = *a->meta_region();
+  EXPECT_EQ(region.copies(), 3u);
+  EXPECT_EQ(region.row_count(), 2u * 5 / 3);
+  auto io = a->make_member_io().value();
+  IoChannel ch(*a, *io);
+
+  AlignedBuffer blocks(8 * 4096), got(8 * 4096);
+  for (size_t i = 0; i < blocks.size(); ++i) blocks.data()[i] = static_cast<uint8_t>(rng_());
+  const uint64_t first = MetaRegion::kRowBlocks + 3;  // in the second row
+  ASSERT_TRUE(a->write_meta(ch, first, 8, blocks.data()));
+  for (uint32_t c = 0; c < 3; ++c) {
+    std::memset(got.data(), 0, got.size());
+    ASSERT_TRUE(a->read_meta(ch, first, 8, c, got.data()));
+    EXPECT_EQ(0, std::memcmp(got.data(), blocks.data(), got.size())) << "copy " << c;
+    // Each copy really is on its own member, where the layout says.
+    const MetaRegion::Place at = region.place(first, c);
+    int fd = ::open(paths_[at.member].c_str(), O_RDONLY);
+    std::vector<uint8_t> raw(4096);
+    ASSERT_EQ(::pread(fd, raw.data(), raw.size(), static_cast<off_t>(at.offset)), 4096);
+    ::close(fd);
+    EXPECT_EQ(0, std::memcmp(raw.data(), blocks.data(), 4096));
+  }
+  // A run across a row's end is refused: one I/O per copy covers one row.
+  EXPECT_EQ(a->write_meta(ch, MetaRegion::kRowBlocks - 1, 2, blocks.data()).error().code, EINVAL);
+  EXPECT_EQ(a->read_meta(ch, first, 1, 3, got.data()).error().code, EINVAL);
+
+  // A failed member's copy is not read; the array goes on writing the others.
+  const uint32_t lost = region.place(first, 1).member;
+  a->mark_failed(lost, "test");
+  EXPECT_FALSE(a->meta_copy_readable(first, 1));
+  EXPECT_EQ(a->read_meta(ch, first, 8, 1, got.data()).error().code, ENXIO);
+  ASSERT_TRUE(a->write_meta(ch, first, 8, blocks.data() + 4096 * 0));
+  ASSERT_TRUE(a->read_meta(ch, first, 8, 2, got.data()));
+
+  // Replaced: the new device's copy is written but not read until the metadata restored it.
+  const std::string fresh = dir_.image("r-new", kMemberBytes);
+  ASSERT_TRUE(a->replace_member(lost, fresh, false));
+  EXPECT_FALSE(a->meta_copy_readable(first, 1));
+  ASSERT_TRUE(a->write_meta_copy(ch, first, 8, 1, blocks.data()));
+  a->set_meta_restored(lost);
+  ASSERT_TRUE(a->meta_copy_readable(first, 1));
+  ASSERT_TRUE(a->read_meta(ch, first, 8, 1, got.data()));
+  EXPECT_EQ(0, std::memcmp(got.data(), blocks.data(), got.size()));
+
+  // The region survives a reopen; an array with both a region and a directory is refused.
+  a.reset();
+  auto again = open(std::vector<std::string>{paths_[0], paths_[1], paths_[2], paths_[3], paths_[4]});
+  ASSERT_TRUE(again && again->meta_region());
+  EXPECT_EQ(again->meta_region()->offset(), kDataOffsetBytes);
+  o.metadata_dir = "/somewhere";
+  o.force = true;
+  EXPECT_EQ(Array::format(paths_, o).error().code, EINVAL);
+}
+
+}  // namespace
+}  // namespace raidfs

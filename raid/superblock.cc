@@ -10,6 +10,7 @@
 #include "raid/aligned_buffer.h"
 #include "raid/checksum.h"
 #include "raid/endian.h"
+#include "raid/meta_region.h"
 
 namespace raidfs {
 namespace {
@@ -84,7 +85,7 @@ ArrayUuid random_uuid() {
 void Superblock::encode(uint8_t* out) const {
   std::memset(out, 0, kBytes);
   std::memcpy(out, kMagic, 8);
-  store_le32(out + 8, kFormatVersion);
+  store_le32(out + 8, self_contained() ? 2 : 1);
   store_le32(out + 12, kBytes);
   std::memcpy(out + 16, array_uuid.data(), 16);
   store_le32(out + 32, member_index);
@@ -103,6 +104,8 @@ void Superblock::encode(uint8_t* out) const {
   store_le64(out + 1248, write_floor);
   for (uint32_t i = 0; i < kMembersMax; ++i) store_le64(out + 1256 + 8 * i, member_since[i]);
   for (uint32_t i = 0; i < kMembersMax; ++i) std::memcpy(out + 1768 + 16 * i, member_uuids[i].data(), 16);
+  store_le64(out + 2792, meta_region_offset);
+  store_le64(out + 2800, meta_region_bytes);
   store_le32(out + kCrcOffset, crc32c({out, kCrcOffset}));
 }
 
@@ -141,6 +144,10 @@ Result<Superblock> Superblock::decode(const uint8_t* in) {
   sb.write_floor = load_le64(in + 1248);
   for (uint32_t i = 0; i < kMembersMax; ++i) sb.member_since[i] = load_le64(in + 1256 + 8 * i);
   for (uint32_t i = 0; i < kMembersMax; ++i) std::memcpy(sb.member_uuids[i].data(), in + 1768 + 16 * i, 16);
+  if (version >= 2) {
+    sb.meta_region_offset = load_le64(in + 2792);
+    sb.meta_region_bytes = load_le64(in + 2800);
+  }
 
   auto geometry = Geometry::create(sb.member_count, sb.parity_count, sb.chunk_bytes,
                                    sb.data_offset, sb.stripe_count);
@@ -154,6 +161,13 @@ Result<Superblock> Superblock::decode(const uint8_t* in) {
   if (sb.member_bytes < sb.data_offset + 2 * kBytes ||
       sb.stripe_count > (backup_superblock_offset(sb.member_bytes) - sb.data_offset) / sb.chunk_bytes)
     return fail(EIO, "inconsistent superblock: stripes overrun the member");
+  if ((version >= 2) != sb.self_contained() ||
+      (sb.self_contained() &&
+       (sb.meta_region_offset < kBytes || sb.meta_region_bytes > sb.data_offset ||
+        sb.meta_region_offset > sb.data_offset - sb.meta_region_bytes ||
+        !MetaRegion::create(sb.member_count, sb.parity_count + 1, sb.meta_region_offset,
+                            sb.meta_region_bytes))))
+    return fail(EIO, "inconsistent superblock: bad metadata region");
   return sb;
 }
 

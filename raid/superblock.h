@@ -1,6 +1,6 @@
 // Superblock: the identity record at the start of every member, with a copy at its end.
 //
-// On-member format (version 1), 4096 bytes, all integers little-endian:
+// On-member format (version 1; 2 for a self-contained array), 4096 bytes, little-endian:
 //
 //   offset  bytes  field
 //        0      8  magic "RAIDFSMB"
@@ -23,7 +23,9 @@
 //     1248      8  write floor: no stripe of a lower generation takes new data any more
 //     1256    512  member since, 64 × 8: for a missing member, the write floor when it left
 //     1768   1024  member device UUIDs, 64 × 16: which device holds each index (zero: unknown)
-//     2792   1300  reserved, zero
+//     2792      8  metadata region offset (bytes on each member; 0: no region)
+//     2800      8  metadata region bytes on each member (0: the metadata lives in a directory)
+//     2808   1284  reserved, zero
 //     4092      4  crc32c (standard) of bytes [0, 4092)
 //
 // Stale copies: a member whose own sequence is below the newest copy's settled sequence missed an
@@ -32,6 +34,10 @@
 // enough to say so (an update torn by a crash leaves some members one behind), which is why a
 // clean unmount writes twice (Array::record_clean_unmount). Fields from 1240 on were reserved
 // zero in earlier raidfs, and zero means "not known": no check is made on them.
+//
+// Version 2 marks an array whose metadata lives in a region of the members (raid/meta_region.h):
+// a raidfs that knows only version 1 refuses it instead of looking for a metadata directory.
+// Version-1 arrays (metadata in a directory) are still written as version 1.
 //
 // The primary copy is at byte 0; the backup at backup_offset(member bytes), the last 4 KiB of the
 // device. Both are written (and synced) on every update, primary first: a torn write leaves one of
@@ -62,7 +68,7 @@ ArrayUuid random_uuid();
 
 struct Superblock {
   static constexpr uint32_t kBytes = 4096;
-  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr uint32_t kFormatVersion = 2;  // the newest this raidfs reads and writes
   static constexpr uint32_t kLabelBytes = 64;
   static constexpr uint32_t kMetadataDirBytes = 1024;
 
@@ -83,6 +89,8 @@ struct Superblock {
   uint64_t write_floor = 0;
   std::array<uint64_t, kMembersMax> member_since{};
   std::array<ArrayUuid, kMembersMax> member_uuids{};
+  uint64_t meta_region_offset = 0;
+  uint64_t meta_region_bytes = 0;  // per member; 0: metadata in `metadata_dir`
 
   // Serialises into exactly kBytes bytes, crc included. Strings longer than their field are cut
   // (format() refuses them earlier with a clear error).
@@ -98,6 +106,7 @@ struct Superblock {
   // The geometry these fields describe (always valid for a decoded superblock).
   Geometry geometry() const;
 
+  bool self_contained() const { return meta_region_bytes != 0; }
   MemberState own_state() const { return member_states[member_index]; }
   const ArrayUuid& own_uuid() const { return member_uuids[member_index]; }
 };
