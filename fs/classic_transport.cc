@@ -11,7 +11,7 @@
 #include <string>
 
 #include "base/log.h"
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 
 namespace raidfs::fs {
 namespace {

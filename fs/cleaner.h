@@ -44,7 +44,7 @@
 #include "fs/io_context.h"
 #include "meta/block_owners.h"
 #include "meta/fs_meta.h"
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 
 namespace raidfs::fs {
 

@@ -46,7 +46,7 @@
 
 #include "base/result.h"
 #include "meta/fs_meta.h"
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "fs/cleaner.h"
 #include "fs/discarder.h"
 #include "fs/io_context.h"

@@ -19,7 +19,7 @@
 #include "base/log.h"
 #include "fs/array_spec.h"
 #include "fs/fuse_encode.h"
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "tests/support/temp_dir.h"
 
 namespace raidfs::fs {

@@ -8,7 +8,7 @@
 #include <memory>
 
 #include "base/units.h"
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/array.h"
 
 namespace raidfs::fs {

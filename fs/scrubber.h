@@ -34,7 +34,7 @@
 #include "fs/io_context.h"
 #include "fs/pacer.h"
 #include "meta/fs_meta.h"
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/array.h"
 
 namespace raidfs::fs {

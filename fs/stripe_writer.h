@@ -53,7 +53,7 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "meta/fs_meta.h"
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/array.h"
 
 namespace raidfs::fs {

@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/geometry.h"
 #include "raid/member_fds.h"
 #include "raid/member_io.h"

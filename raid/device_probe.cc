@@ -5,7 +5,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 
 namespace raidfs {
 namespace {

@@ -7,7 +7,7 @@
 
 #include <random>
 
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 
 namespace raidfs {
 namespace {

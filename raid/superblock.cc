@@ -7,7 +7,7 @@
 #include <cstring>
 #include <random>
 
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/checksum.h"
 #include "raid/endian.h"
 #include "raid/meta_region.h"

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/checksum.h"
 #include "raid/endian.h"
 #include "tests/support/temp_dir.h"

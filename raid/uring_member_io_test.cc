@@ -8,7 +8,7 @@
 
 #include <random>
 
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/fault_injecting_io.h"
 #include "tests/support/temp_dir.h"
 

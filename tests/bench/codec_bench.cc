@@ -14,7 +14,7 @@
 #include <random>
 #include <vector>
 
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/parity_codec.h"
 
 namespace {

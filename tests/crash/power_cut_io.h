@@ -29,7 +29,7 @@
 #include <random>
 #include <vector>
 
-#include "raid/aligned_buffer.h"
+#include "base/aligned_buffer.h"
 #include "raid/member_io.h"
 
 namespace raidfs::testing {
