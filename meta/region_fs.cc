@@ -738,11 +738,10 @@ Result<RegionFs::ScrubReport> RegionFs::scrub(bool repair) {
 
 // --- Writer and Reader -------------------------------------------------------------------------
 
-RegionFs::Writer::~Writer() {
-  if (!closed_) (void)close();
-}
+RegionFs::Writer::~Writer() { (void)close(); }
 
 Result<void> RegionFs::Writer::append(std::span<const uint8_t> data) {
+  std::lock_guard lock(mu_);
   if (closed_) return fail(EBADF, "metadata file " + node_->name + " is closed");
   if (tail_.size() + data.size() < kPayloadBytes) {
     tail_.insert(tail_.end(), data.begin(), data.end());
@@ -760,14 +759,13 @@ Result<void> RegionFs::Writer::append(std::span<const uint8_t> data) {
   full_ += whole * kPayloadBytes;
   tail_.assign(bytes.begin() + static_cast<ptrdiff_t>(whole * kPayloadBytes), bytes.end());
   tail_written_ = tail_.empty();
-  std::lock_guard lock(fs_.mu_);
+  std::lock_guard fs_lock(fs_.mu_);
   node_->size = std::max(node_->size, full_);
   return {};
 }
 
-Result<void> RegionFs::Writer::flush() {
-  if (closed_) return {};
-  if (tail_written_) return {};
+Result<void> RegionFs::Writer::flush_locked() {
+  if (closed_ || tail_written_) return {};
   std::vector<uint8_t> padded(kPayloadBytes);
   std::memcpy(padded.data(), tail_.data(), tail_.size());
   {
@@ -776,25 +774,36 @@ Result<void> RegionFs::Writer::flush() {
                                        static_cast<uint32_t>(tail_.size())));
   }
   tail_written_ = true;
-  std::lock_guard lock(fs_.mu_);
-  node_->size = std::max(node_->size, size());
+  std::lock_guard fs_lock(fs_.mu_);
+  node_->size = std::max(node_->size, full_ + tail_.size());
   return {};
 }
 
+Result<void> RegionFs::Writer::flush() {
+  std::lock_guard lock(mu_);
+  return flush_locked();
+}
+
 Result<void> RegionFs::Writer::sync() {
-  if (closed_) return {};
-  RAIDFS_CHECK(flush());
-  const uint64_t written = size();
+  uint64_t written;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return {};
+    RAIDFS_CHECK(flush_locked());
+    written = full_ + tail_.size();
+  }
+  // Appends may go on meanwhile: the flush covers what was written before it began.
   RAIDFS_CHECK(fs_.make_durable());
-  std::lock_guard lock(fs_.mu_);
+  std::lock_guard fs_lock(fs_.mu_);
   node_->durable = std::max(node_->durable, written);
   return {};
 }
 
 Result<void> RegionFs::Writer::truncate(uint64_t size) {
+  std::lock_guard lock(mu_);
   if (closed_) return fail(EBADF, "metadata file " + node_->name + " is closed");
-  if (size == this->size()) return {};
-  RAIDFS_CHECK(flush());
+  if (size == full_ + tail_.size()) return {};
+  RAIDFS_CHECK(flush_locked());
   RAIDFS_TRY(tail_, fs_.truncate_node(node_, size));
   full_ = size - tail_.size();
   tail_written_ = true;
@@ -802,14 +811,15 @@ Result<void> RegionFs::Writer::truncate(uint64_t size) {
 }
 
 Result<void> RegionFs::Writer::close() {
+  std::lock_guard lock(mu_);
   if (closed_) return {};
-  auto flushed = flush();
+  auto flushed = flush_locked();
   closed_ = true;
-  std::lock_guard lock(fs_.mu_);
+  std::lock_guard fs_lock(fs_.mu_);
   --node_->writers;
   if (!flushed || node_->removed) return flushed;
   // The space it took to grow in one piece, beyond its last block, goes back.
-  const uint64_t keep = blocks_for(size());
+  const uint64_t keep = blocks_for(full_ + tail_.size());
   if (node_->allocated > keep) fs_.commit_locked(Record{RecordType::kTrim, node_->id, keep});
   return fs_.write_journal_locked();
 }

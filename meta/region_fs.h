@@ -28,8 +28,9 @@
 // writing is rewritten from the good one (healed). scrub() looks at every copy of every block in
 // use; repairing, it rewrites bad copies and the copies of a member being rebuilt.
 //
-// Threads: every method may be called from any thread; one Writer is used by one thread at a time
-// (RocksDB's rule for a writable file), Readers by any number.
+// Threads: every method may be called from any thread, a Writer's too (RocksDB syncs its log from
+// one thread while another appends: sync() holds the writer only to write its last block, not
+// through the device flush), Readers by any number.
 #pragma once
 
 #include <atomic>
@@ -220,14 +221,19 @@ class RegionFs::Writer {
   Result<void> truncate(uint64_t size);
   // Flushes, gives back the extent space beyond the data, and records the size if durable.
   Result<void> close();
-  uint64_t size() const { return full_ + tail_.size(); }
+  uint64_t size() const {
+    std::lock_guard lock(mu_);
+    return full_ + tail_.size();
+  }
 
  private:
   friend class RegionFs;
   Writer(RegionFs& fs, std::shared_ptr<FileNode> node, uint64_t full, std::vector<uint8_t> tail)
       : fs_(fs), node_(std::move(node)), full_(full), tail_(std::move(tail)) {}
+  Result<void> flush_locked();
   RegionFs& fs_;
   std::shared_ptr<FileNode> node_;
+  mutable std::mutex mu_;      // the rest; taken before the file's io_mu
   uint64_t full_;              // bytes in whole blocks already written
   std::vector<uint8_t> tail_;  // the bytes after them (less than one block's payload)
   bool tail_written_ = true;   // tail_ as it is now is on the device

@@ -1,4 +1,4 @@
-// Store: the only file of raidfs that includes RocksDB.
+// Store: with region_rocksdb.cc, the only file of raidfs that includes RocksDB.
 #include "meta/store.h"
 
 #include <rocksdb/cache.h>
@@ -19,6 +19,8 @@
 #include "meta/coding.h"
 #include "meta/keys.h"
 #include "meta/record_cache.h"
+#include "meta/region_fs.h"
+#include "meta/region_rocksdb.h"
 
 namespace raidfs::meta {
 namespace {
@@ -70,6 +72,7 @@ std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 std::string_view family_name(Family f) { return kFamilyNames[static_cast<size_t>(f)]; }
 
 struct Store::Impl {
+  std::unique_ptr<rocksdb::Env> env;  // over the metadata region; null for a host directory
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // all opened, owned, closed in ~Impl
   rocksdb::ColumnFamilyHandle* family[kFamilyCount] = {};
@@ -98,25 +101,36 @@ struct Store::Impl {
 
 Store::~Store() = default;
 
-Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
+uint64_t Store::region_reserve_bytes(uint64_t region_bytes) {
+  return std::max<uint64_t>(region_bytes / 4, uint64_t{4} << 20);
+}
+
+std::string Store::where() const { return region_ ? "the metadata region" : path_; }
+
+Result<std::unique_ptr<Store>> Store::open(const StoreOptions& in) {
+  StoreOptions options = in;
+  if (options.region) options.path = kRegionDbPath;
   if (options.path.empty()) return raidfs::fail(EINVAL, "metadata path is empty");
+  const std::string where = options.region ? "the metadata region" : options.path;
   std::error_code ec;
-  const bool exists = std::filesystem::exists(options.path + "/CURRENT", ec);
+  const bool exists = options.region ? options.region->exists("CURRENT")
+                                     : std::filesystem::exists(options.path + "/CURRENT", ec);
   if (!exists && !options.create_if_missing)
-    return raidfs::fail(ENOENT, "no metadata database at " + options.path);
+    return raidfs::fail(ENOENT, options.region ? "the metadata region holds no database"
+                                               : "no metadata database at " + options.path);
   if (options.create_if_missing) {
     if (options.stripe_count == 0 || options.stripe_count > kStripeCountMax ||
         options.stripe_data_bytes == 0 ||
         options.stripe_data_bytes > kStripeDataBytesMax ||
         options.stripe_data_bytes % kBlockBytes != 0)
-      return raidfs::fail(EINVAL, "creating metadata at " + options.path +
+      return raidfs::fail(EINVAL, "creating metadata in " + where +
                                       ": stripe count (1.." + std::to_string(kStripeCountMax) +
                                       ") and stripe data bytes (a multiple of 4096) are required");
     if (options.geometry.size() > kGeometryBytesMax)
       return raidfs::fail(EINVAL, "geometry blob too large");
   }
 
-  if (exists) {
+  if (exists && !options.region) {
     // Opening replays the logs into new tables and writes a new manifest and log: room for all
     // of it first, so that a full host filesystem is a clear refusal, not a RocksDB abort.
     uint64_t need = kHostReserveBytes;
@@ -141,11 +155,28 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
   db_options.max_total_wal_size = size_t{256} << 20;
+  // In the members' metadata region: RocksDB's files go through RegionFs, and its sizes follow
+  // the region's (a small region must still hold the logs, the tables and a compaction's output).
+  size_t write_buffer = size_t{16} << 20, target_file = size_t{64} << 20, level_base = size_t{256} << 20;
+  if (options.region) {
+    const uint64_t bytes = options.region->usage().bytes;
+    auto scaled = [&](uint64_t part, uint64_t lo, uint64_t hi) {
+      return static_cast<size_t>(std::clamp<uint64_t>(bytes / part, lo, hi));
+    };
+    impl->env = rocksdb::NewCompositeEnv(region_file_system(options.region));
+    db_options.env = impl->env.get();
+    db_options.info_log = discarding_logger();
+    db_options.max_total_wal_size = scaled(8, 2 << 20, 256 << 20);
+    db_options.manifest_preallocation_size = 0;
+    write_buffer = scaled(64, 256 << 10, 16 << 20);
+    target_file = scaled(32, 1 << 20, 64 << 20);
+    level_base = scaled(8, 4 << 20, 256 << 20);
+  }
 
   std::vector<std::string> names;
   if (exists) {
     rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, options.path, &names);
-    if (!s.ok()) return rocks_error(s, "listing column families of " + options.path);
+    if (!s.ok()) return rocks_error(s, "listing column families in " + where);
   }
   for (std::string_view f : kFamilyNames)
     if (std::find(names.begin(), names.end(), f) == names.end()) names.emplace_back(f);
@@ -163,14 +194,16 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     if (known != std::end(kFamilyNames) && kFamilyPointLookups[known - std::begin(kFamilyNames)])
       table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-    cf_options.write_buffer_size = size_t{16} << 20;
+    cf_options.write_buffer_size = write_buffer;
+    cf_options.target_file_size_base = target_file;
+    cf_options.max_bytes_for_level_base = level_base;
     descriptors.emplace_back(name, cf_options);
   }
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
       rocksdb::DB::Open(db_options, options.path, descriptors, &impl->handles, &raw);
-  if (!s.ok()) return rocks_error(s, "opening metadata at " + options.path);
+  if (!s.ok()) return rocks_error(s, "opening metadata in " + where);
   impl->db.reset(raw);
   for (size_t i = 0; i < impl->handles.size(); ++i) {
     auto known = std::find(std::begin(kFamilyNames), std::end(kFamilyNames), names[i]);
@@ -181,11 +214,12 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   std::unique_ptr<Store> store(new Store());
   store->impl_ = std::move(impl);
   store->path_ = options.path;
+  store->region_ = options.region;
 
   RAIDFS_TRY(auto super_value, store->get(Family::kSuper, kSuperKey));
   if (!super_value) {
     if (!options.create_if_missing)
-      return raidfs::fail(EIO, "metadata at " + options.path +
+      return raidfs::fail(EIO, "metadata in " + where +
                                    " has no super record: not a raidfs metadata database");
     Super fresh;
     fresh.array_uuid = options.array_uuid;
@@ -200,13 +234,13 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     // The store format sits right after the record format byte in every version of the super
     // record, so a newer database is recognised before its (possibly different) layout is read.
     if (super_value->size() >= 5 && load_u32(super_value->data() + 1) > kStoreFormat)
-      return raidfs::fail(ENOTSUP, "metadata at " + options.path + " has format " +
+      return raidfs::fail(ENOTSUP, "metadata in " + where + " has format " +
                                        std::to_string(load_u32(super_value->data() + 1)) +
                                        ", newer than this raidfs understands (" +
                                        std::to_string(kStoreFormat) + "): upgrade raidfs");
     RAIDFS_TRY(Super super, decode_super(*super_value));
     if (super.array_uuid != options.array_uuid)
-      return raidfs::fail(EINVAL, "metadata at " + options.path + " belongs to array " +
+      return raidfs::fail(EINVAL, "metadata in " + where + " belongs to array " +
                                       uuid_text(super.array_uuid) + ", not " +
                                       uuid_text(options.array_uuid));
     store->super_ = std::move(super);
@@ -317,6 +351,14 @@ Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
 }
 
 Result<void> Store::check_host_space() {
+  if (region_) {
+    const RegionFs::Usage u = region_->usage();
+    const uint64_t reserve = region_reserve_bytes(u.bytes);
+    if (u.free_bytes >= reserve) return {};
+    return raidfs::fail(ENOSPC, "the metadata region is full (" + mib(u.free_bytes) + " of " +
+                                    mib(u.bytes) + " free; raidfs keeps " + mib(reserve) +
+                                    " in reserve): remove files, or make the array with a larger -M");
+  }
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   int64_t seen = space_checked_s_.load(std::memory_order_relaxed);

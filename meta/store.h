@@ -1,7 +1,8 @@
 // Store: owns the RocksDB database of one array's metadata — its column families, its opening
 // (and refusal to open another array's or a newer format's database), atomic writes, and group
 // commit. It knows nothing of inodes or directories: keys and values are bytes (see keys.h,
-// records.h). Only store.cc includes RocksDB headers.
+// records.h). Only store.cc and region_rocksdb.cc (the metadata region as a rocksdb::FileSystem)
+// include RocksDB headers.
 //
 // Column families (one per record kind, see keys.h for key grammar, records.h for values):
 //   super, inodes, dirents, cookies, extents, stripes, xattrs, orphans.
@@ -75,8 +76,13 @@ class WriteSet {
 
 enum class Durability : uint8_t { kNone, kGroupSync, kSyncEach };
 
+class RegionFs;
+
 struct StoreOptions {
-  std::string path;             // directory of the database
+  std::string path;             // directory of the database, unless `region` is set
+  // The database lives in the members' metadata region instead (region_fs.h): path is ignored,
+  // and the space kept in reserve is the region's (region_reserve_bytes).
+  std::shared_ptr<RegionFs> region;
   ArrayUuid array_uuid{};       // the array this metadata must belong to
   bool create_if_missing = false;
   // Used only when a new database is created (recorded in the super record):
@@ -129,10 +135,18 @@ class Store {
 
   // Applies `set` atomically. Returns a sequence number to pass to sync(). EIO on failure
   // (nothing of the set applied); ENOSPC, before anything is tried, when the filesystem holding
-  // the database has less than kHostReserveBytes free (RocksDB, once a write of its log has
-  // failed, may abort the process on the next one: it must never get that far).
+  // the database has less than kHostReserveBytes free, or the metadata region less than
+  // region_reserve_bytes (RocksDB, once a write of its log has failed, may abort the process on
+  // the next one, and a compaction needs room for its output before it frees its input: it must
+  // never get that far).
   Result<uint64_t> write(const WriteSet& set, Durability durability);
   static constexpr uint64_t kHostReserveBytes = uint64_t{32} << 20;
+  // A quarter of the region, at least 4 MiB: room for a compaction to finish.
+  static uint64_t region_reserve_bytes(uint64_t region_bytes);
+  // Where the database is, for messages: its directory, or "the metadata region".
+  std::string where() const;
+  // The region the database lives in (null: a host directory).
+  const std::shared_ptr<RegionFs>& region() const { return region_; }
 
   // Makes every write whose sequence is ≤ seq durable (group commit, see above). EIO on failure.
   Result<void> sync(uint64_t seq);
@@ -152,6 +166,7 @@ class Store {
   std::unique_ptr<Impl> impl_;
   Super super_;
   std::string path_;
+  std::shared_ptr<RegionFs> region_;
   std::atomic<uint64_t> synced_seq_{0};
   std::atomic<uint64_t> writes_{0};
   std::atomic<int64_t> space_checked_s_{-1};  // monotonic second of the last look
