@@ -622,11 +622,13 @@ Result<std::string> Filesystem::control(const Caller& caller, std::string_view c
       const std::string old_path = array_->member_path(i);
       RAIDFS_TRY(auto ctx, make_io_context());
       RAIDFS_CHECK(rebuilder_->start_replace(*ctx, i, path, words[3] == "1", *rate));
-      // The member list of the metadata directory names the new device from now on.
+      // The member list of a metadata directory names the new device from now on (a
+      // self-contained array keeps none on the host).
       std::vector<std::string> members;
       for (uint32_t m = 0; m < array_->geometry().member_count(); ++m) members.push_back(array_->member_path(m));
-      if (auto listed = write_member_list(meta_->store().path(), members); !listed)
-        RAIDFS_LOG(kWarning, "replace: %s (mount with the new device named)", listed.error().message.c_str());
+      if (!meta_->store().region())
+        if (auto listed = write_member_list(meta_->store().path(), members); !listed)
+          RAIDFS_LOG(kWarning, "replace: %s (mount with the new device named)", listed.error().message.c_str());
       return "replacing member " + words[1] + " (" + (old_path.empty() ? "no device" : old_path) + ") by " + path;
     }
     if (words[0] == "sync" && words.size() == 1) {  // everything durable (remount,ro)

@@ -246,6 +246,7 @@ class Filesystem {
   // The commit timer's work: pending data committed, the metadata log synced. Logs failures.
   void commit_by_time();
   meta::Inode with_pending(meta::Inode inode) const;
+  std::string metadata_line() const;  // status_text's "metadata:" line
   std::string cleaner_line() const;  // status_text's "cleaner:" line
   std::string discard_line() const;  // status_text's "discard:" line
   // A new inode's mode and ACLs under `parent`: the parent's default ACL when it has one (the

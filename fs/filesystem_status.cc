@@ -10,6 +10,7 @@
 #include "fs/cleaner.h"
 #include "fs/filesystem.h"
 #include "fs/scrubber.h"
+#include "meta/region_fs.h"
 #include "fs/stripe_writer.h"
 
 namespace raidfs::fs {
@@ -144,6 +145,7 @@ std::string Filesystem::status_text() const {
   out << "bytes_direct_write: " << c.bytes_direct_write << "\n";
   out << "cleaner: " << cleaner_line() << "\n";
   out << "discard: " << discard_line() << "\n";
+  out << "metadata: " << metadata_line() << "\n";
   const meta::StoreStats ms = meta_->store().stats();
   out << "metadata_cache: " << ms.cache_hits << " hits, " << ms.cache_misses << " misses\n";
   const ScrubProgress scrub = scrub_progress();
@@ -161,6 +163,11 @@ std::string Filesystem::status_text() const {
         << " stripes skipped; started " << utc_time(ss.started_ns);
   }
   out << "\n";
+  if (scrub.region_scrubbed)
+    out << "scrub_metadata: " << scrub.region.blocks << " blocks, every copy checked: "
+        << scrub.region.bad_copies << " bad copies (" << scrub.region.repaired << " repaired), "
+        << scrub.region.unreadable_copies << " unreadable, " << scrub.region.lost_blocks
+        << " blocks lost\n";
   for (const std::string& l : scrub.lost) out << "scrub_lost: " << l << "\n";
   const RebuildProgress rebuild = rebuild_progress();
   const meta::RebuildState& rs = rebuild.state;
@@ -223,6 +230,17 @@ std::string Filesystem::status_json() const {
   }
   out << "], \"space\": {\"bytes\": " << st.blocks * st.block_size
       << ", \"free_bytes\": " << st.blocks_free * st.block_size << "}";
+  if (const auto& region = meta_->store().region()) {
+    const meta::RegionFs::Usage u = region->usage();
+    out << ", \"metadata\": {\"kind\": \"region\", \"bytes\": " << u.bytes
+        << ", \"used_bytes\": " << u.used_bytes << ", \"free_bytes\": " << u.free_bytes
+        << ", \"reserve_bytes\": " << meta::Store::region_reserve_bytes(u.bytes)
+        << ", \"journal_bytes\": " << u.journal_bytes << ", \"files\": " << u.files
+        << ", \"copies\": " << u.copies << ", \"member_bytes\": " << sb.meta_region_bytes
+        << ", \"healed_copies\": " << u.healed_copies << "}";
+  } else {
+    out << ", \"metadata\": {\"kind\": \"directory\", \"path\": " << json_string(meta_->store().path()) << "}";
+  }
   out << ", \"counters\": {\"reconstructed_blocks\": " << c.reconstructed_blocks
       << ", \"corrupt_blocks\": " << c.corrupt_blocks << ", \"healed_blocks\": " << c.healed_blocks
       << ", \"unreadable_reads\": " << c.unreadable_reads << ", \"stripes_sealed\": " << c.stripes_sealed
@@ -251,7 +269,13 @@ std::string Filesystem::status_json() const {
       << ", \"blocks_rebuilt\": " << ss.blocks_rebuilt
       << ", \"parity_rows_rewritten\": " << ss.parity_rows_rewritten
       << ", \"blocks_lost\": " << ss.blocks_lost << ", \"started_ns\": " << ss.started_ns
-      << ", \"finished_ns\": " << ss.finished_ns << ", \"lost\": [";
+      << ", \"finished_ns\": " << ss.finished_ns;
+  if (scrub.region_scrubbed)
+    out << ", \"metadata\": {\"blocks\": " << scrub.region.blocks << ", \"bad_copies\": "
+        << scrub.region.bad_copies << ", \"repaired\": " << scrub.region.repaired
+        << ", \"unreadable_copies\": " << scrub.region.unreadable_copies
+        << ", \"lost_blocks\": " << scrub.region.lost_blocks << "}";
+  out << ", \"lost\": [";
   for (size_t i = 0; i < scrub.lost.size(); ++i) out << (i ? ", " : "") << json_string(scrub.lost[i]);
   out << "]}";
   const RebuildProgress rebuild = rebuild_progress();
@@ -278,6 +302,21 @@ std::string Filesystem::status_json() const {
   for (const std::string& line : recent_warnings())
     out << (std::exchange(first, false) ? "" : ", ") << json_string(line);
   out << "]}\n";
+  return out.str();
+}
+
+std::string Filesystem::metadata_line() const {
+  const auto& region = meta_->store().region();
+  if (!region) return "in " + meta_->store().path();
+  const meta::RegionFs::Usage u = region->usage();
+  const uint64_t reserve = meta::Store::region_reserve_bytes(u.bytes);
+  std::ostringstream out;
+  out << "on the members, " << human_bytes(u.bytes - u.free_bytes) << " used of "
+      << human_bytes(u.bytes) << " (" << u.files << " files), mirrored on " << u.copies
+      << " members; " << u.healed_copies << " bad copies healed";
+  // Writes are refused below the reserve: say so before it comes to that.
+  if (u.free_bytes < reserve + reserve / 2)
+    out << "; NEARLY FULL: metadata writes are refused below " << human_bytes(reserve) << " free";
   return out.str();
 }
 

@@ -2,6 +2,8 @@
 // (fsck_stripes.cc), and the summary. See fsck.h.
 #include "fs/fsck.h"
 
+#include "meta/region_fs.h"
+
 #include <chrono>
 
 #include "fs/array_spec.h"
@@ -50,15 +52,41 @@ Result<void> check_metadata(meta::Store& store, FsckLog& log) {
   return {};
 }
 
-Result<std::unique_ptr<meta::Store>> open_store(const Array& array, const std::string& metadata_dir) {
+Result<std::unique_ptr<meta::Store>> open_store(Array& array, const std::string& metadata_dir,
+                                                bool repairing) {
   Superblock sb = array.superblock();
   sb.metadata_dir = metadata_dir;
-  const meta::StoreOptions so = metadata_store_options(sb, /*create=*/false);
+  RAIDFS_TRY(const meta::StoreOptions so,
+             store_options(array, metadata_dir, /*create=*/false, {}, /*heal=*/repairing));
   auto store = meta::Store::open(so);
-  if (!store) return fail_with(store.error(), sb.metadata_dir + ": ");
+  if (!store) return fail_with(store.error(), so.region ? "" : sb.metadata_dir + ": ");
   const meta::Super& super = (*store)->super();
   RAIDFS_CHECK(check_metadata_geometry(super, sb));
   return store;
+}
+
+// Every copy of every block the metadata region uses: the journal's and each file's. A bad copy
+// is rewritten from a good one (-p and -y: it loses nothing); a block with no good copy is lost.
+Result<void> check_metadata_region(meta::RegionFs& region, FsckLog& log) {
+  const bool repair = log.repairing();
+  const meta::RegionFs::Usage u = region.usage();
+  log.line("pass 1b: the metadata region (" + std::to_string(u.files) + " files, " +
+           human_bytes(u.bytes - u.free_bytes) + " used of " + human_bytes(u.bytes) + ", " +
+           std::to_string(u.copies) + " copies of each block)");
+  RAIDFS_TRY(const meta::RegionFs::ScrubReport report, region.scrub(repair));
+  log.note("metadata region: " + std::to_string(report.blocks) + " blocks, " +
+           std::to_string(report.bad_copies) + " bad copies, " +
+           std::to_string(report.unreadable_copies) + " on members that cannot be read");
+  for (const std::string& p : report.problems) log.note("metadata region: " + p);
+  if (report.lost_blocks > 0)
+    log.found_and_fixed("metadata region: " + std::to_string(report.lost_blocks) +
+                            " blocks with no good copy (" + report.problems.front() + ")",
+                        /*done=*/false, report.lost_blocks);
+  if (report.bad_copies > 0)
+    log.found_and_fixed("metadata region: " + std::to_string(report.bad_copies) +
+                            " bad copies" + (repair ? ", rewritten from good ones" : ""),
+                        report.repaired == report.bad_copies, report.bad_copies);
+  return {};
 }
 
 }  // namespace
@@ -85,7 +113,8 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
            ", " + std::to_string(g.member_count()) + " members, " + std::to_string(g.data_count()) +
            "+" + std::to_string(g.parity_count()) + " chunks of " +
            std::to_string(g.chunk_bytes() / 1024) + " KiB, " + std::to_string(g.stripe_count()) +
-           " stripes; metadata " + metadata_dir);
+           " stripes; metadata " +
+           (sb.self_contained() ? std::string("on the members") : "in " + metadata_dir));
   for (uint32_t i = 0; i < g.member_count(); ++i)
     log.note("member " + std::to_string(i) + ": " +
              (array->member_path(i).empty() ? std::string("(not given)") : array->member_path(i)) +
@@ -94,11 +123,12 @@ Result<FsckSummary> run_fsck(const std::string& spec, const FsckOptions& options
   summary.members_unavailable = array->unavailable_count();
   if (summary.members_unavailable > 0)
     log.warning("the array is degraded: " + std::to_string(summary.members_unavailable) +
-                " member(s) unavailable; what they held is checked through parity; no fsck "
-                "can bring them back, and raidfs cannot rebuild a member yet");
+                " member(s) unavailable; what they held is checked through parity; "
+                "`raidfs rebuild` or `raidfs replace` on the mounted array brings them back");
 
   check_superblocks(*array, log);
-  RAIDFS_TRY(auto store, open_store(*array, metadata_dir));
+  RAIDFS_TRY(auto store, open_store(*array, metadata_dir, log.repairing()));
+  if (store->region()) RAIDFS_CHECK(check_metadata_region(*store->region(), log));
   RAIDFS_CHECK(check_metadata(*store, log));
   log.line("pass 3: stripes (block checksums, parity)");
   RAIDFS_CHECK(fsck_detail::check_stripes(*array, *store, log, summary));

@@ -1,6 +1,8 @@
 // Rebuilder: see rebuilder.h.
 #include "fs/rebuilder.h"
 
+#include "meta/region_fs.h"
+
 #include <algorithm>
 #include <cstring>
 #include <ctime>
@@ -148,7 +150,12 @@ void Rebuilder::run() {
   // resumes from it.
   enum class End { kStopped, kFinished, kFailed, kPaused } end = End::kStopped;
   int error = 0;
-  for (;;) {
+  if (auto restored = restore_metadata_region(ctx, member); !restored) {
+    RAIDFS_LOG(kError, "rebuild of member %u: %s", member, restored.error().message.c_str());
+    error = restored.error().code;
+    end = End::kFailed;
+  }
+  while (end == End::kStopped) {
     uint64_t cursor;
     {
       std::lock_guard lock(mu_);
@@ -299,6 +306,26 @@ bool Rebuilder::copy_from_source(IoContext& ctx, const meta::Stripe& stripe, uin
   }
   ++copied_from_source_;
   return true;
+}
+
+// A self-contained array's metadata region first: every block in use gets its copy on the
+// member (RegionFs::scrub with repair writes the copies it cannot read but can write, and mends
+// bad ones on the way); once that is flushed, the member's copies may be read.
+Result<void> Rebuilder::restore_metadata_region(IoContext& ctx, uint32_t member) {
+  const std::shared_ptr<meta::RegionFs>& region = meta_.store().region();
+  if (!region) return {};
+  RAIDFS_TRY(const meta::RegionFs::ScrubReport report, region->scrub(/*repair=*/true));
+  RAIDFS_CHECK(array_.flush(ctx.channel()));
+  array_.set_meta_restored(member);
+  RAIDFS_LOG(kInfo, "rebuild of member %u: metadata region restored (%llu blocks, %llu copies "
+             "written to it, %llu bad copies repaired)", member,
+             static_cast<unsigned long long>(report.blocks),
+             static_cast<unsigned long long>(report.restored),
+             static_cast<unsigned long long>(report.repaired));
+  if (report.lost_blocks > 0)
+    RAIDFS_LOG(kError, "the metadata region has %llu blocks with no good copy: %s",
+               static_cast<unsigned long long>(report.lost_blocks), report.problems.front().c_str());
+  return {};
 }
 
 // Flushes the member, then moves the cursor past what is on it and records it; `final` also

@@ -14,6 +14,10 @@
 // at the next mount, never trusting a stripe it has not flushed. At the end the member is active
 // again, recorded in the superblocks.
 //
+// A self-contained array's metadata region comes first: every region block in use is copied onto
+// the member from a good copy (meta::RegionFs::scrub), and only then may the member's copies be
+// read (Array::set_meta_restored); the region's writes include the member from the start.
+//
 // Which stripes: those committed below from_generation — and of those, for a member that was
 // missing and is back, only the ones of a generation ≥ the write floor when it left
 // (Array::member_since): the older ones were on it then and no live stripe is ever rewritten in
@@ -91,6 +95,7 @@ class Rebuilder {
   // Rebuilds the member's chunk of one stripe; returns the bytes written (0: skipped).
   Result<uint64_t> rebuild_one(IoContext& ctx, uint64_t id, const meta::RebuildState& bounds);
   Result<void> checkpoint(IoContext& ctx, bool final);
+  Result<void> restore_metadata_region(IoContext& ctx, uint32_t member);
   bool copy_from_source(IoContext& ctx, const meta::Stripe& stripe, uint32_t slot, uint32_t bytes,
                         uint8_t* chunk);
 

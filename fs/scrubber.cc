@@ -103,6 +103,8 @@ ScrubProgress Scrubber::progress() const {
   ScrubProgress p;
   p.state = state_;
   p.lost.assign(lost_.begin(), lost_.end());
+  p.region_scrubbed = region_scrubbed_;
+  p.region = region_;
   if (running_) {
     p.rate_bytes_per_s = pacer_.rate();
     if (p.rate_bytes_per_s > 0 && state_.stripes_checked > 0 &&
@@ -122,6 +124,19 @@ void Scrubber::run() {
     return;
   }
   IoContext& ctx = **made;
+  if (const auto& region = meta_.store().region()) {
+    auto report = region->scrub(/*repair=*/true);
+    if (!report) {
+      RAIDFS_LOG(kError, "scrub: the metadata region: %s", report.error().message.c_str());
+    } else {
+      for (const std::string& line : report->problems)
+        log_message(report->lost_blocks ? LogLevel::kError : LogLevel::kWarning,
+                    "scrub: the metadata region: %s", line.c_str());
+      std::lock_guard lock(mu_);
+      region_scrubbed_ = true;
+      region_ = std::move(*report);
+    }
+  }
   bool finished = false;
   for (;;) {
     uint64_t cursor;

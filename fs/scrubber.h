@@ -1,6 +1,8 @@
 // Scrubber: the online scrub of a mounted array.
 //
-// Every sealed stripe once, in stripe-id order (which is member-offset order: sequential reads on
+// A self-contained array's metadata region first (meta::RegionFs::scrub with repair: every copy
+// of every block in use checked, a bad copy rewritten from a good one), then every sealed stripe
+// once, in stripe-id order (which is member-offset order: sequential reads on
 // every member), through Array::scrub_stripe with repair: each filled block against its versioned
 // checksum, each parity row against the data; a block that fails is rebuilt from parity and
 // rewritten, a wrong parity row recomputed and rewritten — both leave what the metadata says
@@ -34,6 +36,7 @@
 #include "fs/io_context.h"
 #include "fs/pacer.h"
 #include "meta/fs_meta.h"
+#include "meta/region_fs.h"
 #include "base/aligned_buffer.h"
 #include "raid/array.h"
 
@@ -44,6 +47,10 @@ struct ScrubProgress {
   double rate_bytes_per_s = 0;  // over the last ~10 s of the running scrub
   double eta_s = -1;            // -1: unknown
   std::vector<std::string> lost;  // the last few rows beyond repair, with their files
+  // A self-contained array's metadata region, as this mount's last scrub found it (every copy of
+  // every block in use; bad copies repaired). `region_scrubbed` false: none yet.
+  bool region_scrubbed = false;
+  meta::RegionFs::ScrubReport region;
 };
 
 class Scrubber {
@@ -84,6 +91,8 @@ class Scrubber {
   std::condition_variable cv_;
   meta::ScrubState state_;
   std::deque<std::string> lost_;
+  bool region_scrubbed_ = false;
+  meta::RegionFs::ScrubReport region_;
   Pacer pacer_;  // bytes read
   bool stop_requested_ = false;
   std::atomic<bool> running_{false};

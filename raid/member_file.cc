@@ -88,6 +88,22 @@ Result<std::pair<uint64_t, uint64_t>> MemberFile::identity(const std::string& pa
   return std::pair<uint64_t, uint64_t>{st.st_dev, st.st_ino};
 }
 
+Result<uint64_t> MemberFile::size_of(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(errno, path + ": " + std::strerror(errno));
+  struct stat st;
+  uint64_t bytes = 0;
+  int error = 0;
+  if (::fstat(fd, &st) != 0) error = errno;
+  else if (S_ISREG(st.st_mode)) bytes = static_cast<uint64_t>(st.st_size);
+  else if (!S_ISBLK(st.st_mode)) error = EINVAL;
+  else if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0) error = errno;
+  ::close(fd);
+  if (error == EINVAL) return fail(EINVAL, path + ": neither a block device nor a regular file");
+  if (error) return fail(error, path + ": cannot get its size: " + std::strerror(error));
+  return bytes;
+}
+
 int MemberFile::release() { return std::exchange(fd_, -1); }
 
 }  // namespace raidfs

@@ -26,6 +26,10 @@ class MemberFile {
   // Errors: the stat errno, naming the path.
   static Result<std::pair<uint64_t, uint64_t>> identity(const std::string& path);
 
+  // The size in bytes of the device or image at `path`, without opening it for I/O. Errors: the
+  // open errno, EINVAL neither a block device nor a regular file; messages name the path.
+  static Result<uint64_t> size_of(const std::string& path);
+
   MemberFile(MemberFile&& o) noexcept;
   MemberFile& operator=(MemberFile&& o) noexcept;
   ~MemberFile();

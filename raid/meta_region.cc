@@ -1,6 +1,7 @@
 // MetaRegion: the mirrored metadata region's layout. See meta_region.h.
 #include "raid/meta_region.h"
 
+#include <algorithm>
 #include <string>
 
 namespace raidfs {
@@ -15,6 +16,10 @@ Result<MetaRegion> MetaRegion::create(uint32_t members, uint32_t copies, uint64_
   MetaRegion region(members, copies, offset, bytes);
   if (region.rows_ == 0) return fail(EINVAL, "metadata region: smaller than one mirrored row");
   return region;
+}
+
+uint64_t MetaRegion::default_logical_bytes(uint64_t data_capacity) {
+  return std::clamp<uint64_t>(data_capacity / 50, uint64_t{64} << 20, uint64_t{64} << 30);
 }
 
 uint64_t MetaRegion::member_bytes_for(uint64_t logical_bytes, uint32_t members, uint32_t copies) {

@@ -69,6 +69,10 @@ class MetaRegion {
     return std::nullopt;
   }
 
+  // What mkfs.raidfs gives the metadata when not told (-M): 2% of the data capacity, at least
+  // 64 MiB (RocksDB's logs, tables and a compaction's room) and at most 64 GiB.
+  static uint64_t default_logical_bytes(uint64_t data_capacity);
+
   // The per-member bytes a region needs to give `logical_bytes` of mirrored blocks (rounded up to
   // whole rows).
   static uint64_t member_bytes_for(uint64_t logical_bytes, uint32_t members, uint32_t copies);

@@ -10,6 +10,7 @@
 #include "base/aligned_buffer.h"
 #include "raid/checksum.h"
 #include "raid/endian.h"
+#include "raid/member_file.h"
 #include "raid/meta_region.h"
 
 namespace raidfs {
@@ -205,6 +206,16 @@ Result<SuperblockCopies> read_superblock(int fd, uint64_t device_bytes) {
   else
     copies.newest = primary ? *primary : *backup;
   return copies;
+}
+
+Result<Superblock> peek_superblock(const std::string& path) {
+  RAIDFS_TRY(const uint64_t bytes, MemberFile::size_of(path));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(errno, path + ": " + std::strerror(errno));
+  auto copies = read_superblock(fd, bytes);
+  ::close(fd);
+  if (!copies) return fail_with(copies.error(), path + ": ");
+  return copies->newest;
 }
 
 Result<void> write_superblock(int fd, const Superblock& sb) {

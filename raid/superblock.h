@@ -128,6 +128,11 @@ struct SuperblockCopies {
 // primary copy (e.g. "no raidfs superblock" for a foreign device).
 Result<SuperblockCopies> read_superblock(int fd, uint64_t device_bytes);
 
+// The newest valid superblock of the device or image at `path`, opened read-only without a lock
+// (a scan for an array's members: mount by a directory or by UUID=). EINVAL "no raidfs
+// superblock"; the open errno, naming the path.
+Result<Superblock> peek_superblock(const std::string& path);
+
 // Writes both copies (primary, then backup) and syncs the member. Errors: EIO with the cause.
 Result<void> write_superblock(int fd, const Superblock& sb);
 

@@ -1,13 +1,15 @@
 // mkfs.raidfs: creates a raidfs array — superblocks on every member, and the RocksDB metadata
-// (with the root directory) in METADIR, whose path every superblock records.
+// (with the root directory): by default in a metadata region on the members themselves, mirrored
+// on m+1 of them (a self-contained array); with -m METADIR in that directory, whose path every
+// superblock records.
 //
-//   mkfs.raidfs [-l 5|6] [-p PARITY] [-c CHUNK] -m METADIR [-L LABEL] [-f] MEMBER...
+//   mkfs.raidfs [-l 5|6] [-p PARITY] [-c CHUNK] [-M SIZE | -m METADIR] [-L LABEL] [-f] MEMBER...
 //
 // Everything is checked before anything is written: the geometry, each member (exists, big
-// enough, not listed twice, not in use, holding no raidfs or other known data unless -f), and
-// METADIR (creatable, writable, empty unless -f and it holds an earlier raidfs database). The
-// metadata is created first and removed again if a superblock cannot be written, so a failed
-// mkfs leaves no half-made array behind.
+// enough — with the region —, not listed twice, not in use, holding no raidfs or other known data
+// unless -f), and METADIR (creatable, writable, empty unless -f and it holds an earlier raidfs
+// database). A metadata directory is created first and removed again if a superblock cannot be
+// written, so a failed mkfs leaves no half-made array behind.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +19,7 @@
 #include "fs/array_spec.h"
 #include "meta/fs_meta.h"
 #include "raid/array.h"
+#include "raid/member_file.h"
 #include "utils/size_option.h"
 
 namespace {
@@ -79,6 +82,31 @@ Result<MetadataDir> check_metadata_dir(const std::string& dir, bool force) {
   return out;
 }
 
+// The region's bytes on each member: -M (the mirrored capacity the metadata gets) or the default
+// for these members' capacity. ENOSPC when it would leave the members too little for data.
+Result<uint64_t> region_bytes_per_member(const std::vector<std::string>& members, uint32_t m,
+                                         uint32_t chunk, uint64_t requested) {
+  const uint32_t n = static_cast<uint32_t>(members.size());
+  uint64_t smallest = UINT64_MAX;
+  for (const std::string& member : members) {
+    auto size = MemberFile::size_of(member);
+    if (!size) return std::unexpected(size.error());
+    smallest = std::min(smallest, *size);
+  }
+  const uint64_t capacity = smallest > kDataOffsetBytes ? (smallest - kDataOffsetBytes) * (n - m) : 0;
+  const uint64_t logical = requested ? requested : MetaRegion::default_logical_bytes(capacity);
+  if (logical < (uint64_t{8} << 20))
+    return fail(EINVAL, "-M " + human_bytes(logical) + ": the metadata region needs at least 8 MiB");
+  const uint64_t per_member = MetaRegion::member_bytes_for(logical, n, m + 1);
+  const uint64_t need = kDataOffsetBytes + per_member + kStripesMin * chunk + 2 * Superblock::kBytes;
+  if (smallest < need || (!requested && per_member > smallest / 2))
+    return fail(ENOSPC, "the members are too small for a metadata region of " + human_bytes(logical) +
+                            " (" + human_bytes(per_member) + " on each of " + std::to_string(n) +
+                            ", the smallest is " + human_bytes(smallest) +
+                            "): give a smaller -M, or keep the metadata in a directory (-m DIR)");
+  return per_member;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -86,6 +114,7 @@ int main(int argc, char** argv) {
   int level = 6;
   uint32_t parity = 0;
   uint64_t chunk = kChunkBytesDefault;
+  uint64_t region = 0;
   std::string metadata_dir, label;
   bool force = false, quiet = false;
   std::vector<std::string> members;
@@ -95,7 +124,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 3));
   app.add_option("-c,--chunk", chunk, "chunk size, a power of two from 4K to 1M")
       ->capture_default_str()->transform(raidfs::utils::size_option());
-  app.add_option("-m,--metadata-dir", metadata_dir, "directory for the metadata database (required)")->required();
+  auto* region_option = app.add_option(
+      "-M,--metadata-size", region,
+      "room for the metadata on the members, mirrored on m+1 of them (default: 2% of the "
+      "capacity, at least 64M)")->transform(raidfs::utils::size_option());
+  app.add_option("-m,--metadata-dir", metadata_dir,
+                 "keep the metadata database in this directory instead (a separate fast device)")
+      ->excludes(region_option);
   app.add_option("-L,--label", label, "array label (up to 63 bytes)");
   app.add_flag("-f,--force", force, "overwrite members holding raidfs or other data, and an old database");
   app.add_flag("-q,--quiet", quiet, "print nothing on success");
@@ -122,31 +157,46 @@ int main(int argc, char** argv) {
   fo.force = force;
   fo.uuid = random_uuid();
 
-  // Check the metadata directory, then format the members (Array::format checks every member
+  // Check the metadata's place, then format the members (Array::format checks every member
   // before it writes any), then create the metadata.
-  auto dir = check_metadata_dir(metadata_dir, force);
-  if (!dir) return die(dir.error().message);
-  fo.metadata_dir = dir->path;
+  const bool self_contained = metadata_dir.empty();
+  MetadataDir dir;
+  if (self_contained) {
+    auto bytes = region_bytes_per_member(members, m, static_cast<uint32_t>(chunk), region);
+    if (!bytes) return die(bytes.error().message);
+    fo.meta_region_bytes = *bytes;
+  } else {
+    auto checked = check_metadata_dir(metadata_dir, force);
+    if (!checked) return die(checked.error().message);
+    dir = *checked;
+    fo.metadata_dir = dir.path;
+  }
   auto sb = Array::format(members, fo);
   if (!sb) {
-    remove_created(*dir);
+    remove_created(dir);
     return die(sb.error().message);
   }
-  if (dir->replace) {
-    std::error_code ec;
-    for (const auto& entry : stdfs::directory_iterator(dir->path, ec)) stdfs::remove_all(entry.path(), ec);
-    if (ec) return die(dir->path + ": cannot remove the old database: " + ec.message());
+  const std::string half_made = " (the members now carry superblocks without metadata: rerun mkfs.raidfs -f)";
+  if (self_contained) {
+    auto array = Array::open(members);
+    if (!array) return die("cannot open the new array: " + array.error().message + half_made);
+    auto fsmeta = raidfs::fs::open_metadata(**array, "", /*create=*/true);
+    if (!fsmeta) return die("cannot create the metadata: " + fsmeta.error().message + half_made);
+  } else {
+    if (dir.replace) {
+      std::error_code ec;
+      for (const auto& entry : stdfs::directory_iterator(dir.path, ec)) stdfs::remove_all(entry.path(), ec);
+      if (ec) return die(dir.path + ": cannot remove the old database: " + ec.message());
+    }
+    std::vector<std::string> absolute_members;
+    for (const std::string& member : members) absolute_members.push_back(stdfs::absolute(member).string());
+    if (auto listed = raidfs::fs::write_member_list(dir.path, absolute_members); !listed)
+      return die(listed.error().message);
+    auto fsmeta = meta::FsMeta::open(raidfs::fs::metadata_store_options(*sb, /*create=*/true));
+    if (!fsmeta)
+      return die(dir.path + ": cannot create the metadata database: " + fsmeta.error().message + half_made);
   }
   const Geometry g = sb->geometry();
-  std::vector<std::string> absolute_members;
-  for (const std::string& member : members) absolute_members.push_back(stdfs::absolute(member).string());
-  if (auto listed = raidfs::fs::write_member_list(dir->path, absolute_members); !listed)
-    return die(listed.error().message);
-  auto fsmeta = meta::FsMeta::open(raidfs::fs::metadata_store_options(*sb, /*create=*/true));
-  if (!fsmeta) {
-    return die(dir->path + ": cannot create the metadata database: " + fsmeta.error().message +
-               " (the members now carry superblocks without metadata: rerun mkfs.raidfs -f)");
-  }
 
   if (!quiet) {
     const char* level_name = m == 1 ? "RAID5" : m == 2 ? "RAID6" : "triple parity";
@@ -157,7 +207,15 @@ int main(int argc, char** argv) {
     std::printf("  %llu stripes of %s data; usable capacity %s\n",
                 static_cast<unsigned long long>(g.stripe_count()), human_bytes(g.stripe_data_bytes(), 2).c_str(),
                 human_bytes(g.capacity_bytes(), 2).c_str());
-    std::printf("  metadata in %s\n", dir->path.c_str());
+    if (self_contained) {
+      const MetaRegion r = MetaRegion::create(g.member_count(), m + 1, sb->meta_region_offset,
+                                              sb->meta_region_bytes).value();
+      std::printf("  metadata on the members: %s, mirrored on %u of them (%s on each)\n",
+                  human_bytes(r.logical_bytes(), 2).c_str(), m + 1,
+                  human_bytes(sb->meta_region_bytes, 2).c_str());
+    } else {
+      std::printf("  metadata in %s\n", dir.path.c_str());
+    }
     for (const std::string& member : members) std::printf("  member %s\n", member.c_str());
   }
   return 0;
