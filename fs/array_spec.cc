@@ -170,7 +170,7 @@ Result<std::unique_ptr<Array>> open_members(const std::string& spec,
 }
 
 Result<meta::StoreOptions> store_options(Array& array, const std::string& metadata_dir,
-                                         bool create, const WrapMemberIo& wrap, bool heal) {
+                                         bool create, bool read_only, const WrapMemberIo& wrap) {
   Superblock sb = array.superblock();
   sb.metadata_dir = metadata_dir;
   meta::StoreOptions so = metadata_store_options(sb, create);
@@ -178,17 +178,18 @@ Result<meta::StoreOptions> store_options(Array& array, const std::string& metada
   auto device = std::make_shared<ArrayRegionDevice>(array, wrap);
   const uint32_t salt = region_salt(sb.array_uuid);
   if (create) RAIDFS_CHECK(meta::RegionFs::format(*device, salt));
-  auto region = meta::RegionFs::open(device, salt, /*read_only=*/false);
+  auto region = meta::RegionFs::open(device, salt, read_only && !create);
   if (!region) return fail_with(region.error(), "the metadata region: ");
-  (*region)->set_healing(heal);
   so.path.clear();
+  so.read_only = read_only && !create;
   so.region = std::move(*region);
   return so;
 }
 
 Result<std::unique_ptr<meta::FsMeta>> open_metadata(Array& array, const std::string& metadata_dir,
-                                                    bool create, const WrapMemberIo& wrap) {
-  RAIDFS_TRY(meta::StoreOptions so, store_options(array, metadata_dir, create, wrap));
+                                                    bool create, bool read_only,
+                                                    const WrapMemberIo& wrap) {
+  RAIDFS_TRY(meta::StoreOptions so, store_options(array, metadata_dir, create, read_only, wrap));
   auto meta = meta::FsMeta::open(so);
   if (!meta) return fail_with(meta.error(), so.region ? "" : metadata_dir + ": ");
   return meta;
@@ -202,7 +203,7 @@ Result<OpenedArray> open_array(const std::string& spec,
   RAIDFS_TRY(out.array, open_members(spec, members_override, !read_only, metadata_dir));
   Superblock sb = out.array->superblock();
   sb.metadata_dir = metadata_dir;
-  RAIDFS_TRY(out.meta, open_metadata(*out.array, metadata_dir, /*create=*/false, wrap));
+  RAIDFS_TRY(out.meta, open_metadata(*out.array, metadata_dir, /*create=*/false, read_only, wrap));
   RAIDFS_CHECK(check_metadata_geometry(out.meta->store().super(), sb));
   out.warnings = out.array->warnings();
   return out;

@@ -47,15 +47,18 @@ meta::StoreOptions metadata_store_options(const Superblock& sb, bool create);
 
 // The same for an opened array of either kind: a self-contained array's region is opened (with
 // `create`, formatted first — mkfs) on the array's members, its I/O through `wrap` when given
-// (tests). `metadata_dir` is the directory of an array that has one. `heal`: reads rewrite the
-// bad region copies they meet (fsck -n: off). Errors: the region's (EUCLEAN no intact journal:
-// its metadata is damaged beyond its copies).
+// (tests). `metadata_dir` is the directory of an array that has one. `read_only`: a region is
+// opened, and its database, without a write (a read-only open records no member state, so the
+// region must not change while a member may be away; a directory's database is opened as
+// always). Errors: the region's (EUCLEAN no intact journal: its metadata is damaged beyond its
+// copies).
 Result<meta::StoreOptions> store_options(Array& array, const std::string& metadata_dir,
-                                         bool create, const WrapMemberIo& wrap = {},
-                                         bool heal = true);
+                                         bool create, bool read_only = false,
+                                         const WrapMemberIo& wrap = {});
 // FsMeta::open with store_options().
 Result<std::unique_ptr<meta::FsMeta>> open_metadata(Array& array, const std::string& metadata_dir,
-                                                    bool create, const WrapMemberIo& wrap = {});
+                                                    bool create, bool read_only = false,
+                                                    const WrapMemberIo& wrap = {});
 
 // EINVAL (naming the metadata directory) when the metadata's stripe count or size is not the
 // members' geometry: a database of another array or format.

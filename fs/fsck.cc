@@ -57,7 +57,7 @@ Result<std::unique_ptr<meta::Store>> open_store(Array& array, const std::string&
   Superblock sb = array.superblock();
   sb.metadata_dir = metadata_dir;
   RAIDFS_TRY(const meta::StoreOptions so,
-             store_options(array, metadata_dir, /*create=*/false, {}, /*heal=*/repairing));
+             store_options(array, metadata_dir, /*create=*/false, /*read_only=*/!repairing));
   auto store = meta::Store::open(so);
   if (!store) return fail_with(store.error(), so.region ? "" : sb.metadata_dir + ": ");
   const meta::Super& super = (*store)->super();

@@ -117,6 +117,7 @@ Result<std::unique_ptr<FsMeta>> FsMeta::open(const StoreOptions& options) {
   Store& s = *meta->store_;
 
   RAIDFS_TRY(auto next_inode, s.get(Family::kSuper, kNextInodeKey));
+  if (!next_inode && s.read_only()) return fail(EIO, "corrupt record: super: next_inode counter missing");
   if (!next_inode) {
     // A new database: the root directory and the counters, in one batch.
     Txn txn(s);
@@ -137,8 +138,11 @@ Result<std::unique_ptr<FsMeta>> FsMeta::open(const StoreOptions& options) {
   RAIDFS_TRY(meta->generation_limit_, decode_counter(*limit));
   meta->next_generation_ = meta->generation_limit_;  // a crash may have used any below the limit
 
-  RAIDFS_CHECK(meta->upgrade_store());
-  RAIDFS_CHECK(meta->recover_orphans());
+  // Read-only: orphans stay until a read-write open, and an old store format is read as it is.
+  if (!s.read_only()) {
+    RAIDFS_CHECK(meta->upgrade_store());
+    RAIDFS_CHECK(meta->recover_orphans());
+  }
   RAIDFS_CHECK(meta->build_stripe_maps());
   return meta;
 }

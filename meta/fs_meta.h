@@ -159,7 +159,8 @@ struct StripeRef {
 class FsMeta {
  public:
   // Opens the store (see Store::open for its errors), creates the root directory in a new
-  // database, removes the orphans a crash left behind, and builds the free-stripe map.
+  // database, removes the orphans a crash left behind, and builds the free-stripe map. A
+  // read-only store (StoreOptions::read_only) is only read: its orphans stay.
   static Result<std::unique_ptr<FsMeta>> open(const StoreOptions& options);
 
   Store& store() { return *store_; }

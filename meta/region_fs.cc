@@ -440,7 +440,7 @@ Result<void> RegionFs::read_file(const std::shared_ptr<FileNode>& node, const Ex
 
 void RegionFs::heal(const std::shared_ptr<FileNode>& node, uint64_t block,
                     const std::vector<uint32_t>& copies, const uint8_t* good) {
-  if (read_only_ || !healing_ || copies.empty()) return;
+  if (read_only_ || copies.empty()) return;
   // Only a file nobody writes: a writer may be lengthening this very block. Removal takes
   // io_mu as well, so the block is still this file's while it is held.
   std::unique_lock io(node->io_mu, std::try_to_lock);

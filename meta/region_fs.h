@@ -116,9 +116,6 @@ class RegionFs {
   // good one. EROFS repair on a read-only region.
   Result<ScrubReport> scrub(bool repair);
   bool read_only() const { return read_only_; }
-  // Whether reads rewrite the bad copies they meet (on by default; fsck -n turns it off, so that
-  // it changes nothing on the members).
-  void set_healing(bool on) { healing_ = on; }
 
  private:
   struct Extent {
@@ -195,7 +192,6 @@ class RegionFs {
   uint64_t batches_written_ = 0;  // journal batches written since open (a roll counts)
   uint64_t batches_durable_ = 0;  // of those, covered by a completed device flush
   std::atomic<uint64_t> healed_{0};
-  std::atomic<bool> healing_{true};
 };
 
 struct RegionFs::FileNode {

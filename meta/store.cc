@@ -201,8 +201,12 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& in) {
   }
 
   rocksdb::DB* raw = nullptr;
+  if (options.read_only && !exists)
+    return raidfs::fail(ENOENT, "no metadata database in " + where + " (read-only: not created)");
   rocksdb::Status s =
-      rocksdb::DB::Open(db_options, options.path, descriptors, &impl->handles, &raw);
+      options.read_only
+          ? rocksdb::DB::OpenForReadOnly(db_options, options.path, descriptors, &impl->handles, &raw)
+          : rocksdb::DB::Open(db_options, options.path, descriptors, &impl->handles, &raw);
   if (!s.ok()) return rocks_error(s, "opening metadata in " + where);
   impl->db.reset(raw);
   for (size_t i = 0; i < impl->handles.size(); ++i) {
@@ -215,6 +219,7 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& in) {
   store->impl_ = std::move(impl);
   store->path_ = options.path;
   store->region_ = options.region;
+  store->read_only_ = options.read_only;
 
   RAIDFS_TRY(auto super_value, store->get(Family::kSuper, kSuperKey));
   if (!super_value) {
@@ -373,6 +378,7 @@ Result<void> Store::check_host_space() {
 }
 
 Result<uint64_t> Store::write(const WriteSet& set, Durability durability) {
+  if (read_only_) return raidfs::fail(EROFS, "the metadata is open read-only");
   RAIDFS_CHECK(check_host_space());
   rocksdb::WriteBatch batch(set.bytes() + 24 * set.ops().size() + 64);
   for (const WriteSet::Op& op : set.ops()) {
@@ -398,6 +404,7 @@ Result<uint64_t> Store::write(const WriteSet& set, Durability durability) {
 }
 
 Result<void> Store::sync(uint64_t seq) {
+  if (read_only_) return {};  // nothing was written
   std::unique_lock lock(impl_->sync_mu);
   for (;;) {
     if (synced_seq_.load() >= seq) {

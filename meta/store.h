@@ -83,6 +83,11 @@ struct StoreOptions {
   // The database lives in the members' metadata region instead (region_fs.h): path is ignored,
   // and the space kept in reserve is the region's (region_reserve_bytes).
   std::shared_ptr<RegionFs> region;
+  // Opens the database read-only (RocksDB's OpenForReadOnly: its log replayed in memory, no file
+  // written); write() then refuses with EROFS and sync() has nothing to do. Used for read-only
+  // opens of a self-contained array, whose region must not change while members may be away
+  // unrecorded (a read-only open records no member state).
+  bool read_only = false;
   ArrayUuid array_uuid{};       // the array this metadata must belong to
   bool create_if_missing = false;
   // Used only when a new database is created (recorded in the super record):
@@ -147,6 +152,7 @@ class Store {
   std::string where() const;
   // The region the database lives in (null: a host directory).
   const std::shared_ptr<RegionFs>& region() const { return region_; }
+  bool read_only() const { return read_only_; }
 
   // Makes every write whose sequence is ≤ seq durable (group commit, see above). EIO on failure.
   Result<void> sync(uint64_t seq);
@@ -167,6 +173,7 @@ class Store {
   Super super_;
   std::string path_;
   std::shared_ptr<RegionFs> region_;
+  bool read_only_ = false;
   std::atomic<uint64_t> synced_seq_{0};
   std::atomic<uint64_t> writes_{0};
   std::atomic<int64_t> space_checked_s_{-1};  // monotonic second of the last look

@@ -4,7 +4,8 @@
 #   source "$(dirname "$0")/lib.sh"
 #   it_init BUILD_DIR NAME      # skips (exit 77) unless root, /dev/fuse and mount.raidfs exist;
 #                               # makes $IT_WORK (a temp dir) and a trap that cleans up on any exit
-#   it_make_array DIR N SIZE MKFS_ARGS...   # N sparse images DIR/m0.img.. + mkfs into DIR/meta
+#   it_make_array DIR N SIZE MKFS_ARGS...   # N sparse images DIR/m0.img.. + mkfs; DIR/meta is
+#                                           # the SPEC to mount it by
 #   it_mount SPEC MP [MOUNT_ARGS...]        # mounts, fails the test if it does not mount
 #   it_umount MP                            # unmounts and waits for the daemon to exit
 #   it_compare_trees A B                    # contents byte for byte, types, modes, sizes, mtimes
@@ -13,6 +14,9 @@
 #
 # Environment: RAIDFS_IT_TRANSPORT=uring|classic (it_mount passes -o transport=... before the
 # test's own options, which may override it; unset: mount.raidfs's default, uring),
+# RAIDFS_IT_METADATA=dir|region (it_make_array: the metadata in the directory DIR/meta, the
+# default; or a self-contained array, its metadata on the members, and DIR/meta a directory of
+# links to the member images — mounting a directory that holds an array's members),
 # RAIDFS_IT_TMPDIR (where the images go; default /var/tmp), RAIDFS_IT_FOREGROUND=1
 # (run the daemon with -f in the background, its stderr in $IT_WORK/daemon.log, printed on a
 # failure; the default is the detaching mount a user runs), RAIDFS_IT_KEEP=1 (keep $IT_WORK).
@@ -104,7 +108,8 @@ it_cleanup() {
 }
 
 # it_make_array DIR N SIZE MKFS_ARGS... : N sparse image files DIR/m0.img ... and mkfs.raidfs over
-# them with the metadata in DIR/meta. Sets IT_MEMBERS (the image paths, in order).
+# them; DIR/meta names the array (RAIDFS_IT_METADATA above). Sets IT_MEMBERS (the image paths, in
+# order).
 it_make_array() {
   local dir=$1 n=$2 size=$3; shift 3
   mkdir -p "$dir"
@@ -114,6 +119,17 @@ it_make_array() {
     truncate -s "$size" "$dir/m$i.img"
     IT_MEMBERS+=("$dir/m$i.img")
   done
+  if [[ ${RAIDFS_IT_METADATA:-dir} == region ]]; then
+    # The test's images are small: a region of 16 MiB unless the test says otherwise.
+    local region=(-M 16M)
+    [[ " $* " == *" -M "* ]] && region=()
+    "$IT_MKFS" -q -f "${region[@]}" "$@" "${IT_MEMBERS[@]}" ||
+      fail "mkfs.raidfs ${region[*]} $* (${n} x $size) failed"
+    rm -rf "$dir/meta"
+    mkdir -p "$dir/meta"
+    for ((i = 0; i < n; i++)); do ln -s "../m$i.img" "$dir/meta/m$i.img"; done
+    return
+  fi
   "$IT_MKFS" -q -f -m "$dir/meta" "$@" "${IT_MEMBERS[@]}" ||
     fail "mkfs.raidfs -m $dir/meta $* (${n} x $size) failed"
 }
