@@ -77,6 +77,10 @@ Result<void> check_metadata_region(meta::RegionFs& region, FsckLog& log) {
   log.note("metadata region: " + std::to_string(report.blocks) + " blocks, " +
            std::to_string(report.bad_copies) + " bad copies, " +
            std::to_string(report.unreadable_copies) + " on members that cannot be read");
+  if (report.behind_copies > 0)
+    log.line("metadata region: " + std::to_string(report.behind_copies) +
+             " copies behind the others (writes a crash kept from them; " +
+             (repair ? "brought up to date)" : "the next read-write mount brings them up to date)"));
   for (const std::string& p : report.problems) log.note("metadata region: " + p);
   if (report.lost_blocks > 0)
     log.found_and_fixed("metadata region: " + std::to_string(report.lost_blocks) +

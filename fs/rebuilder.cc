@@ -86,10 +86,37 @@ Result<void> Rebuilder::resume_if_interrupted() {
     std::lock_guard lock(mu_);
     state_ = *saved;  // the last rebuild's result, for status
   }
-  if (!saved || saved->phase != meta::RebuildPhase::kRunning) return {};
+  if (!saved || saved->phase != meta::RebuildPhase::kRunning) {
+    // A member left being rebuilt with no rebuild on record: a crash came between its state
+    // change (the superblocks) and the record (the metadata). Nothing says how far it got, so
+    // it is rebuilt whole. At open no write is in flight: the next stripe is of a generation
+    // from next_generation() on, and written full width.
+    for (uint32_t m = 0; m < array_.geometry().member_count(); ++m) {
+      if (array_.member_state(m) != MemberState::kRebuilding) continue;
+      meta::RebuildState state;
+      state.member = m;
+      state.started_ns = now_ns();
+      state.from_generation = meta_.next_generation();
+      RAIDFS_CHECK(array_.begin_rebuild(m, state.from_generation, 0));
+      state.stripes_total = meta_.committed_stripe_count();
+      RAIDFS_LOG(kWarning, "member %u was left being rebuilt with no record of it (a crash as its "
+                 "rebuild began): rebuilding it whole", m);
+      return launch(state, 0);
+    }
+    return {};
+  }
   if (saved->member >= array_.geometry().member_count() ||
       array_.member_state(saved->member) != MemberState::kRebuilding) {
-    saved->phase = meta::RebuildPhase::kFailed;  // the member failed or was replaced meanwhile
+    // Active: it finished, and a crash came before the record said so (the superblocks come
+    // first). Anything else: the member failed or was replaced meanwhile.
+    const bool done = saved->member < array_.geometry().member_count() &&
+                      array_.member_state(saved->member) == MemberState::kActive;
+    saved->phase = done ? meta::RebuildPhase::kFinished : meta::RebuildPhase::kFailed;
+    saved->finished_ns = now_ns();
+    {
+      std::lock_guard lock(mu_);
+      state_ = *saved;
+    }
     return meta_.put_rebuild_state(*saved, meta::Durability::kGroupSync);
   }
   RAIDFS_CHECK(array_.begin_rebuild(saved->member, saved->from_generation, saved->cursor));

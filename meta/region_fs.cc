@@ -76,9 +76,14 @@ Result<std::unique_ptr<RegionFs>> RegionFs::open(std::shared_ptr<RegionDevice> d
       for (const Record& r : batch) RAIDFS_CHECK(fs->apply(r, /*live=*/false));
   }
   for (auto& [id, node] : fs->by_id_) RAIDFS_CHECK(fs->probe_length(*node));
-  // What the replay and the probes read may still sit in a volatile cache (the daemon was killed
-  // before a flush): make it durable before anything is built on it.
-  if (!read_only) RAIDFS_CHECK(device->flush());
+  if (!read_only) {
+    // A crash may have left the last writes on some copies only: the journal's blocks, and the
+    // blocks past each file's journaled size. Every copy of those is brought up to the best one,
+    // and all of it made durable (it may still sit in a volatile cache, the daemon killed before
+    // a flush), before anything is built on it.
+    RAIDFS_CHECK(fs->check_copies(/*repair=*/true, /*window_only=*/true));
+    RAIDFS_CHECK(device->flush());
+  }
   return fs;
 }
 
@@ -642,7 +647,9 @@ RegionFs::Usage RegionFs::usage() const {
 
 // --- scrub -------------------------------------------------------------------------------------
 
-Result<RegionFs::ScrubReport> RegionFs::scrub(bool repair) {
+Result<RegionFs::ScrubReport> RegionFs::scrub(bool repair) { return check_copies(repair, false); }
+
+Result<RegionFs::ScrubReport> RegionFs::check_copies(bool repair, bool window_only) {
   if (repair && read_only_) return fail(EROFS, "the metadata region is open read-only");
   ScrubReport report;
   const uint32_t copies = device_->copy_count();
@@ -650,9 +657,12 @@ Result<RegionFs::ScrubReport> RegionFs::scrub(bool repair) {
     if (report.problems.size() < kProblemsMax) report.problems.push_back(std::move(line));
   };
   // Looks at every copy of one block; `good` judges a copy. Rewrites bad copies (and, repairing,
-  // those that cannot be read) from the best good one, which `better` picks.
+  // those that cannot be read) from the best good one, which `better` picks. In the crash window
+  // (blocks written since the last flush may be: the journal, a file's blocks past its journaled
+  // size), a copy that is not good is one a write had not reached yet: behind, not bad.
   AlignedBuffer copy_bytes(uint64_t{copies} * kBlockBytes);
-  auto check_block = [&](uint64_t block, const std::string& what, auto&& good, auto&& better) {
+  auto check_block = [&](uint64_t block, const std::string& what, bool in_window, auto&& good,
+                         auto&& better) {
     ++report.blocks;
     std::vector<uint32_t> bad, unreadable;
     int best = -1;
@@ -673,14 +683,15 @@ Result<RegionFs::ScrubReport> RegionFs::scrub(bool repair) {
         bad.push_back(c);
       }
     }
-    report.bad_copies += bad.size();
+    (in_window ? report.behind_copies : report.bad_copies) += bad.size();
     report.unreadable_copies += unreadable.size();
     if (best < 0) {
       ++report.lost_blocks;
       problem(what + ": no good copy");
       return;
     }
-    if (!bad.empty()) problem(what + ": " + std::to_string(bad.size()) + " bad cop" + (bad.size() > 1 ? "ies" : "y"));
+    if (!bad.empty() && !in_window)
+      problem(what + ": " + std::to_string(bad.size()) + " bad cop" + (bad.size() > 1 ? "ies" : "y"));
     if (!repair) return;
     const uint8_t* source = copy_bytes.data() + uint64_t(best) * kBlockBytes;
     for (uint32_t c : bad)
@@ -694,7 +705,7 @@ Result<RegionFs::ScrubReport> RegionFs::scrub(bool repair) {
     std::lock_guard lock(mu_);
     const uint64_t first = journal_.first_block();
     for (uint64_t i = 0; i < journal_.used_blocks(); ++i)
-      check_block(first + i, "journal block " + std::to_string(i),
+      check_block(first + i, "journal block " + std::to_string(i), /*in_window=*/true,
                   [&](const uint8_t* b) { return journal_.block_is_current(b, i); },
                   [](const uint8_t*, const uint8_t*) { return false; });
   }
@@ -706,12 +717,13 @@ Result<RegionFs::ScrubReport> RegionFs::scrub(bool repair) {
   }
   for (const std::shared_ptr<FileNode>& node : nodes) {
     std::lock_guard io(node->io_mu);  // no block of it changes meanwhile, nor is given back
-    uint64_t size;
+    uint64_t size, window;
     ExtentList extents;
     {
       std::lock_guard lock(mu_);
       if (node->removed) continue;
       size = node->size;
+      window = node->journaled / kPayloadBytes;
       extents = node->extents;
     }
     const uint64_t count = blocks_for(size);
@@ -721,10 +733,11 @@ Result<RegionFs::ScrubReport> RegionFs::scrub(bool repair) {
       problem("metadata file " + node->name + ": its size runs past its extents");
       continue;
     }
-    for (uint64_t i = 0; i < count; ++i) {
+    for (uint64_t i = window_only ? window : 0; i < count; ++i) {
       const uint32_t needed = static_cast<uint32_t>(std::min<uint64_t>(kPayloadBytes, size - i * kPayloadBytes));
       auto used_of = [](const uint8_t* b) { return region::load32(b + 28); };
       check_block(at[i].block, "metadata file " + node->name + " block " + std::to_string(i),
+                  i >= window,
                   [&](const uint8_t* b) {
                     BlockHeader h;
                     return region::open_block(b, salt_, &h) && h.owner == node->id &&

@@ -101,10 +101,14 @@ class RegionFs {
 
   // What a scrub found. A copy is bad when it is readable but not good for its block (torn,
   // stale, another owner's); unreadable copies (a member missing, failed or being rebuilt) are
-  // counted apart, and `restored` are those a repair wrote to a member being rebuilt.
+  // counted apart, and `restored` are those a repair wrote to a member being rebuilt. Copies of
+  // the blocks a crash may have caught half written — the journal's, and each file's past its
+  // journaled size — that are not good are `behind`, not bad: a power cut kept the last write
+  // from them, and the next read-write open brings them up to date.
   struct ScrubReport {
     uint64_t blocks = 0;
     uint64_t bad_copies = 0;
+    uint64_t behind_copies = 0;
     uint64_t repaired = 0;
     uint64_t unreadable_copies = 0;
     uint64_t restored = 0;
@@ -161,6 +165,8 @@ class RegionFs {
                          uint64_t size, uint64_t offset, size_t n, uint8_t* dest);
   // The file's length at open: its journaled size, then every block after it that is its own.
   Result<void> probe_length(FileNode& node);
+  // scrub(); `window_only`: only the blocks a crash may have left half written (open).
+  Result<ScrubReport> check_copies(bool repair, bool window_only);
   // Rewrites `copies` of a file's block from `good`, if nobody writes the file.
   void heal(const std::shared_ptr<FileNode>& node, uint64_t block,
             const std::vector<uint32_t>& copies, const uint8_t* good);
