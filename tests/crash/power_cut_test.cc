@@ -19,7 +19,7 @@
 // there the cuts fall in metadata writes too, and the caches lose their unflushed blocks as
 // they lose data. A self-contained workload makes many more member writes (each metadata commit
 // writes its log block to m+1 members), so there the cut points are spread evenly over them,
-// about 120 a workload (RAIDFS_POWER_CUT_EVERY=1: every one).
+// about 80 a workload (RAIDFS_POWER_CUT_EVERY=1: every one).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -48,7 +48,7 @@ constexpr uint32_t kChunk = 16384;
 constexpr uint64_t kMemberBytes = 8 << 20;
 constexpr uint64_t kRegionMemberBytes = 16 << 20;  // room for the region too
 constexpr uint64_t kRegionBytes = 8 << 20;         // the metadata's mirrored room
-constexpr uint64_t kRegionCutPoints = 120;
+constexpr uint64_t kRegionCutPoints = 80;
 constexpr int kFiles = 5;
 constexpr int kSteps = 50;
 
