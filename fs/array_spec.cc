@@ -104,7 +104,9 @@ meta::StoreOptions metadata_store_options(const Superblock& sb, bool create) {
 Result<std::vector<std::string>> member_paths(const std::string& spec) {
   if (spec.empty()) return fail(EINVAL, "empty array name: give the members, their directory, or UUID=");
   std::vector<std::string> paths;
-  if (spec.starts_with("UUID=")) return members_with_uuid(spec.substr(5));
+  // mount(8) resolves UUID= through libblkid, which does not know raidfs: through it (fstab,
+  // mount -t raidfs) the array is named uuid=..., which it passes on as it is.
+  if (spec.starts_with("UUID=") || spec.starts_with("uuid=")) return members_with_uuid(spec.substr(5));
   if (is_directory(spec) && !is_metadata_directory(spec)) return members_in_directory(spec);
   if (is_directory(spec)) {
     const std::string list = spec + "/" + kMembersFileName;

@@ -6,7 +6,9 @@
 //   - a metadata directory (an array made with mkfs.raidfs -m), which holds the member list that
 //     mkfs.raidfs wrote, `members`, one path per line in member order;
 //   - a directory holding member images (no `members` file): the images of one array in it;
-//   - UUID=<array uuid>: the block devices (/sys/class/block) whose superblocks name it.
+//   - UUID=<array uuid> (or uuid=..., the form mount(8) passes through: it resolves UUID= tags
+//     itself, with libblkid, which knows no raidfs): the block devices (/sys/class/block) whose
+//     superblocks name it.
 // `members` overrides the member paths of a metadata directory (devices renamed since mkfs).
 //
 // The metadata of a self-contained array is its members' region (fs/region_on_array.h); of any

@@ -28,7 +28,7 @@ ArrayRegionDevice::~ArrayRegionDevice() {
 Result<IoChannel*> ArrayRegionDevice::channel() {
   if (auto known = thread_channels[id_].lock()) return static_cast<Channel*>(known.get())->channel.get();
   auto c = std::make_shared<Channel>();
-  RAIDFS_TRY(c->io, array_.make_member_io(32));
+  c->io = array_.make_region_io();
   if (wrap_) c->io = wrap_(std::move(c->io));
   c->channel = std::make_unique<IoChannel>(array_, *c->io);
   thread_channels[id_] = c;
@@ -46,18 +46,30 @@ Result<void> ArrayRegionDevice::read(uint64_t block, uint32_t count, uint32_t co
 
 Result<void> ArrayRegionDevice::write(uint64_t block, uint32_t count, const uint8_t* source) {
   RAIDFS_TRY(IoChannel* ch, channel());
+  uint64_t members = 0;
+  for (uint32_t c = 0; c < region_.copies(); ++c) members |= uint64_t{1} << region_.place(block, c).member;
+  dirty_.fetch_or(members);  // before the write: a flush that begins after it covers it
   return array_.write_meta(*ch, block, count, source);
 }
 
 Result<void> ArrayRegionDevice::write_copy(uint64_t block, uint32_t count, uint32_t copy,
                                            const uint8_t* source) {
   RAIDFS_TRY(IoChannel* ch, channel());
+  dirty_.fetch_or(uint64_t{1} << region_.place(block, copy).member);
   return array_.write_meta_copy(*ch, block, count, copy, source);
 }
 
 Result<void> ArrayRegionDevice::flush() {
   RAIDFS_TRY(IoChannel* ch, channel());
-  return array_.flush(*ch);
+  // Only the members written since the last flush: a commit's log block is on m+1 of them. One
+  // flush at a time, so that a caller who finds nothing left to flush knows the flush that took
+  // its members has completed.
+  std::lock_guard lock(flush_mu_);
+  const uint64_t members = dirty_.exchange(0);
+  if (members == 0) return {};
+  auto flushed = array_.flush(*ch, members);
+  if (!flushed) dirty_.fetch_or(members);  // still to be made durable
+  return flushed;
 }
 
 }  // namespace raidfs::fs

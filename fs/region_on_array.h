@@ -2,14 +2,15 @@
 // RegionDevice that the metadata's filesystem runs on (meta/region_fs.h). The glue between raid/
 // and meta/, which know nothing of each other.
 //
-// Each thread that does metadata I/O (RocksDB's, the request threads) gets its own I/O channel
-// (a MemberIo on its own io_uring: a ring takes submissions from the thread that made it only),
-// made at its first call, so the m+1 copies of a write go out in one submission and no two
-// callers share a ring. The device owns the channels and closes them with itself. The MemberIos
-// pass through `wrap` when one is given: tests inject faults and power cuts into the region as
-// into the data.
+// The I/O goes through Array::make_region_io: system calls on buffered descriptors of the members,
+// on the calling thread (a commit's log block is a copy into the page cache, not a trip through
+// an io_uring worker); a flush is fdatasync of the members written since the last one only. Each
+// thread that does metadata I/O (RocksDB's, the request threads) gets its own channel at its
+// first call; the device owns them. The MemberIos pass through `wrap` when one is given: tests
+// inject faults and power cuts into the region as into the data.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,8 @@ class ArrayRegionDevice final : public meta::RegionDevice {
   const MetaRegion region_;
   WrapMemberIo wrap_;
   const uint64_t id_;  // tells this device's channels apart in a thread's table
+  std::atomic<uint64_t> dirty_{0};  // members written since the last flush (a bit each)
+  std::mutex flush_mu_;              // one flush at a time
   std::mutex mu_;      // guards channels_
   std::vector<std::shared_ptr<Channel>> channels_;  // every thread's
 };

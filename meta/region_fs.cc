@@ -274,11 +274,16 @@ region::Batch RegionFs::snapshot_locked() const {
 
 Result<void> RegionFs::write_journal_locked() {
   if (read_only_) return fail(EROFS, "the metadata region is open read-only");
+  if (queued_.empty()) return {};
+  // Sizes that became durable ride along with records that go out anyway (a size is only a
+  // lower bound: the probe at open finds the rest).
   for (const auto& [id, node] : by_id_)
     if (node->durable > node->journaled) commit_locked(Record{RecordType::kSize, id, node->durable});
-  if (queued_.empty()) return {};
+  const uint64_t journal_before = journal_.used_blocks();
   auto appended = journal_.append(*device_, queued_);
   if (appended) {
+    written_blocks_.fetch_add((journal_.used_blocks() - journal_before) * device_->copy_count(),
+                              std::memory_order_relaxed);
     ++batches_written_;
     queued_.clear();
     return {};
@@ -286,6 +291,7 @@ Result<void> RegionFs::write_journal_locked() {
   if (appended.error().code != ENOSPC) return appended;
   // The area is full: the state so far, as a snapshot, into the other one (made durable there).
   RAIDFS_CHECK(journal_.roll(*device_, snapshot_locked()));
+  written_blocks_.fetch_add(journal_.used_blocks() * device_->copy_count(), std::memory_order_relaxed);
   ++batches_written_;
   batches_durable_ = batches_written_;
   queued_.clear();
@@ -387,6 +393,7 @@ Result<void> RegionFs::write_file_blocks(FileNode& node, uint64_t first, uint64_
     const uint64_t end = device_->run_end(at[i].block);
     while (i + n < count && at[i + n].block == at[i].block + n && at[i].block + n < end) ++n;
     RAIDFS_CHECK(device_->write(at[i].block, static_cast<uint32_t>(n), blocks.data() + i * kBlockBytes));
+    written_blocks_.fetch_add(n * device_->copy_count(), std::memory_order_relaxed);
     i += n;
   }
   return {};
@@ -642,6 +649,7 @@ RegionFs::Usage RegionFs::usage() const {
   u.files = by_id_.size();
   u.copies = device_->copy_count();
   u.healed_copies = healed_.load();
+  u.written_bytes = written_blocks_.load() * kBlockBytes;
   return u;
 }
 

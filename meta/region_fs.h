@@ -96,6 +96,7 @@ class RegionFs {
     uint64_t files = 0;
     uint32_t copies = 0;
     uint64_t healed_copies = 0;  // bad copies rewritten by reads since open
+    uint64_t written_bytes = 0;  // to the device since open, every copy counted
   };
   Usage usage() const;
 
@@ -198,6 +199,7 @@ class RegionFs {
   uint64_t batches_written_ = 0;  // journal batches written since open (a roll counts)
   uint64_t batches_durable_ = 0;  // of those, covered by a completed device flush
   std::atomic<uint64_t> healed_{0};
+  std::atomic<uint64_t> written_blocks_{0};  // blocks × copies written by write()
 };
 
 struct RegionFs::FileNode {

@@ -233,10 +233,11 @@ Result<void> Array::write_parity_chunk(IoChannel& channel, uint64_t stripe, uint
   return settle_states(channel);
 }
 
-Result<void> Array::flush(IoChannel& channel) {
+Result<void> Array::flush(IoChannel& channel, uint64_t members) {
   channel.batch_.clear();
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)
-    if (writable(i) && volatile_cache_[i]) channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
+    if ((members >> i & 1) && writable(i) && volatile_cache_[i])
+      channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
   RAIDFS_CHECK(execute(channel));
   RAIDFS_CHECK(check_quorum("cannot flush the members"));
   RAIDFS_CHECK(settle_states(channel));

@@ -185,6 +185,10 @@ class Array {
 
   // A MemberIo on a fresh io_uring over this array's members, for the calling thread.
   Result<std::unique_ptr<MemberIo>> make_member_io(unsigned queue_depth = 128) const;
+  // The metadata region's MemberIo (raid/sync_member_io.h): system calls on buffered descriptors
+  // of the members (their page cache takes the region's small writes; a flush makes them
+  // durable), for the read_meta/write_meta family. Any thread may use it.
+  std::unique_ptr<MemberIo> make_region_io() const;
 
   // Computes the parity of stripe `stripe` from the k data chunks in `buffer` (n * C bytes,
   // 4 KiB-aligned, slot-major: data chunk i at i * C, parity j at (k + j) * C) into its parity
@@ -199,9 +203,10 @@ class Array {
   Result<void> write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity);
   // Writes parity chunk j alone (C bytes from `chunk`): a rebuild's copy of one member's chunk.
   Result<void> write_parity_chunk(IoChannel& channel, uint64_t stripe, uint32_t j, const uint8_t* chunk);
-  // Flushes the volatile cache (fdatasync) of every active member that has one; members that
-  // report a write-through cache are skipped. Errors: EIO beyond m failures.
-  Result<void> flush(IoChannel& channel);
+  // Flushes the volatile cache (fdatasync) of every active member that has one — of those in
+  // `members` (a bit per member index) — ; members that report a write-through cache are
+  // skipped. Errors: EIO beyond m failures.
+  Result<void> flush(IoChannel& channel, uint64_t members = UINT64_MAX);
 
   // Tells the members that stripes [first_stripe, first_stripe + count) hold nothing: a
   // BLKDISCARD of their chunks on a block device, a punched hole (the size kept) in an image
@@ -364,6 +369,9 @@ class Array {
   Geometry geometry_;
   ParityCodec codec_;
   MemberFds fds_;          // -1 where a member is absent; changed only by replace_member
+  // The same devices opened again without O_DIRECT, for the metadata region (make_region_io);
+  // kept in step with fds_ (a replace dup2s the new device onto the same number).
+  MemberFds region_fds_;
   std::vector<int> retired_fds_;  // replace sources no longer in the table; closed with the array
   std::vector<std::string> paths_;      // under superblock_mutex_ once open (a replace changes one)
   // Each member's size as formatted (locates its backup), and whether it needs a flush for

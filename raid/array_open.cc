@@ -14,11 +14,18 @@
 #include "raid/array.h"
 #include "raid/device_probe.h"
 #include "raid/member_file.h"
+#include "raid/sync_member_io.h"
 #include "raid/uring_member_io.h"
 
 namespace raidfs {
 namespace {
 
+
+// The device behind `fd` opened once more, without O_DIRECT (and without a lock or O_EXCL: the
+// first descriptor holds those): the metadata region's buffered descriptor. -1 on failure.
+int reopen_buffered(int fd) {
+  return ::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDWR | O_CLOEXEC);
+}
 
 uint64_t stripes_that_fit(uint64_t member_bytes, uint64_t data_offset, uint32_t chunk_bytes) {
   if (member_bytes < data_offset + 2 * Superblock::kBytes) return 0;
@@ -183,6 +190,7 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
   auto array = std::unique_ptr<Array>(new Array(ref, ref.geometry(), ParityCodec::create(ref.member_count - ref.parity_count, ref.parity_count).value()));
   const uint32_t n = ref.member_count;
   array->fds_.count = n;
+  array->region_fds_.count = n;
   array->paths_.assign(n, "");
   for (uint32_t i = 0; i < n; ++i) array->volatile_cache_[i] = true;
   array->write_floor_ = ref.write_floor;
@@ -232,6 +240,11 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
     if (!m.file->direct()) warnings.push_back(m.path + ": O_DIRECT not supported here; using buffered I/O");
     array->paths_[index] = m.path;
     array->fds_.fd[index] = m.file->release();
+    if (array->meta_region_) {
+      array->region_fds_.fd[index] = reopen_buffered(array->fds_[index]);
+      if (array->region_fds_[index] < 0)
+        return fail(errno, m.path + ": cannot open it again for the metadata region: " + std::strerror(errno));
+    }
     array->member_bytes_[index] = sb.member_bytes;
     array->volatile_cache_[index] = m.file->volatile_cache();
     // The newest superblock's view wins: a member it lists as failed or missing stays out even if
@@ -317,6 +330,8 @@ Result<std::unique_ptr<Array>> Array::open(std::span<const std::string> paths, c
 
 Array::~Array() {
   for (int fd : retired_fds_) ::close(fd);
+  for (uint32_t i = 0; i < region_fds_.count; ++i)
+    if (region_fds_[i] >= 0) ::close(region_fds_[i]);
   for (uint32_t i = 0; i < fds_.slots(); ++i) {
     const int fd = fds_[i];
     if (fd < 0) continue;
@@ -330,6 +345,10 @@ Array::~Array() {
 Result<std::unique_ptr<MemberIo>> Array::make_member_io(unsigned queue_depth) const {
   RAIDFS_TRY(auto io, UringMemberIo::create(fds_, queue_depth));
   return std::unique_ptr<MemberIo>(std::move(io));
+}
+
+std::unique_ptr<MemberIo> Array::make_region_io() const {
+  return std::make_unique<SyncMemberIo>(region_fds_);
 }
 
 void Array::persist_states_locked(MemberIo* io) {
@@ -485,6 +504,20 @@ Result<void> Array::replace_member(uint32_t member, const std::string& path, boo
     ::close(file.release());  // the lock is the open file's, which old_fd now shares
   } else {
     fds_.fd[member] = file.release();
+  }
+  if (meta_region_) {
+    // The region's buffered descriptor follows, on its own number likewise.
+    const int buffered = reopen_buffered(fds_[member]);
+    const int old_buffered = region_fds_[member];
+    if (buffered >= 0 && old_buffered >= 0) {
+      ::dup2(buffered, old_buffered);
+      ::close(buffered);
+    } else if (buffered >= 0) {
+      region_fds_.fd[member] = buffered;
+    } else if (old_buffered >= 0) {
+      region_fds_.fd[member] = -1;  // nothing reads the old device's region through it now
+      retired_fds_.push_back(old_buffered);
+    }
   }
   member_since_[member] = 0;
   superblock_.member_uuids[member] = device;

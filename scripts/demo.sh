@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds and installs raidfs (scripts/install.sh), makes
-# a RAID6 array of six sparse image files (256 MiB each, under /var/tmp/raidfs-demo), mounts it
-# at /mnt/raidfs with `mount -t raidfs`, copies files in,
+# a RAID6 array of six sparse image files (256 MiB each, under /var/tmp/raidfs-demo; the
+# metadata on the images themselves, mirrored on three), mounts it at /mnt/raidfs with
+# `mount -t raidfs` by the directory holding the images, copies files in,
 # reads them back, shows df and the array's status, and leaves it mounted for you to use.
 # Re-runnable: an earlier demo mount is unmounted and the array made afresh.
 #
@@ -9,7 +10,7 @@
 #   bash scripts/demo.sh --engine ... the RAID engine demonstration without a mount
 #                                     (build/utils/raidfs-demo; arguments go to it, see --help)
 #
-# Environment: RAIDFS_DEMO_DIR (images and metadata; default /var/tmp/raidfs-demo),
+# Environment: RAIDFS_DEMO_DIR (the images; default /var/tmp/raidfs-demo),
 # RAIDFS_DEMO_MOUNT (default /mnt/raidfs), RAIDFS_DEMO_SIZE (per image; default 256M).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,20 +49,20 @@ users() {
   { find /proc/[0-9]*/fd \( "${args[@]:1}" \) 2>/dev/null || true; } | cut -d/ -f3 | sort -u | tr '\n' ' '
 }
 for ((t = 0; t < 200; t++)); do
-  busy=$(users "${images[@]}" "$dir/meta/LOCK")
+  busy=$(users "${images[@]}")
   [[ -z $busy ]] && break
   sleep 0.1
 done
 [[ -z $busy ]] || die "the images in $dir are still in use (pids $busy)"
 
-say "a RAID6 array: six sparse image files of $size in $dir"
+say "a RAID6 array: six sparse image files of $size in $dir, the metadata on them too"
 mkdir -p "$dir" "$mp"
-rm -f "${images[@]}"
+rm -rf "${images[@]}" "$dir/meta"  # (an older demo kept its metadata in $dir/meta)
 truncate -s "$size" "${images[@]}"
-$bin/mkfs.raidfs -f -l 6 -c 64K -L demo -m "$dir/meta" "${images[@]}"
+$bin/mkfs.raidfs -f -l 6 -c 64K -L demo "${images[@]}"
 
-say "mount -t raidfs $dir/meta $mp"
-mount -t raidfs "$dir/meta" "$mp"
+say "mount -t raidfs $dir $mp"
+mount -t raidfs "$dir" "$mp"
 findmnt "$mp" || true
 
 say "copying /usr/share/doc and the raidfs sources in"
@@ -95,10 +96,10 @@ cat <<EOF
 
 raidfs is mounted at $mp (RAID6 over ${images[*]}).
 Use it like any filesystem; see how it copes with a lost member:
-  umount $mp; mv $dir/m2.img $dir/m2.gone
-  mount -t raidfs $dir/meta $mp && raidfs status $mp
-Unmount with:  umount $mp     (or: umount $dir/meta)
-Mount again:   mount -t raidfs $dir/meta $mp
-In /etc/fstab: $dir/meta $mp raidfs defaults,nofail 0 0
+  umount $mp; mv $dir/m2.img /var/tmp/raidfs-demo-m2.gone
+  mount -t raidfs $dir $mp && raidfs status $mp
+Unmount with:  umount $mp
+Mount again:   mount -t raidfs $dir $mp
+In /etc/fstab: $dir $mp raidfs defaults,nofail 0 0
 The daemon logs to $(raidfs status "$mp" 2>/dev/null | sed -n 's/^log: //p' || echo syslog).
 EOF

@@ -49,11 +49,23 @@ it_mount "UUID=$uuid" "$mp" || { release_loops; fail "mount by UUID failed"; }
 diff -r "$src" "$mp" >/dev/null || { release_loops; fail "the files differ when mounted by UUID"; }
 it_status "$mp" | grep -q "^member 0: active /dev/loop" || { release_loops; fail "not mounted from the loop devices"; }
 it_umount "$mp"
+# Through mount(8) (installed by scripts/install.sh): it resolves UUID= itself with libblkid,
+# which knows no raidfs, so there the array is uuid=... — on the command line and in fstab.
+if [[ -x /sbin/mount.raidfs ]]; then
+  mount -t raidfs "uuid=$uuid" "$mp" || { release_loops; fail "mount -t raidfs uuid=$uuid failed"; }
+  IT_MOUNTS+=("$mp")
+  diff -r "$src" "$mp" >/dev/null || { release_loops; fail "the files differ when mounted by mount -t raidfs uuid="; }
+  it_umount "$mp"
+  printf 'uuid=%s %s raidfs defaults,nofail 0 0\n' "$uuid" "$mp" >"$IT_WORK/fstab"
+  mount -T "$IT_WORK/fstab" "$mp" || { release_loops; fail "the fstab line by uuid= did not mount"; }
+  [[ $(findmnt -n -o SOURCE "$mp") == "uuid=$uuid" ]] || { release_loops; fail "the mount's source is not uuid=$uuid"; }
+  it_umount "$mp"
+fi
 release_loops
 rc=0; out=$("$IT_MOUNT_PROG" "UUID=00000000-0000-4000-8000-000000000000" "$mp" 2>&1) || rc=$?
 ((rc != 0)) && [[ $(wc -l <<<"$out") -eq 1 && $out == *"no block device holds a member"* ]] ||
   fail "an unknown UUID is not one clear line: $out"
-it_log "mounted by UUID=$uuid over loop devices; an unknown UUID refused in one line"
+it_log "mounted by UUID=$uuid over loop devices (mount.raidfs, mount -t raidfs uuid=, an fstab line); an unknown UUID refused in one line"
 
 # --- 3. any two members gone, those with the journal's copies too ------------------------------
 # Row 0 of the region (the journal) has its copies on members 0, 1 and 2.
