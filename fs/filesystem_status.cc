@@ -237,7 +237,7 @@ std::string Filesystem::status_json() const {
         << ", \"reserve_bytes\": " << meta::Store::region_reserve_bytes(u.bytes)
         << ", \"journal_bytes\": " << u.journal_bytes << ", \"files\": " << u.files
         << ", \"copies\": " << u.copies << ", \"member_bytes\": " << sb.meta_region_bytes
-        << ", \"healed_copies\": " << u.healed_copies << "}";
+        << ", \"healed_copies\": " << u.healed_copies << ", \"written_bytes\": " << u.written_bytes << "}";
   } else {
     out << ", \"metadata\": {\"kind\": \"directory\", \"path\": " << json_string(meta_->store().path()) << "}";
   }
@@ -313,7 +313,8 @@ std::string Filesystem::metadata_line() const {
   std::ostringstream out;
   out << "on the members, " << human_bytes(u.bytes - u.free_bytes) << " used of "
       << human_bytes(u.bytes) << " (" << u.files << " files), mirrored on " << u.copies
-      << " members; " << u.healed_copies << " bad copies healed";
+      << " members, " << human_bytes(u.written_bytes) << " written since mount, "
+      << u.healed_copies << " bad copies healed";
   // Writes are refused below the reserve: say so before it comes to that.
   if (u.free_bytes < reserve + reserve / 2)
     out << "; NEARLY FULL: metadata writes are refused below " << human_bytes(reserve) << " free";

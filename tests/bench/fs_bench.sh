@@ -15,10 +15,12 @@
 #             RAIDFS_BENCH_PASSTHROUGH_HP names its binary (build libfuse outside this tree:
 #             meson setup build -Dexamples=true && ninja -C build): the FUSE-over-io_uring ceiling
 #   raidfs-T  RAID6, 6 members, 64 KiB chunks, mounted with mount.raidfs -o transport=T, for each T
-#             in RAIDFS_BENCH_TRANSPORTS (default "uring classic"); each on a fresh array
+#             in RAIDFS_BENCH_TRANSPORTS (default "uring uring@region classic"); each on a fresh
+#             array, its metadata in a directory on the members' medium (/dev/shm), or with
+#             @region on the members themselves (a self-contained array: mkfs without -m)
 #   btrfs     btrfs -d raid6 -m raid1c3 over 6 loop devices (direct I/O) on the same kind of images
 # Environment: RAIDFS_BENCH_SIZE (file size, default 512M), RAIDFS_BENCH_RUNTIME (seconds per
-# time-based job, default 5), RAIDFS_BENCH_TRANSPORTS (each T or T:MOUNT_OPTIONS, e.g.
+# time-based job, default 5), RAIDFS_BENCH_TRANSPORTS (each T[@region][:MOUNT_OPTIONS], e.g.
 # "uring uring:uring_threads=1 classic"), RAIDFS_BENCH_JOBS (a subset of the jobs below),
 # RAIDFS_BENCH_BTRFS=0 (skip btrfs), RAIDFS_BENCH_WARM_MIB (memory touched before the first
 # target, default 4096), RAIDFS_BENCH_ROUNDS (default 3: the raidfs targets run that many
@@ -38,10 +40,10 @@ BUILD=${1:-build}
 BUILD=$(cd "$BUILD" && pwd)
 SIZE=${RAIDFS_BENCH_SIZE:-512M}
 RUNTIME=${RAIDFS_BENCH_RUNTIME:-5}
-TRANSPORTS=${RAIDFS_BENCH_TRANSPORTS:-uring classic}
+TRANSPORTS=${RAIDFS_BENCH_TRANSPORTS:-uring uring@region classic}
 ROUNDS=${RAIDFS_BENCH_ROUNDS:-3}
 WORK=$(mktemp -d /dev/shm/raidfs-bench.XXXXXX)
-META=$(mktemp -d /var/tmp/raidfs-bench-meta.XXXXXX)
+META=$(mktemp -d /dev/shm/raidfs-bench-meta.XXXXXX)  # the members' medium
 LOOPS=()
 
 cleanup() {
@@ -175,21 +177,29 @@ fi
 # run_raidfs SPEC NAME: a fresh array mounted with transport SPEC (T or T:OPTIONS, e.g.
 # uring:uring_threads=1), the jobs, and the status lines that say what served them.
 run_raidfs() {
-  local spec=$1 name=$2 t=${1%%:*} extra= pid
+  local spec=$1 name=$2 t extra= pid source
   [[ $spec == *:* ]] && extra=",${spec#*:}"
-  t=$t${extra:+-$(echo "$spec" | md5sum | cut -c1-6)}  # a distinct directory per spec
+  t=$(tr -c 'A-Za-z0-9\n' '-' <<<"$spec")  # a distinct directory per spec
   mkimages "r$t" 6 1G
-  "$BUILD/utils/mkfs.raidfs" -q -f -l 6 -m "$META/$t" "$WORK"/r"$t"{0..5}.img
+  if [[ $spec == *@region* ]]; then
+    "$BUILD/utils/mkfs.raidfs" -q -f -l 6 "$WORK"/r"$t"{0..5}.img
+    source=$(printf '%s,' "$WORK"/r"$t"{0..5}.img)
+    source=${source%,}
+  else
+    "$BUILD/utils/mkfs.raidfs" -q -f -l 6 -m "$META/$t" "$WORK"/r"$t"{0..5}.img
+    source=$META/$t
+  fi
   mkdir -p "$WORK/mnt-$t"
   # async_dio: the jobs are O_DIRECT only, so libaio's requests may stay in flight (raidfs's
   # default keeps buffered readers coherent instead: README, docs/decisions.md).
-  "$BUILD/utils/mount.raidfs" "$META/$t" "$WORK/mnt-$t" -o "transport=${spec%%:*},async_dio$extra"
-  pid=$(pgrep -f "mount.raidfs $META/$t " | head -1)
+  local transport=${spec%%:*}
+  "$BUILD/utils/mount.raidfs" "$source" "$WORK/mnt-$t" -o "transport=${transport%@region},async_dio$extra"
+  pid=$(pgrep -f "mount.raidfs $source " | head -1)
   run_target "$name" "$WORK/mnt-$t" "$pid"
   # Which transport really served (a requested uring may have fallen back), and the copies.
-  NOTE[$name]=$(status_of "$WORK/mnt-$t" | grep -E "^(transport|uring_requests|uring_requests_by_helpers|uring_placement|classic_requests|bytes_copied_read|bytes_copied_write|bytes_direct_write):" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
+  NOTE[$name]=$(status_of "$WORK/mnt-$t" | grep -E "^(transport|uring_requests|uring_requests_by_helpers|uring_placement|classic_requests|bytes_copied_read|bytes_copied_write|bytes_direct_write|metadata):" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
   umount "$WORK/mnt-$t"
-  for _ in $(seq 50); do pgrep -f "mount.raidfs $META/$t " >/dev/null || break; sleep 0.2; done
+  for _ in $(seq 50); do pgrep -f "mount.raidfs $source " >/dev/null || break; sleep 0.2; done
   rm -rf "$WORK"/r"$t"*.img "${META:?}/$t"
 }
 
@@ -238,6 +248,9 @@ have_ll=0 have_hp=0
 [[ -n ${RESULT[pt-ll,${JOBS[0]}]:-} && -n ${RESULT[raidfs-classic,${JOBS[0]}]:-} ]] && have_ll=1 && printf '  classic/pt-ll'
 [[ -n ${RESULT[pt-hp,${JOBS[0]}]:-} && -n ${RESULT[raidfs-uring,${JOBS[0]}]:-} ]] && have_hp=1 && printf '  uring/pt-hp'
 ((have_uc)) && printf '  uring/classic  cpu u/c'
+have_region=0
+[[ -n ${RESULT[raidfs-uring@region,${JOBS[0]}]:-} && -n ${RESULT[raidfs-uring,${JOBS[0]}]:-} ]] && have_region=1 &&
+  printf '  region/dir'
 printf '\n'
 for job in "${JOBS[@]}"; do
   printf '%-24s' "$job"
@@ -268,11 +281,16 @@ for job in "${JOBS[@]}"; do
     cu=${CPU[raidfs-uring,$job]} cc=${CPU[raidfs-classic,$job]}
     printf '  %13s  %7s' "$(ratio "$u" "$c")" "$(ratio "$cu" "$cc")"
   fi
+  if ((have_region)); then
+    read -r _ g _ <<<"${RESULT[raidfs-uring@region,$job]}"; read -r _ d _ <<<"${RESULT[raidfs-uring,$job]}"
+    printf '  %10s' "$(ratio "$g" "$d")"
+  fi
   printf '\n'
 done
 echo "(IOPS with median completion latency; s/GiB: the raidfs daemon's CPU seconds per GiB moved;"
 echo " raidfs: the round of median throughput of $ROUNDS; raidfs/raw and raidfs/btrfs use"
-echo " ${RAIDFS[0]:-no raidfs}; cpu u/c = uring CPU/GiB over classic CPU/GiB)"
+echo " ${RAIDFS[0]:-no raidfs}; cpu u/c = uring CPU/GiB over classic CPU/GiB; region/dir = a"
+echo " self-contained array (metadata on the members) over one with its metadata in a directory)"
 if ((have_uc)); then
   echo "uring/classic in each round (round 1 started with ${SPECS[0]}, round 2 with the next, ...):"
   for job in "${JOBS[@]}"; do
