@@ -251,11 +251,12 @@ void RegionFs::release_freed_locked() {
   });
 }
 
-void RegionFs::commit_locked(Record r) {
-  // Live records are built from the state they change: applying them cannot fail.
-  auto applied = apply(r, /*live=*/true);
-  (void)applied;
+Result<void> RegionFs::commit_locked(Record r) {
+  // A record goes to the journal only if it fits the state: a replay must never meet one that
+  // does not (a rename onto a name another thread just created, say, is refused here instead).
+  RAIDFS_CHECK(apply(r, /*live=*/true));
   queued_.push_back(std::move(r));
+  return {};
 }
 
 region::Batch RegionFs::snapshot_locked() const {
@@ -278,7 +279,7 @@ Result<void> RegionFs::write_journal_locked() {
   // Sizes that became durable ride along with records that go out anyway (a size is only a
   // lower bound: the probe at open finds the rest).
   for (const auto& [id, node] : by_id_)
-    if (node->durable > node->journaled) commit_locked(Record{RecordType::kSize, id, node->durable});
+    if (node->durable > node->journaled) RAIDFS_CHECK(commit_locked(Record{RecordType::kSize, id, node->durable}));
   const uint64_t journal_before = journal_.used_blocks();
   auto appended = journal_.append(*device_, queued_);
   if (appended) {
@@ -336,7 +337,7 @@ Result<void> RegionFs::allocate_locked(FileNode& node, uint64_t blocks) {
     const uint64_t near = node.extents->empty()
                               ? 0 : node.extents->back().start + node.extents->back().count;
     RAIDFS_TRY(Extent e, take_free_locked(want, near));
-    commit_locked(Record{RecordType::kExtent, node.id, e.start, e.count, e.allocation});
+    RAIDFS_CHECK(commit_locked(Record{RecordType::kExtent, node.id, e.start, e.count, e.allocation}));
   }
   return {};
 }
@@ -428,7 +429,13 @@ Result<void> RegionFs::read_file(const std::shared_ptr<FileNode>& node, const Ex
     if (ok[i]) continue;
     uint8_t* block = blocks.data() + i * kBlockBytes;
     std::vector<uint32_t> bad;  // copies that were read but not good: healed below
-    if (device_->read(at[i].block, 1, 0, block)) bad.push_back(0);
+    if (device_->read(at[i].block, 1, 0, block)) {
+      if (good(block, i)) {
+        ok[i] = true;  // a write had just reached it
+        continue;
+      }
+      bad.push_back(0);
+    }
     for (uint32_t c = 1; c < device_->copy_count() && !ok[i]; ++c) {
       if (!device_->read(at[i].block, 1, c, block)) continue;
       if (good(block, i)) ok[i] = true;
@@ -486,7 +493,7 @@ Result<void> RegionFs::remove_named(std::string_view name, uint64_t keep_id) {
   std::lock_guard io(node->io_mu);
   std::lock_guard lock(mu_);
   if (node->removed) return {};
-  commit_locked(Record{RecordType::kDelete, node->id});
+  RAIDFS_CHECK(commit_locked(Record{RecordType::kDelete, node->id}));
   return write_journal_locked();
 }
 
@@ -498,7 +505,7 @@ Result<std::unique_ptr<RegionFs::Writer>> RegionFs::create(std::string_view name
   if (files_.count(std::string(name)))
     return fail(EEXIST, "metadata file " + std::string(name) + " created twice at once");
   const uint64_t id = next_id_;
-  commit_locked(Record{RecordType::kCreate, id, now_ns(), 0, 0, std::string(name)});
+  RAIDFS_CHECK(commit_locked(Record{RecordType::kCreate, id, now_ns(), 0, 0, std::string(name)}));
   RAIDFS_CHECK(write_journal_locked());
   std::shared_ptr<FileNode> node = by_id_[id];
   ++node->writers;
@@ -580,7 +587,9 @@ Result<void> RegionFs::rename(std::string_view from, std::string_view to) {
   std::lock_guard lock(mu_);
   RAIDFS_TRY(auto node, find_locked(from));
   if (node->name == to) return {};
-  commit_locked(Record{RecordType::kRename, node->id, 0, 0, 0, std::string(to)});
+  if (auto taken = files_.find(std::string(to)); taken != files_.end())
+    return fail(EEXIST, "metadata file " + std::string(to) + " was created during the rename");
+  RAIDFS_CHECK(commit_locked(Record{RecordType::kRename, node->id, 0, 0, 0, std::string(to)}));
   return write_journal_locked();
 }
 
@@ -606,7 +615,7 @@ Result<std::vector<uint8_t>> RegionFs::truncate_node(const std::shared_ptr<FileN
   if (size == current) return tail;
   {
     std::lock_guard lock(mu_);
-    commit_locked(Record{RecordType::kTrim, node->id, keep});
+    RAIDFS_CHECK(commit_locked(Record{RecordType::kTrim, node->id, keep}));
   }
   if (!tail.empty()) {
     // The new last block goes to a fresh extent: the old one's copies hold longer, other bytes.
@@ -618,7 +627,7 @@ Result<std::vector<uint8_t>> RegionFs::truncate_node(const std::shared_ptr<FileN
   {
     std::lock_guard lock(mu_);
     node->size = node->durable = size;
-    commit_locked(Record{RecordType::kSize, node->id, size});
+    RAIDFS_CHECK(commit_locked(Record{RecordType::kSize, node->id, size}));
   }
   RAIDFS_CHECK(make_durable());
   return tail;
@@ -841,7 +850,7 @@ Result<void> RegionFs::Writer::close() {
   if (!flushed || node_->removed) return flushed;
   // The space it took to grow in one piece, beyond its last block, goes back.
   const uint64_t keep = blocks_for(full_ + tail_.size());
-  if (node_->allocated > keep) fs_.commit_locked(Record{RecordType::kTrim, node_->id, keep});
+  if (node_->allocated > keep) RAIDFS_CHECK(fs_.commit_locked(Record{RecordType::kTrim, node_->id, keep}));
   return fs_.write_journal_locked();
 }
 

@@ -141,7 +141,7 @@ class RegionFs {
   // records, so what a replay rebuilds is what the running filesystem had. EIO when a record
   // does not fit the state (a damaged journal).
   Result<void> apply(const region::Record& r, bool live);
-  void commit_locked(region::Record r);
+  Result<void> commit_locked(region::Record r);
   // Writes the queued records (and the sizes that became durable) to the journal, rolling it
   // into its other area when full. Not durable until a device flush.
   Result<void> write_journal_locked();

@@ -518,6 +518,7 @@ Result<void> Array::replace_member(uint32_t member, const std::string& path, boo
       region_fds_.fd[member] = -1;  // nothing reads the old device's region through it now
       retired_fds_.push_back(old_buffered);
     }
+    region_fds_.version++;  // rings that registered the old file register afresh
   }
   member_since_[member] = 0;
   superblock_.member_uuids[member] = device;
