@@ -340,7 +340,7 @@ Result<void> FsMeta::punch_hole(uint64_t ino, uint64_t offset, uint64_t length,
   inode.mtime_ns = inode.ctime_ns = now_ns();
   inode.size = std::max(inode.size, min_size);
   txn.put_inode(inode);
-  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability, Room::kFreeing));
   lock.unlock();
   return finish(seq, durability);
 }

@@ -224,11 +224,12 @@ Result<void> FsMeta::build_stripe_maps() {
 }
 
 // --- committing ----------------------------------------------------------------------------------
-Result<uint64_t> FsMeta::write_locked(Txn& txn, Durability durability) {
+Result<uint64_t> FsMeta::write_locked(Txn& txn, Durability durability, Room room) {
   WriteSet set = txn.take();
   RAIDFS_TRY(uint64_t seq, store_->write(set, durability == Durability::kSyncEach
                                                    ? Durability::kSyncEach
-                                                   : Durability::kNone));
+                                                   : Durability::kNone,
+                                         room));
   live_blocks_total_ += txn.live_applied();
   for (const auto& [id, state] : txn.stored_stripes()) {
     if (id >= stripe_free_.size()) continue;  // validated before; never for a committed record

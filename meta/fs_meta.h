@@ -324,7 +324,7 @@ class FsMeta {
   Result<void> recover_orphans();
   Result<void> build_stripe_maps();
   // Writes the transaction's batch (mu_ held), then applies its in-memory stripe changes.
-  Result<uint64_t> write_locked(Txn& txn, Durability durability);
+  Result<uint64_t> write_locked(Txn& txn, Durability durability, Room room = Room::kOrdinary);
   Result<void> finish(uint64_t seq, Durability durability);
   // commit_files' work for one file (mu_ held): validates its extents, overlays them, sets size
   // and times.

@@ -232,7 +232,7 @@ Result<UnlinkResult> FsMeta::unlink(uint64_t parent, std::string_view name, cons
   txn.del_dirent(parent, name, *d);
   RAIDFS_TRY(UnlinkResult r, drop_link(txn, d->child, is_open, now));
   RAIDFS_CHECK(touch_dir(txn, parent, now, 0));
-  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability, Room::kFreeing));
   lock.unlock();
   RAIDFS_CHECK(finish(seq, durability));
   return r;
@@ -255,7 +255,7 @@ Result<void> FsMeta::rmdir(uint64_t parent, std::string_view name, const OpenChe
   txn.del_dirent(parent, name, *d);
   RAIDFS_CHECK(drop_dir(txn, child, is_open, now));
   RAIDFS_CHECK(touch_dir(txn, parent, now, -1));
-  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability, Room::kFreeing));
   lock.unlock();
   return finish(seq, durability);
 }
@@ -385,7 +385,7 @@ Result<Inode> FsMeta::setattr(uint64_t ino, const SetAttr& attr, Durability dura
     if (value->size() > kXattrValueBytesMax) return fail(E2BIG, "xattr value larger than 64 KiB");
     txn.put(Family::kXattrs, xattr_key(ino, name), encode_xattr(*value));
   }
-  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability, attr.size ? Room::kFreeing : Room::kOrdinary));
   lock.unlock();
   RAIDFS_CHECK(finish(seq, durability));
   return inode;
@@ -399,7 +399,7 @@ Result<bool> FsMeta::release(uint64_t ino, const OpenCheck& is_open, Durability 
   RAIDFS_TRY(auto orphan, txn.get(Family::kOrphans, orphan_key(ino)));
   if (!orphan || is_open(ino)) return false;
   RAIDFS_CHECK(destroy_inode(txn, *inode));
-  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability, Room::kFreeing));
   lock.unlock();
   RAIDFS_CHECK(finish(seq, durability));
   return true;
@@ -460,7 +460,7 @@ Result<void> FsMeta::remove_xattr(uint64_t ino, std::string_view name, Durabilit
   txn.del(Family::kXattrs, xattr_key(ino, name));
   inode.ctime_ns = now_ns();
   txn.put_inode(inode);
-  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability, Room::kFreeing));
   lock.unlock();
   return finish(seq, durability);
 }

@@ -355,11 +355,12 @@ Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
   return Entry(std::pair{it->key().ToString(), it->value().ToString()});
 }
 
-Result<void> Store::check_host_space() {
+Result<void> Store::check_host_space(Room room) {
+  const uint64_t share = room == Room::kFreeing ? 2 : 1;  // a removal may use half the reserve
   if (region_) {
     const RegionFs::Usage u = region_->usage();
     const uint64_t reserve = region_reserve_bytes(u.bytes);
-    if (u.free_bytes >= reserve) return {};
+    if (u.free_bytes >= reserve / share) return {};
     return raidfs::fail(ENOSPC, "the metadata region is full (" + mib(u.free_bytes) + " of " +
                                     mib(u.bytes) + " free; raidfs keeps " + mib(reserve) +
                                     " in reserve): remove files, or make the array with a larger -M");
@@ -371,15 +372,15 @@ Result<void> Store::check_host_space() {
       space_checked_s_.compare_exchange_strong(seen, ts.tv_sec, std::memory_order_relaxed))
     host_free_bytes_.store(host_free_bytes(path_), std::memory_order_relaxed);
   const uint64_t free_bytes = host_free_bytes_.load(std::memory_order_relaxed);
-  if (free_bytes >= kHostReserveBytes) return {};
+  if (free_bytes >= kHostReserveBytes / share) return {};
   return raidfs::fail(ENOSPC, "the filesystem holding the metadata (" + path_ + ") has only " +
                                   mib(free_bytes) + " free; raidfs keeps " +
                                   mib(kHostReserveBytes) + " there in reserve");
 }
 
-Result<uint64_t> Store::write(const WriteSet& set, Durability durability) {
+Result<uint64_t> Store::write(const WriteSet& set, Durability durability, Room room) {
   if (read_only_) return raidfs::fail(EROFS, "the metadata is open read-only");
-  RAIDFS_CHECK(check_host_space());
+  RAIDFS_CHECK(check_host_space(room));
   rocksdb::WriteBatch batch(set.bytes() + 24 * set.ops().size() + 64);
   for (const WriteSet::Op& op : set.ops()) {
     rocksdb::Status s = op.is_delete ? batch.Delete(impl_->cf(op.family), slice(op.key))

@@ -76,6 +76,11 @@ class WriteSet {
 
 enum class Durability : uint8_t { kNone, kGroupSync, kSyncEach };
 
+// How much of the space kept in reserve a write may use: kFreeing is a write that gives space back
+// (a removal, a truncation), allowed into half the reserve the others are refused at, so that a
+// full metadata region can still be emptied.
+enum class Room : uint8_t { kOrdinary, kFreeing };
+
 class RegionFs;
 
 struct StoreOptions {
@@ -144,7 +149,7 @@ class Store {
   // region_reserve_bytes (RocksDB, once a write of its log has failed, may abort the process on
   // the next one, and a compaction needs room for its output before it frees its input: it must
   // never get that far).
-  Result<uint64_t> write(const WriteSet& set, Durability durability);
+  Result<uint64_t> write(const WriteSet& set, Durability durability, Room room = Room::kOrdinary);
   static constexpr uint64_t kHostReserveBytes = uint64_t{32} << 20;
   // A quarter of the region, at least 4 MiB: room for a compaction to finish.
   static uint64_t region_reserve_bytes(uint64_t region_bytes);
@@ -167,7 +172,7 @@ class Store {
   Store() = default;
   void load_group(Family f, std::string_view prefix) const;
   // ENOSPC when the host filesystem is under the reserve; looked at once a second at most.
-  Result<void> check_host_space();
+  Result<void> check_host_space(Room room);
 
   std::unique_ptr<Impl> impl_;
   Super super_;
