@@ -229,6 +229,11 @@ class RegionFs::Writer {
   Result<void> truncate(uint64_t size);
   // Flushes, gives back the extent space beyond the data, and records the size if durable.
   Result<void> close();
+  // Lets go without writing anything more, as a process that dies would (tests).
+  void abandon() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
   uint64_t size() const {
     std::lock_guard lock(mu_);
     return full_ + tail_.size();

@@ -153,7 +153,7 @@ TEST_F(RegionFsTest, WrittenBytesSurviveTheProcessDying) {
   ASSERT_TRUE(w->append({data.data(), 15000}));
   ASSERT_TRUE(w->flush());
   ASSERT_TRUE(w->append({data.data() + 15000, 5000}));  // never flushed
-  w.release();  // the process dies: no close
+  w->abandon();  // the process dies: no close
   reopen();
   const auto got = read_all("000007.log");
   EXPECT_EQ(got.size(), 4 * region::kPayloadBytes);
@@ -222,7 +222,8 @@ TEST_F(RegionFsTest, FreedSpaceIsReusedOnlyOnceItsFreeingIsDurable) {
   const auto new_bytes = random_bytes(rng_, 20 << 20);  // needs most of the region
   ASSERT_TRUE(w->append(new_bytes));
   ASSERT_TRUE(w->flush());
-  w.release();
+  w->abandon();
+  w.reset();
   fs_.reset();
   // Every unflushed block of every copy lost: the removal with it.
   device_->lose_power(7, /*all=*/true);

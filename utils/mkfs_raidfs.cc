@@ -128,8 +128,9 @@ int main(int argc, char** argv) {
       "-M,--metadata-size", region,
       "room for the metadata on the members, mirrored on m+1 of them (default: 2% of the "
       "capacity, at least 64M)")->transform(raidfs::utils::size_option());
-  app.add_option("-m,--metadata-dir", metadata_dir,
-                 "keep the metadata database in this directory instead (a separate fast device)")
+  auto* dir_option = app.add_option(
+      "-m,--metadata-dir", metadata_dir,
+      "keep the metadata database in this directory instead (a separate fast device)")
       ->excludes(region_option);
   app.add_option("-L,--label", label, "array label (up to 63 bytes)");
   app.add_flag("-f,--force", force, "overwrite members holding raidfs or other data, and an old database");
@@ -143,6 +144,9 @@ int main(int argc, char** argv) {
     return die(e.what() + std::string(" (see --help)"), 16);
   }
 
+  if (dir_option->count() > 0 && metadata_dir.empty())
+    return die("-m: an empty path; name a directory for the metadata database, or leave -m out to "
+               "keep the metadata on the members");
   const uint32_t m = parity ? parity : (level == 5 ? 1 : 2);
   if (chunk > kChunkBytesMax) return die("chunk size " + human_bytes(chunk, 2) + " is larger than 1 MiB");
   if (auto g = Geometry::create(static_cast<uint32_t>(members.size()), m, static_cast<uint32_t>(chunk),

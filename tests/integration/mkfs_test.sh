@@ -39,7 +39,8 @@ out=$("$mkfs" -L demo -m meta m{0..5}.img) || { echo "FAIL: mkfs on good members
 
 expect 0 "" -- "$mkfs" --help
 expect 0 "" -- "$mkfs" --version
-expect 16 "see --help" -- "$mkfs" m0.img
+expect 16 "see --help" -- "$mkfs"
+expect 1 "1 members are too few for 2 parity" -- "$mkfs" m0.img
 expect 16 "see --help" -- "$mkfs" -m x --bogus m0.img m1.img m2.img
 expect 16 "" -- "$mkfs" -l 7 -m x m0.img m1.img m2.img
 expect 1 "already a member of raidfs array" -- "$mkfs" -m fresh m{0..5}.img
@@ -81,6 +82,16 @@ if [[ $(id -u) -eq 0 ]] && command -v mkfs.ext4 >/dev/null && loop=$(losetup -f 
   expect 0 "" -- "$mkfs" -f -l 5 -m loopmeta e0.img "$loop" e2.img
   losetup -d "$loop"
 fi
+
+# Self-contained (no -m): the metadata region on the members; -M sizes it.
+expect 1 "too small for a metadata region of 64.0 MiB" -- "$mkfs" -f m{0..3}.img
+expect 1 "at least 8 MiB" -- "$mkfs" -f -M 4M m{0..3}.img
+expect 16 "excludes" -- "$mkfs" -f -M 16M -m x m{0..3}.img
+out=$("$mkfs" -f -M 16M m{0..5}.img) || { echo "FAIL: mkfs -M 16M"; failures=$((failures + 1)); }
+[[ $out == *"metadata on the members: 16.00 MiB, mirrored on 3 of them (8.00 MiB on each)"* ]] \
+  || { echo "FAIL: the region is not described: $out"; failures=$((failures + 1)); }
+[[ $(od -An -tu4 -j8 -N4 m2.img | tr -d ' ') == 2 ]] || { echo "FAIL: not superblock format 2"; failures=$((failures + 1)); }
+echo "ok: self-contained: -M 16M, too small, refusals"
 
 echo "$failures failure(s)"
 [[ $failures -eq 0 ]]
