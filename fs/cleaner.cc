@@ -194,19 +194,53 @@ Result<std::vector<Cleaner::Victim>> Cleaner::pick(Mode mode) {
   return chosen;
 }
 
-Result<void> Cleaner::move_extent(IoContext& ctx, const meta::Stripe& victim,
-                                  const meta::OwnedExtent& e) {
-  const uint64_t first = e.extent.stripe_offset / kBlock * kBlock;
-  const uint64_t end = round_up(uint64_t{e.extent.stripe_offset} + e.extent.length);
-  {
-    // As a reader: the stripe cannot be handed out again while its blocks are read.
-    std::shared_lock reuse(stripe_reuse_);
-    RAIDFS_TRY(meta::Stripe now, meta_.get_stripe(victim.id));
-    if (now.generation != victim.generation || now.state != meta::StripeState::kSealed) return {};
-    RAIDFS_CHECK(read_blocks_(ctx, now, first, static_cast<uint32_t>(end - first), buffer_.data()));
+Result<void> Cleaner::stage_extent(IoContext& ctx, const meta::Stripe& victim,
+                                   const meta::OwnedExtent& e) {
+  // The extent's blocks in the victim, staged whole: at the same place within a block as there
+  // (and so as in the file). One that does not fit is cut at a block boundary, the stripe written
+  // out, and the rest staged in the next: the cleaner's stripes leave no room unused.
+  meta::Extent rest = e.extent;
+  while (rest.length > 0) {
+    const uint64_t first = rest.stripe_offset / kBlock * kBlock;
+    const uint64_t end = round_up(uint64_t{rest.stripe_offset} + rest.length);
+    if (staged_bytes_ == stripe_data_bytes_) RAIDFS_CHECK(write_staged(ctx, true));
+    const uint64_t room = stripe_data_bytes_ - staged_bytes_;
+    meta::Extent part = rest;
+    if (end - first > room) part.length = static_cast<uint32_t>(first + room - rest.stripe_offset);
+    const uint64_t part_end = round_up(uint64_t{part.stripe_offset} + part.length);
+    {
+      // As a reader: the stripe cannot be handed out again while its blocks are read.
+      std::shared_lock reuse(stripe_reuse_);
+      RAIDFS_TRY(meta::Stripe now, meta_.get_stripe(victim.id));
+      if (now.generation != victim.generation || now.state != meta::StripeState::kSealed) return {};
+      RAIDFS_CHECK(read_blocks_(ctx, now, first, static_cast<uint32_t>(part_end - first),
+                                buffer_.data() + staged_bytes_));
+    }
+    staged_.push_back(StripeWriter::Move{e.ino, part, victim.generation,
+                                         static_cast<uint32_t>(staged_bytes_ + (part.stripe_offset - first))});
+    staged_bytes_ += static_cast<uint32_t>(part_end - first);
+    rest.file_offset += part.length;
+    rest.stripe_offset += part.length;
+    rest.length -= part.length;
   }
-  RAIDFS_TRY(uint64_t moved, writer_.relocate(ctx, e.ino, e.extent, victim.generation,
-                                              buffer_.data() + (e.extent.stripe_offset - first)));
+  return {};
+}
+
+Result<void> Cleaner::write_staged(IoContext& ctx, bool whole) {
+  uint64_t moved = 0;
+  if (whole) {
+    auto written = writer_.relocate_stripe(ctx, staged_, buffer_.data(), staged_bytes_);
+    staged_.clear();
+    staged_bytes_ = 0;
+    RAIDFS_TRY(moved, written);
+  } else {
+    for (const StripeWriter::Move& mv : staged_) {
+      RAIDFS_TRY(uint64_t n, writer_.relocate(ctx, mv.ino, mv.from, mv.generation, buffer_.data() + mv.at));
+      moved += n;
+    }
+    staged_.clear();
+    staged_bytes_ = 0;
+  }
   std::lock_guard lock(mu_);
   progress_.bytes_moved += moved;
   return {};
@@ -228,7 +262,7 @@ Result<uint64_t> Cleaner::pass(IoContext& ctx, Mode mode) {
   for (const Victim& v : victims) {
     if (stopping_) break;
     for (const meta::OwnedExtent* e : by_victim[v.stripe.id]) {
-      Result<void> moved = move_extent(ctx, v.stripe, *e);
+      Result<void> moved = stage_extent(ctx, v.stripe, *e);
       if (moved) continue;
       if (moved.error().code == ENOSPC) {
         out_of_room = true;  // commit what moved; the next pass goes on
@@ -239,7 +273,18 @@ Result<uint64_t> Cleaner::pass(IoContext& ctx, Mode mode) {
     }
     if (out_of_room) break;
   }
-  // The moves commit; the victims whose last live block they took are freed in that batch.
+  // The rest of the staged moves (less than a stripe) go through the open stripe, where they
+  // pack with what comes next instead of leaving a stripe part empty — which the next pass
+  // would take for a victim again. The victims whose last live block went are freed in the
+  // batches that commit them.
+  if (!staged_.empty()) {
+    if (auto tail = write_staged(ctx, false); !tail) {
+      staged_.clear();
+      staged_bytes_ = 0;
+      if (tail.error().code != ENOSPC) return std::unexpected(tail.error());
+      out_of_room = true;
+    }
+  }
   RAIDFS_CHECK(writer_.flush(ctx, 0));
 
   uint64_t freed = 0;

@@ -3,9 +3,14 @@
 // raidfs never rewrites a live stripe, so an overwrite kills the old blocks in place and a
 // stripe's space comes back only once all its blocks are dead (FsMeta frees it in that commit).
 // The cleaner makes that happen: it picks victim stripes, reads their live blocks (verified, and
-// rebuilt from parity where a member is missing, as any read), and writes them again through the
-// StripeWriter (StripeWriter::relocate), which places only what the file still maps there — a
-// concurrent overwrite, punch or truncate wins. When those writes commit, the victim's live count
+// rebuilt from parity where a member is missing, as any read) into a stripe of its own, and has
+// the StripeWriter write each such stripe whole (StripeWriter::relocate_stripe), which keeps only
+// what the files still map there — a concurrent overwrite, punch or truncate wins. Moved data is
+// cold: kept apart from fresh writes, it does not die again soon, so the stripes it fills rarely
+// need cleaning again (hot/cold separation, as F2FS and bcachefs copygc keep GC'd data apart).
+// Its stripes are filled to the last block (an extent that does not fit is cut at a block); the
+// tail of a pass, less than a stripe, goes through the open stripe (StripeWriter::relocate):
+// a part-empty stripe would be the next pass's victim again. When those writes commit, the victim's live count
 // reaches 0 and it is freed in the same batch; FsMeta hands it out only once that commit is
 // durable, and only under the stripe-reuse lock, which readers of its old contents hold shared.
 // Nothing new happens on the members: the relocated data is ordinary data in new stripes, so the
@@ -42,13 +47,12 @@
 
 #include "base/result.h"
 #include "fs/io_context.h"
+#include "fs/stripe_writer.h"
 #include "meta/block_owners.h"
 #include "meta/fs_meta.h"
 #include "base/aligned_buffer.h"
 
 namespace raidfs::fs {
-
-class StripeWriter;
 
 struct CleanerOptions {
   uint64_t low_water = 0;   // free stripes below which the cleaner runs in the background
@@ -110,8 +114,12 @@ class Cleaner {
   // stripes freed.
   Result<uint64_t> pass(IoContext& ctx, Mode mode);
   Result<std::vector<Victim>> pick(Mode mode);
-  // Moves what is still live of one extent of a victim (nothing if the victim changed).
-  Result<void> move_extent(IoContext& ctx, const meta::Stripe& victim, const meta::OwnedExtent& e);
+  // Reads what is live of one extent of a victim into the cleaner's stripe (nothing if the
+  // victim changed), writing the stripe out first when the extent does not fit.
+  Result<void> stage_extent(IoContext& ctx, const meta::Stripe& victim, const meta::OwnedExtent& e);
+  // Writes the staged extents out: as a stripe of their own (`whole`: the stripe is full), else
+  // through the open stripe.
+  Result<void> write_staged(IoContext& ctx, bool whole);
 
   meta::FsMeta& meta_;
   StripeWriter& writer_;
@@ -121,7 +129,9 @@ class Cleaner {
   ReadBlocks read_blocks_;
   std::function<Result<std::unique_ptr<IoContext>>()> make_context_;
   const CleanerOptions options_;
-  AlignedBuffer buffer_;  // one stripe's data: the live blocks of the extent being moved
+  AlignedBuffer buffer_;  // the cleaner's stripe: staged live blocks of victims
+  uint32_t staged_bytes_ = 0;  // of buffer_ in use
+  std::vector<StripeWriter::Move> staged_;
 
   // Victims a pass could not free (an extent it could not move), by id → (generation, live
   // blocks): left alone until they change.

@@ -145,44 +145,103 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, uint64_t ino, uint64_t
   return accepted;
 }
 
-Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta::Extent& from,
-                                        uint64_t generation, const uint8_t* data) {
-  std::lock_guard lock(mu_);
+Result<std::vector<std::pair<uint64_t, uint64_t>>> StripeWriter::still_mapped_locked(
+    uint64_t ino, const meta::Extent& from, uint64_t generation) {
+  using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
   // Under mu_ no extent of any file changes (every commit, truncate and punch takes it), and the
   // stripe cannot be handed out again (only this writer allocates): what is checked here holds
-  // until the placement below.
+  // until the caller places the bytes.
   auto stripe = meta_.get_stripe(from.stripe_id);
-  if (!stripe) return stripe.error().code == ENOENT ? Result<uint64_t>(0) : std::unexpected(stripe.error());
-  if (stripe->generation != generation || stripe->state != meta::StripeState::kSealed) return 0;
+  if (!stripe) return stripe.error().code == ENOENT ? Result<Ranges>(Ranges{}) : std::unexpected(stripe.error());
+  if (stripe->generation != generation || stripe->state != meta::StripeState::kSealed) return Ranges{};
   RAIDFS_TRY(auto maps, meta_.map_extents(ino, from.file_offset, from.file_end()));
   // The parts of `from` the file still maps to the same place: the rest was overwritten,
   // punched or truncated since the cleaner read it, and the newer state wins.
-  std::vector<std::pair<uint64_t, uint64_t>> keep;
+  Ranges out;
+  const auto pending = pending_ranges(ino, from.file_offset);  // newer still
   for (const meta::Mapping& m : maps) {
     if (m.hole || m.stripe_id != from.stripe_id ||
         uint64_t{m.stripe_offset} != from.stripe_offset + (m.file_offset - from.file_offset))
       continue;
-    keep.emplace_back(m.file_offset, m.file_offset + m.length);
-  }
-  // Pending data of the file is newer still.
-  const auto pending = pending_ranges(ino, from.file_offset);
-  uint64_t moved = 0;
-  for (auto [a, b] : keep) {
+    uint64_t a = m.file_offset;
+    const uint64_t b = m.file_offset + m.length;
     for (const auto& [pa, pb] : pending) {
       if (pb <= a || pa >= b) continue;
-      if (pa > a) {
-        RAIDFS_CHECK(write_locked(ctx, ino, a, {data + (a - from.file_offset), pa - a}, false, 0));
-        moved += pa - a;
-      }
+      if (pa > a) out.emplace_back(a, pa);
       a = std::max(a, pb);
       if (a >= b) break;
     }
-    if (a < b) {
-      RAIDFS_CHECK(write_locked(ctx, ino, a, {data + (a - from.file_offset), b - a}, false, 0));
+    if (a < b) out.emplace_back(a, b);
+  }
+  return out;
+}
+
+Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta::Extent& from,
+                                        uint64_t generation, const uint8_t* data) {
+  std::lock_guard lock(mu_);
+  RAIDFS_TRY(auto keep, still_mapped_locked(ino, from, generation));
+  uint64_t moved = 0;
+  for (auto [a, b] : keep) {
+    RAIDFS_CHECK(write_locked(ctx, ino, a, {data + (a - from.file_offset), b - a}, false, 0));
+    moved += b - a;
+  }
+  std::lock_guard pending_lock(pending_mu_);
+  stats_.bytes_relocated += moved;
+  return moved;
+}
+
+Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const Move> moves,
+                                               uint8_t* data, uint32_t used) {
+  std::lock_guard lock(mu_);
+  std::map<uint64_t, std::vector<meta::Extent>> kept;  // by inode, in file order
+  uint64_t moved = 0;
+  for (const Move& mv : moves) {
+    RAIDFS_TRY(auto keep, still_mapped_locked(mv.ino, mv.from, mv.generation));
+    for (auto [a, b] : keep) {
+      kept[mv.ino].push_back(meta::Extent{a, 0, static_cast<uint32_t>(mv.at + (a - mv.from.file_offset)),
+                                          static_cast<uint32_t>(b - a)});
       moved += b - a;
     }
   }
+  if (moved == 0) return uint64_t{0};
+
+  meta::StripeRef ref;
+  {
+    std::unique_lock reuse(stripe_reuse_);
+    RAIDFS_TRY(ref, meta_.allocate_stripe());
+  }
+  std::memset(data + used, 0, data_bytes_ - used);
+  const Geometry& g = array_.geometry();
+  const uint8_t* chunks[kMembersMax];
+  uint8_t* parity[kParityMax];
+  for (uint32_t d = 0; d < g.data_count(); ++d) chunks[d] = data + size_t{d} * chunk_bytes_;
+  for (uint32_t p = 0; p < g.parity_count(); ++p) parity[p] = full_parity_.data() + size_t{p} * chunk_bytes_;
+  array_.codec().encode(chunks, parity, chunk_bytes_);
+  std::vector<uint32_t> crcs;
+  for (uint32_t b = 0; b < data_bytes_ / kBlock; ++b)
+    crcs.push_back(
+        block_checksum(BlockVersion{ref.id, ref.generation, b}, {data + size_t{b} * kBlock, kBlock}));
+  const meta::Stripe record = sealed_record(ref.id, ref.generation, data_bytes_, std::move(crcs));
+  std::vector<meta::FileExtents> files;
+  for (auto& [ino, extents] : kept) {
+    for (meta::Extent& e : extents) e.stripe_id = ref.id;
+    std::sort(extents.begin(), extents.end(),
+              [](const meta::Extent& a, const meta::Extent& b) { return a.file_offset < b.file_offset; });
+    files.push_back(meta::FileExtents{ino, std::move(extents), true, std::nullopt});
+  }
+  auto written = [&]() -> Result<void> {
+    RAIDFS_CHECK(array_.write_data(ctx.channel(), ref.id, 0, data_bytes_, data));
+    RAIDFS_CHECK(array_.write_parity(ctx.channel(), ref.id, full_parity_.data()));
+    RAIDFS_CHECK(array_.flush(ctx.channel()));
+    return meta_.commit_files(files, std::span(&record, 1));
+  }();
+  if (!written) {
+    meta_.release_stripe(ref.id);  // never committed: free again
+    return std::unexpected(written.error());
+  }
   std::lock_guard pending_lock(pending_mu_);
+  ++stats_.stripes_sealed;
+  stats_.bytes_direct += moved;  // written from the cleaner's buffer, not the open stripe
   stats_.bytes_relocated += moved;
   return moved;
 }

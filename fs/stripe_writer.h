@@ -93,6 +93,23 @@ class StripeWriter {
   // cleaner may be used). Returns the bytes placed; the old blocks die when they commit.
   Result<uint64_t> relocate(IoContext& ctx, uint64_t ino, const meta::Extent& from,
                             uint64_t generation, const uint8_t* data);
+  // The cleaner's own stream: a stripe's worth of moved data, `data` (k * C bytes, 4 KiB-aligned;
+  // bytes past `used` are zeroed here), assembled from `moves`, each an extent of a file read
+  // from a sealed stripe and placed at `at` in `data` (at ≡ its stripe offset mod 4 KiB). Under
+  // the writer's lock the parts each file still maps where they were read (not overwritten,
+  // punched, truncated or pending since, the stripe not reused) are kept, as relocate() keeps
+  // them; the rest stay in the new stripe as dead blocks. If anything is kept, a stripe (the
+  // cleaner's reserve may be used) is written whole — data and parity from `data`, never the
+  // open stripe, so moved (cold) data does not share stripes with fresh writes — flushed, and
+  // committed sealed with the kept extents in one batch. Returns the bytes kept.
+  struct Move {
+    uint64_t ino = 0;
+    meta::Extent from;
+    uint64_t generation = 0;  // of the stripe `from` was read from
+    uint32_t at = 0;          // where its bytes are in `data`
+  };
+  Result<uint64_t> relocate_stripe(IoContext& ctx, std::span<const Move> moves, uint8_t* data,
+                                   uint32_t used);
   // Free stripes that write() leaves to the cleaner: a write that would need them is refused
   // with ENOSPC (the caller may wait for the cleaner and try again).
   void set_reserved_stripes(uint64_t n) { reserved_stripes_ = n; }
@@ -195,6 +212,10 @@ class StripeWriter {
   Result<void> seal_locked(IoContext& ctx);
   void parity_rows(uint32_t first_row, uint32_t row_count);
   static void carve(PendingMap& map, uint64_t begin, uint64_t end);
+  // The parts of `from` (read from a sealed stripe of `generation`) that file `ino` still maps
+  // there and has nothing pending over, as file ranges. Under mu_.
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> still_mapped_locked(
+      uint64_t ino, const meta::Extent& from, uint64_t generation);
 
   Array& array_;
   meta::FsMeta& meta_;

@@ -15,14 +15,16 @@
 #               cleaner's moves and metadata included; RAID6 of 6 alone makes it 1.5)
 #   cleaner WA  raidfs only: (user + moved) / user bytes, from `raidfs status --json` (data only)
 # Environment: RAIDFS_CLEANER_BENCH_MEMBER (image size, default 256M: 1 GiB of data),
-# RAIDFS_CLEANER_BENCH_FILLS (default "10 50 80 90": 10% is the baseline, the cleaner idle),
-# RAIDFS_BENCH_BTRFS=0 skips btrfs.
+# RAIDFS_CLEANER_BENCH_FILLS (default "10 50 80 90 80z": 10% is the baseline, the cleaner idle;
+# a z after a fill skews the overwrites, 90% of them to 10% of the file — fio's
+# random_distribution=zoned:90/10:10/90 — where keeping moved (cold) data apart from fresh
+# writes pays), RAIDFS_BENCH_BTRFS=0 skips btrfs.
 set -euo pipefail
 
 BUILD=$(cd "${1:-build}" && pwd)
 MEMBER=${RAIDFS_CLEANER_BENCH_MEMBER:-256M}
 RUNTIME=${RAIDFS_CLEANER_BENCH_RUNTIME:-20}
-FILLS=${RAIDFS_CLEANER_BENCH_FILLS:-10 50 80 90}
+FILLS=${RAIDFS_CLEANER_BENCH_FILLS:-10 50 80 90 80z}
 WORK=$(mktemp -d /dev/shm/raidfs-cleaner-bench.XXXXXX)
 META=$(mktemp -d /var/tmp/raidfs-cleaner-bench-meta.XXXXXX)
 MP=$WORK/mnt
@@ -65,15 +67,16 @@ cleaner_json() { "$BUILD/utils/raidfs" status --json "$MP" | python3 -c "import 
 declare -A RESULT
 # run TARGET FILL: fill, precondition, measure; RESULT[TARGET,FILL]="IOPS MEMBER_WA CLEANER_WA".
 run() {
-  local target=$1 fill=$2 capacity size log=$WORK/fio.log
+  local target=$1 fill=$2 capacity size log=$WORK/fio.log skew=()
+  [[ $fill == *z ]] && skew=(--random_distribution=zoned:90/10:10/90)
   capacity=$(stat -f -c '%b' "$MP")
-  size=$((capacity * fill / 100 * 4096 / 1048576))M
+  size=$((capacity * ${fill%z} / 100 * 4096 / 1048576))M
   # A target that runs out of space (btrfs RAID6 may, under overwrites) is reported as such.
   if ! fio --name=fill --filename="$MP/db" --rw=write --bs=1M --size="$size" --ioengine=psync \
       --end_fsync=1 --output=/dev/null ||
     ! fio --name=pre --filename="$MP/db" --rw=randwrite --bs=4k --size="$size" \
       --io_size=$((capacity * 4096 / 1048576))M --ioengine=psync --fsync=64 --norandommap \
-      --output=/dev/null; then
+      "${skew[@]}" --output=/dev/null; then
     RESULT[$target,$fill]="ENOSPC - -"
     echo "  $target at $fill% full: failed before the measurement (ENOSPC?)" >&2
     return
@@ -82,7 +85,8 @@ run() {
   sectors0=$(member_sectors)
   [ "$target" = raidfs ] && read -r user0 moved0 < <(cleaner_json)
   if ! fio --name=db --filename="$MP/db" --rw=randwrite --bs=4k --size="$size" --ioengine=psync \
-      --fsync=64 --norandommap --time_based --runtime="$RUNTIME" --output-format=json --output="$log"; then
+      --fsync=64 --norandommap "${skew[@]}" --time_based --runtime="$RUNTIME" --output-format=json \
+      --output="$log"; then
     RESULT[$target,$fill]="ENOSPC - -"
     echo "  $target at $fill% full: failed in the measurement (ENOSPC?)" >&2
     return
@@ -118,7 +122,7 @@ for fill in $FILLS; do
 done
 
 printf '\n4 KiB randwrite, fsync every 64, psync; %s members x 6 (RAID6), %s s measured after one capacity of overwrites\n' "$MEMBER" "$RUNTIME"
-printf '%-6s %14s %10s %10s %14s %10s %12s\n' fill raidfs-IOPS member-WA cleaner-WA btrfs-IOPS member-WA raidfs/btrfs
+printf '%-10s %14s %10s %10s %14s %10s %12s\n' fill raidfs-IOPS member-WA cleaner-WA btrfs-IOPS member-WA raidfs/btrfs
 for fill in $FILLS; do
   read -r ri rw rc <<<"${RESULT[raidfs,$fill]}"
   bi=- bw=- ratio=-
@@ -126,5 +130,7 @@ for fill in $FILLS; do
     read -r bi bw _ <<<"${RESULT[btrfs,$fill]}"
     [[ $ri =~ ^[0-9]+$ && $bi =~ ^[0-9]+$ ]] && ratio=$(awk -v a="$ri" -v b="$bi" 'BEGIN { printf "%.2f", b ? a / b : 0 }')
   fi
-  printf '%-6s %14s %10s %10s %14s %10s %12s\n' "$fill%" "$ri" "$rw" "$rc" "$bi" "$bw" "$ratio"
+  label="${fill%z}%"
+  [[ $fill == *z ]] && label="$label 90/10"
+  printf '%-10s %14s %10s %10s %14s %10s %12s\n' "$label" "$ri" "$rw" "$rc" "$bi" "$bw" "$ratio"
 done
