@@ -153,7 +153,7 @@ void Cleaner::run() {
   }
 }
 
-Result<std::vector<Cleaner::Victim>> Cleaner::pick(Mode mode) {
+Result<std::vector<Cleaner::Victim>> Cleaner::pick(Mode mode, size_t count) {
   const double blocks_per_stripe = stripe_data_bytes_ / kBlock;
   const uint64_t now = meta_.next_generation();
   std::vector<Victim> all;
@@ -174,24 +174,57 @@ Result<std::vector<Cleaner::Victim>> Cleaner::pick(Mode mode) {
       const double age = static_cast<double>(now > s.generation ? now - s.generation : 1);
       const double score = mode == Mode::kUrgent ? 1.0 - u : (1.0 - u) * age / (1.0 + u);
       s.block_crcs.clear();  // not needed to choose; read again before the move
-      all.push_back(Victim{std::move(s), score});
+      all.push_back(Victim{std::move(s), score, {}});
     }
   }
   std::sort(all.begin(), all.end(), [](const Victim& a, const Victim& b) { return a.score > b.score; });
+  if (all.size() > count) all.resize(count);
+  return all;
+}
+
+Result<std::vector<Cleaner::Victim>> Cleaner::next_victims(Mode mode) {
+  const auto now = std::chrono::steady_clock::now();
+  if (queue_.empty() || mode != queue_mode_ ||
+      now - queued_at_ > std::chrono::milliseconds(kQueueMaxAgeMs)) {
+    queue_.clear();
+    RAIDFS_TRY(std::vector<Victim> chosen, pick(mode, kQueuedVictims));
+    queue_.assign(std::make_move_iterator(chosen.begin()), std::make_move_iterator(chosen.end()));
+    queue_mode_ = mode;
+    queued_at_ = now;
+  }
   // As many as the free space can take: moving a victim needs room for its live blocks (each
   // extent may waste up to a block to alignment) before it frees anything.
   const uint64_t room =
       meta_.free_stripe_count() * uint64_t{stripe_data_bytes_} + writer_.open_free_bytes();
-  std::vector<Victim> chosen;
+  std::vector<Victim> out;
   uint64_t need = 0;
-  for (Victim& v : all) {
-    if (chosen.size() == kVictimsPerPass) break;
-    const uint64_t bytes = uint64_t{v.stripe.live_blocks} * kBlock * 5 / 4 + 2 * kBlock;
+  while (!queue_.empty() && out.size() < kVictimsPerPass) {
+    Victim& v = queue_.front();
+    // Freed or reused since it was queued: nothing of it to move.
+    auto current = meta_.get_stripe(v.stripe.id);
+    if (!current) {
+      if (current.error().code != ENOENT) return std::unexpected(current.error());
+      queue_.pop_front();
+      continue;
+    }
+    if (current->generation != v.stripe.generation || current->state != meta::StripeState::kSealed) {
+      queue_.pop_front();
+      continue;
+    }
+    const uint64_t bytes = uint64_t{current->live_blocks} * kBlock * 5 / 4 + 2 * kBlock;
     if (need + bytes > room) break;
     need += bytes;
-    chosen.push_back(std::move(v));
+    out.push_back(std::move(v));
+    queue_.pop_front();
   }
-  return chosen;
+  // Their extents as they are now, from the index of extents by stripe.
+  std::vector<uint64_t> ids;
+  for (const Victim& v : out) ids.push_back(v.stripe.id);
+  RAIDFS_TRY(std::vector<meta::OwnedExtent> extents, meta::stripe_extents(meta_.store(), ids));
+  std::map<uint64_t, Victim*> by_id;
+  for (Victim& v : out) by_id[v.stripe.id] = &v;
+  for (meta::OwnedExtent& e : extents) by_id[e.extent.stripe_id]->extents.push_back(std::move(e));
+  return out;
 }
 
 Result<void> Cleaner::stage_extent(IoContext& ctx, const meta::Stripe& victim,
@@ -247,13 +280,10 @@ Result<void> Cleaner::write_staged(IoContext& ctx, bool whole) {
 }
 
 Result<uint64_t> Cleaner::pass(IoContext& ctx, Mode mode) {
-  RAIDFS_TRY(std::vector<Victim> victims, pick(mode));
+  RAIDFS_TRY(std::vector<Victim> victims, next_victims(mode));
   if (victims.empty()) return uint64_t{0};
-  std::vector<uint64_t> ids;
-  for (const Victim& v : victims) ids.push_back(v.stripe.id);
-  RAIDFS_TRY(std::vector<meta::OwnedExtent> extents, meta::stripe_extents(meta_.store(), ids));
-  std::map<uint64_t, std::vector<const meta::OwnedExtent*>> by_victim;
-  for (const meta::OwnedExtent& e : extents) by_victim[e.extent.stripe_id].push_back(&e);
+  size_t extent_count = 0;
+  for (const Victim& v : victims) extent_count += v.extents.size();
 
   // Victim by victim, best first: a victim frees only once all of it moved, so a pass cut short
   // (out of room) leaves at most one half moved.
@@ -261,8 +291,8 @@ Result<uint64_t> Cleaner::pass(IoContext& ctx, Mode mode) {
   bool out_of_room = false;
   for (const Victim& v : victims) {
     if (stopping_) break;
-    for (const meta::OwnedExtent* e : by_victim[v.stripe.id]) {
-      Result<void> moved = stage_extent(ctx, v.stripe, *e);
+    for (const meta::OwnedExtent& e : v.extents) {
+      Result<void> moved = stage_extent(ctx, v.stripe, e);
       if (moved) continue;
       if (moved.error().code == ENOSPC) {
         out_of_room = true;  // commit what moved; the next pass goes on
@@ -308,7 +338,7 @@ Result<uint64_t> Cleaner::pass(IoContext& ctx, Mode mode) {
                  static_cast<unsigned long long>(v.stripe.id), it->second.c_str());
   }
   RAIDFS_LOG(kDebug, "cleaner: %s pass, %zu victims, %zu extents, %llu freed, %llu free%s",
-             mode == Mode::kUrgent ? "urgent" : "background", victims.size(), extents.size(),
+             mode == Mode::kUrgent ? "urgent" : "background", victims.size(), extent_count,
              static_cast<unsigned long long>(freed),
              static_cast<unsigned long long>(meta_.free_stripe_count()),
              out_of_room ? ", out of room" : "");

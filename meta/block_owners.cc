@@ -44,14 +44,28 @@ Result<std::vector<OwnedExtent>> stripe_extents(const Store& store,
                                                 std::span<const uint64_t> stripes) {
   const std::set<uint64_t> wanted(stripes.begin(), stripes.end());
   std::vector<OwnedExtent> out;
-  RAIDFS_CHECK(store.scan(
-      Family::kExtents, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
-        auto key = parse_u64_pair_key(k);
-        if (!key) return true;
-        auto e = decode_extent(key->second, v);
-        if (e && wanted.contains(e->stripe_id)) out.push_back(OwnedExtent{key->first, *e});
-        return true;
-      }));
+  for (uint64_t id : wanted) {
+    std::vector<std::pair<uint64_t, uint64_t>> refs;  // (inode, file offset)
+    RAIDFS_CHECK(store.scan(Family::kExtentsByStripe, u64_key(id),
+                            id == UINT64_MAX ? std::string() : u64_key(id + 1),
+                            [&](std::string_view k, std::string_view) -> Result<bool> {
+                              RAIDFS_TRY(ExtentByStripeKey key, parse_extent_by_stripe_key(k));
+                              refs.emplace_back(key.ino, key.file_offset);
+                              return true;
+                            }));
+    for (const auto& [ino, offset] : refs) {
+      RAIDFS_TRY(auto v, store.get(Family::kExtents, extent_key(ino, offset)));
+      // Gone or moved since the index was read (a writer got there between the two reads; the
+      // index and the extents change in one batch): no longer in this stripe.
+      if (!v) continue;
+      RAIDFS_TRY(Extent e, decode_extent(offset, *v));
+      if (e.stripe_id != id) continue;
+      out.push_back(OwnedExtent{ino, e});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const OwnedExtent& a, const OwnedExtent& b) {
+    return std::pair(a.ino, a.extent.file_offset) < std::pair(b.ino, b.extent.file_offset);
+  });
   return out;
 }
 

@@ -2,8 +2,8 @@
 // so that raidfs-fsck can say which file and which bytes a block it cannot repair belongs to, and
 // the cleaner which extents it must move out of a stripe.
 //
-// Each is one scan of a family (extents; dirents) and holds only what it is asked about plus,
-// for paths, the names of the directories; they change nothing. Thread-safe as Store reads are.
+// block_owners and inode_paths are one scan of a family (extents; dirents) and hold only what
+// they are asked about plus, for paths, the names of the directories; they change nothing. Thread-safe as Store reads are.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +38,10 @@ struct OwnedExtent {
   Extent extent;
 };
 
-// Every extent pointing into one of `stripes`, in (inode, file offset) order. EIO when the store
-// cannot be read.
+// Every extent pointing into one of `stripes`, in (inode, file offset) order: from the
+// extents_by_stripe index, a short scan and a lookup per extent (store format 3 and later), so
+// not one snapshot: under concurrent writers, an extent changed meanwhile may be left out. EIO
+// when the store cannot be read.
 Result<std::vector<OwnedExtent>> stripe_extents(const Store& store,
                                                 std::span<const uint64_t> stripes);
 

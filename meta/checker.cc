@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "meta/fs_meta.h"
@@ -20,6 +21,7 @@ std::string_view finding_kind_name(Finding::Kind kind) {
     case Finding::Kind::kDanglingDirent: return "dangling-dirent";
     case Finding::Kind::kDirentInNonDir: return "dirent-in-non-directory";
     case Finding::Kind::kCookieIndex: return "cookie-index";
+    case Finding::Kind::kExtentIndex: return "extent-index";
     case Finding::Kind::kWrongNlink: return "wrong-nlink";
     case Finding::Kind::kDirLinks: return "directory-links";
     case Finding::Kind::kUnreferencedInode: return "unreferenced-inode";
@@ -64,6 +66,7 @@ class Checker {
     check_links();
     check_reachable();
     RAIDFS_CHECK(check_extents());
+    RAIDFS_CHECK(check_extents_by_stripe());
     check_block_counts();
     RAIDFS_CHECK(check_stripes());
     RAIDFS_CHECK(check_xattrs());
@@ -265,8 +268,30 @@ class Checker {
         report(Finding::Kind::kExtentBadStripe, what + " → past the filled bytes of stripe " +
                                                     std::to_string(e.stripe_id));
       refs_[e.stripe_id] += blocks_touched(e.stripe_offset, e.length);
+      extent_keys_.emplace(e.stripe_id, key.first, key.second);
       return {};
     });
+  }
+
+  // The index holds exactly one entry per extent (from store format 3 on; an older store gets
+  // it at its upgrade).
+  Result<void> check_extents_by_stripe() {
+    if (store_.super().store_format < 3) return {};
+    RAIDFS_CHECK(scan(Family::kExtentsByStripe, [&](std::string_view k, std::string_view) -> Result<void> {
+      RAIDFS_TRY(ExtentByStripeKey key, parse_extent_by_stripe_key(k));
+      if (extent_keys_.erase({key.stripe_id, key.ino, key.file_offset}) == 0)
+        report(Finding::Kind::kExtentIndex, "stripe " + std::to_string(key.stripe_id) +
+                                                " indexes extent " + std::to_string(key.ino) + "@" +
+                                                std::to_string(key.file_offset) +
+                                                ", which is absent or in another stripe");
+      return {};
+    }));
+    for (const auto& [stripe, ino, offset] : extent_keys_)
+      report(Finding::Kind::kExtentIndex, "extent " + std::to_string(ino) + "@" +
+                                              std::to_string(offset) + " in stripe " +
+                                              std::to_string(stripe) + " is missing from the index");
+    extent_keys_.clear();
+    return {};
   }
 
   void check_block_counts() {
@@ -340,6 +365,7 @@ class Checker {
   std::set<uint64_t> orphans_;
   std::map<uint64_t, Stripe> stripes_;
   std::unordered_map<uint64_t, uint64_t> refs_;
+  std::set<std::tuple<uint64_t, uint64_t, uint64_t>> extent_keys_;  // (stripe, inode, offset)
   uint64_t max_ino_ = 0;
 };
 

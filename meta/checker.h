@@ -2,7 +2,7 @@
 //
 // check() reads every record of every family (one scan each) and reports what breaks the rules of
 // fs_meta.h: corrupt records, dangling or mis-indexed directory entries, wrong nlink, orphan list
-// mismatches, overlapping extents, extents pointing at free or unknown stripes or past a stripe's
+// mismatches, overlapping extents, extents missing from (or extra in) the extents_by_stripe index, extents pointing at free or unknown stripes or past a stripe's
 // filled bytes or the file's size, stripe live counts that differ from the blocks the extents
 // reference, sealed stripes with no live block, xattrs of missing inodes, counters behind use
 // (next_inode, generation_limit), two dirents of one directory sharing a cookie, and directories
@@ -40,6 +40,7 @@ struct Finding {
     kExtentOverlap,       // two extents of one file overlap
     kExtentNoInode,       // an extent of a missing or non-regular inode
     kExtentBadStripe,     // an extent on a free or unknown stripe, or past its filled bytes
+    kExtentIndex,         // extents ↔ extents_by_stripe index disagree
     kExtentBeyondEof,     // an extent ends after the file size
     kLiveCount,           // a stripe's live_blocks differs from its referenced blocks
     kBlockCount,          // a regular file's block count differs from its extents' blocks

@@ -108,7 +108,7 @@ Result<int64_t> remove_extents_from(Txn& txn, uint64_t ino, uint64_t from) {
       clipped.length = static_cast<uint32_t>(from - e.file_offset);
       blocks += int64_t{extent_blocks(clipped)} - extent_blocks(e);
       txn.add_live(e.stripe_id, int64_t{extent_blocks(clipped)} - extent_blocks(e));
-      txn.put(Family::kExtents, extent_key(ino, e.file_offset), encode_extent(clipped));
+      txn.put_extent(ino, clipped, &e);
     }
   }
   RAIDFS_CHECK(store.scan(Family::kExtents, extent_key(ino, from), inode_range_end(ino),
@@ -117,7 +117,7 @@ Result<int64_t> remove_extents_from(Txn& txn, uint64_t ino, uint64_t from) {
                             RAIDFS_TRY(Extent e, decode_extent(k.second, value));
                             blocks -= extent_blocks(e);
                             txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
-                            txn.del(Family::kExtents, std::string(key));
+                            txn.del_extent(ino, e);
                             return true;
                           }));
   return blocks;
@@ -214,14 +214,14 @@ Result<int64_t> replace_extents(Txn& txn, uint64_t ino, uint64_t lo, uint64_t hi
   for (const auto& [off, e] : before) {
     blocks -= extent_blocks(e);
     txn.add_live(e.stripe_id, -int64_t{extent_blocks(e)});
-    if (!after.contains(off)) txn.del(Family::kExtents, extent_key(ino, off));
+    if (!after.contains(off)) txn.del_extent(ino, e);
   }
   for (const auto& [off, e] : after) {
     blocks += extent_blocks(e);
     txn.add_live(e.stripe_id, int64_t{extent_blocks(e)});
     auto old = before.find(off);
     if (old == before.end() || !(old->second == e))
-      txn.put(Family::kExtents, extent_key(ino, off), encode_extent(e));
+      txn.put_extent(ino, e, old == before.end() ? nullptr : &old->second);
   }
   return blocks;
 }

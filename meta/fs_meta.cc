@@ -87,6 +87,18 @@ void Txn::del_dirent(uint64_t parent, std::string_view name, const Dirent& d) {
   del(Family::kCookies, cookie_key(parent, d.cookie));
 }
 
+void Txn::put_extent(uint64_t ino, const Extent& e, const Extent* old) {
+  put(Family::kExtents, extent_key(ino, e.file_offset), encode_extent(e));
+  if (old != nullptr && old->stripe_id == e.stripe_id) return;  // its index entry stays
+  if (old != nullptr) del(Family::kExtentsByStripe, extent_by_stripe_key(old->stripe_id, ino, e.file_offset));
+  put(Family::kExtentsByStripe, extent_by_stripe_key(e.stripe_id, ino, e.file_offset), {});
+}
+
+void Txn::del_extent(uint64_t ino, const Extent& e) {
+  del(Family::kExtents, extent_key(ino, e.file_offset));
+  del(Family::kExtentsByStripe, extent_by_stripe_key(e.stripe_id, ino, e.file_offset));
+}
+
 Result<std::optional<Stripe>> Txn::find_stripe(uint64_t id) {
   RAIDFS_TRY(auto v, get(Family::kStripes, stripe_key(id)));
   if (!v) return std::optional<Stripe>();
@@ -147,34 +159,44 @@ Result<std::unique_ptr<FsMeta>> FsMeta::open(const StoreOptions& options) {
   return meta;
 }
 
-// Store format 1 → 2: every regular file's block count, from its extents. The inodes are
-// rewritten in batches and the new format recorded last, so a crash midway redoes it all.
+// Store format 1 → 2: every regular file's block count, from its extents. 2 → 3: the
+// extents_by_stripe index, from the extents. Records are written in batches and the new format
+// recorded last, so a crash midway redoes it all (both steps write what they derive, again).
 Result<void> FsMeta::upgrade_store() {
-  if (store_->super().store_format >= kStoreFormat) return {};
+  const uint32_t format = store_->super().store_format;
+  if (format >= kStoreFormat) return {};
+  constexpr size_t kPerBatch = 4096;
+  Txn txn(*store_);
+  size_t in_batch = 0;
+  auto added = [&]() -> Result<void> {
+    if (++in_batch < kPerBatch) return {};
+    in_batch = 0;
+    RAIDFS_CHECK(store_->write(txn.take(), Durability::kNone));
+    return {};
+  };
   std::map<uint64_t, uint64_t> blocks;
   RAIDFS_CHECK(store_->scan(Family::kExtents, "", "",
                             [&](std::string_view key, std::string_view value) -> Result<bool> {
                               RAIDFS_TRY(auto k, parse_u64_pair_key(key));
                               RAIDFS_TRY(Extent e, decode_extent(k.second, value));
-                              blocks[k.first] += blocks_touched(e.stripe_offset, e.length);
+                              if (format < 2) blocks[k.first] += blocks_touched(e.stripe_offset, e.length);
+                              txn.put(Family::kExtentsByStripe,
+                                      extent_by_stripe_key(e.stripe_id, k.first, e.file_offset), {});
+                              RAIDFS_CHECK(added());
                               return true;
                             }));
-  constexpr size_t kInodesPerBatch = 4096;
-  Txn txn(*store_);
-  size_t in_batch = 0;
-  RAIDFS_CHECK(store_->scan(Family::kInodes, "", "",
-                            [&](std::string_view key, std::string_view value) -> Result<bool> {
-                              RAIDFS_TRY(uint64_t ino, parse_u64_key(key));
-                              RAIDFS_TRY(Inode inode, decode_inode(ino, value));
-                              auto it = blocks.find(ino);
-                              inode.blocks = it == blocks.end() ? 0 : it->second;
-                              txn.put_inode(inode);
-                              if (++in_batch == kInodesPerBatch) {
-                                RAIDFS_CHECK(store_->write(txn.take(), Durability::kNone));
-                                in_batch = 0;
-                              }
-                              return true;
-                            }));
+  if (format < 2) {
+    RAIDFS_CHECK(store_->scan(Family::kInodes, "", "",
+                              [&](std::string_view key, std::string_view value) -> Result<bool> {
+                                RAIDFS_TRY(uint64_t ino, parse_u64_key(key));
+                                RAIDFS_TRY(Inode inode, decode_inode(ino, value));
+                                auto it = blocks.find(ino);
+                                inode.blocks = it == blocks.end() ? 0 : it->second;
+                                txn.put_inode(inode);
+                                RAIDFS_CHECK(added());
+                                return true;
+                              }));
+  }
   if (in_batch > 0) RAIDFS_CHECK(store_->write(txn.take(), Durability::kNone));
   return store_->set_store_format(kStoreFormat);
 }

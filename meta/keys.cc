@@ -27,6 +27,15 @@ std::string u64_name_key(uint64_t a, std::string_view name) {
   return k;
 }
 
+std::string u64_triple_key(uint64_t a, uint64_t b, uint64_t c) {
+  std::string k;
+  k.reserve(24);
+  put_u64(k, a);
+  put_u64(k, b);
+  put_u64(k, c);
+  return k;
+}
+
 Result<uint64_t> parse_u64_key(std::string_view key) {
   if (key.size() != 8) return corrupt("key of " + std::to_string(key.size()) + " bytes, want 8");
   return load_u64(key.data());
@@ -40,6 +49,11 @@ Result<std::pair<uint64_t, uint64_t>> parse_u64_pair_key(std::string_view key) {
 Result<std::pair<uint64_t, std::string_view>> parse_u64_name_key(std::string_view key) {
   if (key.size() <= 8) return corrupt("name key of " + std::to_string(key.size()) + " bytes");
   return std::pair{load_u64(key.data()), key.substr(8)};
+}
+
+Result<ExtentByStripeKey> parse_extent_by_stripe_key(std::string_view key) {
+  if (key.size() != 24) return corrupt("key of " + std::to_string(key.size()) + " bytes, want 24");
+  return ExtentByStripeKey{load_u64(key.data()), load_u64(key.data() + 8), load_u64(key.data() + 16)};
 }
 
 }  // namespace raidfs::meta

@@ -11,6 +11,10 @@
 //   stripes    stripe_id:u64
 //   xattrs     ino:u64 name
 //   orphans    ino:u64
+//   extents_by_stripe
+//              stripe_id:u64 ino:u64 file_offset:u64            the extents pointing into a stripe
+//                                                               (empty values; derived from
+//                                                               extents in the same batches)
 //
 // Builders cannot fail. Parsers are given bytes read back from RocksDB and treat them as hostile:
 // a key of the wrong length is Error{EIO, "corrupt record: ..."}. Thread-safe (pure functions).
@@ -34,6 +38,7 @@ inline constexpr std::string_view kRebuildKey = "rebuild";
 std::string u64_key(uint64_t a);                        // inodes, stripes, orphans; also a prefix
 std::string u64_pair_key(uint64_t a, uint64_t b);       // cookies, extents
 std::string u64_name_key(uint64_t a, std::string_view name);  // dirents, xattrs
+std::string u64_triple_key(uint64_t a, uint64_t b, uint64_t c);  // extents_by_stripe
 
 inline std::string inode_key(uint64_t ino) { return u64_key(ino); }
 inline std::string stripe_key(uint64_t id) { return u64_key(id); }
@@ -50,10 +55,17 @@ inline std::string extent_key(uint64_t ino, uint64_t file_offset) {
 inline std::string xattr_key(uint64_t ino, std::string_view name) {
   return u64_name_key(ino, name);
 }
+inline std::string extent_by_stripe_key(uint64_t stripe_id, uint64_t ino, uint64_t file_offset) {
+  return u64_triple_key(stripe_id, ino, file_offset);
+}
 
-// Parsers: exactly 8 bytes; exactly 16 bytes; 8 bytes then a non-empty name.
+// Parsers: exactly 8 bytes; exactly 16 bytes; 8 bytes then a non-empty name; exactly 24 bytes.
 Result<uint64_t> parse_u64_key(std::string_view key);
 Result<std::pair<uint64_t, uint64_t>> parse_u64_pair_key(std::string_view key);
 Result<std::pair<uint64_t, std::string_view>> parse_u64_name_key(std::string_view key);
+struct ExtentByStripeKey {
+  uint64_t stripe_id, ino, file_offset;
+};
+Result<ExtentByStripeKey> parse_extent_by_stripe_key(std::string_view key);
 
 }  // namespace raidfs::meta

@@ -52,9 +52,10 @@ inline constexpr uint32_t kStripeDataBytesMax = 1u << 30;  // bounds crc and par
 inline constexpr uint64_t kStripeCountMax = uint64_t{1} << 32;
 inline constexpr uint32_t kParityCountMax = 3;
 inline constexpr uint8_t kRecordFormat = 1;
-// The layout of the whole database. 2: inodes carry their allocated block count (a format-1
-// database is upgraded when it is opened: FsMeta::open counts every file's blocks once).
-inline constexpr uint32_t kStoreFormat = 2;
+// The layout of the whole database. 2: inodes carry their allocated block count. 3: the
+// extents_by_stripe index. An older database is upgraded when it is opened (FsMeta::open counts
+// every file's blocks once, indexes every extent).
+inline constexpr uint32_t kStoreFormat = 3;
 inline constexpr uint8_t kInodeFormat = 2;
 inline constexpr uint64_t kBlocksUnknown = UINT64_MAX;  // a format-1 inode, not yet counted
 // Inode::flags: an O_TMPFILE inode, born without a name, that link() may give its first one

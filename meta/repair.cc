@@ -76,6 +76,11 @@ Result<void> decodes(Family f, std::string_view k, std::string_view v) {
       RAIDFS_CHECK(decode_orphan(v));
       return {};
     }
+    case Family::kExtentsByStripe: {
+      RAIDFS_CHECK(parse_extent_by_stripe_key(k));
+      if (!v.empty()) return corrupt("extents_by_stripe value of " + std::to_string(v.size()) + " bytes, want 0");
+      return {};
+    }
   }
   return {};
 }
@@ -103,14 +108,14 @@ Result<std::optional<uint64_t>> read_counter(const Store& store, std::string_vie
 Result<void> remove_corrupt_records(Repairer& r) {
   Txn txn(r.store());
   for (Family f : {Family::kInodes, Family::kDirents, Family::kCookies, Family::kExtents,
-                   Family::kStripes, Family::kXattrs, Family::kOrphans}) {
+                   Family::kStripes, Family::kXattrs, Family::kOrphans, Family::kExtentsByStripe}) {
     RAIDFS_CHECK(
         r.store().scan(f, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
           auto ok = decodes(f, k, v);
           if (ok) return true;
           if (ok.error().code != EIO) return std::unexpected(ok.error());
-          // The cookie index is derived from the entries (pass 3 rebuilds it): nothing is lost.
-          const bool safe = f == Family::kCookies;
+          // The indexes are derived (passes 3 and 7 rebuild them): nothing is lost.
+          const bool safe = f == Family::kCookies || f == Family::kExtentsByStripe;
           if (r.propose(safe, std::string(family_name(f)) + " record " + hex_key(k) + ": " +
                                   ok.error().message + ": removed"))
             txn.del(f, std::string(k));
@@ -177,6 +182,7 @@ Result<std::vector<RepairAction>> repair(Store& store, RepairPolicy policy) {
   RAIDFS_CHECK(repair_nlink(r));
   RAIDFS_CHECK(repair_extents(r));
   RAIDFS_CHECK(repair_stripes(r));
+  RAIDFS_CHECK(repair_extents_by_stripe(r));
   RAIDFS_CHECK(repair_rest(r));
   RAIDFS_CHECK(store.sync(store.latest_sequence()));
   return r.take_actions();

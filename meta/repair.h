@@ -19,12 +19,13 @@
 //                  stripes, are removed (or cut to the stripe's filled bytes); overlaps are cut
 //                  from the later extent; a file shorter than its extents is grown to cover them
 //   7. stripes:    live counts and files' block counts recomputed from the extents; a sealed
-//                  stripe with no live block is freed; records beyond the stripe count removed
+//                  stripe with no live block is freed; records beyond the stripe count removed;
+//                  the extents_by_stripe index rebuilt from the extents
 //   8. the rest:   xattrs of missing inodes removed; next_inode and generation_limit raised past
 //                  every inode number and generation in use
 //
 // Every fix is one RepairAction. Under RepairPolicy::kSafe (fsck -p) only fixes that lose nothing
-// a user could see are made — derived data (nlink, live counts, the cookie index, parents, free
+// a user could see are made — derived data (nlink, live counts, the two indexes, parents, free
 // stripes, counters), lost+found links, orphan entries, xattrs of missing inodes; the fixes that
 // remove names, extents or records, grow files or rebuild the root are listed with
 // applied = false and left for kAll (fsck -y).

@@ -1,6 +1,8 @@
 // repair: the data passes — 6 extents, 7 stripe records (live counts, leaked stripes). See
 // repair.h.
 #include <algorithm>
+#include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "meta/keys.h"
@@ -96,9 +98,8 @@ Result<void> repair_extents(Repairer& r) {
     if (file.empty()) return {};
     std::vector<Extent> kept = clean_file_extents(r, current, file, inodes, stripes, stripe_count);
     if (kept != file) {
-      for (const Extent& e : file) txn.del(Family::kExtents, extent_key(current, e.file_offset));
-      for (const Extent& e : kept)
-        txn.put(Family::kExtents, extent_key(current, e.file_offset), encode_extent(e));
+      for (const Extent& e : file) txn.del_extent(current, e);
+      for (const Extent& e : kept) txn.put_extent(current, e, nullptr);
     }
     auto inode = inodes.find(current);
     if (!kept.empty() && inode != inodes.end() && is_reg(inode->second)) {
@@ -186,6 +187,39 @@ Result<void> repair_stripes(Repairer& r) {
     }
     if (!(fixed == s)) txn.put_stripe(fixed);
   }
+  return r.commit(txn);
+}
+
+Result<void> repair_extents_by_stripe(Repairer& r) {
+  // A store older than format 3 gets the whole index at its upgrade (FsMeta::open).
+  if (r.store().super().store_format < 3) return {};
+  Txn txn(r.store());
+  std::set<std::tuple<uint64_t, uint64_t, uint64_t>> want;  // (stripe, inode, offset)
+  RAIDFS_CHECK(r.store().scan(Family::kExtents, "", "",
+                              [&](std::string_view k, std::string_view v) -> Result<bool> {
+                                auto key = parse_u64_pair_key(k);
+                                if (!key) return true;
+                                if (auto e = decode_extent(key->second, v))
+                                  want.emplace(e->stripe_id, key->first, key->second);
+                                return true;
+                              }));
+  // Derived from the extents: made to match them exactly, nothing lost.
+  RAIDFS_CHECK(r.store().scan(
+      Family::kExtentsByStripe, "", "", [&](std::string_view k, std::string_view) -> Result<bool> {
+        auto key = parse_extent_by_stripe_key(k);
+        if (!key) return true;  // pass 1 removed what does not decode
+        if (want.erase({key->stripe_id, key->ino, key->file_offset}) > 0) return true;
+        if (r.propose(true, "extents_by_stripe entry " + std::to_string(key->stripe_id) + ":" +
+                                std::to_string(key->ino) + "@" + std::to_string(key->file_offset) +
+                                " has no extent: removed"))
+          txn.del(Family::kExtentsByStripe, std::string(k));
+        return true;
+      }));
+  for (const auto& [stripe, ino, offset] : want)
+    if (r.propose(true, "extent " + std::to_string(ino) + "@" + std::to_string(offset) +
+                            " missing from the extents_by_stripe index of stripe " +
+                            std::to_string(stripe) + ": added"))
+      txn.put(Family::kExtentsByStripe, extent_by_stripe_key(stripe, ino, offset), {});
   return r.commit(txn);
 }
 

@@ -57,6 +57,7 @@ Result<void> repair_links(Repairer& r);
 Result<void> repair_nlink(Repairer& r);
 Result<void> repair_extents(Repairer& r);
 Result<void> repair_stripes(Repairer& r);
+Result<void> repair_extents_by_stripe(Repairer& r);
 Result<void> repair_rest(Repairer& r);
 
 }  // namespace raidfs::meta::repair_detail

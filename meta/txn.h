@@ -40,6 +40,10 @@ class Txn {
   Result<std::optional<Dirent>> find_dirent(uint64_t parent, std::string_view name);
   void put_dirent(uint64_t parent, std::string_view name, const Dirent& d);  // and its cookie
   void del_dirent(uint64_t parent, std::string_view name, const Dirent& d);  // and its cookie
+  // A file's extent stored (over `old`, what its key held, if anything) or removed, with its
+  // entry in the extents_by_stripe index: every extent write goes through these two.
+  void put_extent(uint64_t ino, const Extent& e, const Extent* old);
+  void del_extent(uint64_t ino, const Extent& e);
   Result<std::optional<Stripe>> find_stripe(uint64_t id);
   void put_stripe(const Stripe& s);
   Result<uint64_t> take_inode_number();  // reads and bumps the next_inode counter
