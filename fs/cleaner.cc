@@ -183,39 +183,20 @@ Result<std::vector<Cleaner::Victim>> Cleaner::pick(Mode mode, size_t count) {
 }
 
 Result<std::vector<Cleaner::Victim>> Cleaner::next_victims(Mode mode) {
-  const auto now = std::chrono::steady_clock::now();
-  if (queue_.empty() || mode != queue_mode_ ||
-      now - queued_at_ > std::chrono::milliseconds(kQueueMaxAgeMs)) {
-    queue_.clear();
-    RAIDFS_TRY(std::vector<Victim> chosen, pick(mode, kQueuedVictims));
-    queue_.assign(std::make_move_iterator(chosen.begin()), std::make_move_iterator(chosen.end()));
-    queue_mode_ = mode;
-    queued_at_ = now;
-  }
+  // Chosen afresh each pass: the stripe records are cached, and under skewed overwrites the
+  // scores change within seconds.
+  RAIDFS_TRY(std::vector<Victim> chosen, pick(mode, kVictimsPerPass));
   // As many as the free space can take: moving a victim needs room for its live blocks (each
   // extent may waste up to a block to alignment) before it frees anything.
   const uint64_t room =
       meta_.free_stripe_count() * uint64_t{stripe_data_bytes_} + writer_.open_free_bytes();
   std::vector<Victim> out;
   uint64_t need = 0;
-  while (!queue_.empty() && out.size() < kVictimsPerPass) {
-    Victim& v = queue_.front();
-    // Freed or reused since it was queued: nothing of it to move.
-    auto current = meta_.get_stripe(v.stripe.id);
-    if (!current) {
-      if (current.error().code != ENOENT) return std::unexpected(current.error());
-      queue_.pop_front();
-      continue;
-    }
-    if (current->generation != v.stripe.generation || current->state != meta::StripeState::kSealed) {
-      queue_.pop_front();
-      continue;
-    }
-    const uint64_t bytes = uint64_t{current->live_blocks} * kBlock * 5 / 4 + 2 * kBlock;
+  for (Victim& v : chosen) {
+    const uint64_t bytes = uint64_t{v.stripe.live_blocks} * kBlock * 5 / 4 + 2 * kBlock;
     if (need + bytes > room) break;
     need += bytes;
     out.push_back(std::move(v));
-    queue_.pop_front();
   }
   // Their extents as they are now, from the index of extents by stripe.
   std::vector<uint64_t> ids;

@@ -19,10 +19,8 @@
 // Victims (Sprite LFS's cost-benefit, as F2FS's background GC): a sealed stripe with utilisation
 // u = live blocks / blocks per stripe scores (1 - u) * age / (1 + u), age = how many stripes were
 // allocated since it was (its generation); when space is urgent, greedy: the lowest u first.
-// The background takes only stripes at most kBackgroundUtilisationMax full. One scan of the
-// stripe records serves the kQueuedVictims best victims, queued and taken by the passes that
-// follow (a victim freed or reused meanwhile is skipped); a victim's extents come from the
-// metadata's index of extents by stripe when its pass takes it.
+// The background takes only stripes at most kBackgroundUtilisationMax full. A victim's extents
+// come from the metadata's index of extents by stripe.
 //
 // When: a thread of its own wakes every kPollMs; below `low_water` free stripes it cleans until
 // `high_water` are free, resting between passes while space is not urgent; a writer refused for
@@ -36,9 +34,7 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -82,8 +78,6 @@ class Cleaner {
   static constexpr unsigned kPollMs = 200;
   static constexpr unsigned kRetryMs = 5000;  // after a background pass that failed
   static constexpr size_t kVictimsPerPass = 32;
-  static constexpr size_t kQueuedVictims = 512;      // chosen per scan of the stripes
-  static constexpr unsigned kQueueMaxAgeMs = 10000;  // then chosen afresh (scores change)
   // The background leaves alone stripes fuller than this; an urgent pass takes any.
   static constexpr double kBackgroundUtilisationMax = 0.8;
 
@@ -115,7 +109,7 @@ class Cleaner {
   struct Victim {
     meta::Stripe stripe;
     double score = 0;
-    std::vector<meta::OwnedExtent> extents;  // its file ranges, found when a pass takes it
+    std::vector<meta::OwnedExtent> extents;  // its file ranges
   };
   void run();
   // One pass: victims chosen, their live extents moved, the moves committed. Returns the
@@ -123,8 +117,7 @@ class Cleaner {
   Result<uint64_t> pass(IoContext& ctx, Mode mode);
   // The `count` best victims for `mode`, best first.
   Result<std::vector<Victim>> pick(Mode mode, size_t count);
-  // The next victims for a pass from the queue (chosen and scanned afresh when it is empty,
-  // stale or of the other mode), as many as the free room can take.
+  // The victims of one pass, best first, with their extents: as many as the free room can take.
   Result<std::vector<Victim>> next_victims(Mode mode);
   // Reads what is live of one extent of a victim into the cleaner's stripe (nothing if the
   // victim changed), writing the stripe out first when the extent does not fit.
@@ -145,9 +138,6 @@ class Cleaner {
   uint32_t staged_bytes_ = 0;  // of buffer_ in use
   std::vector<StripeWriter::Move> staged_;
 
-  std::deque<Victim> queue_;  // chosen; best first
-  Mode queue_mode_ = Mode::kBackground;
-  std::chrono::steady_clock::time_point queued_at_;
   // Victims a pass could not free (an extent it could not move), by id → (generation, live
   // blocks): left alone until they change.
   std::map<uint64_t, std::pair<uint64_t, uint32_t>> stuck_;
