@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "base/log.h"
 #include "fs/stripe_writer.h"
@@ -37,7 +38,8 @@ Cleaner::Cleaner(meta::FsMeta& meta, StripeWriter& writer, std::shared_mutex& st
       read_blocks_(std::move(read_blocks)),
       make_context_(std::move(make_context)),
       options_(options),
-      buffer_(stripe_data_bytes) {
+      buffer_(stripe_data_bytes),
+      victim_(stripe_data_bytes) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -208,8 +210,23 @@ Result<std::vector<Cleaner::Victim>> Cleaner::next_victims(Mode mode) {
   return out;
 }
 
+Result<bool> Cleaner::read_victim(IoContext& ctx, const Victim& v) {
+  uint64_t first = UINT64_MAX, end = 0;
+  for (const meta::OwnedExtent& e : v.extents) {
+    first = std::min<uint64_t>(first, e.extent.stripe_offset / kBlock * kBlock);
+    end = std::max(end, round_up(uint64_t{e.extent.stripe_offset} + e.extent.length));
+  }
+  if (first >= end) return false;
+  // As a reader: the stripe cannot be handed out again while its blocks are read.
+  std::shared_lock reuse(stripe_reuse_);
+  RAIDFS_TRY(meta::Stripe now, meta_.get_stripe(v.stripe.id));
+  if (now.generation != v.stripe.generation || now.state != meta::StripeState::kSealed) return false;
+  RAIDFS_CHECK(read_blocks_(ctx, now, first, static_cast<uint32_t>(end - first), victim_.data() + first));
+  return true;
+}
+
 Result<void> Cleaner::stage_extent(IoContext& ctx, const meta::Stripe& victim,
-                                   const meta::OwnedExtent& e) {
+                                   const meta::OwnedExtent& e, bool from_victim) {
   // The extent's blocks in the victim, staged whole: at the same place within a block as there
   // (and so as in the file). One that does not fit is cut at a block boundary, the stripe written
   // out, and the rest staged in the next: the cleaner's stripes leave no room unused.
@@ -222,7 +239,9 @@ Result<void> Cleaner::stage_extent(IoContext& ctx, const meta::Stripe& victim,
     meta::Extent part = rest;
     if (end - first > room) part.length = static_cast<uint32_t>(first + room - rest.stripe_offset);
     const uint64_t part_end = round_up(uint64_t{part.stripe_offset} + part.length);
-    {
+    if (from_victim) {
+      std::memcpy(buffer_.data() + staged_bytes_, victim_.data() + first, part_end - first);
+    } else {
       // As a reader: the stripe cannot be handed out again while its blocks are read.
       std::shared_lock reuse(stripe_reuse_);
       RAIDFS_TRY(meta::Stripe now, meta_.get_stripe(victim.id));
@@ -272,8 +291,12 @@ Result<uint64_t> Cleaner::pass(IoContext& ctx, Mode mode) {
   bool out_of_room = false;
   for (const Victim& v : victims) {
     if (stopping_) break;
+    // One read of the victim; if it fails (a dead block past repair fails it as well as a live
+    // one), each extent is read on its own, so that only a live loss stops the victim.
+    auto whole = read_victim(ctx, v);
+    if (whole && !*whole) continue;  // freed or reused meanwhile
     for (const meta::OwnedExtent& e : v.extents) {
-      Result<void> moved = stage_extent(ctx, v.stripe, e);
+      Result<void> moved = stage_extent(ctx, v.stripe, e, whole.has_value());
       if (moved) continue;
       if (moved.error().code == ENOSPC) {
         out_of_room = true;  // commit what moved; the next pass goes on

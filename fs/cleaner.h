@@ -119,9 +119,15 @@ class Cleaner {
   Result<std::vector<Victim>> pick(Mode mode, size_t count);
   // The victims of one pass, best first, with their extents: as many as the free room can take.
   Result<std::vector<Victim>> next_victims(Mode mode);
-  // Reads what is live of one extent of a victim into the cleaner's stripe (nothing if the
-  // victim changed), writing the stripe out first when the extent does not fit.
-  Result<void> stage_extent(IoContext& ctx, const meta::Stripe& victim, const meta::OwnedExtent& e);
+  // Reads the blocks of `v` its extents cover into victim_, in one request (the members read in
+  // parallel): under uniform overwrites the live pieces are single blocks, and a read each would
+  // be a round trip each. False when the victim changed (nothing of it to move).
+  Result<bool> read_victim(IoContext& ctx, const Victim& v);
+  // Stages one extent of a victim into the cleaner's stripe — from victim_ when `from_victim`,
+  // else read on its own (nothing if the victim changed) — writing the stripe out first when the
+  // extent does not fit.
+  Result<void> stage_extent(IoContext& ctx, const meta::Stripe& victim, const meta::OwnedExtent& e,
+                            bool from_victim);
   // Writes the staged extents out: as a stripe of their own (`whole`: the stripe is full), else
   // through the open stripe.
   Result<void> write_staged(IoContext& ctx, bool whole);
@@ -137,6 +143,7 @@ class Cleaner {
   AlignedBuffer buffer_;  // the cleaner's stripe: staged live blocks of victims
   uint32_t staged_bytes_ = 0;  // of buffer_ in use
   std::vector<StripeWriter::Move> staged_;
+  AlignedBuffer victim_;  // the data of the victim being moved, at its offsets in the stripe
 
   // Victims a pass could not free (an extent it could not move), by id → (generation, live
   // blocks): left alone until they change.
