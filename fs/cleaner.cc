@@ -21,8 +21,8 @@ uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
 CleanerOptions CleanerOptions::for_stripes(uint64_t stripe_count) {
   CleanerOptions o;
   o.reserve = std::clamp<uint64_t>(stripe_count / 64, 2, 64);
-  o.low_water = std::max(stripe_count / 10, 2 * o.reserve);
-  o.high_water = o.low_water + std::max<uint64_t>(stripe_count / 32, 1);
+  o.low_water = std::max(stripe_count / 32, 2 * o.reserve);
+  o.high_water = o.low_water + std::max<uint64_t>(stripe_count / 64, 1);
   return o;
 }
 

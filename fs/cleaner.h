@@ -59,8 +59,9 @@ struct CleanerOptions {
   uint64_t low_water = 0;   // free stripes below which the cleaner runs in the background
   uint64_t high_water = 0;  // ... until this many are free
   uint64_t reserve = 0;     // free stripes only the cleaner may fill
-  // Defaults for an array of `stripe_count` stripes: reserve 1/64 (2..64), low water 1/10 (at
-  // least twice the reserve), high water low water + 1/32.
+  // Defaults for an array of `stripe_count` stripes: reserve 1/64 (2..64), low water 1/32 (at
+  // least twice the reserve), high water low water + 1/64. Low: every free stripe kept clean is
+  // dead space the victims no longer have, so cleaning early raises the write amplification.
   static CleanerOptions for_stripes(uint64_t stripe_count);
 };
 
