@@ -205,12 +205,28 @@ Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const M
   }
   if (moved == 0) return uint64_t{0};
 
+  std::memset(data + used, 0, data_bytes_ - used);
+  std::vector<meta::FileExtents> files;
+  for (auto& [ino, extents] : kept) {
+    std::sort(extents.begin(), extents.end(),
+              [](const meta::Extent& a, const meta::Extent& b) { return a.file_offset < b.file_offset; });
+    files.push_back(meta::FileExtents{ino, std::move(extents), true, std::nullopt});
+  }
+  RAIDFS_CHECK(commit_whole_stripe_locked(ctx, data, std::move(files)));
+  std::lock_guard pending_lock(pending_mu_);
+  ++stats_.stripes_sealed;
+  stats_.bytes_direct += moved;  // written from the cleaner's buffer, not the open stripe
+  stats_.bytes_relocated += moved;
+  return moved;
+}
+
+Result<void> StripeWriter::commit_whole_stripe_locked(IoContext& ctx, const uint8_t* data,
+                                                      std::vector<meta::FileExtents> files) {
   meta::StripeRef ref;
   {
     std::unique_lock reuse(stripe_reuse_);
     RAIDFS_TRY(ref, meta_.allocate_stripe());
   }
-  std::memset(data + used, 0, data_bytes_ - used);
   const Geometry& g = array_.geometry();
   const uint8_t* chunks[kMembersMax];
   uint8_t* parity[kParityMax];
@@ -222,64 +238,26 @@ Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const M
     crcs.push_back(
         block_checksum(BlockVersion{ref.id, ref.generation, b}, {data + size_t{b} * kBlock, kBlock}));
   const meta::Stripe record = sealed_record(ref.id, ref.generation, data_bytes_, std::move(crcs));
-  std::vector<meta::FileExtents> files;
-  for (auto& [ino, extents] : kept) {
-    for (meta::Extent& e : extents) e.stripe_id = ref.id;
-    std::sort(extents.begin(), extents.end(),
-              [](const meta::Extent& a, const meta::Extent& b) { return a.file_offset < b.file_offset; });
-    files.push_back(meta::FileExtents{ino, std::move(extents), true, std::nullopt});
-  }
+  for (meta::FileExtents& f : files)
+    for (meta::Extent& e : f.extents) e.stripe_id = ref.id;
   auto written = [&]() -> Result<void> {
     RAIDFS_CHECK(array_.write_data(ctx.channel(), ref.id, 0, data_bytes_, data));
     RAIDFS_CHECK(array_.write_parity(ctx.channel(), ref.id, full_parity_.data()));
     RAIDFS_CHECK(array_.flush(ctx.channel()));
     return meta_.commit_files(files, std::span(&record, 1));
   }();
-  if (!written) {
-    meta_.release_stripe(ref.id);  // never committed: free again
-    return std::unexpected(written.error());
-  }
-  std::lock_guard pending_lock(pending_mu_);
-  ++stats_.stripes_sealed;
-  stats_.bytes_direct += moved;  // written from the cleaner's buffer, not the open stripe
-  stats_.bytes_relocated += moved;
-  return moved;
+  if (!written) meta_.release_stripe(ref.id);  // never committed: free again
+  return written;
 }
 
 Result<void> StripeWriter::write_full_stripe_locked(IoContext& ctx, uint64_t ino,
                                                    uint64_t file_offset, const uint8_t* src,
                                                    int64_t mtime_ns) {
-  meta::StripeRef ref;
-  {
-    std::unique_lock reuse(stripe_reuse_);
-    RAIDFS_TRY(ref, meta_.allocate_stripe());
-  }
-  const Geometry& g = array_.geometry();
-  const uint32_t k = g.data_count(), m = g.parity_count();
-  const uint8_t* data[kMembersMax];
-  uint8_t* parity[kParityMax];
-  for (uint32_t d = 0; d < k; ++d) data[d] = src + size_t{d} * chunk_bytes_;
-  for (uint32_t p = 0; p < m; ++p) parity[p] = full_parity_.data() + size_t{p} * chunk_bytes_;
-  array_.codec().encode(data, parity, chunk_bytes_);
-
-  std::vector<uint32_t> crcs;
-  for (uint32_t b = 0; b < data_bytes_ / kBlock; ++b)
-    crcs.push_back(
-        block_checksum(BlockVersion{ref.id, ref.generation, b}, {src + size_t{b} * kBlock, kBlock}));
-  const meta::Stripe record = sealed_record(ref.id, ref.generation, data_bytes_, std::move(crcs));
-  meta::FileExtents file{ino, {meta::Extent{file_offset, ref.id, 0, data_bytes_}}, true, std::nullopt};
+  meta::FileExtents file{ino, {meta::Extent{file_offset, 0, 0, data_bytes_}}, true, std::nullopt};
   if (mtime_ns) file.mtime_ns = mtime_ns;
-
-  auto written = [&]() -> Result<void> {
-    RAIDFS_CHECK(array_.write_data(ctx.channel(), ref.id, 0, data_bytes_, src));
-    RAIDFS_CHECK(array_.write_parity(ctx.channel(), ref.id, full_parity_.data()));
-    RAIDFS_CHECK(array_.flush(ctx.channel()));
-    return meta_.commit_files(std::span(&file, 1), std::span(&record, 1));
-  }();
-  if (!written) {
-    meta_.release_stripe(ref.id);  // never committed: free again
-    return written;
-  }
+  std::vector<meta::FileExtents> files;
+  files.push_back(std::move(file));
+  RAIDFS_CHECK(commit_whole_stripe_locked(ctx, src, std::move(files)));
   // Older pending data of this range would otherwise commit later over the newer data.
   std::lock_guard pending_lock(pending_mu_);
   if (auto it = pending_.find(ino); it != pending_.end())

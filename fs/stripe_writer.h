@@ -202,6 +202,11 @@ class StripeWriter {
   Result<void> logged(Result<void> outcome);
   bool has_pending(uint64_t ino) const;
   // The zero-copy path above: one whole stripe of `data_bytes_` from `src`.
+  // Allocates a stripe, writes `data` (a whole stripe's) and its parity to it, flushes, and
+  // commits `files` (their extents' stripe ids set to it) with its sealed record in one batch;
+  // the stripe is released again if any of that fails.
+  Result<void> commit_whole_stripe_locked(IoContext& ctx, const uint8_t* data,
+                                          std::vector<meta::FileExtents> files);
   Result<void> write_full_stripe_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
                                         const uint8_t* src, int64_t mtime_ns);
   // Writes blocks [written, filled rounded up) to the members and checksums them.
