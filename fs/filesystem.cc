@@ -408,6 +408,17 @@ Result<size_t> Filesystem::write(IoContext& ctx, uint64_t ino, uint64_t offset,
   }
 }
 
+Result<bool> Filesystem::kill_set_id(uint64_t ino) {
+  if (options_.read_only) return fail(EROFS, "read-only mount");
+  RAIDFS_TRY(const meta::Inode inode, meta_->getattr(ino));
+  const bool set_gid_exec = (inode.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
+  if (!S_ISREG(inode.mode) || !((inode.mode & S_ISUID) || set_gid_exec)) return false;
+  meta::SetAttr kill;
+  kill.kill_set_id = true;
+  RAIDFS_CHECK(meta_->setattr(ino, kill));
+  return true;
+}
+
 Result<void> Filesystem::fsync(IoContext& ctx, uint64_t ino) {
   if (!options_.read_only) RAIDFS_CHECK(writer_->flush(ctx, ino));
   return sync_metadata();

@@ -186,6 +186,11 @@ class Filesystem {
   // (StripeWriter::write says what a failure leaves): ENOSPC full, EIO or the member's errno
   // when the members refuse the data, EFBIG beyond the largest offset, EROFS read-only.
   Result<size_t> write(IoContext& ctx, uint64_t ino, uint64_t offset, std::span<const uint8_t> data);
+  // Before a write by a caller without CAP_FSETID: a set-user-ID file (and a set-group-ID one
+  // with group-execute) loses those bits (meta::SetAttr::kill_set_id). Returns whether the mode
+  // changed — the kernel's cached attributes are then stale. Most files have neither bit: one
+  // inode read, and a metadata batch only when one is set.
+  Result<bool> kill_set_id(uint64_t ino);
   // Makes the file's data and all earlier metadata changes durable (group commit).
   Result<void> fsync(IoContext& ctx, uint64_t ino);
   // Makes all earlier metadata changes durable (one WAL sync, shared with concurrent callers).

@@ -286,6 +286,13 @@ struct RequestDispatcher::Call {
   Result<void> write() {
     RAIDFS_TRY(const fuse_write_in in, read_struct<fuse_write_in>(req.op));
     if (req.payload.size() != in.size) return fail(EINVAL, "WRITE size disagrees with its data");
+    // FUSE_HANDLE_KILLPRIV_V2 (see init): the kernel asks raidfs to clear set-ID bits and, as it
+    // does not refresh the mode after a WRITE, is told when they went; otherwise a set-user-ID
+    // file could still be run with its old mode from the cache after a user changed it.
+    if (in.write_flags & FUSE_WRITE_KILL_SUIDGID) {
+      RAIDFS_TRY(const bool killed, fs().kill_set_id(nodeid()));
+      if (killed) d.invalidate_attributes(nodeid());
+    }
     RAIDFS_TRY(const size_t n, fs().write(ctx, nodeid(), in.offset, req.payload));
     fuse_write_out out{};
     out.size = static_cast<uint32_t>(std::min<size_t>(n, in.size));
@@ -438,9 +445,14 @@ Result<void> RequestDispatcher::Call::init() {
   // racing the write leaves the old bytes cached for good (docs/decisions.md).
   // DIRECT_IO_ALLOW_MMAP: a handle opened with FOPEN_DIRECT_IO (see put_open) may still be
   // mmapped shared.
+  // HANDLE_KILLPRIV_V2: raidfs clears set-ID bits itself on WRITE (FUSE_WRITE_KILL_SUIDGID) and
+  // SETATTR (FATTR_KILL_SUIDGID; an O_TRUNC open truncates through SETATTR, as ATOMIC_O_TRUNC is
+  // not asked for, so FUSE_OPEN_KILL_SUIDGID needs nothing more). In return the kernel marks the
+  // superblock SB_NOSEC and stops asking for security.capability before every write of a file
+  // it has seen without one — a whole request saved per write (docs/decisions.md).
   uint64_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_DO_READDIRPLUS |
                   FUSE_READDIRPLUS_AUTO | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT |
-                  FUSE_DIRECT_IO_ALLOW_MMAP | FUSE_EXPORT_SUPPORT;
+                  FUSE_DIRECT_IO_ALLOW_MMAP | FUSE_EXPORT_SUPPORT | FUSE_HANDLE_KILLPRIV_V2;
   if (d.options_.writeback_cache) want |= FUSE_WRITEBACK_CACHE;
   if (d.options_.async_dio) want |= FUSE_ASYNC_DIO;
   if (d.options_.posix_acl) want |= FUSE_POSIX_ACL | FUSE_DONT_MASK;
@@ -492,6 +504,8 @@ Result<void> RequestDispatcher::Call::setattr() {
   if (in.valid & FATTR_UID) attr.uid = in.uid;
   if (in.valid & FATTR_GID) attr.gid = in.gid;
   if (in.valid & FATTR_SIZE) attr.size = in.size;
+  // A truncate by a caller without CAP_FSETID, or a chown (FUSE_HANDLE_KILLPRIV_V2).
+  attr.kill_set_id = (in.valid & FATTR_KILL_SUIDGID) != 0;
   if (in.valid & (FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
     const int64_t now = file_time_now_ns();
     if (in.valid & FATTR_ATIME_NOW) attr.atime_ns = now;
@@ -510,7 +524,7 @@ Result<void> RequestDispatcher::Call::setattr() {
     RAIDFS_TRY(attr.ctime_ns, fuse::join_time(in.ctime, in.ctimensec));
   }
   const bool changes = attr.mode || attr.uid || attr.gid || attr.size || attr.atime_ns ||
-                       attr.mtime_ns || attr.ctime_ns;
+                       attr.mtime_ns || attr.ctime_ns || attr.kill_set_id;
   if (!changes) return getattr();
   RAIDFS_TRY(const meta::Inode inode, fs().setattr(ctx, nodeid(), attr));
   put_attr(inode);
@@ -662,6 +676,22 @@ Result<void> RequestDispatcher::Call::run() {
       // the kernel learns an operation is not implemented and falls back.
       return fail(ENOSYS, "not implemented");
   }
+}
+
+void RequestDispatcher::invalidate_attributes(uint64_t ino) {
+  if (!notifier_) return;
+  struct {
+    fuse_out_header header;
+    fuse_notify_inval_inode_out inval;
+  } message{};
+  message.header.len = sizeof(message);
+  message.header.error = FUSE_NOTIFY_INVAL_INODE;
+  message.inval.ino = ino;
+  message.inval.off = -1;  // attributes only, no page cache
+  auto sent = notifier_({reinterpret_cast<const uint8_t*>(&message), sizeof(message)});
+  if (!sent && error_log_.allow())
+    RAIDFS_LOG(kWarning, "telling the kernel that inode %llu changed: %s",
+               static_cast<unsigned long long>(ino), sent.error().message.c_str());
 }
 
 RequestDispatcher::RequestDispatcher(Filesystem& fs, const DispatcherOptions& options)

@@ -144,6 +144,13 @@ class RequestDispatcher {
     transport_status_ = std::move(source);
   }
 
+  // How to send the kernel a notification (a message with unique 0, FUSE_NOTIFY_* in its error
+  // field): a write to the connection's /dev/fuse descriptor, from any worker thread. Unset
+  // (tests), none is sent. Set it before the mount serves requests; it is not synchronised.
+  void set_notifier(std::function<Result<void>(std::span<const uint8_t>)> send) {
+    notifier_ = std::move(send);
+  }
+
   bool initialized() const { return initialized_.load(std::memory_order_acquire); }
   // The negotiated connection; meaningful only once initialized().
   const FuseConnection& connection() const { return connection_; }
@@ -159,6 +166,10 @@ class RequestDispatcher {
   // Rate limit for logging EIO-class errors (a failing member can fail every request).
   LogRateLimit error_log_{20};  // a failing member can fail every request
   std::function<std::string()> transport_status_;  // set before serving, read-only after
+  std::function<Result<void>(std::span<const uint8_t>)> notifier_;  // the same
+  // Tells the kernel that the inode's cached attributes are stale (FUSE_NOTIFY_INVAL_INODE,
+  // attributes only); a failure is logged, not returned: the cache times out anyway.
+  void invalidate_attributes(uint64_t ino);
 
   struct Call;  // one request being handled (fuse_dispatcher.cc)
 };

@@ -30,7 +30,7 @@ constexpr uint64_t kKernelOffer =
     FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_EXPORT_SUPPORT |
     FUSE_BIG_WRITES | FUSE_DONT_MASK | FUSE_SPLICE_WRITE | FUSE_FLOCK_LOCKS | FUSE_DO_READDIRPLUS |
     FUSE_READDIRPLUS_AUTO | FUSE_ASYNC_DIO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS |
-    FUSE_HANDLE_KILLPRIV | FUSE_POSIX_ACL | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |
+    FUSE_HANDLE_KILLPRIV | FUSE_HANDLE_KILLPRIV_V2 | FUSE_POSIX_ACL | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS |
     FUSE_SETXATTR_EXT | FUSE_INIT_EXT | FUSE_SECURITY_CTX | FUSE_PASSTHROUGH | FUSE_OVER_IO_URING;
 
 // A request as /dev/fuse delivers it: header, per-op struct, payload.
@@ -220,7 +220,7 @@ TEST_F(DispatcherTest, InitAnswersOurMinorAndOnlyFlagsTheKernelOffered) {
   const uint64_t expected = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS |
                             FUSE_READDIRPLUS_AUTO | FUSE_WRITEBACK_CACHE | FUSE_PARALLEL_DIROPS |
                             FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_INIT_EXT | FUSE_EXPORT_SUPPORT |
-                            FUSE_POSIX_ACL | FUSE_DONT_MASK;
+                            FUSE_POSIX_ACL | FUSE_DONT_MASK | FUSE_HANDLE_KILLPRIV_V2;
   EXPECT_EQ(granted, expected) << std::hex << granted;
   EXPECT_TRUE(dispatcher_->initialized());
   EXPECT_EQ(dispatcher_->connection().minor, fuse::kProtocolMinor);
@@ -527,6 +527,75 @@ TEST_F(DispatcherTest, SetgidDirectoriesHandOnTheirGroup) {
 struct SetxattrIn {
   uint32_t size = 0, flags = 0;
 };
+
+// FUSE_HANDLE_KILLPRIV_V2: the kernel leaves clearing set-ID bits to raidfs, and says when.
+TEST_F(DispatcherTest, WritesAndTruncatesWithTheKillFlagClearSetIdBits) {
+  std::vector<std::string> notes;  // what the kernel is told
+  dispatcher_->set_notifier([&](std::span<const uint8_t> m) -> Result<void> {
+    notes.emplace_back(reinterpret_cast<const char*>(m.data()), m.size());
+    return {};
+  });
+  init();
+  auto mode_of = [&](uint64_t ino) {
+    return body_as<fuse_attr_out>(send(Request(FUSE_GETATTR, ino).op(fuse_getattr_in{}))).attr.mode;
+  };
+  auto write = [&](uint64_t ino, uint32_t flags) {
+    fuse_write_in w{};
+    w.size = 10;
+    w.write_flags = flags;
+    return send(Request(FUSE_WRITE, ino).op(w).raw(std::string(10, 'x'))).error;
+  };
+  const uint64_t tool = create_file(meta::kRootIno, "tool", 06755);
+  const uint64_t locked = create_file(meta::kRootIno, "locked", 02745);  // sgid, no group x
+  // A caller with CAP_FSETID (no flag): the bits stay.
+  ASSERT_EQ(write(tool, 0), 0);
+  EXPECT_EQ(mode_of(tool), S_IFREG | 06755u);
+  // Without it: set-user-ID goes, set-group-ID goes only with group-execute (a mandatory-locking
+  // mark otherwise), and security.capability is removed.
+  SetxattrIn cap{};
+  const std::string caps(20, '\1');
+  cap.size = static_cast<uint32_t>(caps.size());
+  ASSERT_EQ(send(Request(FUSE_SETXATTR, tool).op(cap).name("security.capability").raw(caps)).error, 0);
+  ASSERT_EQ(notes.size(), 0u) << "nothing changed: no notification";
+  ASSERT_EQ(write(tool, FUSE_WRITE_KILL_SUIDGID), 0);
+  EXPECT_EQ(mode_of(tool), S_IFREG | 0755u);
+  // The kernel does not refresh the mode after a WRITE: it is told the attributes are stale.
+  ASSERT_EQ(notes.size(), 1u);
+  struct {
+    fuse_out_header header;
+    fuse_notify_inval_inode_out inval;
+  } note{};
+  ASSERT_EQ(notes[0].size(), sizeof(note));
+  std::memcpy(&note, notes[0].data(), sizeof(note));
+  EXPECT_EQ(note.header.len, sizeof(note));
+  EXPECT_EQ(note.header.error, FUSE_NOTIFY_INVAL_INODE);
+  EXPECT_EQ(note.header.unique, 0u);
+  EXPECT_EQ(note.inval.ino, tool);
+  EXPECT_EQ(note.inval.off, -1);
+  ASSERT_EQ(write(tool, FUSE_WRITE_KILL_SUIDGID), 0);
+  EXPECT_EQ(notes.size(), 1u) << "no bits left to clear: no notification";
+  fuse_getxattr_in get{};
+  get.size = 4096;
+  EXPECT_EQ(send(Request(FUSE_GETXATTR, tool).op(get).name("security.capability")).error, -ENODATA);
+  ASSERT_EQ(write(locked, FUSE_WRITE_KILL_SUIDGID), 0);
+  EXPECT_EQ(mode_of(locked), S_IFREG | 02745u);
+  // A truncate (or chown) with FATTR_KILL_SUIDGID.
+  fuse_setattr_in chmod{};
+  chmod.valid = FATTR_MODE;
+  chmod.mode = 04755;
+  ASSERT_EQ(send(Request(FUSE_SETATTR, tool).op(chmod)).error, 0);
+  fuse_setattr_in trunc{};
+  trunc.valid = FATTR_SIZE | FATTR_KILL_SUIDGID;
+  trunc.size = 3;
+  const auto a = body_as<fuse_attr_out>(send(Request(FUSE_SETATTR, tool).op(trunc)));
+  EXPECT_EQ(a.attr.mode, S_IFREG | 0755u);
+  EXPECT_EQ(a.attr.size, 3u);
+  fuse_setattr_in kill_only{};
+  kill_only.valid = FATTR_KILL_SUIDGID;
+  ASSERT_EQ(send(Request(FUSE_SETATTR, tool).op(chmod)).error, 0);
+  EXPECT_EQ(body_as<fuse_attr_out>(send(Request(FUSE_SETATTR, tool).op(kill_only))).attr.mode,
+            S_IFREG | 0755u);
+}
 
 // An ACL in the kernel's xattr form: version 2, then (tag, perm, id) entries.
 std::string acl_xattr(std::initializer_list<std::array<uint32_t, 3>> entries) {

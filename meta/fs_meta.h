@@ -96,6 +96,10 @@ class OpenCheck {
 
 struct SetAttr {
   std::optional<uint32_t> mode;  // permission bits; the type bits are kept
+  // After `mode`: what a write or truncate by a caller without CAP_FSETID does to a file (the
+  // kernel's should_remove_suid): S_ISUID cleared, S_ISGID cleared if group-execute is set, and
+  // security.capability removed. Directories are left alone.
+  bool kill_set_id = false;
   std::optional<uint32_t> uid;
   std::optional<uint32_t> gid;
   std::optional<uint64_t> size;  // regular files: truncate or extend (a hole)

@@ -370,6 +370,11 @@ Result<Inode> FsMeta::setattr(uint64_t ino, const SetAttr& attr, Durability dura
     inode.mtime_ns = now_ns();
   }
   if (attr.mode) inode.mode = (inode.mode & S_IFMT) | (*attr.mode & 07777);
+  if (attr.kill_set_id && !is_dir(inode)) {
+    inode.mode &= ~uint32_t{S_ISUID};
+    if (inode.mode & S_IXGRP) inode.mode &= ~uint32_t{S_ISGID};
+    txn.del(Family::kXattrs, xattr_key(ino, kCapabilityXattr));
+  }
   if (attr.uid) inode.uid = *attr.uid;
   if (attr.gid) inode.gid = *attr.gid;
   if (attr.atime_ns) inode.atime_ns = *attr.atime_ns;

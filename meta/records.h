@@ -45,6 +45,8 @@ namespace raidfs::meta {
 inline constexpr uint32_t kNameBytesMax = 255;          // file and xattr names
 inline constexpr uint32_t kSymlinkBytesMax = 4095;
 inline constexpr uint32_t kXattrValueBytesMax = 65536;
+// The file capabilities xattr, which a write or truncate removes (SetAttr::kill_set_id).
+inline constexpr std::string_view kCapabilityXattr = "security.capability";
 inline constexpr uint32_t kGeometryBytesMax = 4096;
 inline constexpr uint32_t kStripeDataBytesMax = 1u << 30;  // bounds crc and parity-row counts
 // FsMeta keeps one bit per stripe in memory (512 MiB at this limit); with 4 KiB chunks that is

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ meson ninja-build pkg-config python3
   liburing-dev libisal-dev librocksdb-dev libfuse3-dev fuse3 libcli11-dev libgtest-dev
-  fio btrfs-progs util-linux e2fsprogs rsync acl attr
+  fio btrfs-progs util-linux e2fsprogs rsync acl attr libcap2-bin
 )
 
 missing=()

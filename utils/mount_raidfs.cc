@@ -254,6 +254,11 @@ int serve(const Settings& s, Reporter& reporter) {
   auto mount = fs::FuseMount::mount(s.mountpoint, s.o.fuse_options, s.debug);
   if (!mount) return reporter.error(mount.error().message);
   const int fuse_fd = (*mount)->fd();
+  dispatcher.set_notifier([fuse_fd](std::span<const uint8_t> message) -> Result<void> {
+    if (::write(fuse_fd, message.data(), message.size()) < 0)
+      return fail(errno, std::string("notification to /dev/fuse: ") + std::strerror(errno));
+    return {};
+  });
   // With io_uring, one /dev/fuse worker carries INIT, FORGET and INTERRUPT; the full count
   // serves if the kernel keeps everything on /dev/fuse.
   fs::ClassicTransport transport(**filesystem, dispatcher, fuse_fd, uring ? 1 : s.o.threads);

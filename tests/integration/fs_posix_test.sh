@@ -204,6 +204,32 @@ acl_tree "$mp/acl" | diff -u "$IT_WORK/acl.ref" - >&2 || fail "the ACLs differ a
 [[ $(as_user cat "$mp/acl/f") == secret ]] || fail "after a remount the ACL does not let user 1000 read"
 it_log "POSIX ACLs: enforced for user 1000, mode and mask in step, defaults inherited without the umask, kept by cp -a, rsync -aAX, tar --acls and a remount"
 
+# 6b. Set-ID bits (raidfs clears them itself: FUSE_HANDLE_KILLPRIV_V2): a write or truncate by a
+# user without CAP_FSETID clears set-user-ID, and set-group-ID where group-execute is set; root's
+# keeps them; a user's write drops file capabilities.
+command -v setcap >/dev/null || fail "setcap is not installed (scripts/deps.sh installs libcap2-bin)"
+mkdir "$mp/setid" && chmod 777 "$mp/setid"
+for m in 4777 2777 2767 6777; do echo data >"$mp/setid/f$m" && chmod "$m" "$mp/setid/f$m"; done
+echo more >>"$mp/setid/f4777"
+[[ $(stat -c %a "$mp/setid/f4777") == 4777 ]] || fail "root's write cleared set-user-ID: $(stat -c %a "$mp/setid/f4777")"
+as_user sh -c "echo more >>'$mp/setid/f4777'"
+[[ $(stat -c %a "$mp/setid/f4777") == 777 ]] || fail "a user's write left mode $(stat -c %a "$mp/setid/f4777"), not 777"
+as_user sh -c "echo more >>'$mp/setid/f2777'"
+[[ $(stat -c %a "$mp/setid/f2777") == 777 ]] || fail "a user's write left set-group-ID with group-execute: $(stat -c %a "$mp/setid/f2777")"
+as_user sh -c "echo more >>'$mp/setid/f2767'"
+[[ $(stat -c %a "$mp/setid/f2767") == 2767 ]] || fail "a user's write cleared set-group-ID without group-execute: $(stat -c %a "$mp/setid/f2767")"
+as_user truncate -s 1 "$mp/setid/f6777"
+[[ $(stat -c %a "$mp/setid/f6777") == 777 ]] || fail "a user's truncate left mode $(stat -c %a "$mp/setid/f6777"), not 777"
+echo data >"$mp/setid/cap" && chmod 777 "$mp/setid/cap"
+setcap cap_net_raw+ep "$mp/setid/cap" || fail "setcap on raidfs failed"
+getcap "$mp/setid/cap" | grep -q cap_net_raw || fail "getcap does not show the capability set"
+as_user sh -c "echo more >>'$mp/setid/cap'"
+[[ -z $(getcap "$mp/setid/cap") ]] || fail "a user's write left the file capability: $(getcap "$mp/setid/cap")"
+it_remount "$arr/meta" "$mp"
+[[ $(stat -c %a "$mp/setid/f4777"):$(stat -c %a "$mp/setid/f2767") == 777:2767 ]] || fail "set-ID bits differ after a remount"
+[[ $(cat "$mp/setid/f2777") == $'data\nmore' ]] || fail "the user's appended data is not there after a remount"
+it_log "set-ID bits: cleared by a user's write and truncate (set-group-ID only with group-execute), kept by root's write; a user's write drops file capabilities"
+
 # 7. O_TMPFILE.
 python3 - "$mp" "$IT_WORK/part" <<'PY' || fail "O_TMPFILE files do not behave"
 import ctypes, errno, os, sys
