@@ -72,6 +72,7 @@ void RecordCache::evict_locked() {
 RecordCache::Lookup RecordCache::find(Family f, std::string_view key, std::string* value,
                                       uint64_t* generation) {
   std::lock_guard lock(mu_);
+  record_families_ |= family_bit(f);  // before the generation a fill() will be checked against
   if (const Node* n = lookup_locked(cache_key(f, key)); n != nullptr && !n->is_group) {
     ++hits_;
     *value = n->value;
@@ -193,26 +194,35 @@ void RecordCache::fill_group(Family f, std::string_view prefix,
   }
   std::string ckey = cache_key(f, prefix);
   std::lock_guard lock(mu_);
+  group_families_ |= family_bit(f);
   if (recent_misses_.erase(ckey) > 0) std::erase(recent_order_, ckey);
   insert_locked(std::move(ckey), std::move(node));
 }
 
 void RecordCache::apply(const WriteSet& set) {
   std::lock_guard lock(mu_);
+  std::string ckey, gkey;  // reused: a batch of thousands of keys need not allocate for each
   for (const WriteSet::Op& op : set.ops()) {
-    const std::string ckey = cache_key(op.family, op.key);
-    ++generation_locked(ckey);
-    if (auto it = nodes_.find(ckey);
-        it != nodes_.end() && !it->second.is_group) {
-      if (op.is_delete || op.value.size() > kRecordMaxBytes) {
-        erase_locked(it);
-      } else {
-        it->second.value = op.value;
-        resize_locked(it->second, entry_bytes(op.key, op.value) + 1);
+    const uint32_t bit = family_bit(op.family);
+    // A family never looked up by key and without a cached group has nothing here to update.
+    if (!(record_families_ & bit) && !(group_families_ & bit)) continue;
+    if (record_families_ & bit) {
+      ckey.assign(1, static_cast<char>(op.family));
+      ckey.append(op.key);
+      ++generation_locked(ckey);
+      if (auto it = nodes_.find(ckey); it != nodes_.end() && !it->second.is_group) {
+        if (op.is_delete || op.value.size() > kRecordMaxBytes) {
+          erase_locked(it);
+        } else {
+          it->second.value = op.value;
+          resize_locked(it->second, entry_bytes(op.key, op.value) + 1);
+        }
       }
     }
-    if (op.key.size() < kGroupPrefixBytes) continue;
-    auto g = nodes_.find(cache_key(op.family, std::string_view(op.key).substr(0, kGroupPrefixBytes)));
+    if (!(group_families_ & bit) || op.key.size() < kGroupPrefixBytes) continue;
+    gkey.assign(1, static_cast<char>(op.family));
+    gkey.append(std::string_view(op.key).substr(0, kGroupPrefixBytes));
+    auto g = nodes_.find(gkey);
     if (g == nodes_.end() || !g->second.is_group || g->second.too_large) continue;
     Node& group = g->second;
     size_t bytes = group.bytes;

@@ -108,6 +108,8 @@ class RecordCache {
   };
 
   static std::string cache_key(Family f, std::string_view key_or_prefix);
+  static_assert(kFamilyCount <= 32, "family_bit needs a wider mask");
+  static uint32_t family_bit(Family f) { return uint32_t{1} << static_cast<uint32_t>(f); }
   uint64_t& generation_locked(const std::string& ckey) {
     return generation_[std::hash<std::string>()(ckey) % kGenerationBuckets];
   }
@@ -130,6 +132,11 @@ class RecordCache {
   std::unordered_set<std::string> recent_misses_;  // groups missed once (cache keys) ...
   std::deque<std::string> recent_order_;           // ... oldest first
   uint64_t hits_ = 0, misses_ = 0;
+  // Families apply() must look at (family_bit): looked up by key since construction (set by
+  // find(), before the generation it hands out), and holding cached groups (set by fill_group).
+  // Writes to the others — most of a random-write batch's index keys — cost no hashing here.
+  uint32_t record_families_ = 0;
+  uint32_t group_families_ = 0;
 };
 
 }  // namespace raidfs::meta

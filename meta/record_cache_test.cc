@@ -51,6 +51,30 @@ TEST(RecordCache, FillThenFindAndWritesUpdateInPlace) {
   EXPECT_EQ(cache.find(Family::kStripes, "a", &value, &gen), Lookup::kMiss);
 }
 
+// apply() skips families nobody has looked up: the first lookup must still see every later write.
+TEST(RecordCache, AFamilyLookedUpOnlyAfterWritesStaysCoherent) {
+  RecordCache cache(1 << 20);
+  std::string value;
+  uint64_t gen = 0;
+  WriteSet early;
+  early.put(Family::kXattrs, "x", "1");
+  cache.apply(early);  // nothing of the family cached: nothing to do
+  ASSERT_EQ(cache.find(Family::kXattrs, "x", &value, &gen), Lookup::kMiss);
+  WriteSet between;  // after the miss, before the fill: the reader's "1" is stale
+  between.put(Family::kXattrs, "x", "2");
+  cache.apply(between);
+  cache.fill(Family::kXattrs, "x", "1", gen);
+  ASSERT_EQ(cache.find(Family::kXattrs, "x", &value, &gen), Lookup::kMiss);
+  cache.fill(Family::kXattrs, "x", "2", gen);
+  ASSERT_EQ(cache.find(Family::kXattrs, "x", &value, &gen), Lookup::kHit);
+  EXPECT_EQ(value, "2");
+  WriteSet later;
+  later.put(Family::kXattrs, "x", "3");
+  cache.apply(later);
+  ASSERT_EQ(cache.find(Family::kXattrs, "x", &value, &gen), Lookup::kHit);
+  EXPECT_EQ(value, "3");
+}
+
 TEST(RecordCache, FillAfterAWriteToTheFamilyIsDropped) {
   RecordCache cache(1 << 20);
   std::string value;
