@@ -9,7 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -697,6 +701,105 @@ TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
   remove_member(4);
   mount();
   EXPECT_EQ(read(a, 0, d.size()), d);
+}
+
+// Holds every batch with a write until opened: a seal caught in its member I/O.
+class WriteGate {
+ public:
+  void pass() {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+  }
+  bool wait_for_writer() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return waiting_ > 0; });
+  }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
+class GatedIo final : public MemberIo {
+ public:
+  GatedIo(std::unique_ptr<MemberIo> inner, WriteGate& gate) : inner_(std::move(inner)), gate_(gate) {}
+  void execute(std::span<IoRequest> batch) override {
+    if (std::any_of(batch.begin(), batch.end(), [](const IoRequest& r) { return r.op == IoOp::kWrite; }))
+      gate_.pass();
+    inner_->execute(batch);
+  }
+  Result<void> register_buffers(std::span<const std::span<uint8_t>> ranges) override {
+    return inner_->register_buffers(ranges);
+  }
+
+ private:
+  std::unique_ptr<MemberIo> inner_;
+  WriteGate& gate_;
+};
+
+// The write that fills a stripe seals it without the writer's lock: while that seal waits for
+// its member writes, other writes are placed in the next stripe and every byte reads back
+// (the newest where they overlap); an fsync then waits for the seal, and all of it commits in
+// order.
+TEST_F(FilesystemTest, WritesGoOnWhileTheStripeBeforeThemIsSealed) {
+  format(4, 1, 16 << 20);
+  const size_t stripe = 3 * kChunk;
+  const uint64_t a = create("a"), b = create("b");
+  const auto old_a = random_bytes(stripe, 31);
+  WriteGate gate;
+  std::atomic<bool> sealed{false};
+  std::thread sealer([&] {
+    auto inner = fs_->array().make_member_io();
+    ASSERT_TRUE(inner);
+    IoContext gated(std::make_unique<GatedIo>(std::move(*inner), gate), fs_->array());
+    // From offset 100: not the straight-from-the-caller path; it fills the open stripe.
+    auto n = fs_->write(gated, a, 100, old_a);
+    EXPECT_TRUE(n) << n.error().message;
+    sealed = true;
+  });
+  ASSERT_TRUE(gate.wait_for_writer()) << "the seal never reached its member writes";
+  EXPECT_FALSE(sealed);
+
+  // Placed, and read back, while the stripe before is held in its seal.
+  auto placed = std::async(std::launch::async, [&] {
+    const auto new_a = random_bytes(4096, 32);
+    auto n = fs_->write(*ctx_, a, 100, new_a);
+    auto m = fs_->write(*ctx_, b, 0, random_bytes(5000, 33));
+    return n && m;
+  });
+  const bool done = placed.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  if (!done) gate.open();  // do not leave the test hanging
+  ASSERT_TRUE(done) << "a write waited for the seal of a stripe it has nothing in";
+  ASSERT_TRUE(placed.get());
+  EXPECT_FALSE(sealed);
+  auto want_a = old_a;
+  const auto new_a = random_bytes(4096, 32);
+  std::copy(new_a.begin(), new_a.end(), want_a.begin());
+  EXPECT_TRUE(read(a, 100, stripe) == want_a) << "pending data of both stripes, newest first";
+  EXPECT_EQ(fs_->getattr(a)->size, 100 + stripe);
+  EXPECT_TRUE(read(b, 0, 5000) == random_bytes(5000, 33));
+
+  gate.open();
+  sealer.join();
+  EXPECT_TRUE(sealed);
+  ASSERT_TRUE(fs_->fsync(*ctx_, a));
+  crash_and_mount();
+  EXPECT_TRUE(read(a, 100, stripe) == want_a) << "the newer write committed after the older";
+  EXPECT_TRUE(read(b, 0, 5000) == random_bytes(5000, 33));
+  fs_.reset();
+  ctx_.reset();
+  auto summary = run_fsck(dir_.file("meta"), FsckOptions{});
+  ASSERT_TRUE(summary) << summary.error().message;
+  EXPECT_EQ(summary->problems_found, 0u);
 }
 
 TEST_F(FilesystemTest, AnUnlinkedOpenFileWorksUntilItsLastClose) {

@@ -25,7 +25,8 @@ StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& 
       stripe_reuse_(stripe_reuse),
       chunk_bytes_(array.geometry().chunk_bytes()),
       data_bytes_(static_cast<uint32_t>(array.geometry().stripe_data_bytes())),
-      buffer_(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes()),
+      slots_{Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes()),
+             Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes())},
       full_parity_(size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()) {}
 
 void StripeWriter::carve(PendingMap& map, uint64_t begin, uint64_t end) {
@@ -64,28 +65,41 @@ Result<void> StripeWriter::allocate_locked() {
     std::unique_lock reuse(stripe_reuse_);
     RAIDFS_TRY(ref, meta_.allocate_stripe());
   }
-  std::memset(buffer_.data(), 0, buffer_.size());
-  open_ = OpenStripe{};
-  open_->id = ref.id;
-  open_->generation = ref.generation;
+  Slot& slot = open_slot();
+  std::memset(slot.buffer.data(), 0, slot.buffer.size());
+  slot.stripe = OpenStripe{};
+  slot.stripe->id = ref.id;
+  slot.stripe->generation = ref.generation;
   open_free_bytes_ = data_bytes_;
-  array_.set_write_floor(ref.generation);  // stripes below it are done (Array::set_write_floor)
+  // Stripes below the oldest one taking data are done (Array::set_write_floor): the one behind,
+  // while it is not sealed.
+  const Slot& behind = behind_slot();
+  array_.set_write_floor(behind_ != Behind::kEmpty && behind.stripe ? behind.stripe->generation
+                                                                     : ref.generation);
   return {};
 }
 
 Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset,
                                    std::span<const uint8_t> data, bool set_times) {
-  std::lock_guard lock(mu_);
-  return write_locked(ctx, ino, offset, data, set_times, reserved_stripes_.load());
+  Lock lock(mu_);
+  bool filled = false;
+  Result<size_t> placed =
+      write_locked(ctx, lock, ino, offset, data, set_times, reserved_stripes_.load(), &filled);
+  // The stripe this write filled is sealed now, with the lock released: the next writes fill
+  // the open slot meanwhile.
+  Result<void> sealed = filled ? seal_behind(ctx, lock, true) : Result<void>{};
+  if (placed && !sealed) return std::unexpected(sealed.error());
+  return placed;
 }
 
-Result<size_t> StripeWriter::write_locked(IoContext& ctx, uint64_t ino, uint64_t offset,
-                                          std::span<const uint8_t> data, bool set_times,
-                                          uint64_t kept_free) {
+Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t ino,
+                                          uint64_t offset, std::span<const uint8_t> data,
+                                          bool set_times, uint64_t kept_free, bool* filled) {
   // Refuse up front what cannot fit, so that a failed write changes nothing (a short count
   // would also make the kernel's async direct I/O report EIO instead of ENOSPC). Each stripe the
-  // data spans may lose up to a block to alignment. Only this thread allocates, so the free
-  // count can only grow meanwhile.
+  // data spans may lose up to a block to alignment. Only writers allocate, and only this one
+  // while the lock is held; a write that waits for a seal (rotate) lets others in, so under
+  // concurrent writers an array filling up may refuse a later part of a write.
   const uint64_t free_stripes = meta_.free_stripe_count();
   const uint64_t usable = free_stripes > kept_free ? free_stripes - kept_free : 0;
   const uint64_t room = open_free_bytes_ + usable * uint64_t{data_bytes_};
@@ -104,8 +118,9 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, uint64_t ino, uint64_t
       accepted += data_bytes_;
       continue;
     }
-    if (!open_) RAIDFS_CHECK(allocate_locked());
-    OpenStripe& s = *open_;
+    if (!open_slot().stripe) RAIDFS_CHECK(allocate_locked());
+    Slot& slot = open_slot();
+    OpenStripe& s = *slot.stripe;
     uint64_t pos;
     if (s.last_ino == ino && s.last_file_end == file_offset && s.last_stripe_end >= s.written &&
         s.last_stripe_end > 0) {
@@ -113,15 +128,17 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, uint64_t ino, uint64_t
     } else {
       pos = round_up(s.filled) + file_offset % kBlock;
     }
-    if (pos >= data_bytes_) {
-      RAIDFS_CHECK(logged(seal_locked(ctx)));
+    if (pos >= data_bytes_) {  // no room for this write's alignment: the next stripe
+      const uint64_t before = rotations_;
+      RAIDFS_CHECK(rotate(ctx, lock));
+      if (rotations_ != before) *filled = true;
       continue;
     }
     const size_t n = std::min<uint64_t>(data.size() - accepted, data_bytes_ - pos);
-    std::memcpy(buffer_.data() + pos, data.data() + accepted, n);
+    std::memcpy(slot.buffer.data() + pos, data.data() + accepted, n);
     {
       std::lock_guard pending_lock(pending_mu_);
-      PendingFile& file = pending_[ino];
+      PendingFile& file = slot.pending[ino];
       if (set_times) file.mtime_ns = now;
       PendingMap& map = file.extents;
       carve(map, file_offset, file_offset + n);
@@ -140,7 +157,11 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, uint64_t ino, uint64_t
     s.last_file_end = file_offset + n;
     s.last_stripe_end = s.filled;
     accepted += n;
-    if (s.filled == data_bytes_) RAIDFS_CHECK(logged(seal_locked(ctx)));
+    if (s.filled == data_bytes_) {
+      const uint64_t before = rotations_;
+      RAIDFS_CHECK(rotate(ctx, lock));
+      if (rotations_ != before) *filled = true;
+    }
   }
   return accepted;
 }
@@ -148,9 +169,10 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, uint64_t ino, uint64_t
 Result<std::vector<std::pair<uint64_t, uint64_t>>> StripeWriter::still_mapped_locked(
     uint64_t ino, const meta::Extent& from, uint64_t generation) {
   using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
-  // Under mu_ no extent of any file changes (every commit, truncate and punch takes it), and the
-  // stripe cannot be handed out again (only this writer allocates): what is checked here holds
-  // until the caller places the bytes.
+  // Under mu_, with the slot behind settled, no extent of any file changes (every commit,
+  // truncate and punch takes mu_ or is that slot's seal), and the stripe cannot be handed out
+  // again (only this writer allocates): what is checked here holds until the caller places the
+  // bytes.
   auto stripe = meta_.get_stripe(from.stripe_id);
   if (!stripe) return stripe.error().code == ENOENT ? Result<Ranges>(Ranges{}) : std::unexpected(stripe.error());
   if (stripe->generation != generation || stripe->state != meta::StripeState::kSealed) return Ranges{};
@@ -178,21 +200,30 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> StripeWriter::still_mapped_lo
 
 Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta::Extent& from,
                                         uint64_t generation, const uint8_t* data) {
-  std::lock_guard lock(mu_);
+  Lock lock(mu_);
+  RAIDFS_CHECK(settle_behind(ctx, lock));
   RAIDFS_TRY(auto keep, still_mapped_locked(ino, from, generation));
   uint64_t moved = 0;
+  bool filled = false;
   for (auto [a, b] : keep) {
-    RAIDFS_CHECK(write_locked(ctx, ino, a, {data + (a - from.file_offset), b - a}, false, 0));
+    // No waiting in here: the slot behind is settled and no one else moves one while the lock
+    // is held, so nothing can slip in between the check above and the placement.
+    RAIDFS_CHECK(write_locked(ctx, lock, ino, a, {data + (a - from.file_offset), b - a}, false, 0,
+                              &filled));
     moved += b - a;
   }
-  std::lock_guard pending_lock(pending_mu_);
-  stats_.bytes_relocated += moved;
+  {
+    std::lock_guard pending_lock(pending_mu_);
+    stats_.bytes_relocated += moved;
+  }
+  if (filled) RAIDFS_CHECK(seal_behind(ctx, lock, true));
   return moved;
 }
 
 Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const Move> moves,
                                                uint8_t* data, uint32_t used) {
-  std::lock_guard lock(mu_);
+  Lock lock(mu_);
+  RAIDFS_CHECK(settle_behind(ctx, lock));
   std::map<uint64_t, std::vector<meta::Extent>> kept;  // by inode, in file order
   uint64_t moved = 0;
   for (const Move& mv : moves) {
@@ -258,52 +289,55 @@ Result<void> StripeWriter::write_full_stripe_locked(IoContext& ctx, uint64_t ino
   std::vector<meta::FileExtents> files;
   files.push_back(std::move(file));
   RAIDFS_CHECK(commit_whole_stripe_locked(ctx, src, std::move(files)));
-  // Older pending data of this range would otherwise commit later over the newer data.
+  // Older pending data of this range would otherwise commit later over the newer data. (None is
+  // behind: the path is taken only when the file has nothing pending in either slot.)
   std::lock_guard pending_lock(pending_mu_);
-  if (auto it = pending_.find(ino); it != pending_.end())
+  std::map<uint64_t, PendingFile>& pending = open_slot().pending;
+  if (auto it = pending.find(ino); it != pending.end())
     carve(it->second.extents, file_offset, file_offset + data_bytes_);
   ++stats_.stripes_sealed;
   stats_.bytes_direct += data_bytes_;
   return {};
 }
 
-Result<void> StripeWriter::write_new_blocks_locked(IoContext& ctx) {
-  OpenStripe& s = *open_;
+Result<void> StripeWriter::write_new_blocks(IoContext& ctx, Slot& slot) {
+  OpenStripe& s = *slot.stripe;
   const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
   if (end > s.written) {
     RAIDFS_CHECK(array_.write_data(ctx.channel(), s.id, s.written, end - s.written,
-                                   buffer_.data() + s.written));
+                                   slot.buffer.data() + s.written));
     s.crcs.resize(s.written / kBlock);  // drops those of an earlier attempt that did not commit
     for (uint32_t b = s.written / kBlock; b < end / kBlock; ++b)
       s.crcs.push_back(block_checksum(BlockVersion{s.id, s.generation, b},
-                                      {buffer_.data() + size_t{b} * kBlock, kBlock}));
+                                      {slot.buffer.data() + size_t{b} * kBlock, kBlock}));
   }
   return {};
 }
 
-void StripeWriter::parity_rows(uint32_t first_row, uint32_t row_count) {
+void StripeWriter::parity_rows(Slot& slot, uint32_t first_row, uint32_t row_count) {
   const Geometry& g = array_.geometry();
   const uint32_t k = g.data_count(), m = g.parity_count();
   const uint8_t* data[kMembersMax];
   uint8_t* parity[kParityMax];
   for (uint32_t row = first_row; row < first_row + row_count; ++row) {
     const size_t at = size_t{row} * kBlock;
-    for (uint32_t d = 0; d < k; ++d) data[d] = buffer_.data() + size_t{d} * chunk_bytes_ + at;
-    for (uint32_t p = 0; p < m; ++p) parity[p] = buffer_.data() + size_t{k + p} * chunk_bytes_ + at;
+    for (uint32_t d = 0; d < k; ++d) data[d] = slot.buffer.data() + size_t{d} * chunk_bytes_ + at;
+    for (uint32_t p = 0; p < m; ++p)
+      parity[p] = slot.buffer.data() + size_t{k + p} * chunk_bytes_ + at;
     array_.codec().encode(data, parity, kBlock);
   }
 }
 
-Result<void> StripeWriter::commit_locked(const meta::Stripe& record) {
+Result<void> StripeWriter::commit_slot(Slot& slot, const meta::Stripe& record) {
   std::vector<meta::FileExtents> files;
   {
     std::lock_guard pending_lock(pending_mu_);
-    for (const auto& [ino, pf] : pending_) {
+    for (const auto& [ino, pf] : slot.pending) {
       if (pf.extents.empty()) continue;
       meta::FileExtents file{ino, {}, true, std::nullopt};
       if (pf.mtime_ns) file.mtime_ns = pf.mtime_ns;
       for (const auto& [off, p] : pf.extents)
-        file.extents.push_back(meta::Extent{off, open_->id, p.stripe_offset, p.length});
+        file.extents.push_back(meta::Extent{off, slot.stripe->id, p.stripe_offset, p.length});
       files.push_back(std::move(file));
     }
   }
@@ -313,23 +347,24 @@ Result<void> StripeWriter::commit_locked(const meta::Stripe& record) {
   PendingChange change(pending_epoch_);
   RAIDFS_CHECK(meta_.commit_files(files, std::span(&record, 1)));
   std::lock_guard pending_lock(pending_mu_);
-  pending_.clear();
+  slot.pending.clear();
   return {};
 }
 
 Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
-  OpenStripe& s = *open_;
+  Slot& slot = open_slot();
+  OpenStripe& s = *slot.stripe;
   const uint32_t old_written = s.written;
-  RAIDFS_CHECK(write_new_blocks_locked(ctx));
+  RAIDFS_CHECK(write_new_blocks(ctx, slot));
   const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
   // Parity of the rows the new blocks touch; rows with data are a prefix since the chunks fill
   // one after another.
   const uint32_t rows_per_chunk = chunk_bytes_ / kBlock;
   const uint32_t first_block = old_written / kBlock, end_block = end / kBlock;
   if (end_block - first_block >= rows_per_chunk) {
-    parity_rows(0, rows_per_chunk);
+    parity_rows(slot, 0, rows_per_chunk);
   } else {
-    for (uint32_t b = first_block; b < end_block; ++b) parity_rows(b % rows_per_chunk, 1);
+    for (uint32_t b = first_block; b < end_block; ++b) parity_rows(slot, b % rows_per_chunk, 1);
   }
   RAIDFS_CHECK(array_.flush(ctx.channel()));
 
@@ -346,10 +381,10 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
     meta::ParityRow pr{row, std::string(size_t{m} * kBlock, '\0')};
     for (uint32_t p = 0; p < m; ++p)
       std::memcpy(pr.bytes.data() + size_t{p} * kBlock,
-                  buffer_.data() + size_t{k + p} * chunk_bytes_ + size_t{row} * kBlock, kBlock);
+                  slot.buffer.data() + size_t{k + p} * chunk_bytes_ + size_t{row} * kBlock, kBlock);
     record.parity_rows.push_back(std::move(pr));
   }
-  RAIDFS_CHECK(commit_locked(record));
+  RAIDFS_CHECK(commit_slot(slot, record));
   s.written = s.filled = end;
   s.committed = true;
   open_free_bytes_ = data_bytes_ - end;
@@ -358,33 +393,80 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
   return {};
 }
 
-Result<void> StripeWriter::seal_locked(IoContext& ctx) {
-  OpenStripe& s = *open_;
+Result<void> StripeWriter::seal_slot(IoContext& ctx, Slot& slot) {
+  OpenStripe& s = *slot.stripe;
   bool any_pending;
   {
     std::lock_guard pending_lock(pending_mu_);
-    any_pending = std::any_of(pending_.begin(), pending_.end(),
+    any_pending = std::any_of(slot.pending.begin(), slot.pending.end(),
                               [](const auto& e) { return !e.second.extents.empty(); });
   }
   if (!s.committed && !any_pending) {  // nothing of it ever reached the metadata
     meta_.release_stripe(s.id);
-    open_.reset();
-    open_free_bytes_ = 0;
-    array_.set_write_floor(meta_.next_generation());
     std::lock_guard pending_lock(pending_mu_);
-    pending_.clear();
+    slot.pending.clear();
     return {};
   }
-  RAIDFS_CHECK(write_new_blocks_locked(ctx));
+  RAIDFS_CHECK(write_new_blocks(ctx, slot));
   const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
-  RAIDFS_CHECK(write_parity_and_flush(array_, ctx.channel(), s.id, buffer_.data()));
-  RAIDFS_CHECK(commit_locked(sealed_record(s.id, s.generation, end, s.crcs)));
-  open_.reset();
-  open_free_bytes_ = 0;
-  array_.set_write_floor(meta_.next_generation());
+  RAIDFS_CHECK(write_parity_and_flush(array_, ctx.channel(), s.id, slot.buffer.data()));
+  RAIDFS_CHECK(commit_slot(slot, sealed_record(s.id, s.generation, end, s.crcs)));
   std::lock_guard pending_lock(pending_mu_);
   ++stats_.stripes_sealed;
   return {};
+}
+
+Result<void> StripeWriter::settle_behind(IoContext& ctx, Lock& lock) {
+  for (;;) {
+    switch (behind_) {
+      case Behind::kEmpty:
+        return {};
+      case Behind::kSealing:
+        behind_cv_.wait(lock);
+        break;
+      case Behind::kFull:  // its seal failed (or its writer is this thread): sealed here
+        RAIDFS_CHECK(seal_behind(ctx, lock, false));
+        break;
+    }
+  }
+}
+
+Result<void> StripeWriter::rotate(IoContext& ctx, Lock& lock) {
+  const uint64_t seen = rotations_;
+  RAIDFS_CHECK(settle_behind(ctx, lock));
+  if (rotations_ != seen || !open_slot().stripe) return {};
+  {
+    std::lock_guard pending_lock(pending_mu_);
+    open_slot_ = 1 - open_slot_;
+  }
+  behind_ = Behind::kFull;
+  ++rotations_;
+  open_free_bytes_ = 0;
+  return {};
+}
+
+Result<void> StripeWriter::seal_behind(IoContext& ctx, Lock& lock, bool release) {
+  if (behind_ != Behind::kFull) return {};
+  Slot& slot = behind_slot();
+  behind_ = Behind::kSealing;
+  if (release) lock.unlock();
+  Result<void> sealed = seal_slot(ctx, slot);
+  if (release) lock.lock();
+  if (sealed) {
+    slot.stripe.reset();
+    behind_ = Behind::kEmpty;
+    const Slot& open = open_slot();
+    array_.set_write_floor(open.stripe ? open.stripe->generation : meta_.next_generation());
+  } else {
+    behind_ = Behind::kFull;  // its data stays pending there; the next settle tries again
+  }
+  behind_cv_.notify_all();
+  return logged(std::move(sealed));
+}
+
+Result<void> StripeWriter::seal_open(IoContext& ctx, Lock& lock) {
+  RAIDFS_CHECK(rotate(ctx, lock));
+  return seal_behind(ctx, lock, false);
 }
 
 Result<void> StripeWriter::write_parity_and_flush(Array& array, IoChannel& channel,
@@ -412,32 +494,24 @@ meta::Stripe StripeWriter::sealed_record(uint64_t stripe, uint64_t generation,
 }
 
 Result<void> StripeWriter::flush(IoContext& ctx, uint64_t ino) {
-  std::lock_guard lock(mu_);
-  if (!open_) return {};
-  {
-    std::lock_guard pending_lock(pending_mu_);
-    if (ino != 0) {
-      auto it = pending_.find(ino);
-      if (it == pending_.end() || it->second.extents.empty()) return {};
-    } else if (std::all_of(pending_.begin(), pending_.end(),
-                           [](const auto& e) { return e.second.extents.empty(); })) {
-      return {};
-    }
-  }
+  Lock lock(mu_);
+  if (!has_pending(ino)) return {};
+  // Data of the file may be behind, in a stripe being sealed: that commit comes first.
+  RAIDFS_CHECK(settle_behind(ctx, lock));
+  if (!open_slot().stripe || !has_pending(ino)) return {};
   return logged(flush_partial_locked(ctx));
 }
 
 Result<void> StripeWriter::seal(IoContext& ctx) {
-  std::lock_guard lock(mu_);
-  if (!open_) return {};
-  return logged(seal_locked(ctx));
+  Lock lock(mu_);
+  return seal_open(ctx, lock);
 }
 
 Result<void> StripeWriter::seal_after(IoContext& ctx, const std::function<Result<void>()>& first) {
-  std::lock_guard lock(mu_);
+  Lock lock(mu_);
+  RAIDFS_CHECK(settle_behind(ctx, lock));
   RAIDFS_CHECK(first());
-  if (!open_) return {};
-  return logged(seal_locked(ctx));
+  return seal_open(ctx, lock);
 }
 
 Result<void> StripeWriter::logged(Result<void> outcome) {
@@ -449,26 +523,39 @@ Result<void> StripeWriter::logged(Result<void> outcome) {
 
 bool StripeWriter::has_pending(uint64_t ino) const {
   std::lock_guard pending_lock(pending_mu_);
-  auto it = pending_.find(ino);
-  return it != pending_.end() && !it->second.extents.empty();
+  for (const Slot& slot : slots_) {
+    if (ino == 0) {
+      for (const auto& [file, pf] : slot.pending)
+        if (!pf.extents.empty()) return true;
+      continue;
+    }
+    auto it = slot.pending.find(ino);
+    if (it != slot.pending.end() && !it->second.extents.empty()) return true;
+  }
+  return false;
 }
 
 StripeWriter::PendingSummary StripeWriter::pending_summary(uint64_t ino) const {
   std::lock_guard pending_lock(pending_mu_);
-  auto it = pending_.find(ino);
-  if (it == pending_.end()) return {};
   PendingSummary out;
-  out.mtime_ns = it->second.mtime_ns;
-  for (const auto& [off, p] : it->second.extents) {
-    out.end = std::max(out.end, off + p.length);
-    out.blocks += meta::blocks_touched(p.stripe_offset, p.length);
+  // Behind first: the open slot's time is the newer.
+  for (const unsigned i : {1 - open_slot_, open_slot_}) {
+    const auto& pending = slots_[i].pending;
+    auto it = pending.find(ino);
+    if (it == pending.end()) continue;
+    if (it->second.mtime_ns != 0) out.mtime_ns = it->second.mtime_ns;
+    for (const auto& [off, p] : it->second.extents) {
+      out.end = std::max(out.end, off + p.length);
+      out.blocks += meta::blocks_touched(p.stripe_offset, p.length);
+    }
   }
   return out;
 }
 
 void StripeWriter::clear_pending_mtime(uint64_t ino) {
   std::lock_guard pending_lock(pending_mu_);
-  if (auto it = pending_.find(ino); it != pending_.end()) it->second.mtime_ns = 0;
+  for (Slot& slot : slots_)
+    if (auto it = slot.pending.find(ino); it != slot.pending.end()) it->second.mtime_ns = 0;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t ino, uint64_t offset,
@@ -477,67 +564,93 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t i
   std::vector<std::pair<uint64_t, uint64_t>> covered;
   const uint64_t end = offset + length;
   std::lock_guard pending_lock(pending_mu_);
-  auto found = pending_.find(ino);
-  if (found == pending_.end()) return covered;
-  const PendingMap& map = found->second.extents;
-  auto it = map.upper_bound(offset);
-  if (it != map.begin()) --it;
-  uint64_t copied = 0;
-  for (; it != map.end() && it->first < end; ++it) {
-    const uint64_t a = std::max(offset, it->first);
-    const uint64_t b = std::min(end, it->first + it->second.length);
-    if (a >= b) continue;
-    std::memcpy(dest + (a - offset), buffer_.data() + it->second.stripe_offset + (a - it->first),
-                b - a);
-    copied += b - a;
-    if (!covered.empty() && covered.back().second == a) {
-      covered.back().second = b;
-    } else {
+  // Behind first, then the open slot's newer data over it.
+  for (const unsigned i : {1 - open_slot_, open_slot_}) {
+    const Slot& slot = slots_[i];
+    auto found = slot.pending.find(ino);
+    if (found == slot.pending.end()) continue;
+    const PendingMap& map = found->second.extents;
+    auto it = map.upper_bound(offset);
+    if (it != map.begin()) --it;
+    for (; it != map.end() && it->first < end; ++it) {
+      const uint64_t a = std::max(offset, it->first);
+      const uint64_t b = std::min(end, it->first + it->second.length);
+      if (a >= b) continue;
+      std::memcpy(dest + (a - offset),
+                  slot.buffer.data() + it->second.stripe_offset + (a - it->first), b - a);
       covered.emplace_back(a, b);
     }
   }
-  return covered;
+  // Sorted and merged: the caller reads the gaps from the members.
+  std::sort(covered.begin(), covered.end());
+  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  for (const auto& [a, b] : covered) {
+    if (!merged.empty() && merged.back().second >= a) {
+      merged.back().second = std::max(merged.back().second, b);
+    } else {
+      merged.emplace_back(a, b);
+    }
+  }
+  return merged;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t ino,
                                                                         uint64_t offset) const {
+  std::vector<std::pair<uint64_t, uint64_t>> all;
+  {
+    std::lock_guard pending_lock(pending_mu_);
+    for (const Slot& slot : slots_) {
+      auto found = slot.pending.find(ino);
+      if (found == slot.pending.end()) continue;
+      for (const auto& [off, p] : found->second.extents)
+        if (off + p.length > offset) all.emplace_back(off, off + p.length);
+    }
+  }
+  std::sort(all.begin(), all.end());
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  std::lock_guard pending_lock(pending_mu_);
-  auto found = pending_.find(ino);
-  if (found == pending_.end()) return ranges;
-  for (const auto& [off, p] : found->second.extents) {
-    if (off + p.length <= offset) continue;
-    if (!ranges.empty() && ranges.back().second == off) {
-      ranges.back().second = off + p.length;
+  for (const auto& [a, b] : all) {
+    if (!ranges.empty() && ranges.back().second >= a) {
+      ranges.back().second = std::max(ranges.back().second, b);
     } else {
-      ranges.emplace_back(off, off + p.length);
+      ranges.emplace_back(a, b);
     }
   }
   return ranges;
 }
 
+void StripeWriter::wait_behind(Lock& lock) {
+  behind_cv_.wait(lock, [&] { return behind_ != Behind::kSealing; });
+}
+
 Result<meta::Inode> StripeWriter::set_size(uint64_t ino, const meta::SetAttr& attr) {
-  std::lock_guard lock(mu_);
+  Lock lock(mu_);
+  // A slot behind that is not being sealed may still hold data (its seal failed): it is cut
+  // too, so that its later seal does not bring back what the truncate dropped.
+  wait_behind(lock);
   PendingChange change(pending_epoch_);
   if (attr.size) {
     std::lock_guard pending_lock(pending_mu_);
-    if (auto it = pending_.find(ino); it != pending_.end())
-      carve(it->second.extents, *attr.size, UINT64_MAX);
+    for (Slot& slot : slots_)
+      if (auto it = slot.pending.find(ino); it != slot.pending.end())
+        carve(it->second.extents, *attr.size, UINT64_MAX);
   }
   return meta_.setattr(ino, attr);
 }
 
 Result<void> StripeWriter::punch_hole(uint64_t ino, uint64_t offset, uint64_t length) {
-  std::lock_guard lock(mu_);
+  Lock lock(mu_);
+  wait_behind(lock);  // as set_size
   PendingChange change(pending_epoch_);
   // Pending data may be all that gives the file its size (it is not committed yet): the punch
   // keeps that size, or punching the tail of a fresh file would shrink it.
   uint64_t pending_size = 0;
   {
     std::lock_guard pending_lock(pending_mu_);
-    if (auto it = pending_.find(ino); it != pending_.end() && !it->second.extents.empty()) {
+    for (Slot& slot : slots_) {
+      auto it = slot.pending.find(ino);
+      if (it == slot.pending.end() || it->second.extents.empty()) continue;
       const auto& [last, p] = *it->second.extents.rbegin();
-      pending_size = last + p.length;
+      pending_size = std::max(pending_size, last + p.length);
       carve(it->second.extents, offset, offset + length);
     }
   }
@@ -546,7 +659,7 @@ Result<void> StripeWriter::punch_hole(uint64_t ino, uint64_t offset, uint64_t le
 
 void StripeWriter::forget(uint64_t ino) {
   std::lock_guard pending_lock(pending_mu_);
-  pending_.erase(ino);
+  for (Slot& slot : slots_) slot.pending.erase(ino);
 }
 
 uint64_t StripeWriter::open_free_bytes() const { return open_free_bytes_.load(); }

@@ -1,10 +1,10 @@
 // StripeWriter: the write path — file data into an open stripe in memory, committed without a
 // write hole (docs/commit-protocol.md has the argument; DESIGN.md section 5 the plan).
 //
-// One stripe is open at a time. A write copies its data into the stripe's buffer at the next
-// unused position (an overwrite too: copy-on-write; the old blocks die when the new extent
-// commits) and records a *pending* extent for the file. Pending data is not yet referenced by the
-// metadata; readers get it from here (read_pending) and the committed rest from the members.
+// One stripe is open for new data at a time. A write copies its data into the stripe's buffer at
+// the next unused position (an overwrite too: copy-on-write; the old blocks die when the new
+// extent commits) and records a *pending* extent for the file. Pending data is not yet referenced
+// by the metadata; readers get it from here (read_pending) and the committed rest from the members.
 //
 // The open stripe moves through explicit states:
 //
@@ -22,24 +22,36 @@
 // In every committed state the metadata names exactly the blocks the parity it points at covers:
 // a crash at any instant leaves the previous commit readable, degraded or not.
 //
+// Two slots, so that a seal is off the other writers' path: each slot is a stripe buffer with
+// its pending extents. New data goes to the *open* slot; a full one moves *behind* and the write
+// that filled it seals it after placing its own data, with the writer's lock released, while the
+// other writes fill the open slot. Only one stripe is ever behind, and it is sealed before the
+// open one may move behind in its turn, so stripes commit in the order they filled and a file's
+// writes commit in order. Everything else that commits or changes pending data (flush, seal,
+// truncate, punch, the cleaner) first *settles* the slot behind: waits for its seal, or seals it
+// itself when its seal failed (its data stays pending there until a seal succeeds).
+//
 // Full stripes straight from the caller: a write that covers a whole stripe's worth of data from
 // a 4 KiB-aligned file offset and a 4 KiB-aligned buffer (the io_uring transport's payload) is
 // not copied: it gets a stripe of its own, its data chunks are written from the caller's buffer
 // (WRITE_FIXED when that buffer is registered), parity is computed from it, and the stripe is
 // committed sealed. The open stripe is left as it was. Taken only when the file has no data
-// pending in the open stripe, so that a file's writes commit in order.
+// pending in either slot, so that a file's writes commit in order.
 //
 // Alignment: data is placed so that stripe_offset ≡ file_offset (mod 4 KiB), which keeps block
 // aligned file reads block aligned on the members. Consecutive writes of one file are packed
 // contiguously while their block has not reached the members.
 //
-// Threads: all methods are thread-safe. One mutex serialises placement, flushes and seals (their
-// member I/O included); readers take only a short lock on the pending maps, never waiting for
-// member I/O. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed data
-// hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
+// Threads: all methods are thread-safe. One mutex (mu_) serialises placement, flushes and
+// synchronous seals (their member I/O included); the seal of a full slot by the write that
+// filled it runs without it. Readers take only a short lock on the pending maps, never waiting
+// for member I/O. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed
+// data hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -172,6 +184,7 @@ class StripeWriter {
   WriterStats stats() const;
 
  private:
+  using Lock = std::unique_lock<std::mutex>;
   struct Pending {  // file bytes [file_offset, file_offset + length) at stripe_offset
     uint32_t length = 0;
     uint32_t stripe_offset = 0;
@@ -194,13 +207,26 @@ class StripeWriter {
     uint32_t last_stripe_end = 0;
   };
 
-  // write() under mu_, leaving `kept_free` free stripes alone.
-  Result<size_t> write_locked(IoContext& ctx, uint64_t ino, uint64_t offset,
-                              std::span<const uint8_t> data, bool set_times, uint64_t kept_free);
+  // A stripe buffer and the data placed in it (see the header comment: open or behind).
+  struct Slot {
+    explicit Slot(size_t bytes) : buffer(bytes) {}
+    std::optional<OpenStripe> stripe;  // allocated at the first placement
+    AlignedBuffer buffer;  // n chunks: data 0..k-1 then parity 0..m-1, each C bytes
+    std::map<uint64_t, PendingFile> pending;  // by inode; under pending_mu_
+  };
+  // The slot behind the open one: empty, full and waiting for its seal (the write that filled
+  // it is about to seal it, or a seal failed), or being sealed with mu_ released.
+  enum class Behind { kEmpty, kFull, kSealing };
+
+  // write() under mu_, leaving `kept_free` free stripes alone. Sets *filled when the open slot
+  // filled and moved behind: the caller seals it (seal_behind).
+  Result<size_t> write_locked(IoContext& ctx, Lock& lock, uint64_t ino, uint64_t offset,
+                              std::span<const uint8_t> data, bool set_times, uint64_t kept_free,
+                              bool* filled);
   Result<void> allocate_locked();
   // Logs a failure to store file data (rate-limited) and passes the outcome on.
   Result<void> logged(Result<void> outcome);
-  bool has_pending(uint64_t ino) const;
+  bool has_pending(uint64_t ino) const;  // in either slot; ino 0: any file
   // The zero-copy path above: one whole stripe of `data_bytes_` from `src`.
   // Allocates a stripe, writes `data` (a whole stripe's) and its parity to it, flushes, and
   // commits `files` (their extents' stripe ids set to it) with its sealed record in one batch;
@@ -209,16 +235,36 @@ class StripeWriter {
                                           std::vector<meta::FileExtents> files);
   Result<void> write_full_stripe_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
                                         const uint8_t* src, int64_t mtime_ns);
+
+  // --- the slots (mu_ held) ------------------------------------------------------------------
+  Slot& open_slot() { return slots_[open_slot_]; }
+  Slot& behind_slot() { return slots_[1 - open_slot_]; }
+  // Makes the slot behind empty: waits for the seal in flight, or seals a full slot here.
+  // The lock may be released while waiting.
+  Result<void> settle_behind(IoContext& ctx, Lock& lock);
+  // Moves the open slot behind (settling the one there first); nothing when no stripe is open,
+  // or when another writer moved it while this one waited.
+  Result<void> rotate(IoContext& ctx, Lock& lock);
+  // Waits while the slot behind is being sealed (it may stay full: its seal failed).
+  void wait_behind(Lock& lock);
+  // Seals the slot behind, if full; with the lock released meanwhile when `release`.
+  Result<void> seal_behind(IoContext& ctx, Lock& lock, bool release);
+  // The open stripe sealed now (unmount, fsync of everything, a rebuild's start).
+  Result<void> seal_open(IoContext& ctx, Lock& lock);
+
+  // --- one slot's stripe (the caller owns the slot: mu_ held, or the slot being sealed) ------
   // Writes blocks [written, filled rounded up) to the members and checksums them.
-  Result<void> write_new_blocks_locked(IoContext& ctx);
-  // Commits pending extents with `record`; on success clears them.
-  Result<void> commit_locked(const meta::Stripe& record);
+  Result<void> write_new_blocks(IoContext& ctx, Slot& slot);
+  // Commits the slot's pending extents with `record`; on success clears them.
+  Result<void> commit_slot(Slot& slot, const meta::Stripe& record);
+  // Member writes, parity, flush and commit of the slot's stripe, sealed; or its release when
+  // nothing of it was ever committed or is pending. Leaves slot.stripe for the caller to reset.
+  Result<void> seal_slot(IoContext& ctx, Slot& slot);
   Result<void> flush_partial_locked(IoContext& ctx);
-  Result<void> seal_locked(IoContext& ctx);
-  void parity_rows(uint32_t first_row, uint32_t row_count);
+  void parity_rows(Slot& slot, uint32_t first_row, uint32_t row_count);
   static void carve(PendingMap& map, uint64_t begin, uint64_t end);
   // The parts of `from` (read from a sealed stripe of `generation`) that file `ino` still maps
-  // there and has nothing pending over, as file ranges. Under mu_.
+  // there and has nothing pending over, as file ranges. Under mu_, the slot behind settled.
   Result<std::vector<std::pair<uint64_t, uint64_t>>> still_mapped_locked(
       uint64_t ino, const meta::Extent& from, uint64_t generation);
 
@@ -229,17 +275,20 @@ class StripeWriter {
   const uint32_t data_bytes_;  // k * C
 
   std::mutex mu_;               // placement, flush, seal; taken before pending_mu_
-  std::optional<OpenStripe> open_;
-  AlignedBuffer buffer_;        // n chunks: data 0..k-1 then parity 0..m-1, each C bytes
+  std::condition_variable behind_cv_;  // behind_ left kSealing
+  std::array<Slot, 2> slots_;
+  unsigned open_slot_ = 0;      // changed under mu_ and pending_mu_: readers hold either
+  Behind behind_ = Behind::kEmpty;  // under mu_
+  uint64_t rotations_ = 0;      // under mu_: open slots moved behind so far
   AlignedBuffer full_parity_;   // m chunks: the parity of a full stripe written from the caller
   mutable std::mutex pending_mu_;
-  std::map<uint64_t, PendingFile> pending_;  // by inode; all in open_'s stripe
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
   std::atomic<uint64_t> reserved_stripes_{0};
   LogRateLimit failure_log_{5};
-  std::atomic<uint64_t> pending_epoch_{0};  // see pending_epoch(); changed under mu_
-  // Makes pending_epoch_ odd for its lifetime (one change of hands at a time: under mu_).
+  std::atomic<uint64_t> pending_epoch_{0};  // see pending_epoch()
+  // Makes pending_epoch_ odd for its lifetime. One change of hands at a time: under mu_, or by
+  // the seal in flight, which every other changer settles first.
   struct PendingChange {
     explicit PendingChange(std::atomic<uint64_t>& epoch) : epoch_(epoch) { ++epoch_; }
     ~PendingChange() { ++epoch_; }
