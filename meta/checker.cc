@@ -273,17 +273,20 @@ class Checker {
     });
   }
 
-  // The index holds exactly one entry per extent (from store format 3 on; an older store gets
-  // it at its upgrade).
+  // The index holds an entry for every extent (from store format 3 on; an older store gets it
+  // at its upgrade). Entries of extents that have left a stripe stay until it is freed (format
+  // 4): only those of a free stripe are wrong — a reused stripe would seem to hold them.
   Result<void> check_extents_by_stripe() {
     if (store_.super().store_format < 3) return {};
     RAIDFS_CHECK(scan(Family::kExtentsByStripe, [&](std::string_view k, std::string_view) -> Result<void> {
       RAIDFS_TRY(ExtentByStripeKey key, parse_extent_by_stripe_key(k));
-      if (extent_keys_.erase({key.stripe_id, key.ino, key.file_offset}) == 0)
+      if (extent_keys_.erase({key.stripe_id, key.ino, key.file_offset}) > 0) return {};
+      auto stripe = stripes_.find(key.stripe_id);
+      if (stripe == stripes_.end() || stripe->second.state == StripeState::kFree)
         report(Finding::Kind::kExtentIndex, "stripe " + std::to_string(key.stripe_id) +
-                                                " indexes extent " + std::to_string(key.ino) + "@" +
-                                                std::to_string(key.file_offset) +
-                                                ", which is absent or in another stripe");
+                                                ", which is free, indexes extent " +
+                                                std::to_string(key.ino) + "@" +
+                                                std::to_string(key.file_offset));
       return {};
     }));
     for (const auto& [stripe, ino, offset] : extent_keys_)

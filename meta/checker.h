@@ -2,8 +2,8 @@
 //
 // check() reads every record of every family (one scan each) and reports what breaks the rules of
 // fs_meta.h: corrupt records, dangling or mis-indexed directory entries, wrong nlink, orphan list
-// mismatches, overlapping extents, extents missing from (or extra in) the extents_by_stripe
-// index, extents pointing at free or unknown stripes or past a stripe's filled bytes or the
+// mismatches, overlapping extents, extents missing from the extents_by_stripe index (or entries
+// of it in a free stripe), extents pointing at free or unknown stripes or past a stripe's filled bytes or the
 // file's size, stripe live counts that differ from the blocks the extents
 // reference, sealed stripes with no live block, xattrs of missing inodes, counters behind use
 // (next_inode, generation_limit), two dirents of one directory sharing a cookie, and directories

@@ -143,6 +143,7 @@ Result<void> apply_live_deltas(Txn& txn, std::span<const uint64_t> also) {
     if (delta == 0 && s.state != StripeState::kSealed) continue;
     if (s.live_blocks == 0 && s.state == StripeState::kSealed) {
       s.state = StripeState::kFree;  // every block dead: the stripe is free after this commit
+      txn.del_stripe_index(id);
       s.filled_bytes = 0;
       s.block_crcs.clear();
       s.parity_count = 0;

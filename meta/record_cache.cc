@@ -69,6 +69,18 @@ void RecordCache::evict_locked() {
   while (bytes_ > capacity_ && !lru_.empty()) erase_locked(nodes_.find(lru_.back()));
 }
 
+void RecordCache::forget_family_locked(Family f) {
+  for (uint64_t& g : generation_) ++g;
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    if (!it->first.empty() && it->first[0] == static_cast<char>(f)) {
+      auto gone = it++;
+      erase_locked(gone);
+    } else {
+      ++it;
+    }
+  }
+}
+
 RecordCache::Lookup RecordCache::find(Family f, std::string_view key, std::string* value,
                                       uint64_t* generation) {
   std::lock_guard lock(mu_);
@@ -206,12 +218,16 @@ void RecordCache::apply(const WriteSet& set) {
     const uint32_t bit = family_bit(op.family);
     // A family never looked up by key and without a cached group has nothing here to update.
     if (!(record_families_ & bit) && !(group_families_ & bit)) continue;
+    if (op.kind == WriteSet::Kind::kDeleteRange) {  // rare in a cached family: drop it all
+      forget_family_locked(op.family);
+      continue;
+    }
     if (record_families_ & bit) {
       ckey.assign(1, static_cast<char>(op.family));
       ckey.append(op.key);
       ++generation_locked(ckey);
       if (auto it = nodes_.find(ckey); it != nodes_.end() && !it->second.is_group) {
-        if (op.is_delete || op.value.size() > kRecordMaxBytes) {
+        if (op.is_delete() || op.value.size() > kRecordMaxBytes) {
           erase_locked(it);
         } else {
           it->second.value = op.value;
@@ -230,7 +246,7 @@ void RecordCache::apply(const WriteSet& set) {
       bytes -= entry_bytes(k->first, k->second);
       group.keys.erase(k);
     }
-    if (!op.is_delete) {
+    if (!op.is_delete()) {
       group.keys.emplace(op.key, op.value);
       bytes += entry_bytes(op.key, op.value);
     }

@@ -122,6 +122,9 @@ class RecordCache {
   void erase_locked(std::unordered_map<std::string, Node>::iterator it);
   void resize_locked(Node& node, size_t new_bytes);
   void evict_locked();
+  // Every entry of the family dropped and every generation moved on (a range delete: fills of
+  // anything read before it are refused).
+  void forget_family_locked(Family f);
 
   const size_t capacity_;
   mutable std::mutex mu_;

@@ -51,6 +51,27 @@ TEST(RecordCache, FillThenFindAndWritesUpdateInPlace) {
   EXPECT_EQ(cache.find(Family::kStripes, "a", &value, &gen), Lookup::kMiss);
 }
 
+// A range delete (the extents_by_stripe index of a freed stripe) in a family the cache holds:
+// its entries go, other families' stay, and a fill of what was read before it is refused.
+TEST(RecordCache, ARangeDeleteDropsTheFamilysEntriesAndRefusesOlderFills) {
+  RecordCache cache(1 << 20);
+  std::string value;
+  uint64_t gen_a = 0, gen_b = 0, gen = 0;
+  ASSERT_EQ(cache.find(Family::kInodes, "a", &value, &gen_a), Lookup::kMiss);
+  cache.fill(Family::kInodes, "a", "one", gen_a);
+  ASSERT_EQ(cache.find(Family::kStripes, "a", &value, &gen), Lookup::kMiss);
+  cache.fill(Family::kStripes, "a", "stripe", gen);
+  ASSERT_EQ(cache.find(Family::kInodes, "b", &value, &gen_b), Lookup::kMiss);  // read, not yet filled
+  WriteSet set;
+  set.del_range(Family::kInodes, "a", "c");
+  cache.apply(set);
+  EXPECT_EQ(cache.find(Family::kInodes, "a", &value, &gen), Lookup::kMiss);
+  cache.fill(Family::kInodes, "b", "stale", gen_b);
+  EXPECT_EQ(cache.find(Family::kInodes, "b", &value, &gen), Lookup::kMiss);
+  ASSERT_EQ(cache.find(Family::kStripes, "a", &value, &gen), Lookup::kHit);
+  EXPECT_EQ(value, "stripe");
+}
+
 // apply() skips families nobody has looked up: the first lookup must still see every later write.
 TEST(RecordCache, AFamilyLookedUpOnlyAfterWritesStaysCoherent) {
   RecordCache cache(1 << 20);

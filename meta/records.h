@@ -55,9 +55,11 @@ inline constexpr uint64_t kStripeCountMax = uint64_t{1} << 32;
 inline constexpr uint32_t kParityCountMax = 3;
 inline constexpr uint8_t kRecordFormat = 1;
 // The layout of the whole database. 2: inodes carry their allocated block count. 3: the
-// extents_by_stripe index. An older database is upgraded when it is opened (FsMeta::open counts
-// every file's blocks once, indexes every extent).
-inline constexpr uint32_t kStoreFormat = 3;
+// extents_by_stripe index. 4: that index may also hold entries of extents that have left a
+// stripe since it was allocated (they go with the stripe when it is freed), so an older raidfs,
+// whose checker wants it exact, is kept out. An older database is upgraded when it is opened
+// (FsMeta::open counts every file's blocks once, indexes every extent; 3 → 4 changes nothing).
+inline constexpr uint32_t kStoreFormat = 4;
 inline constexpr uint8_t kInodeFormat = 2;
 inline constexpr uint64_t kBlocksUnknown = UINT64_MAX;  // a format-1 inode, not yet counted
 // Inode::flags: an O_TMPFILE inode, born without a name, that link() may give its first one

@@ -405,8 +405,18 @@ Result<uint64_t> Store::write(const WriteSet& set, Durability durability, Room r
   RAIDFS_CHECK(check_host_space(room));
   rocksdb::WriteBatch batch(set.bytes() + 24 * set.ops().size() + 64);
   for (const WriteSet::Op& op : set.ops()) {
-    rocksdb::Status s = op.is_delete ? batch.Delete(impl_->cf(op.family), slice(op.key))
-                                     : batch.Put(impl_->cf(op.family), slice(op.key), slice(op.value));
+    rocksdb::Status s;
+    switch (op.kind) {
+      case WriteSet::Kind::kPut:
+        s = batch.Put(impl_->cf(op.family), slice(op.key), slice(op.value));
+        break;
+      case WriteSet::Kind::kDelete:
+        s = batch.Delete(impl_->cf(op.family), slice(op.key));
+        break;
+      case WriteSet::Kind::kDeleteRange:
+        s = batch.DeleteRange(impl_->cf(op.family), slice(op.key), slice(op.value));
+        break;
+    }
     if (!s.ok()) return rocks_error(s, "building write batch");
   }
   rocksdb::WriteOptions write_options;

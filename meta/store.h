@@ -51,19 +51,26 @@ std::string_view family_name(Family f);
 // The writes of one filesystem operation, applied all together or not at all by Store::write.
 class WriteSet {
  public:
+  enum class Kind : uint8_t { kPut, kDelete, kDeleteRange };
   struct Op {
     Family family;
-    bool is_delete;
+    Kind kind;
     std::string key;
-    std::string value;  // empty for a delete
+    std::string value;  // empty for a delete; the range's end for kDeleteRange
+    bool is_delete() const { return kind != Kind::kPut; }
   };
   void put(Family f, std::string key, std::string value) {
     bytes_ += key.size() + value.size();
-    ops_.push_back(Op{f, false, std::move(key), std::move(value)});
+    ops_.push_back(Op{f, Kind::kPut, std::move(key), std::move(value)});
   }
   void del(Family f, std::string key) {
     bytes_ += key.size();
-    ops_.push_back(Op{f, true, std::move(key), {}});
+    ops_.push_back(Op{f, Kind::kDelete, std::move(key), {}});
+  }
+  // Every key in [begin, end) deleted: one RocksDB range tombstone, however many keys it covers.
+  void del_range(Family f, std::string begin, std::string end) {
+    bytes_ += begin.size() + end.size();
+    ops_.push_back(Op{f, Kind::kDeleteRange, std::move(begin), std::move(end)});
   }
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "meta/coding.h"
 #include "meta/fs_meta.h"
@@ -40,10 +41,14 @@ class Txn {
   Result<std::optional<Dirent>> find_dirent(uint64_t parent, std::string_view name);
   void put_dirent(uint64_t parent, std::string_view name, const Dirent& d);  // and its cookie
   void del_dirent(uint64_t parent, std::string_view name, const Dirent& d);  // and its cookie
-  // A file's extent stored (over `old`, what its key held, if anything) or removed, with its
-  // entry in the extents_by_stripe index: every extent write goes through these two.
+  // A file's extent stored (over `old`, what its key held, if anything) with its entry in the
+  // extents_by_stripe index, or removed: every extent write goes through these two. The entry
+  // of an extent that leaves a stripe stays until the stripe is freed (del_stripe_index): the
+  // index lists every extent in a stripe and may list some that were (records.h).
   void put_extent(uint64_t ino, const Extent& e, const Extent* old);
   void del_extent(uint64_t ino, const Extent& e);
+  // Every extents_by_stripe entry of the stripe removed (it is freed by this batch).
+  void del_stripe_index(uint64_t stripe_id);
   Result<std::optional<Stripe>> find_stripe(uint64_t id);
   void put_stripe(const Stripe& s);
   Result<uint64_t> take_inode_number();  // reads and bumps the next_inode counter
@@ -60,6 +65,7 @@ class Txn {
   using Key = std::pair<Family, std::string>;
   const Store& store_;
   std::map<Key, std::optional<std::string>> overlay_;  // nullopt = deleted
+  std::vector<uint64_t> freed_indexes_;  // stripes whose index entries go (del_stripe_index)
   std::map<uint64_t, int64_t> live_delta_;
   std::map<uint64_t, StripeState> stored_stripes_;
   int64_t live_applied_ = 0;
