@@ -84,14 +84,17 @@ class StripeWriter {
  public:
   StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse);
 
-  // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills. Returns
-  // data.size(), or an error — never a short count: the kernel's writeback takes a short reply
-  // as done and would drop the rest without a word.
-  //   ENOSPC, with nothing changed, when the free stripes cannot hold the data (checked first).
+  // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills (the last
+  // one after placing all of `data`, without the writer's lock). Returns data.size(), or an
+  // error — never a short count: the kernel's writeback takes a short reply as done and would
+  // drop the rest without a word.
+  //   ENOSPC, with nothing changed, when the free stripes cannot hold the data (checked first;
+  //   a write that waits for a seal midway lets other writers in, so under concurrent writers
+  //   an array filling up may refuse a later part of it instead).
   //   Any other error comes from sealing a stripe or writing one straight from `data`: a member
   //   write refused (ENOSPC or EROFS from the host under an image, EIO beyond the parity count)
   //   or the metadata commit. Then what this call placed before the failure stays as it is —
-  //   stripes committed, bytes pending in the open stripe, retried by the next flush or seal —
+  //   stripes committed, bytes pending in a slot, retried by the next flush or seal —
   //   and the range holds old or new bytes, as after any failed write(2).
   // `set_times`: the write sets the file's mtime/ctime (to now, kept pending and committed with
   // the data).
