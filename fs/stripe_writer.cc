@@ -129,9 +129,8 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
       pos = round_up(s.filled) + file_offset % kBlock;
     }
     if (pos >= data_bytes_) {  // no room for this write's alignment: the next stripe
-      const uint64_t before = rotations_;
-      RAIDFS_CHECK(rotate(ctx, lock));
-      if (rotations_ != before) *filled = true;
+      RAIDFS_TRY(const bool moved, rotate(ctx, lock));
+      *filled |= moved;
       continue;
     }
     const size_t n = std::min<uint64_t>(data.size() - accepted, data_bytes_ - pos);
@@ -158,9 +157,8 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
     s.last_stripe_end = s.filled;
     accepted += n;
     if (s.filled == data_bytes_) {
-      const uint64_t before = rotations_;
-      RAIDFS_CHECK(rotate(ctx, lock));
-      if (rotations_ != before) *filled = true;
+      RAIDFS_TRY(const bool moved, rotate(ctx, lock));
+      *filled |= moved;
     }
   }
   return accepted;
@@ -431,10 +429,10 @@ Result<void> StripeWriter::settle_behind(IoContext& ctx, Lock& lock) {
   }
 }
 
-Result<void> StripeWriter::rotate(IoContext& ctx, Lock& lock) {
+Result<bool> StripeWriter::rotate(IoContext& ctx, Lock& lock) {
   const uint64_t seen = rotations_;
   RAIDFS_CHECK(settle_behind(ctx, lock));
-  if (rotations_ != seen || !open_slot().stripe) return {};
+  if (rotations_ != seen || !open_slot().stripe) return false;
   {
     std::lock_guard pending_lock(pending_mu_);
     open_slot_ = 1 - open_slot_;
@@ -442,7 +440,7 @@ Result<void> StripeWriter::rotate(IoContext& ctx, Lock& lock) {
   behind_ = Behind::kFull;
   ++rotations_;
   open_free_bytes_ = 0;
-  return {};
+  return true;
 }
 
 Result<void> StripeWriter::seal_behind(IoContext& ctx, Lock& lock, bool release) {

@@ -245,9 +245,9 @@ class StripeWriter {
   // Makes the slot behind empty: waits for the seal in flight, or seals a full slot here.
   // The lock may be released while waiting.
   Result<void> settle_behind(IoContext& ctx, Lock& lock);
-  // Moves the open slot behind (settling the one there first); nothing when no stripe is open,
-  // or when another writer moved it while this one waited.
-  Result<void> rotate(IoContext& ctx, Lock& lock);
+  // Moves the open slot behind (settling the one there first) and says so; false when no stripe
+  // is open, or when another writer moved it while this one waited.
+  Result<bool> rotate(IoContext& ctx, Lock& lock);
   // Waits while the slot behind is being sealed (it may stay full: its seal failed).
   void wait_behind(Lock& lock);
   // Seals the slot behind, if full; with the lock released meanwhile when `release`.
