@@ -17,6 +17,20 @@ constexpr uint32_t kBlock = kBlockBytes;
 
 uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
 
+// File ranges [begin, end) sorted, with those that overlap or touch joined.
+std::vector<std::pair<uint64_t, uint64_t>> merged(std::vector<std::pair<uint64_t, uint64_t>> ranges) {
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const auto& [a, b] : ranges) {
+    if (!out.empty() && out.back().second >= a) {
+      out.back().second = std::max(out.back().second, b);
+    } else {
+      out.emplace_back(a, b);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse)
@@ -579,17 +593,7 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t i
       covered.emplace_back(a, b);
     }
   }
-  // Sorted and merged: the caller reads the gaps from the members.
-  std::sort(covered.begin(), covered.end());
-  std::vector<std::pair<uint64_t, uint64_t>> merged;
-  for (const auto& [a, b] : covered) {
-    if (!merged.empty() && merged.back().second >= a) {
-      merged.back().second = std::max(merged.back().second, b);
-    } else {
-      merged.emplace_back(a, b);
-    }
-  }
-  return merged;
+  return merged(std::move(covered));  // the caller reads the gaps from the members
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t ino,
@@ -604,16 +608,7 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t
         if (off + p.length > offset) all.emplace_back(off, off + p.length);
     }
   }
-  std::sort(all.begin(), all.end());
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  for (const auto& [a, b] : all) {
-    if (!ranges.empty() && ranges.back().second >= a) {
-      ranges.back().second = std::max(ranges.back().second, b);
-    } else {
-      ranges.emplace_back(a, b);
-    }
-  }
-  return ranges;
+  return merged(std::move(all));
 }
 
 void StripeWriter::wait_behind(Lock& lock) {
