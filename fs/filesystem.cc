@@ -393,6 +393,8 @@ Result<void> Filesystem::release(uint64_t ino, bool writable) {
   return {};
 }
 
+bool Filesystem::has_writer(uint64_t ino) const { return open_files_->has_writer(ino); }
+
 Result<size_t> Filesystem::write(IoContext& ctx, uint64_t ino, uint64_t offset,
                                  std::span<const uint8_t> data) {
   if (options_.read_only) return fail(EROFS, "read-only mount");

@@ -179,6 +179,10 @@ class Filesystem {
   // may name it (link), else it goes at its last release (or at the next mount after a crash).
   Result<meta::Inode> tmpfile(uint64_t dir, uint32_t mode, const Caller& caller);
   Result<void> release(uint64_t ino, bool writable);
+  // True while a handle that may write is open: getattr then counts every block of the size in
+  // st_blocks (the kernel may hold data raidfs has not seen), so the kernel's cached attributes
+  // are stale when the last such handle goes.
+  bool has_writer(uint64_t ino) const;
   // Reads up to `size` bytes at `offset` into `dest` (4 KiB-aligned, room for `size` rounded up
   // to 4 KiB). Returns the bytes read (short at end of file, 0 past it). Holes read as zeros.
   // EIO when a block cannot be read or rebuilt (more than the parity count of its row lost).

@@ -630,7 +630,12 @@ Result<void> RequestDispatcher::Call::run() {
       return statfs();
     case FUSE_RELEASE: {
       RAIDFS_TRY(const fuse_release_in in, read_struct<fuse_release_in>(req.op));
-      return fs().release(nodeid(), in.fh == kWritableHandle);
+      const bool writable = in.fh == kWritableHandle;
+      RAIDFS_CHECK(fs().release(nodeid(), writable));
+      // RELEASE is asynchronous: a stat between close(2) and here got st_blocks counting the
+      // whole size (Filesystem::has_writer), which the kernel keeps for attr_timeout.
+      if (writable && !fs().has_writer(nodeid())) d.invalidate_attributes(nodeid());
+      return {};
     }
     case FUSE_FSYNC:
       return fs().fsync(ctx, nodeid());  // fdatasync too: the same commit
@@ -689,7 +694,8 @@ void RequestDispatcher::invalidate_attributes(uint64_t ino) {
   message.inval.ino = ino;
   message.inval.off = -1;  // attributes only, no page cache
   auto sent = notifier_({reinterpret_cast<const uint8_t*>(&message), sizeof(message)});
-  if (!sent && error_log_.allow())
+  // ENOENT: the kernel no longer caches the inode, so nothing of it is stale.
+  if (!sent && sent.error().code != ENOENT && error_log_.allow())
     RAIDFS_LOG(kWarning, "telling the kernel that inode %llu changed: %s",
                static_cast<unsigned long long>(ino), sent.error().message.c_str());
 }

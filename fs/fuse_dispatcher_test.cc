@@ -606,6 +606,53 @@ std::string acl_xattr(std::initializer_list<std::array<uint32_t, 3>> entries) {
   return v;
 }
 
+// While a handle may write, st_blocks counts the whole size (Filesystem::has_writer); the last
+// writable RELEASE, which comes after close(2) has returned, tells the kernel to drop what it
+// cached meanwhile, or a stat would show the sparse file full for attr_timeout.
+TEST_F(DispatcherTest, TheLastWritableReleaseTellsTheKernelItsAttributesAreStale) {
+  std::vector<fuse_notify_inval_inode_out> notes;
+  dispatcher_->set_notifier([&](std::span<const uint8_t> m) -> Result<void> {
+    struct {
+      fuse_out_header header;
+      fuse_notify_inval_inode_out inval;
+    } note{};
+    EXPECT_EQ(m.size(), sizeof(note));
+    std::memcpy(&note, m.data(), std::min(m.size(), sizeof(note)));
+    EXPECT_EQ(note.header.error, FUSE_NOTIFY_INVAL_INODE);
+    notes.push_back(note.inval);
+    return {};
+  });
+  init();
+  const uint64_t ino = create_file(meta::kRootIno, "sparse");  // a writable handle
+  fuse_write_in w{};
+  w.offset = 1u << 20;
+  w.size = 4096;
+  ASSERT_EQ(send(Request(FUSE_WRITE, ino).op(w).raw(std::string(4096, 'x'))).error, 0);
+  auto blocks = [&] {
+    return body_as<fuse_attr_out>(send(Request(FUSE_GETATTR, ino).op(fuse_getattr_in{}))).attr.blocks;
+  };
+  const uint64_t all = ((1u << 20) + 4096) / 512;
+  EXPECT_EQ(blocks(), all) << "a writer is open: every block of the size";
+  fuse_open_in rw{};
+  rw.flags = O_WRONLY;
+  ASSERT_EQ(body_as<fuse_open_out>(send(Request(FUSE_OPEN, ino).op(rw))).fh, 1u);
+  const auto read_only = body_as<fuse_open_out>(send(Request(FUSE_OPEN, ino).op(fuse_open_in{})));
+  fuse_release_in writable{};
+  writable.fh = 1;
+  fuse_release_in reader{};
+  reader.fh = read_only.fh;
+  ASSERT_EQ(send(Request(FUSE_RELEASE, ino).op(writable)).error, 0);
+  EXPECT_TRUE(notes.empty()) << "another writer is still open";
+  EXPECT_EQ(blocks(), all);
+  ASSERT_EQ(send(Request(FUSE_RELEASE, ino).op(writable)).error, 0);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].ino, ino);
+  EXPECT_EQ(notes[0].off, -1) << "attributes only";
+  EXPECT_EQ(blocks(), 4096u / 512) << "no writer: the blocks that hold data";
+  ASSERT_EQ(send(Request(FUSE_RELEASE, ino).op(reader)).error, 0);
+  EXPECT_EQ(notes.size(), 1u) << "a read-only release changes nothing cached";
+}
+
 TEST_F(DispatcherTest, AclsKeepTheModeInStepAndAreInheritedWithoutTheUmask) {
   init();
   constexpr uint32_t kNone = UINT32_MAX;
