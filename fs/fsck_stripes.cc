@@ -7,6 +7,7 @@
 #include "fs/fsck_internal.h"
 #include "meta/block_owners.h"
 #include "meta/keys.h"
+#include "meta/parity_rows.h"
 #include "meta/repair.h"
 #include "raid/array_scrub.h"
 
@@ -63,6 +64,9 @@ class StripePass {
           auto stripe = meta::decode_stripe(*id, v);  // what does not decode is pass 2's
           if (!stripe || *id >= g_.stripe_count() || stripe->state == meta::StripeState::kFree)
             return true;
+          if (stripe->state == meta::StripeState::kOpen &&
+              !meta::load_parity_rows(store_, *stripe))
+            return true;  // a row that does not decode: the metadata pass's
           ++records_in_use;
           RAIDFS_CHECK(check_stripe(*stripe));
           return true;

@@ -237,19 +237,28 @@ TEST_F(FsckTest, ABlockBeyondRepairIsNamedWithItsFileAndBytes) {
 TEST_F(FsckTest, AnOpenStripesParityRowsAreCheckedAndRecomputed) {
   format(4, 1);
   write_file("a", 30000, 7, /*fsync=*/true);
-  unmount();  // crash: stripe open, parity in its record
+  unmount();  // crash: stripe open, its parity in the metadata's parity rows
   edit_store([](meta::Store& store) {
     ASSERT_TRUE(store.scan(
         meta::Family::kStripes, "", "",
         [&](std::string_view k, std::string_view v) -> Result<bool> {
           auto s = meta::decode_stripe(*meta::parse_u64_key(k), v);
-          EXPECT_TRUE(s && s->state == meta::StripeState::kOpen && !s->parity_rows.empty());
-          s->parity_rows[1].bytes[100] ^= 1;
-          meta::WriteSet set;
-          set.put(meta::Family::kStripes, std::string(k), meta::encode_stripe(*s));
-          EXPECT_TRUE(store.write(set, meta::Durability::kNone));
+          EXPECT_TRUE(s && s->state == meta::StripeState::kOpen);
           return true;
         }));
+    int rows = 0;
+    ASSERT_TRUE(store.scan(meta::Family::kParityRows, "", "",
+                           [&](std::string_view k, std::string_view v) -> Result<bool> {
+                             ++rows;
+                             if (meta::parse_u64_pair_key(k)->second != 1) return true;
+                             std::string flipped(v);
+                             flipped[1 + 100] ^= 1;
+                             meta::WriteSet set;
+                             set.put(meta::Family::kParityRows, std::string(k), flipped);
+                             EXPECT_TRUE(store.write(set, meta::Durability::kNone));
+                             return true;
+                           }));
+    EXPECT_GT(rows, 1);
   });
   unmount();
   FsckSummary s = fsck(FsckMode::kCheck);

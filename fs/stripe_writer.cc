@@ -373,6 +373,11 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
   // one after another.
   const uint32_t rows_per_chunk = chunk_bytes_ / kBlock;
   const uint32_t first_block = old_written / kBlock, end_block = end / kBlock;
+  // The rows whose parity changes: every row once a chunk's worth of blocks is new, else the
+  // rows of the new blocks (which may wrap from the end of one chunk to the start of the next).
+  std::vector<bool> changed(rows_per_chunk, end_block - first_block >= rows_per_chunk);
+  for (uint32_t b = first_block; b < end_block && b - first_block < rows_per_chunk; ++b)
+    changed[b % rows_per_chunk] = true;
   if (end_block - first_block >= rows_per_chunk) {
     parity_rows(slot, 0, rows_per_chunk);
   } else {
@@ -380,6 +385,8 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
   }
   RAIDFS_CHECK(array_.flush(ctx.channel()));
 
+  // The record carries the changed rows only: the metadata keeps the others from earlier
+  // flushes (meta/parity_rows.h), and their parity did not change.
   const uint32_t m = array_.geometry().parity_count(), k = array_.geometry().data_count();
   meta::Stripe record;
   record.id = s.id;
@@ -388,8 +395,8 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
   record.filled_bytes = end;
   record.block_crcs = s.crcs;
   record.parity_count = static_cast<uint8_t>(m);
-  const uint32_t rows = std::min(rows_per_chunk, end_block);
-  for (uint32_t row = 0; row < rows; ++row) {
+  for (uint32_t row = 0; row < rows_per_chunk; ++row) {
+    if (!changed[row]) continue;
     meta::ParityRow pr{row, std::string(size_t{m} * kBlock, '\0')};
     for (uint32_t p = 0; p < m; ++p)
       std::memcpy(pr.bytes.data() + size_t{p} * kBlock,

@@ -15,9 +15,10 @@
 //   flush_partial (fsync): write the blocks placed since the last flush to never-used positions
 //     of the stripe, flush the members, then one metadata batch commits the pending extents of
 //     every file and the stripe record: open, filled bytes, block checksums, and the parity of
-//     every 4 KiB row holding data. Member parity is untouched.
+//     each 4 KiB row the new blocks changed (one metadata record per row: the rows of earlier
+//     flushes stay). Member parity is untouched.
 //   seal (stripe full, or unmount): write the remaining blocks and the whole parity, flush the
-//     members, then one batch commits the extents and the record sealed, without parity rows.
+//     members, then one batch commits the extents and the record sealed (its rows deleted).
 //
 // In every committed state the metadata names exactly the blocks the parity it points at covers:
 // a crash at any instant leaves the previous commit readable, degraded or not.

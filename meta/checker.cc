@@ -35,6 +35,7 @@ std::string_view finding_kind_name(Finding::Kind kind) {
     case Finding::Kind::kLeakedStripe: return "leaked-stripe";
     case Finding::Kind::kXattrNoInode: return "xattr-without-inode";
     case Finding::Kind::kCounter: return "counter";
+    case Finding::Kind::kParityRow: return "parity-row";
   }
   return "unknown";
 }
@@ -69,6 +70,7 @@ class Checker {
     RAIDFS_CHECK(check_extents_by_stripe());
     check_block_counts();
     RAIDFS_CHECK(check_stripes());
+    RAIDFS_CHECK(check_parity_rows());
     RAIDFS_CHECK(check_xattrs());
     RAIDFS_CHECK(check_counter());
     return std::move(findings_);
@@ -334,6 +336,23 @@ class Checker {
         report(Finding::Kind::kLeakedStripe, what + " is sealed with no live block");
     }
     return {};
+  }
+
+  // An open stripe's parity rows (store format 5): only open stripes have them, each one block
+  // per parity.
+  Result<void> check_parity_rows() {
+    return scan(Family::kParityRows, [&](std::string_view k, std::string_view v) -> Result<void> {
+      RAIDFS_TRY(auto key, parse_u64_pair_key(k));
+      const std::string what = "parity row " + std::to_string(key.second) + " of stripe " +
+                               std::to_string(key.first);
+      auto stripe = stripes_.find(key.first);
+      if (stripe == stripes_.end() || stripe->second.state != StripeState::kOpen)
+        report(Finding::Kind::kParityRow, what + ", which is not open");
+      else if (v.size() != 1 + size_t{stripe->second.parity_count} * kBlockBytes)
+        report(Finding::Kind::kParityRow,
+               what + ": not " + std::to_string(stripe->second.parity_count) + " parity blocks");
+      return {};
+    });
   }
 
   Result<void> check_xattrs() {

@@ -49,6 +49,8 @@ struct Finding {
     kXattrNoInode,        // an xattr of a missing inode
     kCounter,             // next_inode not above every inode number, or a stripe generation not
                           // below generation_limit
+    kParityRow,           // a parity row of a stripe that is not open, or not parity_count
+                          // blocks long
   };
   Kind kind;
   std::string detail;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "meta/fs_meta.h"
+#include "meta/parity_rows.h"
 #include "meta/txn.h"
 
 namespace raidfs::meta {
@@ -383,6 +384,8 @@ Result<std::vector<Stripe>> FsMeta::stripes_from(uint64_t from, size_t max) cons
                               RAIDFS_TRY(const uint64_t id, parse_u64_key(k));
                               RAIDFS_TRY(Stripe s, decode_stripe(id, v));
                               s.id = id;
+                              if (s.state == StripeState::kOpen)
+                                RAIDFS_CHECK(load_parity_rows(*store_, s));
                               if (s.state != StripeState::kFree) out.push_back(std::move(s));
                               return out.size() < max;
                             }));

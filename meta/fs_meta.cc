@@ -8,6 +8,7 @@
 
 #include "base/file_clock.h"
 #include "meta/keys.h"
+#include "meta/parity_rows.h"
 #include "meta/txn.h"
 
 namespace raidfs::meta {
@@ -45,6 +46,11 @@ WriteSet Txn::take() {
   for (uint64_t id : freed_indexes_)
     set.del_range(Family::kExtentsByStripe, u64_key(id), u64_key(id + 1));
   freed_indexes_.clear();
+  for (uint64_t id : freed_parity_) {
+    auto [first, end] = parity_rows_range(id);
+    set.del_range(Family::kParityRows, std::move(first), std::move(end));
+  }
+  freed_parity_.clear();
   for (auto& [key, value] : overlay_) {
     if (value)
       set.put(key.first, std::move(key.second), std::move(*value));
@@ -114,6 +120,8 @@ Result<std::optional<Stripe>> Txn::find_stripe(uint64_t id) {
 
 void Txn::put_stripe(const Stripe& s) {
   put(Family::kStripes, stripe_key(s.id), encode_stripe(s));
+  for (const ParityRow& row : s.parity_rows)
+    put(Family::kParityRows, parity_row_key(s.id, row.row_index), encode_parity_row(row));
   stored_stripes_[s.id] = s.state;
 }
 
@@ -167,12 +175,36 @@ Result<std::unique_ptr<FsMeta>> FsMeta::open(const StoreOptions& options) {
 
 // Store format 1 → 2: every regular file's block count, from its extents. 2 → 3: the
 // extents_by_stripe index, from the extents. 3 → 4: nothing to change (an exact index is a valid
-// format-4 index). Records are written in batches and the new format
-// recorded last, so a crash midway redoes it all (both steps write what they derive, again).
+// format-4 index). 4 → 5: open stripes' parity rows move out of their records. Records are
+// written in batches and the new format recorded last, so a crash midway redoes it all (every
+// step writes what it derives, again).
 Result<void> FsMeta::upgrade_store() {
   const uint32_t format = store_->super().store_format;
   if (format >= kStoreFormat) return {};
-  if (format >= 3) return store_->set_store_format(kStoreFormat);
+  if (format < 3) RAIDFS_CHECK(count_and_index_extents(format));
+  RAIDFS_CHECK(move_parity_rows_out());
+  return store_->set_store_format(kStoreFormat);
+}
+
+Result<void> FsMeta::move_parity_rows_out() {
+  std::vector<Stripe> open;
+  RAIDFS_CHECK(store_->scan(Family::kStripes, "", "",
+                            [&](std::string_view key, std::string_view value) -> Result<bool> {
+                              RAIDFS_TRY(uint64_t id, parse_u64_key(key));
+                              RAIDFS_TRY(Stripe s, decode_stripe(id, value));
+                              if (!s.parity_rows.empty()) open.push_back(std::move(s));
+                              return true;
+                            }));
+  for (const Stripe& s : open) {
+    WriteSet set;
+    set.put(Family::kStripes, stripe_key(s.id), encode_stripe(s));
+    if (s.state == StripeState::kOpen) replace_parity_rows(set, s);  // a sealed one's: unused
+    RAIDFS_CHECK(store_->write(set, Durability::kNone));
+  }
+  return {};
+}
+
+Result<void> FsMeta::count_and_index_extents(uint32_t format) {
   constexpr size_t kPerBatch = 4096;
   Txn txn(*store_);
   size_t in_batch = 0;
@@ -206,7 +238,7 @@ Result<void> FsMeta::upgrade_store() {
                               }));
   }
   if (in_batch > 0) RAIDFS_CHECK(store_->write(txn.take(), Durability::kNone));
-  return store_->set_store_format(kStoreFormat);
+  return {};
 }
 
 Result<void> FsMeta::recover_orphans() {
@@ -255,6 +287,9 @@ Result<void> FsMeta::build_stripe_maps() {
 
 // --- committing ----------------------------------------------------------------------------------
 Result<uint64_t> FsMeta::write_locked(Txn& txn, Durability durability, Room room) {
+  // A stripe leaving the open state takes its parity rows with it: its parity is on the members.
+  for (const auto& [id, state] : txn.stored_stripes())
+    if (state != StripeState::kOpen && open_.contains(id)) txn.del_parity_rows(id);
   WriteSet set = txn.take();
   RAIDFS_TRY(uint64_t seq, store_->write(set, durability == Durability::kSyncEach
                                                    ? Durability::kSyncEach
@@ -474,6 +509,7 @@ Result<Stripe> FsMeta::get_stripe(uint64_t id) const {
   Txn txn(*store_);
   RAIDFS_TRY(auto s, txn.find_stripe(id));
   if (!s) return fail(ENOENT, "no record for stripe " + std::to_string(id));
+  if (s->state == StripeState::kOpen) RAIDFS_CHECK(load_parity_rows(*store_, *s));
   return std::move(*s);
 }
 

@@ -325,6 +325,8 @@ class FsMeta {
   using Txn = detail::Txn;
   explicit FsMeta(std::unique_ptr<Store> store) : store_(std::move(store)) {}
   Result<void> upgrade_store();
+  Result<void> count_and_index_extents(uint32_t format);  // formats 1 and 2
+  Result<void> move_parity_rows_out();                     // formats 1 to 4
   Result<void> recover_orphans();
   Result<void> build_stripe_maps();
   // Writes the transaction's batch (mu_ held), then applies its in-memory stripe changes.

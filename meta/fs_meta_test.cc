@@ -18,6 +18,7 @@
 #include "meta/block_owners.h"
 #include "meta/checker.h"
 #include "meta/keys.h"
+#include "meta/parity_rows.h"
 #include "meta/repair.h"
 #include "meta/test_util.h"
 
@@ -783,6 +784,93 @@ TEST_F(FsMetaTest, AFormatOneStoreIsUpgradedWithEveryFilesBlocks) {
   EXPECT_EQ(meta_->getattr(f).value().blocks, 4u);
   EXPECT_EQ(meta_->getattr(empty).value().blocks, 0u);
   EXPECT_EQ(meta_->getattr(d).value().blocks, 0u);
+  expect_consistent();
+}
+
+// An open stripe's parity rows are records of their own (store format 5): a commit writes the
+// rows it carries and keeps the others; sealing the stripe drops them all in the same batch; the
+// checker flags rows of a stripe that is not open, and repair drops them.
+TEST_F(FsMetaTest, AnOpenStripesParityRowsAreWrittenOneByOneAndGoWhenItIsSealed) {
+  const uint64_t f = mkfile(kRootIno, "f");
+  auto ref = meta_->allocate_stripe().value();
+  auto row = [](uint32_t index, char fill) { return ParityRow{index, std::string(2 * kBlockBytes, fill)}; };
+  auto raw_rows = [&](uint64_t id) {
+    std::vector<uint64_t> out;
+    const auto [first, end] = parity_rows_range(id);
+    EXPECT_TRUE(meta_->store().scan(Family::kParityRows, first, end,
+                                    [&](std::string_view k, std::string_view) -> Result<bool> {
+                                      out.push_back(parse_u64_pair_key(k).value().second);
+                                      return true;
+                                    }));
+    return out;
+  };
+  Stripe open = stripe(ref, 2);
+  open.parity_count = 2;
+  open.parity_rows = {row(0, 'a'), row(1, 'b')};
+  Extent e0{0, ref.id, 0, 2 * kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&e0, 1}, {std::vector{open}}).has_value());
+  // One more block: only its row is written; row 0 is rewritten with new parity.
+  Stripe more = stripe(ref, 3);
+  more.parity_count = 2;
+  more.parity_rows = {row(2, 'c'), row(0, 'A')};
+  Extent e1{2 * kBlockBytes, ref.id, 2 * kBlockBytes, kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&e1, 1}, {std::vector{more}}).has_value());
+  const Stripe got = meta_->get_stripe(ref.id).value();
+  EXPECT_EQ(got.parity_rows, (std::vector{row(0, 'A'), row(1, 'b'), row(2, 'c')}));
+  EXPECT_EQ(meta_->stripes_from(ref.id, 1).value().at(0).parity_rows, got.parity_rows);
+  const std::string record = meta_->store().get(Family::kStripes, stripe_key(ref.id)).value().value();
+  EXPECT_LT(record.size(), size_t{kBlockBytes}) << "the record holds no row";
+  expect_consistent();
+  reopen();
+  EXPECT_EQ(meta_->get_stripe(ref.id).value().parity_rows, got.parity_rows);
+
+  // Sealed: the rows go with the seal's batch.
+  ASSERT_TRUE(meta_->commit_write(f, {}, {std::vector{stripe(ref, 3, StripeState::kSealed)}}).has_value());
+  EXPECT_TRUE(raw_rows(ref.id).empty());
+  EXPECT_TRUE(meta_->get_stripe(ref.id).value().parity_rows.empty());
+  expect_consistent();
+
+  // A row left behind (planted): the checker says so, repair drops it.
+  WriteSet plant;
+  plant.put(Family::kParityRows, parity_row_key(ref.id, 4), encode_parity_row(row(4, 'x')));
+  ASSERT_TRUE(meta_->store().write(plant, Durability::kSyncEach).has_value());
+  auto findings = check(meta_->store()).value();
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].kind, Finding::Kind::kParityRow) << findings[0].detail;
+  meta_.reset();
+  {
+    auto store = Store::open(small_array(dir_.path())).value();
+    auto actions = repair(*store, RepairPolicy::kSafe).value();
+    ASSERT_EQ(actions.size(), 1u);
+    EXPECT_TRUE(actions[0].applied) << actions[0].text;
+  }
+  reopen();
+  EXPECT_TRUE(raw_rows(ref.id).empty());
+  expect_consistent();
+}
+
+// A format-4 store keeps an open stripe's rows in its record: the upgrade moves them out.
+TEST_F(FsMetaTest, AFormatFourStoresParityRowsMoveOutOfTheirRecords) {
+  const uint64_t f = mkfile(kRootIno, "f");
+  auto ref = meta_->allocate_stripe().value();
+  Stripe open = stripe(ref, 2);
+  Extent e{0, ref.id, 0, 2 * kBlockBytes};
+  ASSERT_TRUE(meta_->commit_write(f, {&e, 1}, {std::vector{open}}).has_value());
+  open.live_blocks = 2;
+  open.parity_count = 1;
+  open.parity_rows = {ParityRow{0, std::string(kBlockBytes, 'p')}, ParityRow{1, std::string(kBlockBytes, 'q')}};
+  WriteSet downgrade;
+  downgrade.put(Family::kStripes, stripe_key(ref.id), encode_stripe(open, /*embed_parity_rows=*/true));
+  Super old = meta_->store().super();
+  old.store_format = 4;
+  downgrade.put(Family::kSuper, std::string(kSuperKey), encode_super(old));
+  ASSERT_TRUE(meta_->store().write(downgrade, Durability::kSyncEach).has_value());
+  reopen();
+  EXPECT_EQ(meta_->store().super().store_format, kStoreFormat);
+  EXPECT_EQ(meta_->get_stripe(ref.id).value(), open);
+  const std::string record = meta_->store().get(Family::kStripes, stripe_key(ref.id)).value().value();
+  Stripe bare = decode_stripe(ref.id, record).value();
+  EXPECT_TRUE(bare.parity_rows.empty()) << "moved out of the record";
   expect_consistent();
 }
 

@@ -15,6 +15,8 @@
 //              stripe_id:u64 ino:u64 file_offset:u64            the extents pointing into a stripe
 //                                                               (empty values; derived from
 //                                                               extents in the same batches)
+//   parity_rows
+//              stripe_id:u64 row:u64                            an open stripe's parity, by row
 //
 // Builders cannot fail. Parsers are given bytes read back from RocksDB and treat them as hostile:
 // a key of the wrong length is Error{EIO, "corrupt record: ..."}. Thread-safe (pure functions).
@@ -36,7 +38,7 @@ inline constexpr std::string_view kScrubKey = "scrub";
 inline constexpr std::string_view kRebuildKey = "rebuild";
 
 std::string u64_key(uint64_t a);                        // inodes, stripes, orphans; also a prefix
-std::string u64_pair_key(uint64_t a, uint64_t b);       // cookies, extents
+std::string u64_pair_key(uint64_t a, uint64_t b);       // cookies, extents, parity_rows
 std::string u64_name_key(uint64_t a, std::string_view name);  // dirents, xattrs
 std::string u64_triple_key(uint64_t a, uint64_t b, uint64_t c);  // extents_by_stripe
 
@@ -57,6 +59,9 @@ inline std::string xattr_key(uint64_t ino, std::string_view name) {
 }
 inline std::string extent_by_stripe_key(uint64_t stripe_id, uint64_t ino, uint64_t file_offset) {
   return u64_triple_key(stripe_id, ino, file_offset);
+}
+inline std::string parity_row_key(uint64_t stripe_id, uint32_t row) {
+  return u64_pair_key(stripe_id, row);
 }
 
 // Parsers: exactly 8 bytes; exactly 16 bytes; 8 bytes then a non-empty name; exactly 24 bytes.

@@ -209,10 +209,10 @@ Result<Extent> decode_extent(uint64_t file_offset, std::string_view v) {
 }
 
 // --- Stripe --------------------------------------------------------------------------------------
-std::string encode_stripe(const Stripe& s) {
+std::string encode_stripe(const Stripe& s, bool embed_parity_rows) {
+  const size_t rows = embed_parity_rows ? s.parity_rows.size() : 0;
   std::string v;
-  v.reserve(32 + 4 * s.block_crcs.size() +
-            s.parity_rows.size() * (4 + size_t{s.parity_count} * kBlockBytes));
+  v.reserve(32 + 4 * s.block_crcs.size() + rows * (4 + size_t{s.parity_count} * kBlockBytes));
   put_u8(v, kRecordFormat);
   put_u64(v, s.generation);
   put_u8(v, static_cast<uint8_t>(s.state));
@@ -221,12 +221,31 @@ std::string encode_stripe(const Stripe& s) {
   put_u32(v, static_cast<uint32_t>(s.block_crcs.size()));
   for (uint32_t crc : s.block_crcs) put_u32(v, crc);
   put_u8(v, s.parity_count);
-  put_u32(v, static_cast<uint32_t>(s.parity_rows.size()));
-  for (const ParityRow& row : s.parity_rows) {
-    put_u32(v, row.row_index);
-    v.append(row.bytes);
+  put_u32(v, static_cast<uint32_t>(rows));
+  for (size_t i = 0; i < rows; ++i) {
+    put_u32(v, s.parity_rows[i].row_index);
+    v.append(s.parity_rows[i].bytes);
   }
   return v;
+}
+
+// --- ParityRow -----------------------------------------------------------------------------------
+std::string encode_parity_row(const ParityRow& row) {
+  std::string v;
+  v.reserve(1 + row.bytes.size());
+  put_u8(v, kRecordFormat);
+  v.append(row.bytes);
+  return v;
+}
+
+Result<ParityRow> decode_parity_row(uint32_t row_index, std::string_view v) {
+  ByteReader r(v, "parity row");
+  RAIDFS_CHECK(expect_format(r));
+  const size_t bytes = r.remaining();
+  if (bytes == 0 || bytes % kBlockBytes != 0 || bytes / kBlockBytes > kParityCountMax)
+    return r.fail("parity of " + std::to_string(bytes) + " bytes");
+  RAIDFS_TRY(std::string_view parity, r.raw(bytes));
+  return ParityRow{row_index, std::string(parity)};
 }
 
 Result<Stripe> decode_stripe(uint64_t id, std::string_view v) {

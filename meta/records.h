@@ -18,6 +18,9 @@
 //   Stripe   fmt:u8=1 generation:u64 state:u8 filled_bytes:u32 live_blocks:u32
 //            crc_count:u32 crc32c:u32 × crc_count                  crc_count = ceil(filled/4096)
 //            parity_count:u8 row_count:u32 (row_index:u32 parity:parity_count×4096 bytes) × rows
+//            rows: only in records of store format 4 and older; since 5, row_count is 0 and an
+//            open stripe's rows are ParityRow records of their own
+//   ParityRow fmt:u8=1 parity:parity_count×4096 bytes    (parity_rows family, key stripe and row)
 //   Xattr    fmt:u8=1 value:bytes(65536)
 //   Orphan   fmt:u8=1
 //   Scrub    fmt:u8=1 state:u8 cursor:u64 started_ns:i64 finished_ns:i64 stripes_total:u64
@@ -57,9 +60,11 @@ inline constexpr uint8_t kRecordFormat = 1;
 // The layout of the whole database. 2: inodes carry their allocated block count. 3: the
 // extents_by_stripe index. 4: that index may also hold entries of extents that have left a
 // stripe since it was allocated (they go with the stripe when it is freed), so an older raidfs,
-// whose checker wants it exact, is kept out. An older database is upgraded when it is opened
-// (FsMeta::open counts every file's blocks once, indexes every extent; 3 → 4 changes nothing).
-inline constexpr uint32_t kStoreFormat = 4;
+// whose checker wants it exact, is kept out. 5: an open stripe's parity rows are records of
+// their own (parity_rows), so a flush of one block rewrites one row, not all of them. An older
+// database is upgraded when it is opened (FsMeta::open counts every file's blocks once, indexes
+// every extent, moves the open stripes' rows out of their records; 3 → 4 changes nothing).
+inline constexpr uint32_t kStoreFormat = 5;
 inline constexpr uint8_t kInodeFormat = 2;
 inline constexpr uint64_t kBlocksUnknown = UINT64_MAX;  // a format-1 inode, not yet counted
 // Inode::flags: an O_TMPFILE inode, born without a name, that link() may give its first one
@@ -140,7 +145,10 @@ struct Stripe {
   uint32_t live_blocks = 0;               // Σ over extents of the 4 KiB blocks each touches
   std::vector<uint32_t> block_crcs;       // one crc32c per 4 KiB data block, ceil(filled/4096)
   uint8_t parity_count = 0;               // m, when parity_rows is not empty
-  std::vector<ParityRow> parity_rows;     // open stripes: parity committed in metadata
+  // Open stripes: the parity committed in the metadata, by row. Read: every row stored
+  // (FsMeta::get_stripe, load_parity_rows). Committed: the rows given are written, the others
+  // stay; all go when the stripe is sealed or freed.
+  std::vector<ParityRow> parity_rows;
   bool operator==(const Stripe&) const = default;
 };
 
@@ -201,8 +209,12 @@ std::string encode_cookie(std::string_view name);
 Result<std::string> decode_cookie(std::string_view v);
 std::string encode_extent(const Extent& e);
 Result<Extent> decode_extent(uint64_t file_offset, std::string_view v);
-std::string encode_stripe(const Stripe& s);
+// Without the parity rows (store format 5), unless `embed_parity_rows` (a format-4 record, as
+// tests of the upgrade write). The decoder reads rows embedded by format 4.
+std::string encode_stripe(const Stripe& s, bool embed_parity_rows = false);
 Result<Stripe> decode_stripe(uint64_t id, std::string_view v);
+std::string encode_parity_row(const ParityRow& row);
+Result<ParityRow> decode_parity_row(uint32_t row_index, std::string_view v);
 std::string encode_xattr(std::string_view value);
 Result<std::string> decode_xattr(std::string_view v);
 std::string encode_orphan();

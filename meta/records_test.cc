@@ -172,7 +172,12 @@ TEST(Records, RebuildStateGoldenBytesAndHostileInput) {
 
 TEST(Records, StripeRoundTripAndHostileCounts) {
   Stripe s = sample_stripe();
-  std::string v = encode_stripe(s);
+  // Format 5 keeps the parity rows out of the record (ParityRow records of their own).
+  Stripe bare = s;
+  bare.parity_rows.clear();
+  EXPECT_EQ(decode_stripe(9, encode_stripe(s)).value(), bare);
+  // A format-4 record, rows embedded, still decodes.
+  std::string v = encode_stripe(s, /*embed_parity_rows=*/true);
   EXPECT_EQ(decode_stripe(9, v).value(), s);
   expect_hostile_input_rejected(v, [](std::string_view b) { return decode_stripe(9, b).has_value(); });
 
@@ -181,7 +186,7 @@ TEST(Records, StripeRoundTripAndHostileCounts) {
   EXPECT_FALSE(decode_stripe(9, encode_stripe(wrong_crcs)).has_value());
   Stripe bad_row = s;
   bad_row.parity_rows[1].bytes.pop_back();
-  EXPECT_FALSE(decode_stripe(9, encode_stripe(bad_row)).has_value());
+  EXPECT_FALSE(decode_stripe(9, encode_stripe(bad_row, true)).has_value());
   std::string bad_state = v;
   bad_state[9] = 7;
   EXPECT_FALSE(decode_stripe(9, bad_state).has_value());
@@ -286,8 +291,21 @@ TEST(Records, RandomRecordsRoundTrip) {
       s.parity_rows.push_back(ParityRow{static_cast<uint32_t>(rng() % 16),
                                         std::string(s.parity_count * kBlockBytes, 'z')});
     }
-    ASSERT_EQ(decode_stripe(s.id, encode_stripe(s)).value(), s);
+    ASSERT_EQ(decode_stripe(s.id, encode_stripe(s, /*embed_parity_rows=*/true)).value(), s);
   }
+}
+
+TEST(Records, ParityRowRoundTripAndHostileSizes) {
+  const ParityRow row{5, std::string(2 * kBlockBytes, 'r')};
+  const std::string v = encode_parity_row(row);
+  EXPECT_EQ(v.size(), 1 + 2 * kBlockBytes);
+  EXPECT_EQ(decode_parity_row(5, v).value(), row);
+  for (size_t bytes : {size_t{0}, size_t{kBlockBytes} - 1, size_t{kBlockBytes} + 1, size_t{4} * kBlockBytes}) {
+    auto bad = decode_parity_row(5, "\x01" + std::string(bytes, 'r'));
+    ASSERT_FALSE(bad.has_value()) << bytes << " bytes";
+    EXPECT_EQ(bad.error().code, EIO);
+  }
+  EXPECT_FALSE(decode_parity_row(5, "\x02" + std::string(kBlockBytes, 'r')).has_value());
 }
 
 // Key order must be the filesystem's iteration order: (ino, offset) numerically for extents and

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "meta/keys.h"
+#include "meta/parity_rows.h"
 #include "meta/repair_internal.h"
 
 namespace raidfs::meta {
@@ -81,6 +82,12 @@ Result<void> decodes(Family f, std::string_view k, std::string_view v) {
       if (!v.empty()) return corrupt("extents_by_stripe value of " + std::to_string(v.size()) + " bytes, want 0");
       return {};
     }
+    case Family::kParityRows: {
+      RAIDFS_TRY(auto key, parse_u64_pair_key(k));
+      if (key.second > UINT32_MAX) return corrupt("parity row index too large");
+      RAIDFS_CHECK(decode_parity_row(static_cast<uint32_t>(key.second), v));
+      return {};
+    }
   }
   return {};
 }
@@ -108,7 +115,8 @@ Result<std::optional<uint64_t>> read_counter(const Store& store, std::string_vie
 Result<void> remove_corrupt_records(Repairer& r) {
   Txn txn(r.store());
   for (Family f : {Family::kInodes, Family::kDirents, Family::kCookies, Family::kExtents,
-                   Family::kStripes, Family::kXattrs, Family::kOrphans, Family::kExtentsByStripe}) {
+                   Family::kStripes, Family::kXattrs, Family::kOrphans, Family::kExtentsByStripe,
+                   Family::kParityRows}) {
     RAIDFS_CHECK(
         r.store().scan(f, "", "", [&](std::string_view k, std::string_view v) -> Result<bool> {
           auto ok = decodes(f, k, v);
@@ -191,6 +199,7 @@ Result<std::vector<RepairAction>> repair(Store& store, RepairPolicy policy) {
 Result<void> put_stripe_record(Store& store, const Stripe& stripe) {
   WriteSet set;
   set.put(Family::kStripes, stripe_key(stripe.id), encode_stripe(stripe));
+  replace_parity_rows(set, stripe);
   RAIDFS_TRY(uint64_t seq, store.write(set, Durability::kNone));
   return store.sync(seq);
 }

@@ -20,7 +20,8 @@
 //                  from the later extent; a file shorter than its extents is grown to cover them
 //   7. stripes:    live counts and files' block counts recomputed from the extents; a sealed
 //                  stripe with no live block is freed; records beyond the stripe count removed;
-//                  the extents_by_stripe index rebuilt from the extents
+//                  parity rows of a stripe that is not open removed; the extents_by_stripe
+//                  index rebuilt from the extents
 //   8. the rest:   xattrs of missing inodes removed; next_inode and generation_limit raised past
 //                  every inode number and generation in use
 //
@@ -55,8 +56,9 @@ inline constexpr std::string_view kLostFoundName = "lost+found";
 
 Result<std::vector<RepairAction>> repair(Store& store, RepairPolicy policy);
 
-// Stores a stripe record as given (fsck's fix of an open stripe's parity rows, which only the
-// data on the members can prove). EIO on a write failure.
+// Stores a stripe record as given, its parity rows exactly those it carries (fsck's fix of an
+// open stripe's parity rows, which only the data on the members can prove). EIO on a write
+// failure.
 Result<void> put_stripe_record(Store& store, const Stripe& stripe);
 
 }  // namespace raidfs::meta

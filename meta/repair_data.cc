@@ -184,9 +184,25 @@ Result<void> repair_stripes(Repairer& r) {
       fixed.block_crcs.clear();
       fixed.parity_count = 0;
       fixed.parity_rows.clear();
+      txn.del_parity_rows(id);
     }
     if (!(fixed == s)) txn.put_stripe(fixed);
   }
+  // Parity rows of a stripe that is not open: unused (a sealed stripe's parity is on the members).
+  std::set<uint64_t> stale_rows;
+  RAIDFS_CHECK(r.store().scan(Family::kParityRows, "", "",
+                              [&](std::string_view k, std::string_view) -> Result<bool> {
+                                auto key = parse_u64_pair_key(k);
+                                if (!key) return true;  // pass 1 removes it
+                                auto s = stripes.find(key->first);
+                                if (s == stripes.end() || s->second.state != StripeState::kOpen)
+                                  stale_rows.insert(key->first);
+                                return true;
+                              }));
+  for (uint64_t id : stale_rows)
+    if (r.propose(true, "stripe " + std::to_string(id) +
+                            " is not open but keeps parity rows in the metadata: dropped"))
+      txn.del_parity_rows(id);
   return r.commit(txn);
 }
 

@@ -40,7 +40,7 @@ void stop_perf_counting() {
 
 constexpr std::string_view kFamilyNames[kFamilyCount] = {
     "super", "inodes", "dirents", "cookies", "extents", "stripes", "xattrs", "orphans",
-    "extents_by_stripe",
+    "extents_by_stripe", "parity_rows",
 };
 // What the RecordCache keeps of each family: the records a read needs on every call — inodes and
 // stripes by key, and whole groups of one file's extents (their keys start with the inode).
@@ -48,13 +48,13 @@ enum class CacheKind : uint8_t { kNone, kRecord, kGroup };
 constexpr CacheKind kFamilyCache[kFamilyCount] = {
     CacheKind::kNone, CacheKind::kRecord, CacheKind::kNone, CacheKind::kNone,
     CacheKind::kGroup, CacheKind::kRecord, CacheKind::kNone, CacheKind::kNone,
-    CacheKind::kNone,
+    CacheKind::kNone, CacheKind::kNone,
 };
 constexpr size_t kPrefix = RecordCache::kGroupPrefixBytes;
 
 // Families read mostly by exact key get a bloom filter.
 constexpr bool kFamilyPointLookups[kFamilyCount] = {
-    false, true, true, false, false, true, true, true, false,
+    false, true, true, false, false, true, true, true, false, false,
 };
 
 std::unexpected<Error> rocks_error(const rocksdb::Status& s, std::string_view what) {

@@ -44,8 +44,9 @@ namespace raidfs::meta {
 
 enum class Family : uint8_t {
   kSuper, kInodes, kDirents, kCookies, kExtents, kStripes, kXattrs, kOrphans, kExtentsByStripe,
+  kParityRows,
 };
-inline constexpr size_t kFamilyCount = 9;
+inline constexpr size_t kFamilyCount = 10;
 std::string_view family_name(Family f);
 
 // The writes of one filesystem operation, applied all together or not at all by Store::write.

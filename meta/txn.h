@@ -49,8 +49,12 @@ class Txn {
   void del_extent(uint64_t ino, const Extent& e);
   // Every extents_by_stripe entry of the stripe removed (it is freed by this batch).
   void del_stripe_index(uint64_t stripe_id);
+  // The stripe's record, without its parity rows (load_parity_rows reads them).
   Result<std::optional<Stripe>> find_stripe(uint64_t id);
+  // The record, and the parity rows `s` carries (the stripe's other rows stay).
   void put_stripe(const Stripe& s);
+  // Every parity row of the stripe removed (it is sealed or freed by this batch).
+  void del_parity_rows(uint64_t stripe_id) { freed_parity_.push_back(stripe_id); }
   Result<uint64_t> take_inode_number();  // reads and bumps the next_inode counter
 
   // Adds `delta` block references to stripe `id` (applied by FsMeta::apply_live_deltas).
@@ -66,6 +70,7 @@ class Txn {
   const Store& store_;
   std::map<Key, std::optional<std::string>> overlay_;  // nullopt = deleted
   std::vector<uint64_t> freed_indexes_;  // stripes whose index entries go (del_stripe_index)
+  std::vector<uint64_t> freed_parity_;   // stripes whose parity rows go (del_parity_rows)
   std::map<uint64_t, int64_t> live_delta_;
   std::map<uint64_t, StripeState> stored_stripes_;
   int64_t live_applied_ = 0;
