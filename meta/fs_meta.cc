@@ -271,18 +271,20 @@ Result<void> FsMeta::build_stripe_maps() {
   stripe_free_.assign(count, true);
   free_count_ = count;
   live_blocks_total_ = 0;
-  return store_->scan(Family::kStripes, "", "",
-                      [&](std::string_view key, std::string_view value) -> Result<bool> {
-                        RAIDFS_TRY(uint64_t id, parse_u64_key(key));
-                        RAIDFS_TRY(Stripe s, decode_stripe(id, value));
-                        if (id >= count) return corrupt("stripe id beyond the stripe count");
-                        if (s.state == StripeState::kFree) return true;
-                        stripe_free_[id] = false;
-                        --free_count_;
-                        live_blocks_total_ += s.live_blocks;
-                        if (s.state == StripeState::kOpen) open_.insert(id);
-                        return true;
-                      });
+  RAIDFS_CHECK(store_->scan(Family::kStripes, "", "",
+                            [&](std::string_view key, std::string_view value) -> Result<bool> {
+                              RAIDFS_TRY(uint64_t id, parse_u64_key(key));
+                              RAIDFS_TRY(Stripe s, decode_stripe(id, value));
+                              if (id >= count) return corrupt("stripe id beyond the stripe count");
+                              if (s.state == StripeState::kFree) return true;
+                              stripe_free_[id] = false;
+                              --free_count_;
+                              live_blocks_total_ += s.live_blocks;
+                              if (s.state == StripeState::kOpen) open_.insert(id);
+                              return true;
+                            }));
+  publish_free_count_locked();
+  return {};
 }
 
 // --- committing ----------------------------------------------------------------------------------
@@ -315,6 +317,7 @@ Result<uint64_t> FsMeta::write_locked(Txn& txn, Durability durability, Room room
       --free_count_;
     }
   }
+  publish_free_count_locked();
   return seq;
 }
 
@@ -432,6 +435,7 @@ void FsMeta::reclaim_pending_locked() {
     }
     return true;
   });
+  publish_free_count_locked();
 }
 
 void FsMeta::track_freed_stripes() {
@@ -488,6 +492,7 @@ Result<StripeRef> FsMeta::allocate_stripe() {
     if (!stripe_free_[id]) continue;
     stripe_free_[id] = false;
     --free_count_;
+    publish_free_count_locked();
     alloc_cursor_ = id + 1;
     const uint64_t generation = next_generation_++;
     allocated_[id] = generation;
@@ -503,6 +508,7 @@ void FsMeta::release_stripe(uint64_t id) {
   if (allocated_.erase(id) == 0) return;
   stripe_free_[id] = true;
   ++free_count_;
+  publish_free_count_locked();
 }
 
 Result<Stripe> FsMeta::get_stripe(uint64_t id) const {
@@ -523,8 +529,7 @@ uint64_t FsMeta::live_block_count() const {
 }
 
 uint64_t FsMeta::free_stripe_count() const {
-  std::lock_guard lock(mu_);
-  return free_count_ + pending_free_.size();
+  return free_total_.load(std::memory_order_relaxed);
 }
 
 std::vector<uint64_t> FsMeta::orphans() const {

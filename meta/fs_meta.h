@@ -304,6 +304,7 @@ class FsMeta {
   uint64_t next_generation() const;
   std::vector<uint64_t> open_stripes() const;    // committed stripes in state kOpen
   // Stripes free now or once the commit that freed them is durable (not those handed out).
+  // Without a lock: as of the last change published, never waiting for a commit in flight.
   uint64_t free_stripe_count() const;
   // Σ Stripe::live_blocks over every committed stripe: the 4 KiB blocks the files' extents hold
   // (a block two extents share counts twice). Kept in step with every commit, without a lock.
@@ -357,6 +358,12 @@ class FsMeta {
   uint64_t next_generation_ = 0;
   uint64_t generation_limit_ = 0;                    // persisted; generations < it may be used
   std::atomic<int64_t> live_blocks_total_{0};        // see live_block_count(); changed under mu_
+  // free_count_ + pending_free_.size(), published under mu_ after each change, so that
+  // free_stripe_count() (every write's space check) does not wait for a commit holding mu_.
+  std::atomic<uint64_t> free_total_{0};
+  void publish_free_count_locked() {
+    free_total_.store(free_count_ + pending_free_.size(), std::memory_order_relaxed);
+  }
 };
 
 }  // namespace raidfs::meta
