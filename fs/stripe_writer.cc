@@ -375,13 +375,15 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
   const uint32_t first_block = old_written / kBlock, end_block = end / kBlock;
   // The rows whose parity changes: every row once a chunk's worth of blocks is new, else the
   // rows of the new blocks (which may wrap from the end of one chunk to the start of the next).
-  std::vector<bool> changed(rows_per_chunk, end_block - first_block >= rows_per_chunk);
-  for (uint32_t b = first_block; b < end_block && b - first_block < rows_per_chunk; ++b)
-    changed[b % rows_per_chunk] = true;
-  if (end_block - first_block >= rows_per_chunk) {
+  const bool every_row = end_block - first_block >= rows_per_chunk;
+  std::vector<bool> changed(rows_per_chunk, every_row);
+  if (every_row) {
     parity_rows(slot, 0, rows_per_chunk);
   } else {
-    for (uint32_t b = first_block; b < end_block; ++b) parity_rows(slot, b % rows_per_chunk, 1);
+    for (uint32_t b = first_block; b < end_block; ++b) {
+      changed[b % rows_per_chunk] = true;
+      parity_rows(slot, b % rows_per_chunk, 1);
+    }
   }
   RAIDFS_CHECK(array_.flush(ctx.channel()));
 
