@@ -274,8 +274,27 @@ class Filesystem {
   // File bytes [begin, end) as committed (holes and past the committed size read as zeros).
   Result<void> read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
                               uint8_t* dest);
+  // Consecutive mappings of a file into dest (the first mapping's bytes at dest): holes as
+  // zeros; the whole-block extents with one batch of member reads (Array::read of many, so a
+  // read across stripes waits for the members once), the others through read_mapping.
+  Result<void> read_mappings(IoContext& ctx, std::span<const meta::Mapping> maps, uint8_t* dest);
+  // The stripe record a mapping points at; ESTALE when it was freed or reused meanwhile.
+  Result<meta::Stripe> mapped_stripe(const meta::Mapping& m);
   // One mapped extent of stripe data into dest, through the bounce buffer where unaligned.
   Result<void> read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest);
+  // What an Array read of a committed stripe points at besides the record: its checksums padded
+  // to the whole stripe (when not full), an open stripe's parity gathered from its rows.
+  struct StripeReadBuffers {
+    std::vector<uint32_t> padded_crcs;
+    AlignedBuffer open_parity;
+  };
+  // The Array request for whole blocks [offset, offset + length) of the stripe into dest.
+  ReadRequest stripe_read(const meta::Stripe& stripe, StripeReadBuffers& buffers, uint64_t offset,
+                          uint32_t length, uint8_t* dest) const;
+  // Counts a read's rebuilt and corrupt blocks and heals them (sealed stripes only); with
+  // `heal_neighbours`, also the corrupt blocks of the same rows found outside the range.
+  void absorb_read_report(IoContext& ctx, const meta::Stripe& stripe, uint64_t offset,
+                          uint8_t* dest, const ReadReport& report, bool heal_neighbours);
   // Whole blocks of a stripe's data, verified; rebuilt blocks of sealed stripes are healed, and
   // with `heal_neighbours` also corrupt blocks of the same rows found outside the range.
   Result<void> read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe, uint64_t offset,

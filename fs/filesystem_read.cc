@@ -56,15 +56,9 @@ Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t b
       while (pos < end) {
         // Past the committed size is a hole: data never committed reads as zeros.
         RAIDFS_TRY(auto maps, meta_->map_extents(ino, pos, end));
-        for (const meta::Mapping& m : maps) {
-          uint8_t* out = dest + (m.file_offset - begin);
-          if (m.hole) {
-            std::memset(out, 0, m.length);
-          } else {
-            RAIDFS_CHECK(read_mapping(ctx, m, out));
-          }
-          pos = m.file_offset + m.length;
-        }
+        if (maps.empty()) return fail(EIO, "the extent map of a read came back empty");
+        RAIDFS_CHECK(read_mappings(ctx, maps, dest + (maps.front().file_offset - begin)));
+        pos = maps.back().file_offset + maps.back().length;
       }
       return {};
     }();
@@ -74,7 +68,51 @@ Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t b
   }
 }
 
-Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest) {
+Result<void> Filesystem::read_mappings(IoContext& ctx, std::span<const meta::Mapping> maps,
+                                       uint8_t* dest) {
+  const uint64_t base = maps.front().file_offset;
+  // The stripes of the whole-block mappings, with what their Array requests point at.
+  struct Held {
+    meta::Stripe stripe;
+    StripeReadBuffers buffers;
+    const meta::Mapping* mapping;
+  };
+  std::vector<Held> held;
+  held.reserve(maps.size());
+  for (const meta::Mapping& m : maps) {
+    uint8_t* out = dest + (m.file_offset - base);
+    if (m.hole) {
+      std::memset(out, 0, m.length);
+    } else if (m.stripe_offset % kBlock != 0 || m.length % kBlock != 0 ||
+               reinterpret_cast<uintptr_t>(out) % kBlock != 0) {
+      RAIDFS_CHECK(read_mapping(ctx, m, out));
+    } else {
+      RAIDFS_TRY(meta::Stripe stripe, mapped_stripe(m));
+      held.push_back(Held{std::move(stripe), {}, &m});
+    }
+  }
+  if (held.empty()) return {};
+  // Requests built once every Held is in place: they point into it.
+  std::vector<ReadRequest>& requests = ctx.read_requests();
+  std::vector<ReadReport>& reports = ctx.read_reports();
+  requests.clear();
+  for (Held& h : held)
+    requests.push_back(stripe_read(h.stripe, h.buffers, h.mapping->stripe_offset,
+                                   static_cast<uint32_t>(h.mapping->length),
+                                   dest + (h.mapping->file_offset - base)));
+  reports.resize(requests.size());
+  if (auto r = array_->read(ctx.channel(), requests, reports); !r) {
+    if (r.error().code == EIO) ++counters_.unreadable;
+    RAIDFS_LOG(kError, "%s", r.error().message.c_str());
+    return r;
+  }
+  for (size_t i = 0; i < held.size(); ++i)
+    absorb_read_report(ctx, held[i].stripe, requests[i].offset, requests[i].dest, reports[i],
+                       /*heal_neighbours=*/true);
+  return {};
+}
+
+Result<meta::Stripe> Filesystem::mapped_stripe(const meta::Mapping& m) {
   auto stripe = meta_->get_stripe(m.stripe_id);
   if (!stripe) {
     if (stripe.error().code == ENOENT) return fail(ESTALE, "stripe freed during the read");
@@ -83,6 +121,11 @@ Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, ui
   if (stripe->state == meta::StripeState::kFree ||
       uint64_t{m.stripe_offset} + m.length > stripe->filled_bytes)
     return fail(ESTALE, "stripe reused during the read");
+  return std::move(*stripe);
+}
+
+Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest) {
+  RAIDFS_TRY(const meta::Stripe stripe, mapped_stripe(m));
   uint64_t done = 0;
   while (done < m.length) {
     const uint64_t at = m.stripe_offset + done;
@@ -91,11 +134,11 @@ Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, ui
     if (skew == 0 && reinterpret_cast<uintptr_t>(out) % kBlock == 0 && m.length - done >= kBlock) {
       // Whole blocks straight into the destination.
       const uint64_t n = std::min<uint64_t>((m.length - done) / kBlock * kBlock, 1u << 30);
-      RAIDFS_CHECK(read_stripe_blocks(ctx, *stripe, at, static_cast<uint32_t>(n), out));
+      RAIDFS_CHECK(read_stripe_blocks(ctx, stripe, at, static_cast<uint32_t>(n), out));
       done += n;
     } else {
       const uint64_t n = std::min<uint64_t>(m.length - done, IoContext::kBounceBytes - skew);
-      RAIDFS_CHECK(read_stripe_blocks(ctx, *stripe, at - skew,
+      RAIDFS_CHECK(read_stripe_blocks(ctx, stripe, at - skew,
                                       static_cast<uint32_t>(round_up(skew + n)), ctx.bounce()));
       std::memcpy(out, ctx.bounce() + skew, n);
       counters_.copied_read += n;
@@ -105,21 +148,18 @@ Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, ui
   return {};
 }
 
-Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
-                                            uint64_t offset, uint32_t length, uint8_t* dest,
-                                            bool heal_neighbours) {
+ReadRequest Filesystem::stripe_read(const meta::Stripe& stripe, StripeReadBuffers& buffers,
+                                    uint64_t offset, uint32_t length, uint8_t* dest) const {
   const Geometry& g = array_->geometry();
   const uint32_t stripe_blocks = static_cast<uint32_t>(g.stripe_data_bytes() / kBlock);
   // The Array wants one checksum per block of the stripe; blocks past `filled` are zeros and
   // never checked. A full stripe's list is used as it is.
-  std::vector<uint32_t> padded;
   std::span<const uint32_t> crcs = stripe.block_crcs;
   if (crcs.size() != stripe_blocks) {
-    padded.assign(crcs.begin(), crcs.end());
-    padded.resize(stripe_blocks, 0);
-    crcs = padded;
+    buffers.padded_crcs.assign(crcs.begin(), crcs.end());
+    buffers.padded_crcs.resize(stripe_blocks, 0);
+    crcs = buffers.padded_crcs;
   }
-  AlignedBuffer open_parity;
   ReadRequest req;
   req.ref.stripe = stripe.id;
   req.ref.generation = stripe.generation;
@@ -128,27 +168,26 @@ Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& 
   if (stripe.state == meta::StripeState::kOpen) {
     // Its parity lives in the metadata, per 4 KiB row; rows not listed hold no data (zeros).
     const uint32_t c = g.chunk_bytes();
-    open_parity = AlignedBuffer(size_t{g.parity_count()} * c);
+    buffers.open_parity = AlignedBuffer(size_t{g.parity_count()} * c);
     for (const meta::ParityRow& row : stripe.parity_rows) {
       if (uint64_t{row.row_index + 1} * kBlock > c) continue;
       for (uint32_t p = 0; p < stripe.parity_count && p < g.parity_count(); ++p)
-        std::memcpy(open_parity.data() + size_t{p} * c + size_t{row.row_index} * kBlock,
+        std::memcpy(buffers.open_parity.data() + size_t{p} * c + size_t{row.row_index} * kBlock,
                     row.bytes.data() + size_t{p} * kBlock, kBlock);
     }
-    req.ref.parity = open_parity.data();
+    req.ref.parity = buffers.open_parity.data();
   }
   req.offset = offset;
   req.length = length;
   req.dest = dest;
-  auto report = array_->read(ctx.channel(), req);
-  if (!report) {
-    if (report.error().code == EIO) ++counters_.unreadable;
-    RAIDFS_LOG(kError, "%s", report.error().message.c_str());
-    return std::unexpected(report.error());
-  }
-  counters_.reconstructed += report->reconstructed_blocks;
-  counters_.corrupt += report->corrupt_blocks.size();
-  for (uint32_t block : report->corrupt_blocks) {
+  return req;
+}
+
+void Filesystem::absorb_read_report(IoContext& ctx, const meta::Stripe& stripe, uint64_t offset,
+                                    uint8_t* dest, const ReadReport& report, bool heal_neighbours) {
+  counters_.reconstructed += report.reconstructed_blocks;
+  counters_.corrupt += report.corrupt_blocks.size();
+  for (uint32_t block : report.corrupt_blocks) {
     RAIDFS_LOG(kWarning, "stripe %llu block %u failed its checksum; rebuilt from parity",
                static_cast<unsigned long long>(stripe.id), block);
     heal_block(ctx, stripe, block, dest + (uint64_t{block} * kBlock - offset));
@@ -157,11 +196,25 @@ Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& 
   // it into the context's heal buffer, verified) and heal it from there. Not recursively: a
   // neighbour's own neighbours are in this list already.
   const bool healable = stripe.state == meta::StripeState::kSealed && !options_.read_only;
-  for (uint32_t block : report->corrupt_neighbours) {
+  for (uint32_t block : report.corrupt_neighbours) {
     if (!heal_neighbours || !healable) break;
     (void)read_stripe_blocks(ctx, stripe, uint64_t{block} * kBlock, kBlockBytes,
                              ctx.heal_buffer(), /*heal_neighbours=*/false);
   }
+}
+
+Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
+                                            uint64_t offset, uint32_t length, uint8_t* dest,
+                                            bool heal_neighbours) {
+  StripeReadBuffers buffers;
+  const ReadRequest req = stripe_read(stripe, buffers, offset, length, dest);
+  auto report = array_->read(ctx.channel(), req);
+  if (!report) {
+    if (report.error().code == EIO) ++counters_.unreadable;
+    RAIDFS_LOG(kError, "%s", report.error().message.c_str());
+    return std::unexpected(report.error());
+  }
+  absorb_read_report(ctx, stripe, offset, dest, *report, heal_neighbours);
   return {};
 }
 

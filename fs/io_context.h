@@ -1,11 +1,12 @@
 // IoContext: what one thread needs to do member I/O — its own ring (a MemberIo and the Array's
-// IoChannel over it), a bounce buffer for reads that do not fall on 4 KiB boundaries, and a
-// block for rebuilding a corrupt neighbour to heal. Made by Filesystem::make_io_context (or by a
+// IoChannel over it), a bounce buffer for reads that do not fall on 4 KiB boundaries, a block
+// for rebuilding a corrupt neighbour to heal, and the reused request lists of a read. Made by Filesystem::make_io_context (or by a
 // test around a fault-injecting MemberIo) and used by the thread that made it only.
 #pragma once
 
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 #include "base/units.h"
 #include "base/aligned_buffer.h"
@@ -23,12 +24,17 @@ class IoContext {
   // One block, 4 KiB-aligned: where a corrupt block found outside a read is rebuilt to be healed
   // (the bounce buffer may be the read's own destination).
   uint8_t* heal_buffer() { return heal_.data(); }
+  // Reused lists of one read's Array requests and their reports.
+  std::vector<ReadRequest>& read_requests() { return read_requests_; }
+  std::vector<ReadReport>& read_reports() { return read_reports_; }
 
  private:
   std::unique_ptr<MemberIo> io_;
   IoChannel channel_;
   AlignedBuffer bounce_;
   AlignedBuffer heal_;
+  std::vector<ReadRequest> read_requests_;
+  std::vector<ReadReport> read_reports_;
 };
 
 }  // namespace raidfs::fs

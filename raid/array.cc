@@ -245,79 +245,111 @@ Result<void> Array::flush(IoChannel& channel, uint64_t members) {
 }
 
 Result<ReadReport> Array::read(IoChannel& channel, const ReadRequest& req) {
-  const StripeRef& ref = req.ref;
+  ReadReport report;
+  RAIDFS_CHECK(read(channel, {&req, 1}, {&report, 1}));
+  return report;
+}
+
+Result<void> Array::read(IoChannel& channel, std::span<const ReadRequest> reqs,
+                         std::span<ReadReport> reports) {
+  if (reports.size() != reqs.size()) return fail(EINVAL, "one read report per request expected");
+  if (reqs.empty()) return {};
   const uint32_t blocks_per_chunk = geometry_.blocks_per_chunk();
   const uint32_t stripe_blocks = geometry_.data_count() * blocks_per_chunk;
-  if (ref.stripe >= geometry_.stripe_count() || req.offset % kBlockBytes || req.length % kBlockBytes ||
-      req.length == 0 || req.offset > geometry_.stripe_data_bytes() ||
-      req.length > geometry_.stripe_data_bytes() - req.offset || !aligned(req.dest) ||
-      (!ref.block_crcs.empty() && ref.block_crcs.size() != stripe_blocks))
-    return fail(EINVAL, "read of stripe " + std::to_string(ref.stripe) + ": misaligned or out of range");
-  RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(ref.stripe)));
-
-  const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes);
-  const uint32_t count = req.length / kBlockBytes;
   auto& flags = channel.block_flags_;
-  flags.assign(count, kBlockOk);
+  auto& spans = channel.read_spans_;
+  spans.clear();
+  uint32_t total_blocks = 0;
+  for (const ReadRequest& req : reqs) {
+    const StripeRef& ref = req.ref;
+    if (ref.stripe >= geometry_.stripe_count() || req.offset % kBlockBytes || req.length % kBlockBytes ||
+        req.length == 0 || req.offset > geometry_.stripe_data_bytes() ||
+        req.length > geometry_.stripe_data_bytes() - req.offset || !aligned(req.dest) ||
+        (!ref.block_crcs.empty() && ref.block_crcs.size() != stripe_blocks))
+      return fail(EINVAL, "read of stripe " + std::to_string(ref.stripe) + ": misaligned or out of range");
+    spans.push_back({total_blocks, 0, 0});
+    total_blocks += req.length / kBlockBytes;
+  }
+  RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(reqs[0].ref.stripe)));
+  flags.assign(total_blocks, kBlockOk);
 
-  // 1. Read what the healthy members hold straight into the destination.
+  // 1. Read what the healthy members hold straight into the destinations: every request's reads
+  // in one batch, so that a read spanning stripes waits for the members once.
   channel.batch_.clear();
-  for (uint32_t b = first; b < first + count;) {
-    const uint32_t index = b / blocks_per_chunk;
-    const uint32_t run = std::min(first + count, (index + 1) * blocks_per_chunk) - b;
-    const uint32_t filled = b >= ref.filled_blocks ? 0 : std::min(run, ref.filled_blocks - b);
-    if (filled < run) std::memset(req.dest + uint64_t{b + filled - first} * kBlockBytes, 0,
-                                  uint64_t{run - filled} * kBlockBytes);  // never written: zeros
-    if (filled > 0) {
-      MemberAddress a = geometry_.locate(ref.stripe, index, (b % blocks_per_chunk) * kBlockBytes);
-      if (readable(a.member, ref.stripe, ref.generation) && !req.force_reconstruct)
-        channel.batch_.push_back({IoOp::kRead, a.member, a.offset, filled * kBlockBytes,
-                                  req.dest + uint64_t{b - first} * kBlockBytes, 0});
-      else
-        std::fill_n(flags.begin() + (b - first), filled, kBlockNeeded);
+  for (size_t q = 0; q < reqs.size(); ++q) {
+    const ReadRequest& req = reqs[q];
+    const StripeRef& ref = req.ref;
+    const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes);
+    const uint32_t count = req.length / kBlockBytes;
+    uint8_t* const req_flags = flags.data() + spans[q].first_flag;
+    spans[q].batch_begin = static_cast<uint32_t>(channel.batch_.size());
+    for (uint32_t b = first; b < first + count;) {
+      const uint32_t index = b / blocks_per_chunk;
+      const uint32_t run = std::min(first + count, (index + 1) * blocks_per_chunk) - b;
+      const uint32_t filled = b >= ref.filled_blocks ? 0 : std::min(run, ref.filled_blocks - b);
+      if (filled < run) std::memset(req.dest + uint64_t{b + filled - first} * kBlockBytes, 0,
+                                    uint64_t{run - filled} * kBlockBytes);  // never written: zeros
+      if (filled > 0) {
+        MemberAddress a = geometry_.locate(ref.stripe, index, (b % blocks_per_chunk) * kBlockBytes);
+        if (readable(a.member, ref.stripe, ref.generation) && !req.force_reconstruct)
+          channel.batch_.push_back({IoOp::kRead, a.member, a.offset, filled * kBlockBytes,
+                                    req.dest + uint64_t{b - first} * kBlockBytes, 0});
+        else
+          std::fill_n(req_flags + (b - first), filled, kBlockNeeded);
+      }
+      b += run;
     }
-    b += run;
+    spans[q].batch_end = static_cast<uint32_t>(channel.batch_.size());
   }
   RAIDFS_CHECK(execute(channel));
-  for (const IoRequest& r : channel.batch_) {
-    if (r.ok()) continue;
-    const uint32_t b0 = static_cast<uint32_t>((r.buffer - req.dest) / kBlockBytes);
-    std::fill_n(flags.begin() + b0, r.length / kBlockBytes, kBlockNeeded);
-  }
-
-  // 2. Verify the versioned checksums of what was read.
-  ReadReport report;
-  if (!ref.block_crcs.empty()) {
-    for (uint32_t i = 0; i < count; ++i) {
-      const uint32_t b = first + i;
-      if (flags[i] != kBlockOk || b >= ref.filled_blocks) continue;
-      const std::span<const uint8_t> data(req.dest + uint64_t{i} * kBlockBytes, kBlockBytes);
-      if (!block_matches({ref.stripe, ref.generation, b}, data, ref.block_crcs[b])) {
-        flags[i] = kBlockCorrupt;
-        report.corrupt_blocks.push_back(b);
-        ++errors_[geometry_.locate(ref.stripe, b / blocks_per_chunk, 0).member].checksum;
-      }
+  for (size_t q = 0; q < reqs.size(); ++q) {
+    for (uint32_t i = spans[q].batch_begin; i < spans[q].batch_end; ++i) {
+      const IoRequest& r = channel.batch_[i];
+      if (r.ok()) continue;
+      const uint32_t b0 = static_cast<uint32_t>((r.buffer - reqs[q].dest) / kBlockBytes);
+      std::fill_n(flags.begin() + spans[q].first_flag + b0, r.length / kBlockBytes, kBlockNeeded);
     }
   }
 
-  // 3. Rebuild what is missing or corrupt from the rest of its rows.
-  for (uint32_t i = 0; i < count; ++i) {
-    if (flags[i] == kBlockOk) continue;
-    RAIDFS_CHECK(reconstruct_rows(channel, req, first, count, report));
-    break;
+  for (size_t q = 0; q < reqs.size(); ++q) {
+    const ReadRequest& req = reqs[q];
+    const StripeRef& ref = req.ref;
+    const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes);
+    const uint32_t count = req.length / kBlockBytes;
+    const std::span<uint8_t> req_flags(flags.data() + spans[q].first_flag, count);
+    ReadReport& report = reports[q];
+    report = ReadReport{};
+
+    // 2. Verify the versioned checksums of what was read.
+    if (!ref.block_crcs.empty()) {
+      for (uint32_t i = 0; i < count; ++i) {
+        const uint32_t b = first + i;
+        if (req_flags[i] != kBlockOk || b >= ref.filled_blocks) continue;
+        const std::span<const uint8_t> data(req.dest + uint64_t{i} * kBlockBytes, kBlockBytes);
+        if (!block_matches({ref.stripe, ref.generation, b}, data, ref.block_crcs[b])) {
+          req_flags[i] = kBlockCorrupt;
+          report.corrupt_blocks.push_back(b);
+          ++errors_[geometry_.locate(ref.stripe, b / blocks_per_chunk, 0).member].checksum;
+        }
+      }
+    }
+
+    // 3. Rebuild what is missing or corrupt from the rest of its rows.
+    if (std::any_of(req_flags.begin(), req_flags.end(), [](uint8_t f) { return f != kBlockOk; }))
+      RAIDFS_CHECK(reconstruct_rows(channel, req, req_flags, report));
   }
-  return report;
+  return {};
 }
 
 // Rebuilds every flagged block of the request, row by row. A "row" is the 4 KiB at the same
 // offset of each of the stripe's n chunks; parity covers each row independently, so each row is
 // solved on its own with its own set of lost slots.
-Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req, uint32_t first, uint32_t count,
+Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req, std::span<uint8_t> flags,
                                      ReadReport& report) {
   const StripeRef& ref = req.ref;
   const uint32_t n = geometry_.member_count(), k = geometry_.data_count(), m = geometry_.parity_count();
   const uint32_t chunk = geometry_.chunk_bytes(), per_chunk = geometry_.blocks_per_chunk();
-  auto& flags = channel.block_flags_;
+  const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes), count = req.length / kBlockBytes;
   uint8_t* scratch = channel.scratch_.data();
   auto slot_row = [&](uint32_t slot, uint32_t row) { return scratch + uint64_t{slot} * chunk + uint64_t{row} * kBlockBytes; };
 
@@ -418,7 +450,7 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
     if (req.force_reconstruct) {
       for (uint32_t r = row; r < end; ++r) {
         point_at(r);
-        RAIDFS_CHECK(rebuild_each(channel, req, r, {erased.data(), lost}, ptrs.data(), report));
+        RAIDFS_CHECK(rebuild_each(req, r, {erased.data(), lost}, ptrs.data(), flags, report));
       }
       row = end;
       continue;
@@ -461,9 +493,9 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
 // Forced reconstruction (scrub, tests): every requested data block of the row is rebuilt from
 // the other chunks, one at a time, on top of the chunks already lost, so each block is proven
 // recoverable from parity. Fails with EIO if a block has no parity to spare or does not verify.
-Result<void> Array::rebuild_each(IoChannel& channel, const ReadRequest& req, uint32_t row,
+Result<void> Array::rebuild_each(const ReadRequest& req, uint32_t row,
                                  std::span<const uint32_t> already_lost, uint8_t* const* ptrs,
-                                 ReadReport& report) {
+                                 std::span<uint8_t> flags, ReadReport& report) {
   const StripeRef& ref = req.ref;
   const uint32_t k = geometry_.data_count(), per_chunk = geometry_.blocks_per_chunk();
   const uint32_t first = static_cast<uint32_t>(req.offset / kBlockBytes), count = req.length / kBlockBytes;
@@ -475,7 +507,7 @@ Result<void> Array::rebuild_each(IoChannel& channel, const ReadRequest& req, uin
         !block_matches({ref.stripe, ref.generation, b}, {ptrs[d], kBlockBytes}, ref.block_crcs[b]))
       return fail(EIO, "stripe " + std::to_string(ref.stripe) + " block " + std::to_string(b) + ": " + failure);
     std::memcpy(req.dest + uint64_t{b - first} * kBlockBytes, ptrs[d], kBlockBytes);
-    channel.block_flags_[b - first] = kBlockOk;
+    flags[b - first] = kBlockOk;
     return {};
   };
   for (uint32_t d = 0; d < k; ++d) {

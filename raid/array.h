@@ -9,7 +9,8 @@
 //   array.write_stripe(channel, s, buf)  data + computed parity of stripe s, one submission
 //   array.write_data / write_parity    parts of a stripe (a partial stripe's new blocks; a seal)
 //   array.read(channel, request)       a range of a stripe's data, verified and, where a block
-//                                      is unreadable or fails its checksum, reconstructed
+//                                      is unreadable or fails its checksum, reconstructed (or
+//                                      several ranges, with their member reads in one batch)
 //
 // What the array does not know: which stripes are free, what files are, or what is committed —
 // that is the metadata's business. The array never rewrites anything on its own except
@@ -102,6 +103,11 @@ class IoChannel {
   AlignedBuffer scratch_;             // one stripe: n chunks, slot-major
   std::vector<IoRequest> batch_;      // reused request list
   std::vector<uint8_t> block_flags_;  // reused per-block state of a read
+  // Where each request of a read keeps its flags and its requests in batch_.
+  struct ReadSpan {
+    uint32_t first_flag, batch_begin, batch_end;
+  };
+  std::vector<ReadSpan> read_spans_;
 };
 
 // Which version of a stripe a read expects: the generation, the versioned checksum of each data
@@ -222,6 +228,12 @@ class Array {
   // EINVAL misaligned or out-of-range request; EIO when a block cannot be rebuilt (more than m
   // chunks of its row lost or corrupt) — the message names the stripe and block.
   Result<ReadReport> read(IoChannel& channel, const ReadRequest& request);
+  // Several such reads (of any stripes, destinations not overlapping) whose member reads go out
+  // in one batch: a read spanning stripes waits for the members once, not once per stripe.
+  // reports[i] is requests[i]'s (as many as requests). The first request that cannot be served
+  // fails the call; the reports of those before it are filled.
+  Result<void> read(IoChannel& channel, std::span<const ReadRequest> requests,
+                    std::span<ReadReport> reports);
 
   // Verifies one whole stripe — every filled block's checksum, the parity against the data — and
   // with request.repair rewrites rebuilt blocks and wrong member parity (raid/array_scrub.h).
@@ -348,11 +360,12 @@ class Array {
   // the member that missed it.
   Result<void> settle_states(IoChannel& channel);
   void fail_member(uint32_t member, const std::string& reason, MemberIo* io);
-  Result<void> reconstruct_rows(IoChannel& channel, const ReadRequest& request, uint32_t first_block,
-                                uint32_t block_count, ReadReport& report);
-  Result<void> rebuild_each(IoChannel& channel, const ReadRequest& request, uint32_t row,
+  // `flags`: the request's per-block state (BlockFlag in array.cc), one per block of it.
+  Result<void> reconstruct_rows(IoChannel& channel, const ReadRequest& request,
+                                std::span<uint8_t> flags, ReadReport& report);
+  Result<void> rebuild_each(const ReadRequest& request, uint32_t row,
                             std::span<const uint32_t> already_lost, uint8_t* const* ptrs,
-                            ReadReport& report);
+                            std::span<uint8_t> flags, ReadReport& report);
   // Writes the member states in memory to the superblocks of the active members (primary copies,
   // a flush, backup copies, a flush: a torn update leaves one good copy), through `io` when given
   // (the caller's member I/O), else with plain synchronous writes (open). A member whose

@@ -203,6 +203,65 @@ TEST_F(ArrayTest, CorruptBlocksAreDetectedAndRebuilt) {
   EXPECT_EQ(a->unavailable_count(), 0u) << "corruption is not a member failure";
 }
 
+// Reads of several stripes in one call: their member reads go out together, and each is still
+// verified and rebuilt on its own — a missing member and a corrupt block in different stripes,
+// reported against the request that met them.
+TEST_F(ArrayTest, ReadsOfSeveralStripesInOneBatchAreEachVerifiedAndRebuilt) {
+  make(6, 2);
+  std::vector<StripeData> stripes;
+  {
+    auto a = open(paths_);
+    auto io = a->make_member_io().value();
+    IoChannel ch(*a, *io);
+    for (uint64_t s = 0; s < 6; ++s) {
+      stripes.push_back(random_stripe(*a, s, 5));
+      ASSERT_TRUE(a->write_stripe(ch, s, stripes.back().buffer.data(), s == 5));
+    }
+  }
+  std::vector<std::string> remaining = paths_;
+  ASSERT_EQ(::unlink(remaining[2].c_str()), 0);
+  auto a = open(remaining);
+  ASSERT_TRUE(a);
+  auto io = a->make_member_io().value();
+  IoChannel ch(*a, *io);
+  const Geometry& g = a->geometry();
+  const uint32_t sb = static_cast<uint32_t>(g.stripe_data_bytes());
+  // Stripe 3's second data chunk is scribbled on (unless it is on the missing member: then chunk 0).
+  const uint32_t bad_chunk = g.locate(3, 1, 0).member == 2 ? 0 : 1;
+  scribble(g.locate(3, bad_chunk, 4096).member, g.locate(3, bad_chunk, 4096).offset);
+
+  // Stripes 1..4 whole, plus a part of stripe 0 crossing a chunk boundary.
+  AlignedBuffer got(uint64_t{5} * sb);
+  std::vector<ReadRequest> reqs;
+  for (uint64_t s = 1; s <= 4; ++s)
+    reqs.push_back({{s, 5, stripes[s].crcs}, 0, sb, got.data() + (s - 1) * sb});
+  reqs.push_back({{0, 5, stripes[0].crcs}, g.chunk_bytes() - 4096, 2 * 4096, got.data() + 4 * uint64_t{sb}});
+  std::vector<ReadReport> reports(reqs.size());
+  auto r = a->read(ch, reqs, reports);
+  ASSERT_TRUE(r) << r.error().message;
+  for (uint64_t s = 1; s <= 4; ++s) {
+    EXPECT_EQ(0, memcmp(got.data() + (s - 1) * sb, stripes[s].buffer.data(), sb)) << "stripe " << s;
+    bool lost_data = false;  // member 2 held one of its data chunks (3 also has a corrupt one)
+    for (uint32_t d = 0; d < g.data_count(); ++d) lost_data |= g.member_of(s, d) == 2;
+    EXPECT_EQ(reports[s - 1].reconstructed_blocks > 0, lost_data || s == 3) << "stripe " << s;
+  }
+  EXPECT_EQ(0, memcmp(got.data() + 4 * uint64_t{sb}, stripes[0].buffer.data() + g.chunk_bytes() - 4096, 2 * 4096));
+  const uint32_t bad_block = bad_chunk * g.blocks_per_chunk() + 1;
+  EXPECT_EQ(reports[2].corrupt_blocks, std::vector<uint32_t>{bad_block});
+  for (size_t i : {0, 1, 3, 4}) EXPECT_TRUE(reports[i].corrupt_blocks.empty()) << "request " << i;
+
+  // One request beyond repair (a second chunk of stripe 3's row lost with the missing member's
+  // and the scribbled one): the call fails with EIO naming that stripe.
+  const uint32_t other = g.locate(3, 2, 0).member == 2 || bad_chunk == 2 ? 3 : 2;
+  scribble(g.locate(3, other, 4096).member, g.locate(3, other, 4096).offset);
+  r = a->read(ch, reqs, reports);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_NE(r.error().message.find("stripe 3"), std::string::npos) << r.error().message;
+  // Request lists and report lists of different lengths are refused.
+  EXPECT_EQ(a->read(ch, reqs, std::span(reports).first(2)).error().code, EINVAL);
+}
+
 TEST_F(ArrayTest, StaleBlocksOfAnOlderGenerationAreRejected) {
   make(5, 1);
   auto a = open(paths_);
