@@ -488,7 +488,14 @@ TEST_F(ArrayTest, HostAndRequestErrorsDoNotFailMembers) {
 }
 
 TEST_F(ArrayTest, ASpentRingFailsRequestsButNoMember) {
-  make(5, 1);
+  // Members on disk: tmpfs files would be written on the calling thread, not through the ring.
+  testing::TempDir disk("/var/tmp");
+  paths_.clear();
+  for (int i = 0; i < 5; ++i) paths_.push_back(disk.image("m" + std::to_string(i) + ".img", kMemberBytes));
+  FormatOptions o;
+  o.parity_count = 1;
+  o.chunk_bytes = 16384;
+  ASSERT_TRUE(Array::format(paths_, o));
   auto a = open(paths_);
   auto io = a->make_member_io().value();  // made on this thread: SINGLE_ISSUER
   StripeData d = random_stripe(*a, 0, 1);

@@ -172,8 +172,12 @@ void UringMemberIo::execute(std::span<IoRequest> batch) {
     for (IoRequest& r : batch) r.result = -broken_;
     return;
   }
-  if (batch.size() == 1 && batch[0].member < fds_.size() && sync_[batch[0].member]) {
-    run_synchronously(batch[0]);
+  // Every request on a member whose file io_uring would hand to a worker: the calling thread
+  // does them itself (see the header comment).
+  if (std::all_of(batch.begin(), batch.end(), [&](const IoRequest& r) {
+        return r.member < fds_.size() && sync_[r.member];
+      })) {
+    for (IoRequest& r : batch) run_synchronously(r);
     return;
   }
   done_.assign(batch.size(), 0);

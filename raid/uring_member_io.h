@@ -8,11 +8,13 @@
 //
 // A member whose file cannot do non-blocking I/O (a regular file on tmpfs, for one: preadv2 with
 // RWF_NOWAIT says EOPNOTSUPP) has each of its requests handed by io_uring to an io-wq worker
-// thread: two thread switches per I/O, more than a 4 KiB read from memory costs. A batch of one
-// such request (a small read's usual case) is therefore issued here with a plain system call on
-// the calling thread; larger batches still go through the ring, whose workers run them in
-// parallel. The same bytes move from and to the same memory, and nothing is copied in user space
-// either way.
+// thread, which does it with the same blocking call: two thread switches per I/O, more than a
+// 4 KiB read from memory costs. A batch whose every request is on such members is therefore run
+// here with plain system calls on the calling thread, one after the other; a batch that also
+// has requests for members that can go non-blocking goes through the ring. The same bytes move
+// from and to the same memory, and nothing is copied in user space either way. What is given up
+// is the workers running a batch's copies in parallel: measured on 2 CPUs with tmpfs members,
+// the hand-offs cost more (docs/decisions.md).
 //
 // The descriptors come from the array's MemberFds table; a batch begins by registering them
 // again if the table changed (a member replaced).
@@ -54,7 +56,7 @@ class UringMemberIo final : public MemberIo {
 
   // Number of requests issued through fixed buffers so far (the rest went unregistered).
   uint64_t fixed_request_count() const { return fixed_request_count_; }
-  // Number of requests issued with plain system calls (lone requests to members that cannot do
+  // Number of requests issued with plain system calls (batches wholly on members that cannot do
   // non-blocking I/O).
   uint64_t sync_request_count() const { return sync_request_count_; }
   // Whether member i cannot do non-blocking I/O (see the header comment).
