@@ -701,6 +701,34 @@ TEST_F(FilesystemTest, ZeroingEveryBlockOfAPendingFileKeepsItsSize) {
   }
 }
 
+// The kernel's writeback sends a short write now and then; the file's data is then pending in
+// the open stripe, and a long write after it copies only until that stripe is full. Once the
+// stripe is sealed behind it, the rest of the write goes straight from the caller's buffer again
+// (before, every later write of a sequential stream was copied while the file had data pending).
+TEST_F(FilesystemTest, ALongWriteAfterPendingDataCopiesAtMostAStripeBeforeGoingStraight) {
+  format(6, 2, 16 << 20);
+  const uint64_t stripe = 4 * kChunk;
+  const uint64_t b = create("b");
+  auto head = random_bytes(8192, 31);
+  write(b, 0, head);
+  AlignedBuffer big(4 * stripe);
+  auto d = random_bytes(4 * stripe, 32);
+  std::memcpy(big.data(), d.data(), d.size());
+  auto n = fs_->write(*ctx_, b, 8192, {big.data(), d.size()});
+  ASSERT_TRUE(n) << n.error().message;
+  ASSERT_EQ(*n, d.size());
+  // 8 KiB + (the stripe's rest) + the 8 KiB that do not make a stripe at the end: copied.
+  EXPECT_EQ(fs_->stats().bytes_copied_write, stripe + 8192);
+  EXPECT_EQ(fs_->stats().bytes_direct_write, 3 * stripe);
+  std::vector<uint8_t> all = head;
+  all.insert(all.end(), d.begin(), d.end());
+  EXPECT_EQ(read(b, 0, all.size()), all);
+  crash_and_mount();  // what was committed is in order: the head and the stripes after it
+  auto after = read(b, 0, all.size());
+  ASSERT_GE(after.size(), 8192u + 3 * stripe);
+  EXPECT_TRUE(std::equal(all.begin(), all.begin() + 8192 + 3 * stripe, after.begin()));
+}
+
 TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
   format(6, 2, 16 << 20);
   const uint64_t stripe = 4 * kChunk;

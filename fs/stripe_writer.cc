@@ -125,12 +125,21 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
     const uint64_t file_offset = offset + accepted;
     const uint8_t* src = data.data() + accepted;
     // The direct path commits at once, so it is taken only when the file has nothing pending in
-    // the open stripe: a file's writes reach the metadata in the order they were made.
-    if (data.size() - accepted >= data_bytes_ && file_offset % kBlock == 0 &&
-        reinterpret_cast<uintptr_t>(src) % kBlock == 0 && !has_pending(ino)) {
+    // either slot: a file's writes reach the metadata in the order they were made. Data pending
+    // only in the stripe behind is committed by its seal, which this write waits for; data in
+    // the open stripe is followed by this write's own bytes until that stripe is full and moves
+    // behind. So a long write that finds its file's data pending (the kernel's writeback sends a
+    // short write now and then) copies at most a stripe before it goes straight again.
+    const bool whole_stripe = data.size() - accepted >= data_bytes_ && file_offset % kBlock == 0 &&
+                              reinterpret_cast<uintptr_t>(src) % kBlock == 0;
+    if (whole_stripe && !has_pending(ino)) {
       RAIDFS_CHECK(logged(write_full_stripe_locked(ctx, ino, file_offset, src, now)));
       accepted += data_bytes_;
       continue;
+    }
+    if (whole_stripe && behind_ != Behind::kEmpty && !pending_in(open_slot(), ino)) {
+      RAIDFS_CHECK(settle_behind(ctx, lock));
+      if (!has_pending(ino)) continue;  // else another write of the file came in meanwhile
     }
     if (!open_slot().stripe) RAIDFS_CHECK(allocate_locked());
     Slot& slot = open_slot();
@@ -540,6 +549,12 @@ Result<void> StripeWriter::logged(Result<void> outcome) {
     RAIDFS_LOG(kError, "file data not stored: %s",
                outcome.error().message.c_str());
   return outcome;
+}
+
+bool StripeWriter::pending_in(const Slot& slot, uint64_t ino) const {
+  std::lock_guard pending_lock(pending_mu_);
+  auto it = slot.pending.find(ino);
+  return it != slot.pending.end() && !it->second.extents.empty();
 }
 
 bool StripeWriter::has_pending(uint64_t ino) const {

@@ -37,7 +37,9 @@
 // not copied: it gets a stripe of its own, its data chunks are written from the caller's buffer
 // (WRITE_FIXED when that buffer is registered), parity is computed from it, and the stripe is
 // committed sealed. The open stripe is left as it was. Taken only when the file has no data
-// pending in either slot, so that a file's writes commit in order.
+// pending in either slot, so that a file's writes commit in order: a write that finds its file's
+// data pending in the open stripe fills that stripe first (copied), and one that finds it only in
+// the stripe behind waits for that seal — a long write leaves the copying path within a stripe.
 //
 // Alignment: data is placed so that stripe_offset ≡ file_offset (mod 4 KiB), which keeps block
 // aligned file reads block aligned on the members. Consecutive writes of one file are packed
@@ -249,6 +251,8 @@ class StripeWriter {
   // Moves the open slot behind (settling the one there first) and says so; false when no stripe
   // is open, or when another writer moved it while this one waited.
   Result<bool> rotate(IoContext& ctx, Lock& lock);
+  // Whether the file has data pending in that slot. Takes pending_mu_.
+  bool pending_in(const Slot& slot, uint64_t ino) const;
   // Waits while the slot behind is being sealed (it may stay full: its seal failed).
   void wait_behind(Lock& lock);
   // Seals the slot behind, if full; with the lock released meanwhile when `release`.
