@@ -282,11 +282,10 @@ class Filesystem {
   Result<meta::Stripe> mapped_stripe(const meta::Mapping& m);
   // One mapped extent of stripe data into dest, through the bounce buffer where unaligned.
   Result<void> read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest);
-  // What an Array read of a committed stripe points at besides the record: its checksums padded
-  // to the whole stripe (when not full), an open stripe's parity gathered from its rows.
+  // What an Array read of a committed stripe points at besides the record: an open stripe's
+  // parity rows (into the record's own bytes).
   struct StripeReadBuffers {
-    std::vector<uint32_t> padded_crcs;
-    AlignedBuffer open_parity;
+    std::vector<ParityRowRef> parity_rows;
   };
   // The Array request for whole blocks [offset, offset + length) of the stripe into dest.
   ReadRequest stripe_read(const meta::Stripe& stripe, StripeReadBuffers& buffers, uint64_t offset,

@@ -151,31 +151,24 @@ Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, ui
 ReadRequest Filesystem::stripe_read(const meta::Stripe& stripe, StripeReadBuffers& buffers,
                                     uint64_t offset, uint32_t length, uint8_t* dest) const {
   const Geometry& g = array_->geometry();
-  const uint32_t stripe_blocks = static_cast<uint32_t>(g.stripe_data_bytes() / kBlock);
-  // The Array wants one checksum per block of the stripe; blocks past `filled` are zeros and
-  // never checked. A full stripe's list is used as it is.
-  std::span<const uint32_t> crcs = stripe.block_crcs;
-  if (crcs.size() != stripe_blocks) {
-    buffers.padded_crcs.assign(crcs.begin(), crcs.end());
-    buffers.padded_crcs.resize(stripe_blocks, 0);
-    crcs = buffers.padded_crcs;
-  }
   ReadRequest req;
   req.ref.stripe = stripe.id;
   req.ref.generation = stripe.generation;
-  req.ref.block_crcs = crcs;
+  req.ref.block_crcs = stripe.block_crcs;  // one per filled block: the Array checks no others
   req.ref.filled_blocks = static_cast<uint32_t>(round_up(stripe.filled_bytes) / kBlock);
   if (stripe.state == meta::StripeState::kOpen) {
-    // Its parity lives in the metadata, per 4 KiB row; rows not listed hold no data (zeros).
-    const uint32_t c = g.chunk_bytes();
-    buffers.open_parity = AlignedBuffer(size_t{g.parity_count()} * c);
-    for (const meta::ParityRow& row : stripe.parity_rows) {
-      if (uint64_t{row.row_index + 1} * kBlock > c) continue;
-      for (uint32_t p = 0; p < stripe.parity_count && p < g.parity_count(); ++p)
-        std::memcpy(buffers.open_parity.data() + size_t{p} * c + size_t{row.row_index} * kBlock,
-                    row.bytes.data() + size_t{p} * kBlock, kBlock);
-    }
-    req.ref.parity = buffers.open_parity.data();
+    // Its parity lives in the metadata, per 4 KiB row (rows not listed hold no data: zeros),
+    // and is copied only if this read has to rebuild. A row of the wrong shape (a corrupt
+    // record) is left out: a rebuild through it fails its checksums rather than lying.
+    buffers.parity_rows.clear();
+    for (const meta::ParityRow& row : stripe.parity_rows)
+      if (uint64_t{row.row_index + 1} * kBlock <= g.chunk_bytes() &&
+          row.bytes.size() == size_t{g.parity_count()} * kBlock &&
+          (buffers.parity_rows.empty() || buffers.parity_rows.back().row < row.row_index))
+        buffers.parity_rows.push_back(
+            {row.row_index, reinterpret_cast<const uint8_t*>(row.bytes.data())});
+    req.ref.parity_rows = buffers.parity_rows;
+    req.ref.parity_in_rows = true;
   }
   req.offset = offset;
   req.length = length;

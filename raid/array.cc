@@ -265,7 +265,8 @@ Result<void> Array::read(IoChannel& channel, std::span<const ReadRequest> reqs,
     if (ref.stripe >= geometry_.stripe_count() || req.offset % kBlockBytes || req.length % kBlockBytes ||
         req.length == 0 || req.offset > geometry_.stripe_data_bytes() ||
         req.length > geometry_.stripe_data_bytes() - req.offset || !aligned(req.dest) ||
-        (!ref.block_crcs.empty() && ref.block_crcs.size() != stripe_blocks))
+        (!ref.block_crcs.empty() && (ref.block_crcs.size() > stripe_blocks ||
+                                     ref.block_crcs.size() < std::min(ref.filled_blocks, stripe_blocks))))
       return fail(EINVAL, "read of stripe " + std::to_string(ref.stripe) + ": misaligned or out of range");
     spans.push_back({total_blocks, 0, 0});
     total_blocks += req.length / kBlockBytes;
@@ -371,6 +372,18 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
     if (s >= k && ref.parity != nullptr) {
       std::memcpy(slot_row(s, row_lo), ref.parity + uint64_t{s - k} * chunk + uint64_t{row_lo} * kBlockBytes,
                   uint64_t{rows} * kBlockBytes);
+      continue;
+    }
+    if (s >= k && ref.parity_in_rows) {
+      auto it = std::lower_bound(ref.parity_rows.begin(), ref.parity_rows.end(), row_lo,
+                                 [](const ParityRowRef& p, uint32_t row) { return p.row < row; });
+      for (uint32_t row = row_lo; row < row_lo + rows; ++row) {
+        while (it != ref.parity_rows.end() && it->row < row) ++it;
+        if (it != ref.parity_rows.end() && it->row == row)
+          std::memcpy(slot_row(s, row), it->bytes + uint64_t{s - k} * kBlockBytes, kBlockBytes);
+        else
+          std::memset(slot_row(s, row), 0, kBlockBytes);  // no data in the row: zero parity
+      }
       continue;
     }
     if (s < k && s * per_chunk + row_lo >= ref.filled_blocks) {

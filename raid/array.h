@@ -113,14 +113,27 @@ class IoChannel {
 // Which version of a stripe a read expects: the generation, the versioned checksum of each data
 // block, and how much of the stripe was ever written. Blocks at or past `filled_blocks` count as
 // zeros in the parity and read as zeros.
+// One 4 KiB row of the parity of a stripe not sealed yet, where the metadata keeps it: parity j
+// of row `row` at bytes + j * 4 KiB.
+struct ParityRowRef {
+  uint32_t row = 0;
+  const uint8_t* bytes = nullptr;
+};
+
 struct StripeRef {
   uint64_t stripe = 0;
   uint64_t generation = 0;
-  std::span<const uint32_t> block_crcs;  // k * C / 4 KiB entries, or empty: do not verify
+  // One per data block: every block below filled_blocks at least (those past it are never
+  // checked), at most k * C / 4 KiB. Empty: do not verify.
+  std::span<const uint32_t> block_crcs;
   uint32_t filled_blocks = UINT32_MAX;
-  // For a stripe whose parity is not on the members yet (open stripe): its parity chunks,
-  // m * C bytes, parity j at j * C. Null: read parity from the members.
+  // For a stripe whose parity is not on the members yet (open stripe), where it is instead:
+  // `parity`, its parity chunks (m * C bytes, parity j at j * C); or, with `parity_in_rows`,
+  // `parity_rows`, the rows that hold data in row order (a row not listed has zero parity) —
+  // copied only by a read that must rebuild. Neither: read parity from the members.
   const uint8_t* parity = nullptr;
+  std::span<const ParityRowRef> parity_rows = {};
+  bool parity_in_rows = false;
 };
 
 struct ReadRequest {

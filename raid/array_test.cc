@@ -589,6 +589,66 @@ TEST_F(ArrayTest, PartialStripeWithParityFromTheCallerRebuildsDegraded) {
   EXPECT_EQ(r->reconstructed_blocks, 4u);
 }
 
+// The same parity given as the metadata keeps it — row by row, only the rows holding data —
+// is copied only by the read that must rebuild; a row missing from the list reads as zero
+// parity, so a rebuild through it fails its checksums (EIO) rather than returning wrong data.
+TEST_F(ArrayTest, AnOpenStripesParityFromItsRowsRebuildsTwoLostChunks) {
+  make(5, 2);
+  auto a = open(paths_);
+  auto io = a->make_member_io().value();
+  IoChannel ch(*a, *io);
+  const Geometry& g = a->geometry();
+  const uint32_t per_chunk = g.blocks_per_chunk();  // 4: chunk 16 KiB
+  StripeData d = random_stripe(*a, 3, 8);
+  const uint32_t filled = per_chunk + 2;  // chunk 0 whole, rows 0 and 1 of chunk 1
+  memset(d.buffer.data() + filled * kBlockBytes, 0, g.stripe_data_bytes() - filled * kBlockBytes);
+  AlignedBuffer parity(2 * g.chunk_bytes());
+  std::vector<uint8_t*> ptrs;
+  for (uint32_t i = 0; i < 3; ++i) ptrs.push_back(d.buffer.data() + i * g.chunk_bytes());
+  std::vector<uint8_t*> pp{parity.data(), parity.data() + g.chunk_bytes()};
+  a->codec().encode(ptrs.data(), pp.data(), g.chunk_bytes());
+  ASSERT_TRUE(a->write_data(ch, 3, 0, filled * kBlockBytes, d.buffer.data()));
+  scribble(g.locate_parity(3, 0, 0).member, g.locate_parity(3, 0, 0).offset);
+  // Rows as the metadata stores them: both parities of a row together.
+  std::vector<std::vector<uint8_t>> row_bytes;
+  std::vector<ParityRowRef> rows;
+  for (uint32_t row = 0; row < per_chunk; ++row) {
+    row_bytes.emplace_back(2 * kBlockBytes);
+    for (uint32_t j = 0; j < 2; ++j)
+      memcpy(row_bytes.back().data() + j * kBlockBytes, pp[j] + row * kBlockBytes, kBlockBytes);
+  }
+  for (uint32_t row = 0; row < per_chunk; ++row) rows.push_back({row, row_bytes[row].data()});
+
+  // Checksums of the filled blocks only (the metadata's list) are enough; fewer are refused.
+  AlignedBuffer got(g.stripe_data_bytes());
+  auto whole = a->read(ch, {{3, 8, std::span(d.crcs).first(filled), filled}, 0,
+                            static_cast<uint32_t>(g.stripe_data_bytes()), got.data()});
+  ASSERT_TRUE(whole) << whole.error().message;
+  EXPECT_EQ(0, memcmp(got.data(), d.buffer.data(), g.stripe_data_bytes()));
+  auto few = a->read(ch, {{3, 8, std::span(d.crcs).first(filled - 1), filled}, 0, kBlockBytes, got.data()});
+  ASSERT_FALSE(few);
+  EXPECT_EQ(few.error().code, EINVAL);
+
+  FaultInjectingIo faulty(*io);
+  IoChannel degraded(*a, faulty);
+  faulty.fail_member(g.member_of(3, 0), EIO);
+  faulty.fail_member(g.member_of(3, 1), EIO);
+  StripeRef ref{3, 8, d.crcs, filled};
+  ref.parity_rows = rows;
+  ref.parity_in_rows = true;
+  auto r = a->read(degraded, {ref, 0, static_cast<uint32_t>(g.stripe_data_bytes()), got.data()});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(0, memcmp(got.data(), d.buffer.data(), g.stripe_data_bytes())) << "data, then zeros";
+  EXPECT_EQ(r->reconstructed_blocks, filled);
+
+  // Row 1 left out of the list: its blocks cannot be rebuilt right, and the read says so.
+  rows.erase(rows.begin() + 1);
+  ref.parity_rows = rows;
+  r = a->read(degraded, {ref, 0, static_cast<uint32_t>(g.stripe_data_bytes()), got.data()});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EIO) << r.error().message;
+}
+
 TEST_F(ArrayTest, ForcedReconstructionMatchesDirectReads) {
   make(7, 3, 65536, 16 << 20);
   auto a = open(paths_);
