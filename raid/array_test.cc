@@ -56,6 +56,20 @@ class ArrayTest : public ::testing::Test {
     return d;
   }
 
+  // Writes stripes 0 .. count-1 of a freshly opened array (closed again after) with random data
+  // of `generation`, flushed; returns what was written.
+  std::vector<StripeData> write_random_stripes(uint64_t count, uint64_t generation) {
+    std::vector<StripeData> stripes;
+    auto a = open(paths_);
+    auto io = a->make_member_io().value();
+    IoChannel ch(*a, *io);
+    for (uint64_t s = 0; s < count; ++s) {
+      stripes.push_back(random_stripe(*a, s, generation));
+      EXPECT_TRUE(a->write_stripe(ch, s, stripes.back().buffer.data(), s + 1 == count));
+    }
+    return stripes;
+  }
+
   // Reads the stripe's whole data and checks it equals what was written.
   void expect_stripe(Array& a, IoChannel& ch, uint64_t stripe, const StripeData& d, ReadReport* out = nullptr) {
     const uint64_t bytes = a.geometry().stripe_data_bytes();
@@ -118,16 +132,7 @@ TEST_F(ArrayTest, StripesRoundTripForEveryParityLevel) {
 TEST_F(ArrayTest, ReadsBackWithUpToParityCountMembersDeleted) {
   for (uint32_t m = 1; m <= 3; ++m) {
     make(m + 4, m);
-    std::vector<StripeData> stripes;
-    {
-      auto a = open(paths_);
-      auto io = a->make_member_io().value();
-      IoChannel ch(*a, *io);
-      for (uint64_t s = 0; s < 10; ++s) {
-        stripes.push_back(random_stripe(*a, s, 3));
-        ASSERT_TRUE(a->write_stripe(ch, s, stripes.back().buffer.data(), true));
-      }
-    }
+    const std::vector<StripeData> stripes = write_random_stripes(10, 3);
     std::vector<std::string> remaining = paths_;
     for (uint32_t lost = 1; lost <= m; ++lost) {
       ASSERT_EQ(::unlink(remaining[lost * 2 - 1].c_str()), 0);  // members 1, 3, 5
@@ -208,16 +213,7 @@ TEST_F(ArrayTest, CorruptBlocksAreDetectedAndRebuilt) {
 // reported against the request that met them.
 TEST_F(ArrayTest, ReadsOfSeveralStripesInOneBatchAreEachVerifiedAndRebuilt) {
   make(6, 2);
-  std::vector<StripeData> stripes;
-  {
-    auto a = open(paths_);
-    auto io = a->make_member_io().value();
-    IoChannel ch(*a, *io);
-    for (uint64_t s = 0; s < 6; ++s) {
-      stripes.push_back(random_stripe(*a, s, 5));
-      ASSERT_TRUE(a->write_stripe(ch, s, stripes.back().buffer.data(), s == 5));
-    }
-  }
+  const std::vector<StripeData> stripes = write_random_stripes(6, 5);
   std::vector<std::string> remaining = paths_;
   ASSERT_EQ(::unlink(remaining[2].c_str()), 0);
   auto a = open(remaining);
