@@ -70,6 +70,21 @@ class ArrayTest : public ::testing::Test {
     return stripes;
   }
 
+  // Makes `d` a partly filled stripe: zeros past `filled` blocks, and returns its m parity
+  // chunks (parity j at j * C), as the metadata holds an open stripe's parity.
+  AlignedBuffer open_stripe_parity(const Array& a, StripeData& d, uint32_t filled) {
+    const Geometry& g = a.geometry();
+    memset(d.buffer.data() + uint64_t{filled} * kBlockBytes, 0,
+           g.stripe_data_bytes() - uint64_t{filled} * kBlockBytes);
+    AlignedBuffer parity(uint64_t{g.parity_count()} * g.chunk_bytes());
+    std::vector<const uint8_t*> data;
+    std::vector<uint8_t*> out;
+    for (uint32_t i = 0; i < g.data_count(); ++i) data.push_back(d.buffer.data() + uint64_t{i} * g.chunk_bytes());
+    for (uint32_t j = 0; j < g.parity_count(); ++j) out.push_back(parity.data() + uint64_t{j} * g.chunk_bytes());
+    a.codec().encode(data.data(), out.data(), g.chunk_bytes());
+    return parity;
+  }
+
   // Reads the stripe's whole data and checks it equals what was written.
   void expect_stripe(Array& a, IoChannel& ch, uint64_t stripe, const StripeData& d, ReadReport* out = nullptr) {
     const uint64_t bytes = a.geometry().stripe_data_bytes();
@@ -561,12 +576,7 @@ TEST_F(ArrayTest, PartialStripeWithParityFromTheCallerRebuildsDegraded) {
   // Fill 5 of the stripe's 12 blocks (chunk 16 KiB, 3 data chunks); keep parity "in metadata".
   StripeData d = random_stripe(*a, 6, 4);
   const uint32_t filled = 5;
-  memset(d.buffer.data() + filled * kBlockBytes, 0, g.stripe_data_bytes() - filled * kBlockBytes);
-  AlignedBuffer parity(2 * g.chunk_bytes());
-  std::vector<uint8_t*> ptrs;
-  for (uint32_t i = 0; i < 3; ++i) ptrs.push_back(d.buffer.data() + i * g.chunk_bytes());
-  std::vector<uint8_t*> pp{parity.data(), parity.data() + g.chunk_bytes()};
-  a->codec().encode(ptrs.data(), pp.data(), g.chunk_bytes());
+  AlignedBuffer parity = open_stripe_parity(*a, d, filled);
   ASSERT_TRUE(a->write_data(ch, 6, 0, filled * kBlockBytes, d.buffer.data()));
 
   // The members' parity area of this stripe holds garbage: the array must use the caller's.
@@ -597,12 +607,7 @@ TEST_F(ArrayTest, AnOpenStripesParityFromItsRowsRebuildsTwoLostChunks) {
   const uint32_t per_chunk = g.blocks_per_chunk();  // 4: chunk 16 KiB
   StripeData d = random_stripe(*a, 3, 8);
   const uint32_t filled = per_chunk + 2;  // chunk 0 whole, rows 0 and 1 of chunk 1
-  memset(d.buffer.data() + filled * kBlockBytes, 0, g.stripe_data_bytes() - filled * kBlockBytes);
-  AlignedBuffer parity(2 * g.chunk_bytes());
-  std::vector<uint8_t*> ptrs;
-  for (uint32_t i = 0; i < 3; ++i) ptrs.push_back(d.buffer.data() + i * g.chunk_bytes());
-  std::vector<uint8_t*> pp{parity.data(), parity.data() + g.chunk_bytes()};
-  a->codec().encode(ptrs.data(), pp.data(), g.chunk_bytes());
+  AlignedBuffer parity = open_stripe_parity(*a, d, filled);
   ASSERT_TRUE(a->write_data(ch, 3, 0, filled * kBlockBytes, d.buffer.data()));
   scribble(g.locate_parity(3, 0, 0).member, g.locate_parity(3, 0, 0).offset);
   // Rows as the metadata stores them: both parities of a row together.
@@ -611,7 +616,8 @@ TEST_F(ArrayTest, AnOpenStripesParityFromItsRowsRebuildsTwoLostChunks) {
   for (uint32_t row = 0; row < per_chunk; ++row) {
     row_bytes.emplace_back(2 * kBlockBytes);
     for (uint32_t j = 0; j < 2; ++j)
-      memcpy(row_bytes.back().data() + j * kBlockBytes, pp[j] + row * kBlockBytes, kBlockBytes);
+      memcpy(row_bytes.back().data() + j * kBlockBytes,
+             parity.data() + uint64_t{j} * g.chunk_bytes() + row * kBlockBytes, kBlockBytes);
   }
   for (uint32_t row = 0; row < per_chunk; ++row) rows.push_back({row, row_bytes[row].data()});
 
