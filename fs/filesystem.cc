@@ -108,6 +108,8 @@ Result<std::unique_ptr<Filesystem>> Filesystem::open(std::unique_ptr<Array> arra
     if (auto resumed = fs->rebuilder_->resume_if_interrupted(); !resumed)
       RAIDFS_LOG(kError, "cannot resume the rebuild: %s", resumed.error().message.c_str());
     fs->writer_->set_reserved_stripes(fs->cleaner_options_.reserve);
+    if (options.background_seal)
+      fs->writer_->start_sealer([owner] { return owner->make_io_context(); });
     if (options.cleaner) {
       fs->cleaner_ = std::make_unique<Cleaner>(
           *fs->meta_, *fs->writer_, fs->stripe_reuse_, g.stripe_count(),

@@ -84,8 +84,14 @@ struct FilesystemOptions {
   std::optional<CleanerOptions> cleaner_options;
   // Freed stripes are discarded on the members (fs/discarder.h: BLKDISCARD, punched holes).
   bool discard = false;
+  // Full stripes are sealed by the writer's sealer thread, off the writes' path
+  // (fs/stripe_writer.h). Off: by the write that filled them, so that one thread makes every
+  // member write of a single-threaded workload in a fixed order (the power-cut test enumerates
+  // them and counts on each run making the same ones).
+  bool background_seal = true;
   // Tests only (fault and power-cut injection): every MemberIo the filesystem makes for its own
-  // threads (make_io_context: scrub, rebuild, commit timer, control) passes through this.
+  // threads (make_io_context: scrub, rebuild, commit timer, control, the sealer) passes through
+  // this.
   std::function<std::unique_ptr<MemberIo>(std::unique_ptr<MemberIo>)> wrap_member_io;
 };
 

@@ -603,16 +603,66 @@ TEST_F(FilesystemTest, FreedStripesAreDiscardedOnTheMembers) {
   EXPECT_EQ(summary->problems_found, 0u);
 }
 
+// Member writes to one member refused with an errno, by every I/O context of a mount (the
+// sealer's too), once `let_through` more have passed: a full host under that member's image.
+struct WriteRefusal {
+  std::atomic<int> error{0};
+  std::atomic<uint64_t> let_through{0};
+  uint32_t member = 2;
+};
+
+class RefusingIo final : public MemberIo {
+ public:
+  RefusingIo(std::unique_ptr<MemberIo> inner, WriteRefusal& refusal)
+      : inner_(std::move(inner)), refusal_(refusal) {}
+  void execute(std::span<IoRequest> batch) override {
+    passed_.clear();
+    origin_.clear();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      IoRequest& r = batch[i];
+      const int error = refusal_.error.load();
+      if (r.op == IoOp::kWrite && r.member == refusal_.member && error != 0) {
+        uint64_t left = refusal_.let_through.load();
+        while (left > 0 && !refusal_.let_through.compare_exchange_weak(left, left - 1)) {
+        }
+        if (left == 0) {
+          r.result = -error;
+          continue;
+        }
+      }
+      passed_.push_back(r);
+      origin_.push_back(i);
+    }
+    inner_->execute(passed_);
+    for (size_t j = 0; j < passed_.size(); ++j) batch[origin_[j]].result = passed_[j].result;
+  }
+  Result<void> register_buffers(std::span<const std::span<uint8_t>> ranges) override {
+    return inner_->register_buffers(ranges);
+  }
+
+ private:
+  std::unique_ptr<MemberIo> inner_;
+  WriteRefusal& refusal_;
+  std::vector<IoRequest> passed_;
+  std::vector<size_t> origin_;
+};
+
 // A write that spans two stripes, one of which the members refuse (the host under the images
-// full): an error, never a short count (the kernel's writeback takes a short reply as done and
-// drops the rest silently). What was placed stays readable as old or new bytes, and once the
-// members take writes again the same write and an fsync store it all. Through the open stripe
-// (unaligned: its first seal fails) and straight from the caller's buffer (aligned whole
-// stripes: the second one fails after the first committed).
+// full): never a short count (the kernel's writeback takes a short reply as done and drops the
+// rest silently), and nothing placed is lost. Straight from the caller's buffer (aligned whole
+// stripes) the write itself fails: the second stripe fails after the first committed. Through
+// the open stripe (unaligned) the write returns once placed; the seal of the stripe it filled
+// fails behind it and the data stays pending, so the fsync that follows reports the error. What
+// was placed reads back as old or new bytes, and once the members take writes again the same
+// write and an fsync store it all.
 class FailedSealTest : public FilesystemTest, public ::testing::WithParamInterface<bool> {};
 
-TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReturnsTheErrorNotAShortCount) {
+TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReportsTheErrorNotAShortCount) {
   const bool aligned = GetParam();
+  WriteRefusal refusal;
+  options_.wrap_member_io = [&refusal](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
+    return std::make_unique<RefusingIo>(std::move(io), refusal);
+  };
   format(4, 1, 16 << 20);
   const uint64_t a = create("a");
   const size_t stripe = 3 * kChunk;
@@ -621,26 +671,29 @@ TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReturnsTheErrorNotAShor
   AlignedBuffer data(size);
   auto noise = random_bytes(size, 13);
   std::memcpy(data.data(), noise.data(), size);
-  auto inner = fs_->array().make_member_io();
-  ASSERT_TRUE(inner);
-  auto* faults = new FaultInjectingIo(**inner);
-  IoContext ctx(std::unique_ptr<MemberIo>(faults), fs_->array());
   // Member 2 takes the first stripe's chunk (aligned: that stripe commits), then refuses.
-  faults->fail_writes(2, ENOSPC, aligned ? 1 : 0);
-  auto n = fs_->write(ctx, a, offset, {data.data(), size});
-  ASSERT_FALSE(n) << "returned " << *n << " of " << size;
-  EXPECT_EQ(n.error().code, ENOSPC) << n.error().message;
-  EXPECT_NE(n.error().message.find("member 2"), std::string::npos) << n.error().message;
+  refusal.let_through = aligned ? 1 : 0;
+  refusal.error = ENOSPC;
+  auto n = fs_->write(*ctx_, a, offset, {data.data(), size});
+  Result<void> failed = n ? fs_->fsync(*ctx_, a) : Result<void>(std::unexpected(n.error()));
+  if (aligned) {
+    EXPECT_FALSE(n) << "returned " << *n << " of " << size;
+  } else if (n) {
+    EXPECT_EQ(*n, size) << "a short count";
+  }
+  ASSERT_FALSE(failed) << "neither the write nor the fsync after it failed";
+  EXPECT_EQ(failed.error().code, ENOSPC) << failed.error().message;
+  EXPECT_NE(failed.error().message.find("member 2"), std::string::npos) << failed.error().message;
   EXPECT_EQ(fs_->array().member_state(2), MemberState::kActive) << "a full host is no disk failure";
   EXPECT_GT(fs_->array().member_errors(2).write, 0u);
   const auto seen = read(a, 0, offset + size);
   for (size_t i = 0; i < seen.size(); ++i)
     ASSERT_TRUE(seen[i] == 0 || (i >= offset && seen[i] == noise[i - offset])) << "byte " << i;
-  faults->fail_writes(2, 0);
-  auto again = fs_->write(ctx, a, offset, {data.data(), size});
+  refusal.error = 0;
+  auto again = fs_->write(*ctx_, a, offset, {data.data(), size});
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(*again, size);
-  ASSERT_TRUE(fs_->fsync(ctx, a));
+  ASSERT_TRUE(fs_->fsync(*ctx_, a));
   crash_and_mount();
   EXPECT_TRUE(read(a, offset, size) == noise) << "after the retry and fsync the whole write is stored";
 }
@@ -772,9 +825,12 @@ TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
 }
 
 // Holds every batch with a write until opened: a seal caught in its member I/O.
+// Holds member writes while armed (and not yet opened): the writer's sealer stops at its seal.
 class WriteGate {
  public:
+  void arm() { armed_ = true; }
   void pass() {
+    if (!armed_) return;
     std::unique_lock lock(mu_);
     ++waiting_;
     cv_.notify_all();
@@ -791,6 +847,7 @@ class WriteGate {
   }
 
  private:
+  std::atomic<bool> armed_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   int waiting_ = 0;
@@ -814,52 +871,48 @@ class GatedIo final : public MemberIo {
   WriteGate& gate_;
 };
 
-// The write that fills a stripe seals it without the writer's lock: while that seal waits for
-// its member writes, other writes are placed in the next stripe and every byte reads back
-// (the newest where they overlap); an fsync then waits for the seal, and all of it commits in
-// order.
-TEST_F(FilesystemTest, WritesGoOnWhileTheStripeBeforeThemIsSealed) {
+// A write returns once its data is placed: the stripe it filled is sealed behind it by the
+// writer's sealer thread. While that seal waits for its member writes, the write that filled
+// the stripe has returned, other writes are placed in the next stripe and every byte reads back
+// (the newest where they overlap); an fsync waits for the seal, and all of it commits in order.
+TEST_F(FilesystemTest, AWriteReturnsOnceItsDataIsPlacedAndItsStripeIsSealedBehindIt) {
+  WriteGate gate;
+  options_.wrap_member_io = [&gate](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
+    return std::make_unique<GatedIo>(std::move(io), gate);
+  };
   format(4, 1, 16 << 20);
   const size_t stripe = 3 * kChunk;
   const uint64_t a = create("a"), b = create("b");
   const auto old_a = random_bytes(stripe, 31);
-  WriteGate gate;
-  std::atomic<bool> sealed{false};
-  std::thread sealer([&] {
-    auto inner = fs_->array().make_member_io();
-    ASSERT_TRUE(inner);
-    IoContext gated(std::make_unique<GatedIo>(std::move(*inner), gate), fs_->array());
-    // From offset 100: not the straight-from-the-caller path; it fills the open stripe.
-    auto n = fs_->write(gated, a, 100, old_a);
-    EXPECT_TRUE(n) << n.error().message;
-    sealed = true;
-  });
-  ASSERT_TRUE(gate.wait_for_writer()) << "the seal never reached its member writes";
-  EXPECT_FALSE(sealed);
-
-  // Placed, and read back, while the stripe before is held in its seal.
+  const auto new_a = random_bytes(4096, 32);
+  gate.arm();
   auto placed = std::async(std::launch::async, [&] {
-    const auto new_a = random_bytes(4096, 32);
-    auto n = fs_->write(*ctx_, a, 100, new_a);
-    auto m = fs_->write(*ctx_, b, 0, random_bytes(5000, 33));
-    return n && m;
+    // From offset 100: not the straight-from-the-caller path; it fills the open stripe.
+    auto n = fs_->write(*ctx_, a, 100, old_a);
+    auto m = fs_->write(*ctx_, a, 100, new_a);
+    auto o = fs_->write(*ctx_, b, 0, random_bytes(5000, 33));
+    return n && m && o;
   });
   const bool done = placed.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
-  if (!done) gate.open();  // do not leave the test hanging
-  ASSERT_TRUE(done) << "a write waited for the seal of a stripe it has nothing in";
+  const bool held = gate.wait_for_writer();
+  if (!done || !held) gate.open();  // do not leave the test hanging
+  ASSERT_TRUE(held) << "the filled stripe's seal never reached its member writes";
+  ASSERT_TRUE(done) << "a write waited for the seal of the stripe it filled";
   ASSERT_TRUE(placed.get());
-  EXPECT_FALSE(sealed);
   auto want_a = old_a;
-  const auto new_a = random_bytes(4096, 32);
   std::copy(new_a.begin(), new_a.end(), want_a.begin());
   EXPECT_TRUE(read(a, 100, stripe) == want_a) << "pending data of both stripes, newest first";
   EXPECT_EQ(fs_->getattr(a)->size, 100 + stripe);
   EXPECT_TRUE(read(b, 0, 5000) == random_bytes(5000, 33));
 
+  auto synced = std::async(std::launch::async, [&] {
+    auto ctx = fs_->make_io_context();  // an io_uring is used by the thread that made it
+    return ctx && fs_->fsync(**ctx, a);
+  });
+  EXPECT_EQ(synced.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+      << "fsync returned while its data was still held in the seal";
   gate.open();
-  sealer.join();
-  EXPECT_TRUE(sealed);
-  ASSERT_TRUE(fs_->fsync(*ctx_, a));
+  ASSERT_TRUE(synced.get());
   crash_and_mount();
   EXPECT_TRUE(read(a, 100, stripe) == want_a) << "the newer write committed after the older";
   EXPECT_TRUE(read(b, 0, 5000) == random_bytes(5000, 33));

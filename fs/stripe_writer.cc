@@ -43,6 +43,55 @@ StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& 
              Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes())},
       full_parity_(size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()) {}
 
+StripeWriter::~StripeWriter() {
+  {
+    Lock lock(mu_);
+    sealer_stop_ = true;
+  }
+  sealer_cv_.notify_all();
+  if (sealer_.joinable()) sealer_.join();
+}
+
+void StripeWriter::start_sealer(std::function<Result<std::unique_ptr<IoContext>>()> make_context) {
+  Lock lock(mu_);
+  if (sealer_.joinable()) return;
+  sealer_running_ = true;
+  sealer_ = std::thread([this, make = std::move(make_context)] { run_sealer(make); });
+}
+
+void StripeWriter::run_sealer(
+    const std::function<Result<std::unique_ptr<IoContext>>()>& make_context) {
+  auto ctx = make_context();
+  Lock lock(mu_);
+  if (!ctx) {
+    // Writes seal what they fill, as without a sealer; a slot already handed over is sealed by
+    // the next settle.
+    RAIDFS_LOG(kError, "stripe sealer: %s; full stripes are sealed by the writes",
+               ctx.error().message.c_str());
+    sealer_running_ = false;
+    sealer_owed_ = false;
+    return;
+  }
+  for (;;) {
+    sealer_cv_.wait(lock, [&] { return sealer_stop_ || sealer_owed_; });
+    if (sealer_stop_) break;
+    sealer_owed_ = false;
+    // A failure is logged by seal_behind and leaves the slot full for the next settle.
+    (void)seal_behind(**ctx, lock, true);
+  }
+  sealer_running_ = false;
+  sealer_owed_ = false;
+  lock.unlock();
+  ctx->reset();  // its ring, on the thread that made it
+}
+
+Result<void> StripeWriter::after_fill(IoContext& ctx, Lock& lock) {
+  if (!sealer_running_) return seal_behind(ctx, lock, true);
+  sealer_owed_ = true;
+  sealer_cv_.notify_one();
+  return {};
+}
+
 void StripeWriter::carve(PendingMap& map, uint64_t begin, uint64_t end) {
   auto it = map.lower_bound(begin);
   if (it != map.begin()) {
@@ -99,9 +148,9 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
   bool filled = false;
   Result<size_t> placed =
       write_locked(ctx, lock, ino, offset, data, set_times, reserved_stripes_.load(), &filled);
-  // The stripe this write filled is sealed now, with the lock released: the next writes fill
-  // the open slot meanwhile.
-  Result<void> sealed = filled ? seal_behind(ctx, lock, true) : Result<void>{};
+  // The stripe this write filled is sealed with the lock released — by the sealer, or here —
+  // while the next writes fill the open slot.
+  Result<void> sealed = filled ? after_fill(ctx, lock) : Result<void>{};
   if (placed && !sealed) return std::unexpected(sealed.error());
   return placed;
 }
@@ -237,7 +286,7 @@ Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta
     std::lock_guard pending_lock(pending_mu_);
     stats_.bytes_relocated += moved;
   }
-  if (filled) RAIDFS_CHECK(seal_behind(ctx, lock, true));
+  if (filled) RAIDFS_CHECK(after_fill(ctx, lock));
   return moved;
 }
 
@@ -479,6 +528,7 @@ Result<void> StripeWriter::seal_behind(IoContext& ctx, Lock& lock, bool release)
   if (behind_ != Behind::kFull) return {};
   Slot& slot = behind_slot();
   behind_ = Behind::kSealing;
+  sealer_owed_ = false;  // whoever seals it, the sealer has no more to do for this slot
   if (release) lock.unlock();
   Result<void> sealed = seal_slot(ctx, slot);
   if (release) lock.lock();

@@ -23,14 +23,21 @@
 // In every committed state the metadata names exactly the blocks the parity it points at covers:
 // a crash at any instant leaves the previous commit readable, degraded or not.
 //
-// Two slots, so that a seal is off the other writers' path: each slot is a stripe buffer with
-// its pending extents. New data goes to the *open* slot; a full one moves *behind* and the write
-// that filled it seals it after placing its own data, with the writer's lock released, while the
-// other writes fill the open slot. Only one stripe is ever behind, and it is sealed before the
-// open one may move behind in its turn, so stripes commit in the order they filled and a file's
-// writes commit in order. Everything else that commits or changes pending data (flush, seal,
-// truncate, punch, the cleaner) first *settles* the slot behind: waits for its seal, or seals it
-// itself when its seal failed (its data stays pending there until a seal succeeds).
+// Two slots, so that a seal is off the writers' path: each slot is a stripe buffer with its
+// pending extents. New data goes to the *open* slot; a full one moves *behind* and is sealed by
+// the *sealer*, a thread of the writer's own (start_sealer), with the writer's lock released,
+// while the writes fill the open slot: a client's WRITE returns once its data is placed, and the
+// FUSE queue that served it goes on to the next request instead of spending the seal's member
+// writes and metadata commit in between. (Without a sealer — before start_sealer, or if its
+// I/O context could not be made — the write that filled the slot seals it before returning.)
+// Only one stripe is ever behind, and it is sealed before the open one may move behind in its
+// turn, so stripes commit in the order they filled and a file's writes commit in order.
+// Everything else that commits or changes pending data (flush, seal, truncate, punch, the
+// cleaner) first *settles* the slot behind: waits for its seal, or seals it itself when it is
+// full and not being sealed — the sealer has not picked it up yet, or its seal failed (its data
+// stays pending there until a seal succeeds; the sealer tries a slot once, so the failure is
+// reported to the next caller that settles: a write that needs the slot, fsync, the commit
+// timer's flush).
 //
 // Full stripes straight from the caller: a write that covers a whole stripe's worth of data from
 // a 4 KiB-aligned file offset and a 4 KiB-aligned buffer (the io_uring transport's payload) is
@@ -62,6 +69,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <span>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -86,6 +94,15 @@ struct WriterStats {
 class StripeWriter {
  public:
   StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& stripe_reuse);
+  // Stops the sealer (a seal in progress completes first).
+  ~StripeWriter();
+  StripeWriter(const StripeWriter&) = delete;
+  StripeWriter& operator=(const StripeWriter&) = delete;
+
+  // Starts the sealer thread, which makes its own I/O context with `make_context` (an io_uring
+  // belongs to the thread that made it). Once only; before it, full stripes are sealed by the
+  // write that filled them.
+  void start_sealer(std::function<Result<std::unique_ptr<IoContext>>()> make_context);
 
   // Accepts `data` for file `ino` at `offset`; seals and commits each stripe it fills (the last
   // one after placing all of `data`, without the writer's lock). Returns data.size(), or an
@@ -257,6 +274,11 @@ class StripeWriter {
   void wait_behind(Lock& lock);
   // Seals the slot behind, if full; with the lock released meanwhile when `release`.
   Result<void> seal_behind(IoContext& ctx, Lock& lock, bool release);
+  // A write filled the open slot and moved it behind: hands it to the sealer, or seals it here
+  // (lock released) when there is none.
+  Result<void> after_fill(IoContext& ctx, Lock& lock);
+  // The sealer's loop: seals each slot handed to it, once.
+  void run_sealer(const std::function<Result<std::unique_ptr<IoContext>>()>& make_context);
   // The open stripe sealed now (unmount, fsync of everything, a rebuild's start).
   Result<void> seal_open(IoContext& ctx, Lock& lock);
 
@@ -294,6 +316,12 @@ class StripeWriter {
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
   std::atomic<uint64_t> reserved_stripes_{0};
   LogRateLimit failure_log_{5};
+  // The sealer (under mu_): running, asked to stop, and whether the slot behind waits for it.
+  std::condition_variable sealer_cv_;
+  bool sealer_running_ = false;
+  bool sealer_stop_ = false;
+  bool sealer_owed_ = false;
+  std::thread sealer_;  // started last, joined first
   std::atomic<uint64_t> pending_epoch_{0};  // see pending_epoch()
   // Makes pending_epoch_ odd for its lifetime. One change of hands at a time: under mu_, or by
   // the seal in flight, which every other changer settles first.
