@@ -242,12 +242,19 @@ void RecordCache::apply(const WriteSet& set) {
     if (g == nodes_.end() || !g->second.is_group || g->second.too_large) continue;
     Node& group = g->second;
     size_t bytes = group.bytes;
-    if (auto k = group.keys.find(op.key); k != group.keys.end()) {
-      bytes -= entry_bytes(k->first, k->second);
-      group.keys.erase(k);
-    }
-    if (!op.is_delete()) {
-      group.keys.emplace(op.key, op.value);
+    // An overwrite (most of a random-write batch) updates the value where it is: no map node
+    // freed and made again.
+    auto k = group.keys.lower_bound(op.key);
+    const bool present = k != group.keys.end() && k->first == op.key;
+    if (present) bytes -= entry_bytes(k->first, k->second);
+    if (op.is_delete()) {
+      if (present) group.keys.erase(k);
+    } else {
+      if (present) {
+        k->second.assign(op.value);
+      } else {
+        group.keys.emplace_hint(k, op.key, op.value);
+      }
       bytes += entry_bytes(op.key, op.value);
     }
     if (group.keys.size() > kGroupMaxKeys) {

@@ -138,12 +138,16 @@ TEST(RecordCache, GroupsAnswerFloorAndRangeAndFollowWrites) {
   WriteSet set;
   set.put(Family::kExtents, key(7, 20), "c");
   set.del(Family::kExtents, key(7, 40));
+  set.put(Family::kExtents, key(7, 10), "a, overwritten");  // updated where it is
   set.put(Family::kExtents, key(8, 0), "other group");  // not cached: ignored
+  const uint64_t bytes_before = cache.stats().bytes;
   cache.apply(set);
+  // One key in ("c"), one out ("b"), one value 13 bytes longer.
+  EXPECT_EQ(cache.stats().bytes, bytes_before + 13);
   ASSERT_EQ(cache.range(Family::kExtents, key(7, 0), RecordCache::group_end(page(7)), &entries),
             Lookup::kHit);
   ASSERT_EQ(entries.size(), 2u);
-  EXPECT_EQ(entries[0], (RecordCache::Entry{key(7, 10), "a"}));
+  EXPECT_EQ(entries[0], (RecordCache::Entry{key(7, 10), "a, overwritten"}));
   EXPECT_EQ(entries[1], (RecordCache::Entry{key(7, 20), "c"}));
   ASSERT_EQ(cache.range(Family::kExtents, key(7, 11), key(7, 20), &entries), Lookup::kHit);
   EXPECT_TRUE(entries.empty());
