@@ -111,6 +111,7 @@ struct FilesystemStats {
   uint64_t bytes_copied_read = 0;     // file bytes memcpy'd in user space on reads
   uint64_t bytes_copied_write = 0;    // file bytes memcpy'd in user space on writes
   uint64_t bytes_direct_write = 0;    // file bytes written to members from the request buffer
+  uint64_t seal_waits = 0;            // callers that waited for a stripe's seal (WriterStats)
 };
 
 struct FsStatfs {

@@ -102,6 +102,7 @@ FilesystemStats Filesystem::stats() const {
   s.bytes_copied_read = counters_.copied_read;
   s.bytes_copied_write = w.bytes_copied;
   s.bytes_direct_write = w.bytes_direct;
+  s.seal_waits = w.seal_waits;
   return s;
 }
 
@@ -143,6 +144,7 @@ std::string Filesystem::status_text() const {
   out << "bytes_copied_read: " << c.bytes_copied_read << "\n";
   out << "bytes_copied_write: " << c.bytes_copied_write << "\n";
   out << "bytes_direct_write: " << c.bytes_direct_write << "\n";
+  out << "seal_waits: " << c.seal_waits << "\n";
   out << "cleaner: " << cleaner_line() << "\n";
   out << "discard: " << discard_line() << "\n";
   out << "metadata: " << metadata_line() << "\n";

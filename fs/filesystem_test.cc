@@ -909,7 +909,12 @@ TEST_F(FilesystemTest, AWriteReturnsOnceItsDataIsPlacedAndItsStripeIsSealedBehin
     auto ctx = fs_->make_io_context();  // an io_uring is used by the thread that made it
     return ctx && fs_->fsync(**ctx, a);
   });
-  EXPECT_EQ(synced.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+  // The fsync waits for the seal (the status counts it: no write did).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (fs_->stats().seal_waits == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(fs_->stats().seal_waits, 1u);
+  EXPECT_EQ(synced.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout)
       << "fsync returned while its data was still held in the seal";
   gate.open();
   ASSERT_TRUE(synced.get());

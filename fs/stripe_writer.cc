@@ -496,6 +496,7 @@ Result<void> StripeWriter::seal_slot(IoContext& ctx, Slot& slot) {
 }
 
 Result<void> StripeWriter::settle_behind(IoContext& ctx, Lock& lock) {
+  if (behind_ == Behind::kSealing) ++seal_waits_;
   for (;;) {
     switch (behind_) {
       case Behind::kEmpty:
@@ -686,6 +687,7 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t
 }
 
 void StripeWriter::wait_behind(Lock& lock) {
+  if (behind_ == Behind::kSealing) ++seal_waits_;
   behind_cv_.wait(lock, [&] { return behind_ != Behind::kSealing; });
 }
 
@@ -733,7 +735,9 @@ uint64_t StripeWriter::open_free_bytes() const { return open_free_bytes_.load();
 
 WriterStats StripeWriter::stats() const {
   std::lock_guard pending_lock(pending_mu_);
-  return stats_;
+  WriterStats out = stats_;
+  out.seal_waits = seal_waits_.load();
+  return out;
 }
 
 }  // namespace raidfs::fs

@@ -89,6 +89,9 @@ struct WriterStats {
   uint64_t bytes_copied = 0;  // file bytes copied into stripe buffers
   uint64_t bytes_direct = 0;  // file bytes written to the members from the caller's buffer
   uint64_t bytes_relocated = 0;  // of those two, the cleaner's (relocate)
+  // Times a caller waited for the seal of the stripe behind (a write that needed the slot, a
+  // flush, a truncate): how often the sealer falls behind the writes.
+  uint64_t seal_waits = 0;
 };
 
 class StripeWriter {
@@ -315,6 +318,7 @@ class StripeWriter {
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
   std::atomic<uint64_t> reserved_stripes_{0};
+  std::atomic<uint64_t> seal_waits_{0};  // WriterStats::seal_waits
   LogRateLimit failure_log_{5};
   // The sealer (under mu_): running, asked to stop, and whether the slot behind waits for it.
   std::condition_variable sealer_cv_;

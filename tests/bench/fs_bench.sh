@@ -197,7 +197,7 @@ run_raidfs() {
   pid=$(pgrep -f "mount.raidfs $source " | head -1)
   run_target "$name" "$WORK/mnt-$t" "$pid"
   # Which transport really served (a requested uring may have fallen back), and the copies.
-  NOTE[$name]=$(status_of "$WORK/mnt-$t" | grep -E "^(transport|uring_requests|uring_requests_by_helpers|uring_placement|classic_requests|bytes_copied_read|bytes_copied_write|bytes_direct_write|metadata):" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
+  NOTE[$name]=$(status_of "$WORK/mnt-$t" | grep -E "^(transport|uring_requests|uring_requests_by_helpers|uring_placement|classic_requests|bytes_copied_read|bytes_copied_write|bytes_direct_write|seal_waits|metadata):" | tr '\n' ';' | sed 's/;$//; s/;/; /g')
   umount "$WORK/mnt-$t"
   for _ in $(seq 50); do pgrep -f "mount.raidfs $source " >/dev/null || break; sleep 0.2; done
   rm -rf "$WORK"/r"$t"*.img "${META:?}/$t"
