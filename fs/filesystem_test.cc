@@ -874,7 +874,8 @@ class GatedIo final : public MemberIo {
 // A write returns once its data is placed: the stripe it filled is sealed behind it by the
 // writer's sealer thread. While that seal waits for its member writes, the write that filled
 // the stripe has returned, other writes are placed in the next stripe and every byte reads back
-// (the newest where they overlap); an fsync waits for the seal, and all of it commits in order.
+// (the newest where they overlap); a write that fills that stripe too and an fsync wait for the
+// seal, and all of it commits in order.
 TEST_F(FilesystemTest, AWriteReturnsOnceItsDataIsPlacedAndItsStripeIsSealedBehindIt) {
   WriteGate gate;
   options_.wrap_member_io = [&gate](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
@@ -905,22 +906,39 @@ TEST_F(FilesystemTest, AWriteReturnsOnceItsDataIsPlacedAndItsStripeIsSealedBehin
   EXPECT_EQ(fs_->getattr(a)->size, 100 + stripe);
   EXPECT_TRUE(read(b, 0, 5000) == random_bytes(5000, 33));
 
-  auto synced = std::async(std::launch::async, [&] {
+  // Callers that need the seal done wait for it (the status counts them): a write that fills
+  // the open slot too — the sealer moves that slot behind once its seal is done, and the write
+  // goes on in the next — and an fsync.
+  auto wait_for_waiters = [&](uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (fs_->stats().seal_waits < n && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return fs_->stats().seal_waits;
+  };
+  const uint64_t c = create("c");
+  const auto data_c = random_bytes(stripe + stripe / 2, 34);
+  auto filled = std::async(std::launch::async, [&] {
     auto ctx = fs_->make_io_context();  // an io_uring is used by the thread that made it
+    return ctx && fs_->write(**ctx, c, 100, data_c) && fs_->fsync(**ctx, c);
+  });
+  EXPECT_EQ(wait_for_waiters(1), 1u);
+  auto synced = std::async(std::launch::async, [&] {
+    auto ctx = fs_->make_io_context();
     return ctx && fs_->fsync(**ctx, a);
   });
-  // The fsync waits for the seal (the status counts it: no write did).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (fs_->stats().seal_waits == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(fs_->stats().seal_waits, 1u);
+  EXPECT_EQ(wait_for_waiters(2), 2u);
   EXPECT_EQ(synced.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout)
       << "fsync returned while its data was still held in the seal";
+  EXPECT_EQ(filled.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout)
+      << "a write placed data in a slot still being sealed";
   gate.open();
   ASSERT_TRUE(synced.get());
+  ASSERT_TRUE(filled.get());
+  EXPECT_TRUE(read(c, 100, data_c.size()) == data_c);
   crash_and_mount();
   EXPECT_TRUE(read(a, 100, stripe) == want_a) << "the newer write committed after the older";
   EXPECT_TRUE(read(b, 0, 5000) == random_bytes(5000, 33));
+  EXPECT_TRUE(read(c, 100, data_c.size()) == data_c);
   fs_.reset();
   ctx_.reset();
   auto summary = run_fsck(dir_.file("meta"), FsckOptions{});

@@ -77,7 +77,14 @@ void StripeWriter::run_sealer(
     if (sealer_stop_) break;
     sealer_owed_ = false;
     // A failure is logged by seal_behind and leaves the slot full for the next settle.
-    (void)seal_behind(**ctx, lock, true);
+    const bool sealed = seal_behind(**ctx, lock, true).has_value();
+    // Writers wait to move the open slot behind (it is full): moved here and sealed next, rather
+    // than a wake-up of one of them and its hand-off back to this thread.
+    if (sealed && rotation_waiters_ > 0 && behind_ == Behind::kEmpty && open_slot().stripe) {
+      move_open_behind();
+      sealer_owed_ = true;
+      behind_cv_.notify_all();
+    }
   }
   sealer_running_ = false;
   sealer_owed_ = false;
@@ -513,8 +520,26 @@ Result<void> StripeWriter::settle_behind(IoContext& ctx, Lock& lock) {
 
 Result<bool> StripeWriter::rotate(IoContext& ctx, Lock& lock) {
   const uint64_t seen = rotations_;
-  RAIDFS_CHECK(settle_behind(ctx, lock));
+  // Settles the slot behind, unless the open one is moved meanwhile: the sealer does that for
+  // the writers waiting here as soon as its seal is done (run_sealer).
+  ++rotation_waiters_;
+  Result<void> settled;
+  if (behind_ == Behind::kSealing) ++seal_waits_;
+  while (settled && rotations_ == seen && behind_ != Behind::kEmpty) {
+    if (behind_ == Behind::kSealing) {
+      behind_cv_.wait(lock);
+    } else {
+      settled = seal_behind(ctx, lock, false);
+    }
+  }
+  --rotation_waiters_;
+  RAIDFS_CHECK(settled);
   if (rotations_ != seen || !open_slot().stripe) return false;
+  move_open_behind();
+  return true;
+}
+
+void StripeWriter::move_open_behind() {
   {
     std::lock_guard pending_lock(pending_mu_);
     open_slot_ = 1 - open_slot_;
@@ -522,7 +547,6 @@ Result<bool> StripeWriter::rotate(IoContext& ctx, Lock& lock) {
   behind_ = Behind::kFull;
   ++rotations_;
   open_free_bytes_ = 0;
-  return true;
 }
 
 Result<void> StripeWriter::seal_behind(IoContext& ctx, Lock& lock, bool release) {
@@ -547,7 +571,7 @@ Result<void> StripeWriter::seal_behind(IoContext& ctx, Lock& lock, bool release)
 
 Result<void> StripeWriter::seal_open(IoContext& ctx, Lock& lock) {
   RAIDFS_CHECK(rotate(ctx, lock));
-  return seal_behind(ctx, lock, false);
+  return settle_behind(ctx, lock);  // the sealer may have moved it behind and be sealing it
 }
 
 Result<void> StripeWriter::write_parity_and_flush(Array& array, IoChannel& channel,

@@ -31,7 +31,9 @@
 // writes and metadata commit in between. (Without a sealer — before start_sealer, or if its
 // I/O context could not be made — the write that filled the slot seals it before returning.)
 // Only one stripe is ever behind, and it is sealed before the open one may move behind in its
-// turn, so stripes commit in the order they filled and a file's writes commit in order.
+// turn, so stripes commit in the order they filled and a file's writes commit in order. When
+// writers wait for that (the open slot filled during the seal), the sealer moves the open slot
+// behind itself as soon as its seal is done and seals it next.
 // Everything else that commits or changes pending data (flush, seal, truncate, punch, the
 // cleaner) first *settles* the slot behind: waits for its seal, or seals it itself when it is
 // full and not being sealed — the sealer has not picked it up yet, or its seal failed (its data
@@ -269,8 +271,9 @@ class StripeWriter {
   // The lock may be released while waiting.
   Result<void> settle_behind(IoContext& ctx, Lock& lock);
   // Moves the open slot behind (settling the one there first) and says so; false when no stripe
-  // is open, or when another writer moved it while this one waited.
+  // is open, or when another writer or the sealer moved it while this one waited.
   Result<bool> rotate(IoContext& ctx, Lock& lock);
+  void move_open_behind();  // the open slot becomes the (empty) slot behind, full
   // Whether the file has data pending in that slot. Takes pending_mu_.
   bool pending_in(const Slot& slot, uint64_t ino) const;
   // Waits while the slot behind is being sealed (it may stay full: its seal failed).
@@ -325,6 +328,7 @@ class StripeWriter {
   bool sealer_running_ = false;
   bool sealer_stop_ = false;
   bool sealer_owed_ = false;
+  unsigned rotation_waiters_ = 0;  // writers in rotate(), waiting for the slot behind
   std::thread sealer_;  // started last, joined first
   std::atomic<uint64_t> pending_epoch_{0};  // see pending_epoch()
   // Makes pending_epoch_ odd for its lifetime. One change of hands at a time: under mu_, or by
