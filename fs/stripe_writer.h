@@ -55,8 +55,8 @@
 // contiguously while their block has not reached the members.
 //
 // Threads: all methods are thread-safe. One mutex (mu_) serialises placement, flushes and
-// synchronous seals (their member I/O included); the seal of a full slot by the write that
-// filled it runs without it. Readers take only a short lock on the pending maps, never waiting
+// synchronous seals (their member I/O included); the seal of a full slot by the sealer (or,
+// without one, by the write that filled it) runs without it. Readers take only a short lock on the pending maps, never waiting
 // for member I/O. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed
 // data hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
 #pragma once
@@ -242,12 +242,13 @@ class StripeWriter {
     AlignedBuffer buffer;  // n chunks: data 0..k-1 then parity 0..m-1, each C bytes
     std::map<uint64_t, PendingFile> pending;  // by inode; under pending_mu_
   };
-  // The slot behind the open one: empty, full and waiting for its seal (the write that filled
-  // it is about to seal it, or a seal failed), or being sealed with mu_ released.
+  // The slot behind the open one: empty, full and waiting for its seal (handed to the sealer, or
+  // to the write that filled it when there is none, or a seal failed), or being sealed with mu_
+  // released.
   enum class Behind { kEmpty, kFull, kSealing };
 
   // write() under mu_, leaving `kept_free` free stripes alone. Sets *filled when the open slot
-  // filled and moved behind: the caller seals it (seal_behind).
+  // filled and moved behind: the caller hands it on (after_fill).
   Result<size_t> write_locked(IoContext& ctx, Lock& lock, uint64_t ino, uint64_t offset,
                               std::span<const uint8_t> data, bool set_times, uint64_t kept_free,
                               bool* filled);
