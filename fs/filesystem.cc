@@ -406,8 +406,10 @@ Result<size_t> Filesystem::write(IoContext& ctx, uint64_t ino, uint64_t offset,
   for (;;) {
     Result<size_t> written =
         writer_->write(ctx, ino, offset, data, write_times_ == WriteTimes::kSetByWrite);
-    // Full, but maybe only of dead blocks: wait for the cleaner while it frees stripes.
-    if (written || written.error().code != ENOSPC || !cleaner_ || !cleaner_->make_room())
+    // Full, but maybe only of dead blocks: wait for the cleaner while it frees stripes — unless
+    // it is the metadata that is full, which the cleaner cannot help.
+    if (written || written.error().code != ENOSPC || !cleaner_ ||
+        !meta_->store().check_room(meta::Room::kOrdinary) || !cleaner_->make_room())
       return written;
   }
 }

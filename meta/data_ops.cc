@@ -281,7 +281,7 @@ Result<void> FsMeta::commit_files(std::span<const FileExtents> files,
     RAIDFS_CHECK(apply_file_extents(txn, *found, file, supplied));
   }
   RAIDFS_CHECK(apply_live_deltas(txn, supplied_ids));
-  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability));
+  RAIDFS_TRY(uint64_t seq, write_locked(txn, durability, Room::kAcknowledged));
   lock.unlock();
   return finish(seq, durability);
 }

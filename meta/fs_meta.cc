@@ -471,6 +471,7 @@ std::vector<uint64_t> FsMeta::free_among(std::span<const uint64_t> ids) const {
 
 Result<StripeRef> FsMeta::allocate_stripe() {
   std::lock_guard lock(mu_);
+  RAIDFS_CHECK(store_->check_room(Room::kOrdinary));
   reclaim_pending_locked();
   if (free_count_ == 0 && !pending_free_.empty()) {
     RAIDFS_CHECK(store_->sync(store_->latest_sequence()));

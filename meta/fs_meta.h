@@ -243,7 +243,8 @@ class FsMeta {
   // referenced are subtracted from their stripes' live counts, freeing sealed stripes that reach
   // 0); `stripes` are new stripe records to store (state, filled bytes, checksums, parity rows;
   // live_blocks is computed here). The file grows to cover the last extent; mtime and ctime are
-  // set. ino may be 0 to commit only stripe records (e.g. sealing one).
+  // set. ino may be 0 to commit only stripe records (e.g. sealing one). The data was acknowledged
+  // to its writers: the commit may use most of the metadata's reserve (store.h Room).
   // ENOENT inode; EISDIR/EINVAL not a regular file; EINVAL bad extents (unsorted, overlapping,
   // past a stripe's filled bytes, or pointing at a free or unknown stripe) or a bad stripe record
   // (free state, id ≥ stripe count, crc count ≠ ceil(filled/4096), bad parity row size, or a
@@ -280,7 +281,9 @@ class FsMeta {
   // never-used generation. The stripe stays reserved in memory until a commit_write stores its
   // record or release_stripe() returns it; a crash forgets it (it was never committed). A stripe
   // freed by a commit is handed out only once that commit is durable (this call syncs the WAL
-  // when nothing else is free). ENOSPC no free stripe.
+  // when nothing else is free). ENOSPC no free stripe, or the metadata region (or the host disk
+  // holding the metadata) is below its reserve: new data is refused here, before it is
+  // acknowledged, so that the commits of what was acknowledged always have room (store.h Room).
   Result<StripeRef> allocate_stripe();
   // Returns an allocated stripe whose record was never committed. Any other id (never handed out,
   // already committed, already released) is ignored.

@@ -376,8 +376,8 @@ Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
   return Entry(std::pair{it->key().ToString(), it->value().ToString()});
 }
 
-Result<void> Store::check_host_space(Room room) {
-  const uint64_t share = room == Room::kFreeing ? 2 : 1;  // a removal may use half the reserve
+Result<void> Store::check_room(Room room) {
+  const uint64_t share = room == Room::kOrdinary ? 1 : room == Room::kFreeing ? 2 : 4;
   if (region_) {
     const RegionFs::Usage u = region_->usage();
     const uint64_t reserve = region_reserve_bytes(u.bytes);
@@ -402,7 +402,7 @@ Result<void> Store::check_host_space(Room room) {
 Result<uint64_t> Store::write(const WriteSet& set, Durability durability, Room room) {
   stop_perf_counting();
   if (read_only_) return raidfs::fail(EROFS, "the metadata is open read-only");
-  RAIDFS_CHECK(check_host_space(room));
+  RAIDFS_CHECK(check_room(room));
   rocksdb::WriteBatch batch(set.bytes() + 24 * set.ops().size() + 64);
   for (const WriteSet::Op& op : set.ops()) {
     rocksdb::Status s;

@@ -84,10 +84,14 @@ class WriteSet {
 
 enum class Durability : uint8_t { kNone, kGroupSync, kSyncEach };
 
-// How much of the space kept in reserve a write may use: kFreeing is a write that gives space back
-// (a removal, a truncation), allowed into half the reserve the others are refused at, so that a
-// full metadata region can still be emptied.
-enum class Room : uint8_t { kOrdinary, kFreeing };
+// How much of the space kept in reserve a write may use. New work is refused at the whole reserve;
+// kFreeing, a write that gives space back (a removal, a truncation), may use half of it, so that a
+// full metadata region can still be emptied; kAcknowledged, the commit of data already
+// acknowledged to its writers (a stripe sealed or flushed), three quarters, so that a region that
+// filled after the data was written cannot lose it. New data is refused where new work is, when
+// its stripe is allocated (FsMeta::allocate_stripe): what such commits still need is bounded by the
+// stripes open at the time.
+enum class Room : uint8_t { kOrdinary, kFreeing, kAcknowledged };
 
 class RegionFs;
 
@@ -161,6 +165,9 @@ class Store {
   static constexpr uint64_t kHostReserveBytes = uint64_t{32} << 20;
   // A quarter of the region, at least 4 MiB: room for a compaction to finish.
   static uint64_t region_reserve_bytes(uint64_t region_bytes);
+  // ENOSPC (saying what is full and what to do) when a write of this kind would be refused now.
+  // The host filesystem's free space is looked at once a second at most.
+  Result<void> check_room(Room room);
   // Where the database is, for messages: its directory, or "the metadata region".
   std::string where() const;
   // The region the database lives in (null: a host directory).
@@ -179,8 +186,6 @@ class Store {
   struct Impl;
   Store() = default;
   void load_group(Family f, std::string_view prefix) const;
-  // ENOSPC when the host filesystem is under the reserve; looked at once a second at most.
-  Result<void> check_host_space(Room room);
 
   std::unique_ptr<Impl> impl_;
   Super super_;

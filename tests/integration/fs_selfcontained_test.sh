@@ -5,8 +5,9 @@
 # holding the metadata's copies included, byte for byte; replaced members get their metadata
 # copies back, so that after replacing two, two *others* can go; a damaged copy of the metadata
 # on one member is read around, healed, found by scrub and by fsck, which repairs it; a full
-# metadata region is a one-line ENOSPC, status warns of it, files can still be removed, and what
-# was stored stays.
+# metadata region is a one-line ENOSPC, to new files and new data, status warns of it, files can
+# still be removed, and what was written before it filled is stored (unsynced: its commit may
+# use the reserve that new work is refused at).
 # Method: RAID6 on six 256 MiB images (the default region: 64 MiB mirrored, 32 MiB on each
 # member), files of random bytes, members renamed away, new images, loop devices for UUID=.
 #   usage: fs_selfcontained_test.sh BUILD_DIR
@@ -155,24 +156,40 @@ mkdir -p "$small"
 for i in 0 1 2 3; do truncate -s 64M "$small/s$i.img"; done
 "$IT_MKFS" -q -f -l 5 -M 8M "$small"/s{0..3}.img || fail "mkfs -M 8M failed"
 it_mount "$small" "$mp"
-echo kept >"$mp/kept" && sync -f "$mp"
-# Files with an xattr of 3000 random bytes each, until the metadata refuses.
-out=$(python3 - "$mp" <<'PY'
+echo kept >"$mp/kept" && : >"$mp/late" && sync -f "$mp"
+# Files with an xattr of 3000 random bytes each, until the metadata refuses them; then new data
+# must be refused too (before it is acknowledged). The region's use moves as RocksDB flushes and
+# compacts, so while a data write still finds room, the filling goes on.
+files=$(python3 - "$mp" <<'PY'
 import errno, os, sys
 mp = sys.argv[1]
+late = os.open(f"{mp}/late", os.O_WRONLY)
+first_refused = None
 for i in range(20000):
     try:
         path = f"{mp}/x{i}"
         open(path, "w").close()
         os.setxattr(path, "user.pad", os.urandom(3000))
+        continue
     except OSError as e:
-        print(i, errno.errorcode.get(e.errno, e.errno), e.strerror)
+        if e.errno != errno.ENOSPC:
+            print(i, errno.errorcode.get(e.errno, e.errno), e.strerror)
+            sys.exit(0)
+        if first_refused is None:
+            first_refused = f"{i} ENOSPC {e.strerror}"
+    try:
+        os.pwrite(late, os.urandom(1 << 20), 0)
+        os.fsync(late)
+    except OSError as e:
+        print(first_refused, "| data:", errno.errorcode.get(e.errno, e.errno), e.strerror)
         sys.exit(0)
 print("fit")
 PY
 )
-[[ $out != fit ]] || fail "20000 files with 3000-byte xattrs fit in an 8 MiB metadata region?"
-[[ $out == *" ENOSPC No space left on device" ]] || fail "a full metadata region is not ENOSPC: $out"
+[[ $files != fit ]] || fail "20000 files with 3000-byte xattrs fit in an 8 MiB metadata region?"
+[[ $files == *" ENOSPC No space left on device | "* ]] || fail "a full metadata region is not ENOSPC: $files"
+[[ $files == *"| data: ENOSPC No space left on device" ]] ||
+  fail "new data on a full metadata region is not ENOSPC: $files"
 it_status "$mp" | grep -q '^metadata: .*NEARLY FULL' ||
   fail "status does not warn of the full metadata region: $(it_status "$mp" | grep '^metadata')"
 [[ $(cat "$mp/kept") == kept ]] || fail "a file stored before the region filled reads back wrong"
@@ -183,4 +200,4 @@ it_umount "$mp"
 it_mount "$small" "$mp" -o ro
 [[ $(cat "$mp/kept") == kept ]] || fail "after a remount, the file reads back wrong"
 it_umount "$mp"
-it_log "a full metadata region: ENOSPC after ${out%% *} files, status warns, removals still work, what was stored stays"
+it_log "a full metadata region: ENOSPC after ${files%% *} files and to new data, status warns, removals still work, what was stored stays"
