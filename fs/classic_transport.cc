@@ -10,8 +10,9 @@
 #include <memory>
 #include <string>
 
-#include "base/log.h"
 #include "base/aligned_buffer.h"
+#include "base/log.h"
+#include "base/thread_name.h"
 
 namespace raidfs::fs {
 namespace {
@@ -59,6 +60,7 @@ void ClassicTransport::spawn_locked() {
   Worker& worker = workers_.emplace_back();
   worker.index = static_cast<unsigned>(workers_.size() - 1);
   unjoined_.emplace_back([this, &worker] {
+    name_this_thread("raidfs-fuse" + std::to_string(worker.index));
     // Made here, not by run()'s thread: a member ring is used only by the thread that made it.
     auto ctx = fs_.make_io_context();
     if (!ctx) {

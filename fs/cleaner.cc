@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "fs/stripe_writer.h"
 #include "meta/block_owners.h"
 
@@ -94,6 +95,7 @@ CleanerProgress Cleaner::progress() const {
 }
 
 void Cleaner::run() {
+  name_this_thread("raidfs-cleaner");
   auto made = make_context_();
   if (!made) {
     RAIDFS_LOG(kError, "cleaner: no I/O context: %s; copy-on-write space will not come back",

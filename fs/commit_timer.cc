@@ -1,6 +1,8 @@
 // CommitTimer: see commit_timer.h.
 #include "fs/commit_timer.h"
 
+#include "base/thread_name.h"
+
 namespace raidfs::fs {
 
 CommitTimer::CommitTimer(std::chrono::milliseconds interval, std::function<void()> commit)
@@ -16,6 +18,7 @@ CommitTimer::~CommitTimer() {
 }
 
 void CommitTimer::run() {
+  name_this_thread("raidfs-commit");
   std::unique_lock lock(mu_);
   for (;;) {
     if (cv_.wait_for(lock, interval_, [this] { return stop_; })) return;

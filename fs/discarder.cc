@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "base/log.h"
+#include "base/thread_name.h"
 
 namespace raidfs::fs {
 
@@ -26,6 +27,7 @@ Discarder::~Discarder() {
 }
 
 void Discarder::run() {
+  name_this_thread("raidfs-discard");
   std::unique_lock lock(mu_);
   while (!stop_ && progress_.background) {
     wake_.wait_for(lock, std::chrono::milliseconds(kPeriodMs));

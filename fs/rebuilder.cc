@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "raid/checksum.h"
 
 namespace raidfs::fs {
@@ -157,6 +158,7 @@ RebuildProgress Rebuilder::progress() const {
 }
 
 void Rebuilder::run() {
+  name_this_thread("raidfs-rebuild");
   auto made = make_context_();
   if (!made) {
     RAIDFS_LOG(kError, "rebuild: %s", made.error().message.c_str());

@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "meta/block_owners.h"
 #include "raid/array_scrub.h"
 
@@ -117,6 +118,7 @@ ScrubProgress Scrubber::progress() const {
 }
 
 void Scrubber::run() {
+  name_this_thread("raidfs-scrub");
   auto made = make_context_();
   if (!made) {
     RAIDFS_LOG(kError, "scrub: %s", made.error().message.c_str());

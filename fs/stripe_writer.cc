@@ -7,6 +7,7 @@
 
 #include "base/file_clock.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "fs/io_context.h"
 #include "raid/checksum.h"
 
@@ -61,6 +62,7 @@ void StripeWriter::start_sealer(std::function<Result<std::unique_ptr<IoContext>>
 
 void StripeWriter::run_sealer(
     const std::function<Result<std::unique_ptr<IoContext>>()>& make_context) {
+  name_this_thread("raidfs-sealer");
   auto ctx = make_context();
   Lock lock(mu_);
   if (!ctx) {

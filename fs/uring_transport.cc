@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "base/thread_name.h"
 
 namespace raidfs::fs {
 namespace {
@@ -298,6 +299,8 @@ std::string UringTransport::status_lines() const {
 void UringTransport::server_main(unsigned index) {
   const unsigned qid = index / threads_per_queue_;
   const bool primary = index % threads_per_queue_ == 0;
+  name_this_thread("raidfs-q" + std::to_string(qid) +
+                   (primary ? "" : "." + std::to_string(index % threads_per_queue_)));
   // Every thread of a queue is pinned to its CPU: requests of applications on that CPU come to
   // this queue, and serving them there needs no cross-CPU wake-up. A CPU this process may not
   // use (a cpuset) leaves it unpinned.

@@ -8,7 +8,7 @@
 # line, classic); small reads find their metadata in the cache; with -o uring_threads=1 a queue's
 # one thread serves on its CPU for one read at a time and spreads off it under 32 reads in
 # flight; by default (two threads a queue) the helper serves too when many requests come at
-# once; SIGTERM unmounts.
+# once; the daemon's threads are named; SIGTERM unmounts.
 # Method: RAID6 on 6 images, 64 KiB chunks (a stripe holds 256 KiB of data); dd pinned to each
 # CPU with taskset; the counters come from the raidfs.status xattr (it_status).
 #   usage: fs_uring_test.sh BUILD_DIR
@@ -135,6 +135,11 @@ it_random_file "$IT_WORK/small" 300000
 cp "$IT_WORK/small" "$mp/small"  # buffered: waits in the open stripe
 pid=$(pgrep -f -- "mount\.raidfs.*$mp( |\$)" | head -n 1)
 [[ -n $pid ]] || fail "no daemon for $mp"
+# Its threads are named for what they do (top -H, perf).
+names=$(cat /proc/"$pid"/task/*/comm | sort -u | tr '\n' ' ')
+for name in raidfs-sealer raidfs-q0 raidfs-commit raidfs-cleaner; do
+  [[ " $names" == *" $name "* ]] || fail "no thread named $name among: $names"
+done
 kill -TERM "$pid"
 for ((t = 0; t < 300; t++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "the daemon did not exit within 30 s of SIGTERM"
