@@ -63,7 +63,7 @@ command -v fio >/dev/null || { echo "fs_bench.sh: fio is missing (scripts/deps.s
 # job name → fio arguments. Reads and random writes use O_DIRECT so that they reach the daemon
 # instead of the page cache.
 ALL_JOBS=(seqwrite-1M seqwrite-1M-4jobs seqread-1M randread-4K-qd1 randread-4K-qd1-cpu0
-          randread-4K-qd32 randwrite-4K-qd16 randwrite-4K-fdatasync)
+          randread-4K-qd32 randwrite-4K-qd16 randrw-4K-qd32 randwrite-4K-fdatasync)
 SIZE_BYTES=$(numfmt --from=iec "$SIZE")
 read -r -a JOBS <<<"${RAIDFS_BENCH_JOBS:-${ALL_JOBS[*]}}"
 job_args() {
@@ -77,6 +77,8 @@ job_args() {
     randread-4K-qd1-cpu0) echo "--rw=randread --bs=4k --ioengine=psync --direct=1 --cpus_allowed=0 --time_based --runtime=$RUNTIME" ;;
     randread-4K-qd32) echo "--rw=randread --bs=4k --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime=$RUNTIME" ;;
     randwrite-4K-qd16) echo "--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --time_based --runtime=$RUNTIME" ;;
+    # Reads and writes mixed half and half (a database's pages): IOPS are the two together.
+    randrw-4K-qd32) echo "--rw=randrw --rwmixread=50 --bs=4k --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime=$RUNTIME" ;;
     # A database's log: buffered 4 KiB writes, each made durable with fdatasync.
     randwrite-4K-fdatasync) echo "--rw=randwrite --bs=4k --ioengine=psync --fdatasync=1 --time_based --runtime=$RUNTIME" ;;
     *) echo "fs_bench.sh: unknown job $1" >&2; exit 1 ;;
@@ -104,13 +106,15 @@ run_target() {
               $(job_args "$job") --output-format=json)
     [[ $job == *-4jobs ]] && rm -f "$dir/$job".*
     after=$(cpu_ticks "$pid")
-    # iops, MiB/s, bytes moved, median completion latency (µs)
+    # iops, MiB/s, bytes moved, median completion latency (µs): reads and writes together (a
+    # mixed job), the median the larger of the two
     RESULT[$name,$job]=$(python3 -c '
 import json, sys
 j = json.loads(sys.stdin.read())["jobs"][0]
-rw = j["read"] if j["read"]["io_bytes"] else j["write"]
-p50 = rw.get("clat_ns", {}).get("percentile", {}).get("50.000000", 0) / 1000
-print("%.0f %.1f %d %.0f" % (rw["iops"], rw["bw_bytes"] / 1048576, rw["io_bytes"], p50))' <<<"$out")
+sides = [j[d] for d in ("read", "write") if j[d]["io_bytes"]]
+p50 = max(s.get("clat_ns", {}).get("percentile", {}).get("50.000000", 0) for s in sides) / 1000
+print("%.0f %.1f %d %.0f" % (sum(s["iops"] for s in sides), sum(s["bw_bytes"] for s in sides) / 1048576,
+                             sum(s["io_bytes"] for s in sides), p50))' <<<"$out")
     local bytes
     read -r _ _ bytes _ <<<"${RESULT[$name,$job]}"
     if [ -n "$pid" ] && [ "$bytes" -gt 0 ]; then
