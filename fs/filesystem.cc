@@ -192,7 +192,11 @@ Result<meta::Inode> Filesystem::current(const ReadInode& read) const {
     RAIDFS_TRY(meta::Inode inode, read());
     inode = with_pending(std::move(inode));
     if (epoch % 2 == 0 && writer_->pending_epoch() == epoch) return inode;
-    if (attempt >= 8) std::this_thread::yield();  // a commit is under way: it is short
+    if (epoch % 2 == 1) {
+      writer_->wait_pending_change(epoch);  // a commit was under way: wait for its end
+    } else if (attempt >= 8) {
+      std::this_thread::yield();
+    }
   }
 }
 

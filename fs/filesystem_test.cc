@@ -876,6 +876,49 @@ class GatedIo final : public MemberIo {
 // the stripe has returned, other writes are placed in the next stripe and every byte reads back
 // (the newest where they overlap); a write that fills that stripe too and an fsync wait for the
 // seal, and all of it commits in order.
+// getattr combines the committed inode with the writer's pending data under a seqlock; while a
+// seal's metadata commit is under way it sleeps until the commit ends (and is woken). Under
+// appends that seal stripe after stripe, every getattr sees at least what was acknowledged
+// before it began, and a consistent state: the blocks of the file counted once, never in both
+// places (a torn read would count a just-committed stripe twice) — and none sleeps for ever.
+TEST_F(FilesystemTest, GetattrDuringSealsSeesEveryAcknowledgedByteAndCountsBlocksOnce) {
+  format(4, 1, 32 << 20);  // 3 data chunks: 12 blocks a stripe
+  const uint64_t f = create("f");
+  constexpr uint64_t kBlocks = 1200;  // 100 seals
+  std::atomic<uint64_t> acknowledged{0};
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> calls{0};
+  std::string wrong;
+  std::thread reader([&] {
+    while (!done.load() && wrong.empty()) {
+      const uint64_t at_least = acknowledged.load();
+      auto attr = fs_->getattr(f);
+      if (!attr) {
+        wrong = attr.error().message;
+        break;
+      }
+      ++calls;
+      if (attr->size < at_least)
+        wrong = "size " + std::to_string(attr->size) + " < acknowledged " + std::to_string(at_least);
+      else if (attr->blocks != std::max<uint64_t>(attr->size / 4096, 1))  // open: never 0
+        wrong = "blocks " + std::to_string(attr->blocks) + " for size " + std::to_string(attr->size);
+    }
+  });
+  const auto block = random_bytes(4096, 41);
+  for (uint64_t b = 0; b < kBlocks && wrong.empty(); ++b) {
+    auto n = fs_->write(*ctx_, f, b * 4096, block);
+    ASSERT_TRUE(n) << n.error().message;
+    acknowledged = (b + 1) * 4096;
+  }
+  done = true;
+  reader.join();
+  EXPECT_EQ(wrong, "");
+  EXPECT_GT(calls.load(), 0u);
+  EXPECT_GT(fs_->stats().stripes_sealed, kBlocks / 12 / 2);
+  remount();
+  EXPECT_EQ(fs_->getattr(f)->size, kBlocks * 4096);
+}
+
 TEST_F(FilesystemTest, AWriteReturnsOnceItsDataIsPlacedAndItsStripeIsSealedBehindIt) {
   WriteGate gate;
   options_.wrap_member_io = [&gate](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {

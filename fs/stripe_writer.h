@@ -196,6 +196,9 @@ class StripeWriter {
   // even one. A reader that read the committed inode and then pending_summary() retries unless it saw
   // the same even value before and after: otherwise both reads may have missed the data.
   uint64_t pending_epoch() const { return pending_epoch_.load(); }
+  // Sleeps while the epoch is still `odd` (a change of hands under way: a seal's metadata commit
+  // can take a millisecond; spinning readers would take the CPU it needs).
+  void wait_pending_change(uint64_t odd) const { pending_epoch_.wait(odd); }
 
   // Bytes the open stripe can still take (statfs).
   uint64_t open_free_bytes() const;
@@ -336,7 +339,10 @@ class StripeWriter {
   // the seal in flight, which every other changer settles first.
   struct PendingChange {
     explicit PendingChange(std::atomic<uint64_t>& epoch) : epoch_(epoch) { ++epoch_; }
-    ~PendingChange() { ++epoch_; }
+    ~PendingChange() {
+      ++epoch_;
+      epoch_.notify_all();
+    }
     std::atomic<uint64_t>& epoch_;
   };
 };
