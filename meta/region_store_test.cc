@@ -2,8 +2,8 @@
 // flushes and compacts its tables there, reopens them, keeps every synced write across a power
 // cut (its log's unflushed blocks lost at random), reads through a lost copy, and a full region
 // is a clear ENOSPC, never a broken database — refused to new data before it is acknowledged,
-// never to the commit of data acknowledged before the region filled. Method: real RocksDB (Store, FsMeta) over RegionFs
-// over a MemoryRegionDevice.
+// never to the commit of data acknowledged before the region filled.
+// Method: real RocksDB (Store, FsMeta) over RegionFs over a MemoryRegionDevice.
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
