@@ -200,6 +200,13 @@ Result<meta::Inode> Filesystem::current(const ReadInode& read) const {
   }
 }
 
+Result<meta::Inode> Filesystem::inode_for_read(uint64_t ino) const {
+  const uint64_t pending_end = writer_->pending_end(ino);
+  RAIDFS_TRY(meta::Inode inode, meta_->getattr(ino));
+  inode.size = std::max(inode.size, pending_end);
+  return inode;
+}
+
 Result<meta::Inode> Filesystem::lookup(uint64_t parent, std::string_view name) const {
   return current([&] { return meta_->lookup(parent, name); });
 }

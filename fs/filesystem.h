@@ -278,6 +278,11 @@ class Filesystem {
   // changed hands in between (StripeWriter::pending_epoch).
   template <class ReadInode>
   Result<meta::Inode> current(const ReadInode& read) const;
+  // The inode a read clips to, without current()'s retries: its size covers every write
+  // acknowledged before the call (the pending end is taken before the stored inode, and a seal
+  // stores its commit before it drops the pending data), so a read never waits for a seal's
+  // metadata commit. Its blocks and times are the stored ones.
+  Result<meta::Inode> inode_for_read(uint64_t ino) const;
   // File bytes [begin, end) as committed (holes and past the committed size read as zeros).
   Result<void> read_committed(IoContext& ctx, uint64_t ino, uint64_t begin, uint64_t end,
                               uint8_t* dest);

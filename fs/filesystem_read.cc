@@ -22,7 +22,7 @@ bool is_reg(const meta::Inode& i) { return S_ISREG(i.mode); }
 
 Result<size_t> Filesystem::read(IoContext& ctx, uint64_t ino, uint64_t offset, size_t size,
                                 uint8_t* dest) {
-  RAIDFS_TRY(meta::Inode inode, getattr(ino));
+  RAIDFS_TRY(const meta::Inode inode, inode_for_read(ino));
   if (S_ISDIR(inode.mode)) return fail(EISDIR, "read of a directory");
   if (!is_reg(inode)) return fail(EINVAL, "read of a special file");
   if (offset >= inode.size || size == 0) return size_t{0};

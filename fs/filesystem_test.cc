@@ -919,6 +919,66 @@ TEST_F(FilesystemTest, GetattrDuringSealsSeesEveryAcknowledgedByteAndCountsBlock
   EXPECT_EQ(fs_->getattr(f)->size, kBlocks * 4096);
 }
 
+// A read clips to a size taken without waiting for seals (Filesystem::inode_for_read): it must
+// still never come back short of an acknowledged write, nor with wrong bytes, while the data
+// changes hands from the open stripe to the metadata.
+TEST_F(FilesystemTest, ReadsDuringSealsSeeEveryAcknowledgedByte) {
+  format(4, 1, 32 << 20);  // 3 data chunks: 12 blocks a stripe
+  const uint64_t f = create("f");
+  constexpr uint64_t kBlocks = 1200;  // 100 seals
+  auto block_of = [](uint64_t b) { return random_bytes(4096, static_cast<uint32_t>(1000 + b % 97)); };
+  std::atomic<uint64_t> acknowledged{0};
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> reads{0};
+  std::mutex wrong_mu;
+  std::string wrong;
+  auto report = [&](std::string what) {
+    std::lock_guard lock(wrong_mu);
+    if (wrong.empty()) wrong = std::move(what);
+  };
+  auto failed = [&] {
+    std::lock_guard lock(wrong_mu);
+    return !wrong.empty();
+  };
+  // More readers than CPUs: a reader preempted in the middle of taking the size is what a
+  // wrong order of its two reads would need to come back short.
+  auto read_loop = [&] {
+    auto ctx = fs_->make_io_context();  // an io_uring is used by the thread that made it
+    if (!ctx) return report(ctx.error().message);
+    std::vector<uint8_t> buf(8 * 4096);
+    while (!done.load() && !failed()) {
+      const uint64_t at_least = acknowledged.load();
+      if (at_least == 0) continue;
+      // The last (up to) 8 acknowledged blocks: the ones most likely in a seal right now.
+      const uint64_t from = at_least > buf.size() ? at_least - buf.size() : 0;
+      auto n = fs_->read(**ctx, f, from, buf.size(), buf.data());
+      if (!n) return report(n.error().message);
+      ++reads;
+      if (*n < at_least - from)
+        return report("read " + std::to_string(*n) + " bytes at " + std::to_string(from) +
+                      " with " + std::to_string(at_least) + " acknowledged");
+      for (uint64_t b = from / 4096; b < at_least / 4096; ++b)
+        if (std::memcmp(buf.data() + (b * 4096 - from), block_of(b).data(), 4096) != 0)
+          return report("block " + std::to_string(b) + " read back wrong");
+    }
+  };
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) readers.emplace_back(read_loop);
+  for (uint64_t b = 0; b < kBlocks && !failed(); ++b) {
+    auto n = fs_->write(*ctx_, f, b * 4096, block_of(b));
+    ASSERT_TRUE(n) << n.error().message;
+    acknowledged = (b + 1) * 4096;
+    // A filled stripe is sealed behind while the open one holds nothing of the file yet: the
+    // size then comes from the seal's commit alone, which the readers must not miss.
+    if ((b + 1) % 12 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  done = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(wrong, "");
+  EXPECT_GT(reads.load(), 0u);
+  EXPECT_GT(fs_->stats().stripes_sealed, kBlocks / 12 / 2);
+}
+
 TEST_F(FilesystemTest, AWriteReturnsOnceItsDataIsPlacedAndItsStripeIsSealedBehindIt) {
   WriteGate gate;
   options_.wrap_member_io = [&gate](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {

@@ -665,6 +665,18 @@ StripeWriter::PendingSummary StripeWriter::pending_summary(uint64_t ino) const {
   return out;
 }
 
+uint64_t StripeWriter::pending_end(uint64_t ino) const {
+  std::lock_guard pending_lock(pending_mu_);
+  uint64_t end = 0;
+  for (const Slot& slot : slots_) {
+    auto it = slot.pending.find(ino);
+    if (it == slot.pending.end() || it->second.extents.empty()) continue;
+    const auto& [last, p] = *it->second.extents.rbegin();  // extents never overlap
+    end = std::max(end, last + p.length);
+  }
+  return end;
+}
+
 void StripeWriter::clear_pending_mtime(uint64_t ino) {
   std::lock_guard pending_lock(pending_mu_);
   for (Slot& slot : slots_)

@@ -174,6 +174,8 @@ class StripeWriter {
     uint64_t blocks = 0;
   };
   PendingSummary pending_summary(uint64_t ino) const;
+  // pending_summary(ino).end alone, without walking the extents.
+  uint64_t pending_end(uint64_t ino) const;
   // A time set explicitly (utimens) replaces the pending one.
   void clear_pending_mtime(uint64_t ino);
   // Copies the file's pending data overlapping [offset, offset + length) to dest (dest[0] is
