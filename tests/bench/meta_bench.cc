@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -78,6 +79,52 @@ void writer(FsMeta& meta, uint64_t ino, Durability durability, Clock::time_point
   }
 }
 
+// The sealer's commit under 4 KiB random writes: a stripe of blocks, each from a random place
+// of one 512 MiB file laid out by sequential writes first, committed sealed in one batch (the
+// file's extents replaced one by one, the old stripes' live counts dropped). Prints the time per
+// commit and per block.
+void seal_commits(FsMeta& meta, uint64_t ino, double seconds) {
+  const uint32_t blocks = meta.store().super().stripe_data_bytes / kBlockBytes;
+  const uint64_t file_blocks = (uint64_t{512} << 20) / kBlockBytes / blocks * blocks;
+  std::mt19937_64 rng(11);
+  auto commit = [&](std::vector<Extent> extents) {
+    auto ref = meta.allocate_stripe();
+    if (!ref) die(ref.error().message);
+    Stripe record;
+    record.id = ref->id;
+    record.generation = ref->generation;
+    record.state = StripeState::kSealed;
+    record.filled_bytes = blocks * kBlockBytes;
+    for (uint32_t b = 0; b < blocks; ++b) record.block_crcs.push_back(static_cast<uint32_t>(rng()));
+    for (Extent& e : extents) e.stripe_id = ref->id;
+    const FileExtents file{ino, std::move(extents), false, std::nullopt};
+    if (auto r = meta.commit_files({&file, 1}, {&record, 1}); !r) die(r.error().message);
+  };
+  for (uint64_t b = 0; b < file_blocks; b += blocks)
+    commit({Extent{b * kBlockBytes, 0, 0, blocks * kBlockBytes}});
+  uint64_t commits = 0;
+  const auto t = Clock::now();
+  const auto deadline = t + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(seconds));
+  while (Clock::now() < deadline) {
+    std::vector<uint64_t> picked;
+    while (picked.size() < blocks) {
+      const uint64_t b = rng() % file_blocks;
+      if (std::find(picked.begin(), picked.end(), b) == picked.end()) picked.push_back(b);
+    }
+    std::sort(picked.begin(), picked.end());
+    std::vector<Extent> extents;
+    for (uint32_t i = 0; i < blocks; ++i)
+      extents.push_back(Extent{picked[i] * kBlockBytes, 0, i * kBlockBytes, kBlockBytes});
+    commit(std::move(extents));
+    ++commits;
+  }
+  const double elapsed = seconds_since(t);
+  std::printf("%-34s %10.0f blocks/s   %.0f us per commit of %u blocks\n",
+              "seal-commit (4 KiB random)", commits * blocks / elapsed, elapsed * 1e6 / commits,
+              blocks);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -93,7 +140,7 @@ int main(int argc, char** argv) {
     else if (a == "--mode" && n + 1 < argc) only = argv[++n];
     else if (a == "--region") region = true;
     else if (a == "--help" || a == "-h") {
-      std::printf("usage: raidfs-meta-bench [DIR] [--entries N] [--seconds S] [--mode none|group|each] [--region]\n");
+      std::printf("usage: raidfs-meta-bench [DIR] [--entries N] [--seconds S] [--mode none|group|each|seal] [--region]\n");
       return 0;
     } else base = a;
   }
@@ -200,6 +247,11 @@ int main(int argc, char** argv) {
                     commits ? double(region_written() - written_before) / commits : 0.0);
       std::printf("\n");
     }
+  }
+  if (only.empty() || only == "seal") {
+    auto f = meta.create(kRootIno, "sealed", CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}, {}});
+    if (!f) die(f.error().message);
+    seal_commits(meta, f->ino, seconds);
   }
   opened->reset();
   array.reset();
