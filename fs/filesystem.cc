@@ -66,7 +66,9 @@ Filesystem::Filesystem(std::unique_ptr<Array> array, std::unique_ptr<meta::FsMet
       array_(std::move(array)),
       meta_(std::move(meta)),
       open_files_(std::make_unique<OpenFiles>()),
-      writer_(std::make_unique<StripeWriter>(*array_, *meta_, stripe_reuse_)) {}
+      writer_(std::make_unique<StripeWriter>(*array_, *meta_, stripe_reuse_)) {
+  writer_->set_copy_below(options.copy_below);
+}
 
 Filesystem::~Filesystem() {
   commit_timer_.reset();

@@ -89,6 +89,13 @@ struct FilesystemOptions {
   // member write of a single-threaded workload in a fixed order (the power-cut test enumerates
   // them and counts on each run making the same ones).
   bool background_seal = true;
+  // A piece of a write placed in the open stripe from a 4 KiB-aligned buffer at a block-aligned
+  // offset, at least this long, goes to the members from the writer's buffer (its whole blocks;
+  // StripeWriter: on_member) instead of being copied into the stripe's buffer. Each such piece
+  // is a member write of its own, made at once: on this machine's tmpfs members a 4 KiB one
+  // costs more CPU than the copy it saves (docs/decisions.md), so by default only pieces of a
+  // chunk or more. kBlockBytes: every aligned block.
+  uint32_t copy_below = 64 * 1024;
   // Tests only (fault and power-cut injection): every MemberIo the filesystem makes for its own
   // threads (make_io_context: scrub, rebuild, commit timer, control, the sealer) passes through
   // this.

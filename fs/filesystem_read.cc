@@ -31,7 +31,16 @@ Result<size_t> Filesystem::read(IoContext& ctx, uint64_t ino, uint64_t offset, s
 
   // Pending data first: anything committed after this point was pending now, so the gaps are
   // either committed already or newer than this read.
-  const auto covered = writer_->read_pending(ino, offset, length, dest);
+  bool on_member = false;
+  const auto covered = writer_->read_pending(ino, offset, length, dest, &on_member);
+  if (on_member) {
+    // Pending blocks written to the members straight from their writer are not in memory:
+    // committed first (and every other write acknowledged before this read with them), they
+    // read as committed data, verified and rebuilt where a member failed meanwhile.
+    RAIDFS_CHECK(writer_->flush(ctx, ino));
+    RAIDFS_CHECK(read_committed(ctx, ino, offset, end, dest));
+    return static_cast<size_t>(length);
+  }
   uint64_t pending_bytes = 0, cursor = offset;
   for (const auto& [a, b] : covered) {
     pending_bytes += b - a;

@@ -755,24 +755,27 @@ TEST_F(FilesystemTest, ZeroingEveryBlockOfAPendingFileKeepsItsSize) {
 }
 
 // The kernel's writeback sends a short write now and then; the file's data is then pending in
-// the open stripe, and a long write after it copies only until that stripe is full. Once the
-// stripe is sealed behind it, the rest of the write goes straight from the caller's buffer again
-// (before, every later write of a sequential stream was copied while the file had data pending).
-TEST_F(FilesystemTest, ALongWriteAfterPendingDataCopiesAtMostAStripeBeforeGoingStraight) {
+// the open stripe, and a long write after it fills that stripe first, its whole blocks written
+// to the members from the caller's buffer (no copy either), then goes on in whole stripes.
+TEST_F(FilesystemTest, ALongWriteAfterPendingDataCopiesNothingFromAnAlignedBuffer) {
+  options_.copy_below = 4096;
   format(6, 2, 16 << 20);
   const uint64_t stripe = 4 * kChunk;
   const uint64_t b = create("b");
   auto head = random_bytes(8192, 31);
-  write(b, 0, head);
+  std::vector<uint8_t> odd(head.size() + 1);  // a misaligned buffer: copied
+  std::memcpy(odd.data() + 1, head.data(), head.size());
+  ASSERT_TRUE(fs_->write(*ctx_, b, 0, {odd.data() + 1, head.size()}));
   AlignedBuffer big(4 * stripe);
   auto d = random_bytes(4 * stripe, 32);
   std::memcpy(big.data(), d.data(), d.size());
   auto n = fs_->write(*ctx_, b, 8192, {big.data(), d.size()});
   ASSERT_TRUE(n) << n.error().message;
   ASSERT_EQ(*n, d.size());
-  // 8 KiB + (the stripe's rest) + the 8 KiB that do not make a stripe at the end: copied.
-  EXPECT_EQ(fs_->stats().bytes_copied_write, stripe + 8192);
-  EXPECT_EQ(fs_->stats().bytes_direct_write, 3 * stripe);
+  // Only the head was copied; the stripe's rest, 3 whole stripes and the 8 KiB that do not make
+  // a stripe at the end went to the members from the caller's buffer.
+  EXPECT_EQ(fs_->stats().bytes_copied_write, 8192u);
+  EXPECT_EQ(fs_->stats().bytes_direct_write, 4 * stripe);
   std::vector<uint8_t> all = head;
   all.insert(all.end(), d.begin(), d.end());
   EXPECT_EQ(read(b, 0, all.size()), all);
@@ -782,7 +785,92 @@ TEST_F(FilesystemTest, ALongWriteAfterPendingDataCopiesAtMostAStripeBeforeGoingS
   EXPECT_TRUE(std::equal(all.begin(), all.begin() + 8192 + 3 * stripe, after.begin()));
 }
 
+// Whole 4 KiB blocks from a 4 KiB-aligned buffer (the io_uring transport's payload) go to their
+// place in the open stripe on the members, not through its buffer: nothing is copied, and their
+// parity is accumulated apart and added to the buffer's. Mixed in one stripe with copied data,
+// flushed by fsyncs now and then, read while pending (a read of on-member blocks commits them
+// first), and read back with two members gone: every parity — the members' of the stripes the
+// sealer sealed, the metadata's rows of the stripe left open, the members' again once the mount
+// sealed that one degraded — must cover both kinds of block.
+TEST_F(FilesystemTest, AlignedBlocksGoToTheMembersUncopiedAndReadBackDegraded) {
+  options_.copy_below = 4096;  // every aligned block
+  format(6, 2, 16 << 20);  // 4 data chunks of 16 KiB: 16 blocks a stripe
+  const uint64_t a = create("a");
+  constexpr uint64_t kFileBlocks = 128;
+  std::vector<uint8_t> expect(kFileBlocks * 4096, 0);
+  AlignedBuffer aligned(2 * 4096);
+  std::vector<uint8_t> odd(3001);
+  uint64_t copied = 0, direct = 0;
+  std::mt19937 rng(5);
+  auto check = [&](const char* when) {
+    auto back = read(a, 0, expect.size());
+    ASSERT_EQ(back.size(), expect.size()) << when;
+    EXPECT_TRUE(back == expect) << when;
+  };
+  for (uint32_t i = 0; i < 120; ++i) {
+    // The first write is the last block: the file's size is set from the start.
+    const uint64_t block = i == 0 ? kFileBlocks - 1 : rng() % (kFileBlocks - 1);
+    if (i % 5 == 4) {  // misaligned: copied, into the same stripe as the others
+      const auto bytes = random_bytes(3000, 500 + i);
+      std::memcpy(odd.data() + 1, bytes.data(), bytes.size());
+      const uint64_t at = block * 4096 + 100;
+      ASSERT_TRUE(fs_->write(*ctx_, a, at, {odd.data() + 1, bytes.size()}));
+      std::copy(bytes.begin(), bytes.end(), expect.begin() + at);
+      copied += bytes.size();
+    } else {
+      const size_t n = 4096 * (i == 0 ? 1 : 1 + i % 2);
+      const auto bytes = random_bytes(n, 700 + i);
+      std::memcpy(aligned.data(), bytes.data(), n);
+      ASSERT_TRUE(fs_->write(*ctx_, a, block * 4096, {aligned.data(), n}));
+      std::copy(bytes.begin(), bytes.end(), expect.begin() + block * 4096);
+      direct += n;
+    }
+    if (i % 7 == 3) {
+      ASSERT_TRUE(fs_->fsync(*ctx_, a));
+    }
+    if (i % 9 == 0) check("while pending");
+  }
+  EXPECT_EQ(fs_->stats().bytes_copied_write, copied);
+  EXPECT_EQ(fs_->stats().bytes_direct_write, direct);
+  EXPECT_GT(fs_->stats().stripes_sealed, 0u);
+  check("before the fsync");
+  ASSERT_TRUE(fs_->fsync(*ctx_, a));
+  // Read-only: the last stripe stays open, its parity in the metadata's rows.
+  fs_.reset();
+  remove_member(0);
+  remove_member(3);
+  mount(/*read_only=*/true);
+  EXPECT_EQ(fs_->meta().open_stripes().size(), 1u);
+  check("with two members gone, the last stripe open");
+  EXPECT_GT(fs_->stats().reconstructed_blocks, 0u);
+  mount();  // seals the stripe left open, degraded
+  EXPECT_EQ(fs_->meta().open_stripes().size(), 0u);
+  check("with two members gone, every stripe sealed");
+  EXPECT_GT(fs_->stats().reconstructed_blocks, 0u);
+}
+
+// Pieces shorter than copy_below are copied even when aligned: each uncopied piece is a member
+// write of its own, which costs more than a small copy (FilesystemOptions::copy_below).
+TEST_F(FilesystemTest, AlignedPiecesShorterThanCopyBelowAreCopied) {
+  options_.copy_below = 16384;
+  format(6, 2, 16 << 20);  // 64 KiB stripes
+  const uint64_t a = create("a");
+  AlignedBuffer buf(32768);
+  const auto d = random_bytes(32768, 51);
+  std::memcpy(buf.data(), d.data(), d.size());
+  ASSERT_TRUE(fs_->write(*ctx_, a, 0, {buf.data(), 4096}));
+  EXPECT_EQ(fs_->stats().bytes_copied_write, 4096u);
+  EXPECT_EQ(fs_->stats().bytes_direct_write, 0u);
+  ASSERT_TRUE(fs_->write(*ctx_, a, 4096, {buf.data() + 4096, 28672}));
+  EXPECT_EQ(fs_->stats().bytes_copied_write, 4096u);
+  EXPECT_EQ(fs_->stats().bytes_direct_write, 28672u);
+  EXPECT_EQ(read(a, 0, d.size()), d);
+  remount();
+  EXPECT_EQ(read(a, 0, d.size()), d);
+}
+
 TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
+  options_.copy_below = 4096;
   format(6, 2, 16 << 20);
   const uint64_t stripe = 4 * kChunk;
   const uint64_t a = create("a");
@@ -796,15 +884,21 @@ TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
   EXPECT_EQ(fs_->stats().bytes_copied_write, 0u);
   EXPECT_EQ(read(a, 0, d.size()), d);
 
-  // With data of the file pending in the open stripe, a full stripe takes the copying path, so
-  // that the file's writes commit in order; the newer bytes win either way.
-  write(a, stripe + 4096, random_bytes(10000, 20));
+  // With data of the file pending in the open stripe, a full stripe goes into that stripe, so
+  // that the file's writes commit in order (its blocks still from the caller's buffer); the
+  // newer bytes win either way.
+  std::vector<uint8_t> short_write(10001);  // misaligned: copied
+  const auto tail = random_bytes(10000, 20);
+  std::memcpy(short_write.data() + 1, tail.data(), tail.size());
+  ASSERT_TRUE(fs_->write(*ctx_, a, stripe + 4096, {short_write.data() + 1, tail.size()}));
+  EXPECT_EQ(fs_->stats().bytes_copied_write, 10000u);
   auto d2 = random_bytes(stripe, 22);
   std::memcpy(big.data(), d2.data(), d2.size());
   n = fs_->write(*ctx_, a, stripe, {big.data(), d2.size()});
   ASSERT_TRUE(n);
   std::copy(d2.begin(), d2.end(), d.begin() + stripe);
-  EXPECT_EQ(fs_->stats().bytes_direct_write, 3 * stripe);
+  EXPECT_EQ(fs_->stats().bytes_direct_write, 4 * stripe);
+  EXPECT_EQ(fs_->stats().bytes_copied_write, 10000u);
   EXPECT_EQ(read(a, 0, d.size()), d);
 
   // A misaligned buffer takes the copying path too.
@@ -812,7 +906,7 @@ TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
   std::memcpy(odd.data() + 1, d.data(), stripe);
   n = fs_->write(*ctx_, a, 0, {odd.data() + 1, stripe});
   ASSERT_TRUE(n);
-  EXPECT_EQ(fs_->stats().bytes_direct_write, 3 * stripe);
+  EXPECT_EQ(fs_->stats().bytes_direct_write, 4 * stripe);
   ASSERT_TRUE(fs_->fsync(*ctx_, a));
   EXPECT_EQ(read(a, 0, d.size()), d);
   remount();

@@ -18,6 +18,18 @@ constexpr uint32_t kBlock = kBlockBytes;
 
 uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
 
+// to[i] ^= from[i]: parity is linear, so the parity of two disjoint sets of data is the XOR of
+// their parities.
+void xor_into(uint8_t* to, const uint8_t* from, size_t len) {
+  for (size_t i = 0; i < len; i += sizeof(uint64_t)) {
+    uint64_t a, b;
+    std::memcpy(&a, to + i, sizeof a);
+    std::memcpy(&b, from + i, sizeof b);
+    a ^= b;
+    std::memcpy(to + i, &a, sizeof a);
+  }
+}
+
 // File ranges [begin, end) sorted, with those that overlap or touch joined.
 std::vector<std::pair<uint64_t, uint64_t>> merged(std::vector<std::pair<uint64_t, uint64_t>> ranges) {
   std::sort(ranges.begin(), ranges.end());
@@ -40,8 +52,10 @@ StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& 
       stripe_reuse_(stripe_reuse),
       chunk_bytes_(array.geometry().chunk_bytes()),
       data_bytes_(static_cast<uint32_t>(array.geometry().stripe_data_bytes())),
-      slots_{Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes()),
-             Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes())},
+      slots_{Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes(),
+                  size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()),
+             Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes(),
+                  size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes())},
       full_parity_(size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()) {}
 
 StripeWriter::~StripeWriter() {
@@ -112,7 +126,7 @@ void StripeWriter::carve(PendingMap& map, uint64_t begin, uint64_t end) {
       if (prev_end > end) {
         const uint64_t cut = end - prev->first;
         map[end] = Pending{static_cast<uint32_t>(p.length - cut),
-                           static_cast<uint32_t>(p.stripe_offset + cut)};
+                           static_cast<uint32_t>(p.stripe_offset + cut), p.on_member};
       }
     }
   }
@@ -124,7 +138,7 @@ void StripeWriter::carve(PendingMap& map, uint64_t begin, uint64_t end) {
     if (off + p.length > end) {
       const uint64_t cut = end - off;
       map[end] = Pending{static_cast<uint32_t>(p.length - cut),
-                         static_cast<uint32_t>(p.stripe_offset + cut)};
+                         static_cast<uint32_t>(p.stripe_offset + cut), p.on_member};
       break;
     }
   }
@@ -139,9 +153,13 @@ Result<void> StripeWriter::allocate_locked() {
   }
   Slot& slot = open_slot();
   std::memset(slot.buffer.data(), 0, slot.buffer.size());
+  if (slot.member_parity_dirty) std::memset(slot.member_parity.data(), 0, slot.member_parity.size());
+  slot.member_parity_dirty = false;
   slot.stripe = OpenStripe{};
   slot.stripe->id = ref.id;
   slot.stripe->generation = ref.generation;
+  slot.stripe->on_member.assign(data_bytes_ / kBlock, false);
+  slot.stripe->on_member_crcs.assign(data_bytes_ / kBlock, 0);
   open_free_bytes_ = data_bytes_;
   // Stripes below the oldest one taking data are done (Array::set_write_floor): the one behind,
   // while it is not sealed.
@@ -214,8 +232,18 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
       *filled |= moved;
       continue;
     }
-    const size_t n = std::min<uint64_t>(data.size() - accepted, data_bytes_ - pos);
-    std::memcpy(slot.buffer.data() + pos, data.data() + accepted, n);
+    size_t n = std::min<uint64_t>(data.size() - accepted, data_bytes_ - pos);
+    // Whole blocks from a block-aligned buffer go to the members from it (no copy); the rest,
+    // a partial block, is copied into the buffer.
+    const bool on_member = pos % kBlock == 0 && file_offset % kBlock == 0 &&
+                           reinterpret_cast<uintptr_t>(src) % kBlock == 0 && n >= copy_below_;
+    if (on_member) {
+      n = n / kBlock * kBlock;
+      RAIDFS_CHECK(logged(place_on_members(ctx, slot, static_cast<uint32_t>(pos), src,
+                                           static_cast<uint32_t>(n))));
+    } else {
+      std::memcpy(slot.buffer.data() + pos, src, n);
+    }
     {
       std::lock_guard pending_lock(pending_mu_);
       PendingFile& file = slot.pending[ino];
@@ -224,12 +252,13 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
       carve(map, file_offset, file_offset + n);
       auto prev = map.lower_bound(file_offset);
       if (prev != map.begin() && std::prev(prev)->first + std::prev(prev)->second.length == file_offset &&
-          std::prev(prev)->second.stripe_offset + std::prev(prev)->second.length == pos) {
+          std::prev(prev)->second.stripe_offset + std::prev(prev)->second.length == pos &&
+          std::prev(prev)->second.on_member == on_member) {
         std::prev(prev)->second.length += static_cast<uint32_t>(n);  // one extent, not many
       } else {
-        map[file_offset] = Pending{static_cast<uint32_t>(n), static_cast<uint32_t>(pos)};
+        map[file_offset] = Pending{static_cast<uint32_t>(n), static_cast<uint32_t>(pos), on_member};
       }
-      stats_.bytes_copied += n;
+      (on_member ? stats_.bytes_direct : stats_.bytes_copied) += n;
     }
     s.filled = static_cast<uint32_t>(pos + n);
     open_free_bytes_ = data_bytes_ - round_up(s.filled);
@@ -379,16 +408,48 @@ Result<void> StripeWriter::write_full_stripe_locked(IoContext& ctx, uint64_t ino
   return {};
 }
 
+Result<void> StripeWriter::place_on_members(IoContext& ctx, Slot& slot, uint32_t pos,
+                                            const uint8_t* src, uint32_t n) {
+  OpenStripe& s = *slot.stripe;
+  RAIDFS_CHECK(array_.write_data(ctx.channel(), s.id, pos, n, src));
+  s.any_on_member = slot.member_parity_dirty = true;
+  const uint32_t rows_per_chunk = chunk_bytes_ / kBlock, m = array_.geometry().parity_count();
+  uint8_t* parity[kParityMax];
+  for (uint32_t b = pos / kBlock; b < (pos + n) / kBlock; ++b) {
+    const uint8_t* block = src + (size_t{b} * kBlock - pos);
+    s.on_member[b] = true;
+    s.on_member_crcs[b] = block_checksum(BlockVersion{s.id, s.generation, b}, {block, kBlock});
+    const size_t row_at = size_t{b % rows_per_chunk} * kBlock;
+    for (uint32_t p = 0; p < m; ++p)
+      parity[p] = slot.member_parity.data() + size_t{p} * chunk_bytes_ + row_at;
+    array_.codec().update(b / rows_per_chunk, block, parity, kBlock);
+  }
+  return {};
+}
+
 Result<void> StripeWriter::write_new_blocks(IoContext& ctx, Slot& slot) {
   OpenStripe& s = *slot.stripe;
   const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
   if (end > s.written) {
-    RAIDFS_CHECK(array_.write_data(ctx.channel(), s.id, s.written, end - s.written,
-                                   slot.buffer.data() + s.written));
+    // The runs of blocks that are only in the buffer.
+    const uint32_t last = end / kBlock;
+    for (uint32_t b = s.written / kBlock; b < last;) {
+      if (s.on_member[b]) {
+        ++b;
+        continue;
+      }
+      uint32_t run_end = b;
+      while (run_end < last && !s.on_member[run_end]) ++run_end;
+      RAIDFS_CHECK(array_.write_data(ctx.channel(), s.id, b * kBlock, (run_end - b) * kBlock,
+                                     slot.buffer.data() + size_t{b} * kBlock));
+      b = run_end;
+    }
     s.crcs.resize(s.written / kBlock);  // drops those of an earlier attempt that did not commit
-    for (uint32_t b = s.written / kBlock; b < end / kBlock; ++b)
-      s.crcs.push_back(block_checksum(BlockVersion{s.id, s.generation, b},
-                                      {slot.buffer.data() + size_t{b} * kBlock, kBlock}));
+    for (uint32_t b = s.written / kBlock; b < last; ++b)
+      s.crcs.push_back(s.on_member[b]
+                           ? s.on_member_crcs[b]
+                           : block_checksum(BlockVersion{s.id, s.generation, b},
+                                            {slot.buffer.data() + size_t{b} * kBlock, kBlock}));
   }
   return {};
 }
@@ -404,6 +465,9 @@ void StripeWriter::parity_rows(Slot& slot, uint32_t first_row, uint32_t row_coun
     for (uint32_t p = 0; p < m; ++p)
       parity[p] = slot.buffer.data() + size_t{k + p} * chunk_bytes_ + at;
     array_.codec().encode(data, parity, kBlock);
+    if (slot.stripe->any_on_member)
+      for (uint32_t p = 0; p < m; ++p)
+        xor_into(parity[p], slot.member_parity.data() + size_t{p} * chunk_bytes_ + at, kBlock);
   }
 }
 
@@ -497,7 +561,8 @@ Result<void> StripeWriter::seal_slot(IoContext& ctx, Slot& slot) {
   }
   RAIDFS_CHECK(write_new_blocks(ctx, slot));
   const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
-  RAIDFS_CHECK(write_parity_and_flush(array_, ctx.channel(), s.id, slot.buffer.data()));
+  RAIDFS_CHECK(write_parity_and_flush(array_, ctx.channel(), s.id, slot.buffer.data(),
+                                      s.any_on_member ? slot.member_parity.data() : nullptr));
   RAIDFS_CHECK(commit_slot(slot, sealed_record(s.id, s.generation, end, s.crcs)));
   std::lock_guard pending_lock(pending_mu_);
   ++stats_.stripes_sealed;
@@ -577,14 +642,17 @@ Result<void> StripeWriter::seal_open(IoContext& ctx, Lock& lock) {
 }
 
 Result<void> StripeWriter::write_parity_and_flush(Array& array, IoChannel& channel,
-                                                  uint64_t stripe, uint8_t* chunks) {
+                                                  uint64_t stripe, uint8_t* chunks,
+                                                  const uint8_t* extra_parity) {
   const Geometry& g = array.geometry();
   const uint32_t k = g.data_count(), m = g.parity_count(), c = g.chunk_bytes();
-  const uint8_t* data[kMembersMax];
-  uint8_t* parity[kParityMax];
+  const uint8_t* data[kMembersMax] = {};
+  uint8_t* parity[kParityMax] = {};
   for (uint32_t d = 0; d < k; ++d) data[d] = chunks + size_t{d} * c;
   for (uint32_t p = 0; p < m; ++p) parity[p] = chunks + size_t{k + p} * c;
   array.codec().encode(data, parity, c);
+  if (extra_parity != nullptr)
+    for (uint32_t p = 0; p < m; ++p) xor_into(parity[p], extra_parity + size_t{p} * c, c);
   RAIDFS_CHECK(array.write_parity(channel, stripe, parity[0]));
   return array.flush(channel);
 }
@@ -685,9 +753,11 @@ void StripeWriter::clear_pending_mtime(uint64_t ino) {
 
 std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t ino, uint64_t offset,
                                                                       uint64_t length,
-                                                                      uint8_t* dest) const {
+                                                                      uint8_t* dest,
+                                                                      bool* on_member) const {
   std::vector<std::pair<uint64_t, uint64_t>> covered;
   const uint64_t end = offset + length;
+  *on_member = false;
   std::lock_guard pending_lock(pending_mu_);
   // Behind first, then the open slot's newer data over it.
   for (const unsigned i : {1 - open_slot_, open_slot_}) {
@@ -701,6 +771,10 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t i
       const uint64_t a = std::max(offset, it->first);
       const uint64_t b = std::min(end, it->first + it->second.length);
       if (a >= b) continue;
+      if (it->second.on_member) {
+        *on_member = true;
+        return {};
+      }
       std::memcpy(dest + (a - offset),
                   slot.buffer.data() + it->second.stripe_offset + (a - it->first), b - a);
       covered.emplace_back(a, b);

@@ -1,10 +1,19 @@
 // StripeWriter: the write path — file data into an open stripe in memory, committed without a
 // write hole (docs/commit-protocol.md has the argument; DESIGN.md section 5 the plan).
 //
-// One stripe is open for new data at a time. A write copies its data into the stripe's buffer at
-// the next unused position (an overwrite too: copy-on-write; the old blocks die when the new
-// extent commits) and records a *pending* extent for the file. Pending data is not yet referenced
-// by the metadata; readers get it from here (read_pending) and the committed rest from the members.
+// One stripe is open for new data at a time. A write places its data in the stripe at the next
+// unused position (an overwrite too: copy-on-write; the old blocks die when the new extent
+// commits) and records a *pending* extent for the file. Pending data is not yet referenced by the
+// metadata; readers get it from here (read_pending) and the committed rest from the members.
+//
+// Placing: whole 4 KiB blocks from a 4 KiB-aligned buffer (the io_uring transport's payload) at a
+// block-aligned file offset are written to their place on the members at once, from that buffer
+// — *on_member*, not copied — and their parity is added to the slot's member_parity
+// (ParityCodec::update); the rest (partial blocks, misaligned buffers) is copied into the
+// stripe's buffer, which holds zeros where on-member blocks are. Parity is linear: the stripe's
+// parity is that of its buffer XOR member_parity, and every flush and seal computes it so. A read
+// of pending on-member blocks (not in memory) commits the file's pending data first and reads
+// them as committed (read_pending says so).
 //
 // The open stripe moves through explicit states:
 //
@@ -13,10 +22,10 @@
 //                           +----------seal----------> (none)  record sealed, parity on members
 //
 //   flush_partial (fsync): write the blocks placed since the last flush to never-used positions
-//     of the stripe, flush the members, then one metadata batch commits the pending extents of
-//     every file and the stripe record: open, filled bytes, block checksums, and the parity of
-//     each 4 KiB row the new blocks changed (one metadata record per row: the rows of earlier
-//     flushes stay). Member parity is untouched.
+//     of the stripe (on-member ones are there already), flush the members, then one metadata
+//     batch commits the pending extents of every file and the stripe record: open, filled
+//     bytes, block checksums, and the parity of each 4 KiB row the new blocks changed (one
+//     metadata record per row: the rows of earlier flushes stay). Member parity is untouched.
 //   seal (stripe full, or unmount): write the remaining blocks and the whole parity, flush the
 //     members, then one batch commits the extents and the record sealed (its rows deleted).
 //
@@ -47,20 +56,23 @@
 // (WRITE_FIXED when that buffer is registered), parity is computed from it, and the stripe is
 // committed sealed. The open stripe is left as it was. Taken only when the file has no data
 // pending in either slot, so that a file's writes commit in order: a write that finds its file's
-// data pending in the open stripe fills that stripe first (copied), and one that finds it only in
-// the stripe behind waits for that seal — a long write leaves the copying path within a stripe.
+// data pending in the open stripe fills that stripe first (on_member when aligned), and one that
+// finds it only in the stripe behind waits for that seal — a long write is back on this path
+// within a stripe.
 //
 // Alignment: data is placed so that stripe_offset ≡ file_offset (mod 4 KiB), which keeps block
 // aligned file reads block aligned on the members. Consecutive writes of one file are packed
 // contiguously while their block has not reached the members.
 //
 // Threads: all methods are thread-safe. One mutex (mu_) serialises placement, flushes and
-// synchronous seals (their member I/O included); the seal of a full slot by the sealer (or,
-// without one, by the write that filled it) runs without it. Readers take only a short lock on the pending maps, never waiting
-// for member I/O. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed
+// synchronous seals (their member I/O included, an on-member block's write too); the seal of a
+// full slot by the sealer (or, without one, by the write that filled it) runs without it.
+// Readers take only a short lock on the pending maps, never waiting for member I/O — except a
+// read of pending on-member blocks, which flushes them first. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed
 // data hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -103,6 +115,10 @@ class StripeWriter {
   ~StripeWriter();
   StripeWriter(const StripeWriter&) = delete;
   StripeWriter& operator=(const StripeWriter&) = delete;
+
+  // Pieces shorter than `bytes` are copied into the open stripe even when aligned (see
+  // FilesystemOptions::copy_below); at least kBlockBytes. Before any write.
+  void set_copy_below(uint32_t bytes) { copy_below_ = std::max<uint32_t>(bytes, kBlockBytes); }
 
   // Starts the sealer thread, which makes its own I/O context with `make_context` (an io_uring
   // belongs to the thread that made it). Once only; before it, full stripes are sealed by the
@@ -179,9 +195,13 @@ class StripeWriter {
   // A time set explicitly (utimens) replaces the pending one.
   void clear_pending_mtime(uint64_t ino);
   // Copies the file's pending data overlapping [offset, offset + length) to dest (dest[0] is
-  // file byte `offset`) and returns the file ranges it covered, sorted.
+  // file byte `offset`) and returns the file ranges it covered, sorted. Pending blocks that went
+  // to the members straight from their writer (on_member) are not in memory: when the range
+  // overlaps one, *on_member is set and nothing is copied — the caller commits the file's pending
+  // data (flush) and reads the range as committed.
   std::vector<std::pair<uint64_t, uint64_t>> read_pending(uint64_t ino, uint64_t offset,
-                                                          uint64_t length, uint8_t* dest) const;
+                                                          uint64_t length, uint8_t* dest,
+                                                          bool* on_member) const;
   // File ranges [begin, end) of pending data at or after `offset`, sorted (lseek).
   std::vector<std::pair<uint64_t, uint64_t>> pending_ranges(uint64_t ino, uint64_t offset) const;
   // Changes the committed size (truncate) with the pending data beyond it dropped first, both
@@ -209,8 +229,10 @@ class StripeWriter {
   // The members' half: the parity of the n chunks in `chunks` (n * C bytes, data 0..k-1 as on
   // the members, zeros past the filled part) computed into its parity chunks and written, then
   // the members flushed. The metadata's half follows: commit sealed_record().
+  // `extra_parity` (m * C bytes, or null): added to the computed parity — that of data not in
+  // `chunks` (zeros there), already on the members.
   static Result<void> write_parity_and_flush(Array& array, IoChannel& channel, uint64_t stripe,
-                                             uint8_t* chunks);
+                                             uint8_t* chunks, const uint8_t* extra_parity = nullptr);
   // A sealed stripe's record: its parity lives on the members, so none in the metadata.
   static meta::Stripe sealed_record(uint64_t stripe, uint64_t generation, uint32_t filled_bytes,
                                     std::vector<uint32_t> block_crcs);
@@ -221,6 +243,9 @@ class StripeWriter {
   struct Pending {  // file bytes [file_offset, file_offset + length) at stripe_offset
     uint32_t length = 0;
     uint32_t stripe_offset = 0;
+    // Whole blocks written to the members straight from the writer's buffer: not in the slot's
+    // buffer (zeros there), their parity in Slot::member_parity.
+    bool on_member = false;
   };
   using PendingMap = std::map<uint64_t, Pending>;  // by file_offset, non-overlapping
   struct PendingFile {
@@ -235,6 +260,10 @@ class StripeWriter {
     uint32_t written = 0;       // block-aligned prefix on the members (and committed)
     bool committed = false;     // a record exists (after the first flush_partial)
     std::vector<uint32_t> crcs; // versioned checksums of the written blocks
+    // Per block of the stripe: placed on the members by its writer (and that block's checksum).
+    std::vector<bool> on_member;
+    std::vector<uint32_t> on_member_crcs;
+    bool any_on_member = false;  // else member_parity is zeros and adds nothing
     uint64_t last_ino = 0;      // the last placement, to pack a file's consecutive writes
     uint64_t last_file_end = 0;
     uint32_t last_stripe_end = 0;
@@ -242,9 +271,14 @@ class StripeWriter {
 
   // A stripe buffer and the data placed in it (see the header comment: open or behind).
   struct Slot {
-    explicit Slot(size_t bytes) : buffer(bytes) {}
+    Slot(size_t bytes, size_t parity_bytes) : buffer(bytes), member_parity(parity_bytes) {}
     std::optional<OpenStripe> stripe;  // allocated at the first placement
     AlignedBuffer buffer;  // n chunks: data 0..k-1 then parity 0..m-1, each C bytes
+    // m chunks: the parity of the on_member blocks alone (the buffer holds zeros in their
+    // place), accumulated as they are placed. Parity is linear: the stripe's parity is the
+    // buffer's XOR this.
+    AlignedBuffer member_parity;
+    bool member_parity_dirty = false;  // not zeros: cleared at the next allocation
     std::map<uint64_t, PendingFile> pending;  // by inode; under pending_mu_
   };
   // The slot behind the open one: empty, full and waiting for its seal (handed to the sealer, or
@@ -269,6 +303,11 @@ class StripeWriter {
                                           std::vector<meta::FileExtents> files);
   Result<void> write_full_stripe_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
                                         const uint8_t* src, int64_t mtime_ns);
+  // Whole blocks [pos, pos + n) of the open stripe written to the members from `src` (the
+  // writer's buffer, 4 KiB-aligned), checksummed, their parity added to member_parity and the
+  // blocks marked on_member. Nothing is marked when the member write fails.
+  Result<void> place_on_members(IoContext& ctx, Slot& slot, uint32_t pos, const uint8_t* src,
+                                uint32_t n);
 
   // --- the slots (mu_ held) ------------------------------------------------------------------
   Slot& open_slot() { return slots_[open_slot_]; }
@@ -295,7 +334,8 @@ class StripeWriter {
   Result<void> seal_open(IoContext& ctx, Lock& lock);
 
   // --- one slot's stripe (the caller owns the slot: mu_ held, or the slot being sealed) ------
-  // Writes blocks [written, filled rounded up) to the members and checksums them.
+  // Writes blocks [written, filled rounded up) to the members and checksums them (those placed
+  // on_member are there already: their checksums are taken as computed then).
   Result<void> write_new_blocks(IoContext& ctx, Slot& slot);
   // Commits the slot's pending extents with `record`; on success clears them.
   Result<void> commit_slot(Slot& slot, const meta::Stripe& record);
@@ -303,6 +343,8 @@ class StripeWriter {
   // nothing of it was ever committed or is pending. Leaves slot.stripe for the caller to reset.
   Result<void> seal_slot(IoContext& ctx, Slot& slot);
   Result<void> flush_partial_locked(IoContext& ctx);
+  // The parity of rows [first_row, first_row + row_count) into the buffer's parity chunks: the
+  // buffer's data encoded, member_parity added.
   void parity_rows(Slot& slot, uint32_t first_row, uint32_t row_count);
   static void carve(PendingMap& map, uint64_t begin, uint64_t end);
   // The parts of `from` (read from a sealed stripe of `generation`) that file `ino` still maps
@@ -315,6 +357,7 @@ class StripeWriter {
   std::shared_mutex& stripe_reuse_;
   const uint32_t chunk_bytes_;
   const uint32_t data_bytes_;  // k * C
+  uint32_t copy_below_ = 64 * 1024;  // set_copy_below
 
   std::mutex mu_;               // placement, flush, seal; taken before pending_mu_
   std::condition_variable behind_cv_;  // behind_ left kSealing

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include "utils/size_option.h"
+
 namespace raidfs::utils {
 namespace {
 
@@ -93,6 +95,14 @@ Result<void> MountOptions::apply(const std::string& option) {
     if (value != "syslog" && !value.starts_with("/"))
       return fail(EINVAL, "log=" + value + ": expected syslog or an absolute path");
     log = value;
+  } else if (key == "copy_below") {
+    std::string bytes = value;
+    if (std::string what = size_option()(bytes); !what.empty())
+      return fail(EINVAL, "copy_below=" + value + ": " + what);
+    const uint64_t n = std::stoull(bytes);
+    if (n < kBlockBytes || n > kCopyBelowMax)
+      return fail(EINVAL, "copy_below=" + value + ": expected 4K to 1G");
+    copy_below = static_cast<uint32_t>(n);
   } else if (option == "cleaner" || option == "nocleaner") {
     cleaner = option == "cleaner";
   } else if (option == "discard" || option == "nodiscard") {

@@ -16,6 +16,9 @@
 //   acl, noacl               POSIX ACLs enforced by the kernel (default) or refused
 //   cleaner, nocleaner       the cleaner gives back the space of overwrites (default on)
 //   discard, nodiscard       freed stripes discarded on the members (default off; fs/discarder.h)
+//   copy_below=SIZE          aligned pieces of writes shorter than SIZE are copied into the open
+//                            stripe, longer ones go to the members from the request (default
+//                            64K; 4K to 1G; FilesystemOptions::copy_below)
 //   log=syslog|PATH          where a detached daemon logs (default: syslog when /dev/log is
 //                            there, else kLogFileDefault)
 //   remount                  change the flags of the mount at MOUNTPOINT (utils/remount.h)
@@ -47,12 +50,14 @@ struct MountOptions {
   std::string log;                        // log=: "syslog", an absolute path, or empty (default)
   bool cleaner = true;                    // nocleaner: off (fs/cleaner.h)
   bool discard = false;                   // discard: on (fs/discarder.h)
+  uint32_t copy_below = 64 * 1024;        // FilesystemOptions::copy_below
   fs::DispatcherOptions dispatcher;
 
   static constexpr const char* kLogFileDefault = "/var/log/raidfs.log";
 
   static constexpr unsigned kCommitIntervalDefault = 5;
   static constexpr unsigned kCommitIntervalMax = 24 * 3600;
+  static constexpr uint64_t kCopyBelowMax = uint64_t{1} << 30;
 
   // Applies the options of one -o argument ("a,b=c,..."); empty items are skipped.
   Result<void> parse(const std::string& list);

@@ -57,15 +57,21 @@ TEST(MountOptionsTest, DefaultsAndCommitZeroMeanTheDefault) {
   EXPECT_TRUE(o.discard);
   ASSERT_TRUE(o.parse("nodiscard"));
   EXPECT_FALSE(o.discard);
+  EXPECT_EQ(o.copy_below, 64u * 1024);
+  ASSERT_TRUE(o.parse("copy_below=4K"));
+  EXPECT_EQ(o.copy_below, 4096u);
+  ASSERT_TRUE(o.parse("copy_below=1M"));
+  EXPECT_EQ(o.copy_below, 1u << 20);
   EXPECT_TRUE(o.fuse_options.empty())
-      << "log=, noacl, nocleaner and discard are raidfs's, not the kernel's";
+      << "log=, noacl, nocleaner, discard and copy_below are raidfs's, not the kernel's";
 }
 
 TEST(MountOptionsTest, BadValuesNameTheOptionAndWhatItExpects) {
   for (const char* bad : {"threads=0", "threads=-4", "threads=x", "threads=", "uring_threads=99",
                           "uring_entries=0", "commit=-1", "commit=5s", "commit=999999",
                           "transport=tcp", "attr_timeout=-1", "attr_timeout=soon", "members=",
-                          "members=/a::/b", "log=relative.log", "log="}) {
+                          "members=/a::/b", "log=relative.log", "log=", "copy_below=1K",
+                          "copy_below=2G", "copy_below=lots", "copy_below="}) {
     MountOptions o;
     auto r = o.parse(bad);
     ASSERT_FALSE(r) << bad;

@@ -209,6 +209,7 @@ int serve(const Settings& s, Reporter& reporter) {
   fo.commit_interval_ms = s.o.commit_interval_s * 1000;
   fo.cleaner = s.o.cleaner;
   fo.discard = s.o.discard;
+  fo.copy_below = s.o.copy_below;
   auto filesystem = fs::Filesystem::open(std::move(opened->array), std::move(opened->meta), fo);
   if (!filesystem) return reporter.error(filesystem.error().message);
   if (signals.signalled()) return reporter.error("interrupted before mounting");

@@ -135,6 +135,9 @@ class PowerCutTest : public ::testing::TestWithParam<std::tuple<uint32_t, bool>>
     // interleaved by the scheduler, the runs of one workload do not make the same member writes
     // in the same order (PowerCutWithSealerTest).
     options.background_seal = background_seal_;
+    // Inline: every aligned block of the workload goes to the members uncopied (the blocks the
+    // stripe's parity must cover without having them in memory); with the sealer: the default.
+    if (!background_seal_) options.copy_below = kBlockBytes;
     options.wrap_member_io = wrap;
     auto fs = Filesystem::open(std::move(opened->array), std::move(opened->meta), options);
     EXPECT_TRUE(fs) << fs.error().message;
