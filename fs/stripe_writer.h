@@ -216,7 +216,9 @@ class StripeWriter {
   // (Filesystem::getattr): pending data changes hands — committed and then dropped from the maps,
   // or dropped by a truncate or punch whose commit follows — between an odd value and the next
   // even one. A reader that read the committed inode and then pending_summary() retries unless it saw
-  // the same even value before and after: otherwise both reads may have missed the data.
+  // the same even value before and after: otherwise both reads may have missed the data. (One
+  // that needs only a size covering every acknowledged write reads pending_end() first and the
+  // inode after, and needs no retry: Filesystem::inode_for_read.)
   uint64_t pending_epoch() const { return pending_epoch_.load(); }
   // Sleeps while the epoch is still `odd` (a change of hands under way: a seal's metadata commit
   // can take a millisecond; spinning readers would take the CPU it needs).
