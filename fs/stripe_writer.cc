@@ -233,8 +233,9 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
       continue;
     }
     size_t n = std::min<uint64_t>(data.size() - accepted, data_bytes_ - pos);
-    // Whole blocks from a block-aligned buffer go to the members from it (no copy); the rest,
-    // a partial block, is copied into the buffer.
+    // A piece of copy_below_ or more from a block-aligned buffer: its whole blocks go to the
+    // members from that buffer (no copy), the partial block after them is the next piece. Else
+    // the piece is copied into the stripe's buffer.
     const bool on_member = pos % kBlock == 0 && file_offset % kBlock == 0 &&
                            reinterpret_cast<uintptr_t>(src) % kBlock == 0 && n >= copy_below_;
     if (on_member) {
