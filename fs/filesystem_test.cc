@@ -605,10 +605,12 @@ TEST_F(FilesystemTest, FreedStripesAreDiscardedOnTheMembers) {
 
 // Member writes to one member refused with an errno, by every I/O context of a mount (the
 // sealer's too), once `let_through` more have passed: a full host under that member's image.
+// Counts the members' flushes too.
 struct WriteRefusal {
   std::atomic<int> error{0};
   std::atomic<uint64_t> let_through{0};
   uint32_t member = 2;
+  std::atomic<uint64_t> flushes{0};
 };
 
 class RefusingIo final : public MemberIo {
@@ -630,6 +632,7 @@ class RefusingIo final : public MemberIo {
           continue;
         }
       }
+      if (r.op == IoOp::kFlush) ++refusal_.flushes;
       passed_.push_back(r);
       origin_.push_back(i);
     }
@@ -650,7 +653,8 @@ class RefusingIo final : public MemberIo {
 // A write that spans two stripes, one of which the members refuse (the host under the images
 // full): never a short count (the kernel's writeback takes a short reply as done and drops the
 // rest silently), and nothing placed is lost. Straight from the caller's buffer (aligned whole
-// stripes) the write itself fails: the second stripe fails after the first committed. Through
+// stripes) the write itself fails, and whole: its two stripes go to the members and the
+// metadata as one batch, so the first does not commit either and both are free again. Through
 // the open stripe (unaligned) the write returns once placed; the seal of the stripe it filled
 // fails behind it and the data stays pending, so the fsync that follows reports the error. What
 // was placed reads back as old or new bytes, and once the members take writes again the same
@@ -674,6 +678,7 @@ TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReportsTheErrorNotAShor
   // Member 2 takes the first stripe's chunk (aligned: that stripe commits), then refuses.
   refusal.let_through = aligned ? 1 : 0;
   refusal.error = ENOSPC;
+  const uint64_t free_before = fs_->statfs().blocks_free;
   auto n = fs_->write(*ctx_, a, offset, {data.data(), size});
   Result<void> failed = n ? fs_->fsync(*ctx_, a) : Result<void>(std::unexpected(n.error()));
   if (aligned) {
@@ -686,6 +691,12 @@ TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReportsTheErrorNotAShor
   EXPECT_NE(failed.error().message.find("member 2"), std::string::npos) << failed.error().message;
   EXPECT_EQ(fs_->array().member_state(2), MemberState::kActive) << "a full host is no disk failure";
   EXPECT_GT(fs_->array().member_errors(2).write, 0u);
+  if (aligned) {
+    auto attr = fs_->getattr(a);
+    ASSERT_TRUE(attr);
+    EXPECT_EQ(attr->size, 0u) << "part of a failed batch of whole stripes was committed";
+    EXPECT_EQ(fs_->statfs().blocks_free, free_before) << "the batch's stripes were not released";
+  }
   const auto seen = read(a, 0, offset + size);
   for (size_t i = 0; i < seen.size(); ++i)
     ASSERT_TRUE(seen[i] == 0 || (i >= offset && seen[i] == noise[i - offset])) << "byte " << i;
@@ -866,6 +877,37 @@ TEST_F(FilesystemTest, AlignedPiecesShorterThanCopyBelowAreCopied) {
   EXPECT_EQ(fs_->stats().bytes_direct_write, 28672u);
   EXPECT_EQ(read(a, 0, d.size()), d);
   remount();
+  EXPECT_EQ(read(a, 0, d.size()), d);
+}
+
+// A write of many whole stripes from an aligned buffer goes to the members in batches of up to
+// 16 stripes (with these 16 KiB chunks), each flushed once and committed in one metadata batch —
+// not a flush and a commit per stripe, which a device with a volatile cache pays dearly for.
+TEST_F(FilesystemTest, WholeStripesOfOneWriteShareAFlushAndACommit) {
+  WriteRefusal counter;  // refuses nothing: counts the flushes
+  options_.wrap_member_io = [&counter](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
+    return std::make_unique<RefusingIo>(std::move(io), counter);
+  };
+  format(6, 2, 16 << 20);
+  const uint64_t stripe = 4 * kChunk;
+  const uint64_t a = create("a");
+  AlignedBuffer big(20 * stripe);
+  const auto d = random_bytes(20 * stripe, 23);
+  std::memcpy(big.data(), d.data(), d.size());
+  const uint64_t before = counter.flushes;
+  auto n = fs_->write(*ctx_, a, 0, {big.data(), d.size()});
+  ASSERT_TRUE(n) << n.error().message;
+  ASSERT_EQ(*n, d.size());
+  EXPECT_EQ(counter.flushes - before, 2u * 6) << "20 stripes: two batches, each flushing 6 members";
+  EXPECT_EQ(fs_->stats().bytes_direct_write, 20 * stripe);
+  EXPECT_EQ(fs_->stats().bytes_copied_write, 0u);
+  EXPECT_EQ(read(a, 0, d.size()), d);
+  crash_and_mount();  // committed by the write itself
+  EXPECT_EQ(read(a, 0, d.size()), d);
+  fs_.reset();
+  remove_member(0);
+  remove_member(5);
+  mount(/*read_only=*/true);  // the parity of every stripe of the batch
   EXPECT_EQ(read(a, 0, d.size()), d);
 }
 

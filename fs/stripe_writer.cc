@@ -18,6 +18,14 @@ constexpr uint32_t kBlock = kBlockBytes;
 
 uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
 
+// Whole stripes a direct write commits together: as many as 1 MiB of parity holds (8 of RAID6's
+// 64 KiB chunks, so a 1 MiB write of a 4+2 array is one batch), 1 to 16. One flush of the members
+// and one metadata commit then serve them all instead of one each.
+uint32_t direct_batch(const Geometry& g) {
+  const uint64_t parity_bytes = uint64_t{g.parity_count()} * g.chunk_bytes();
+  return static_cast<uint32_t>(std::clamp<uint64_t>((uint64_t{1} << 20) / parity_bytes, 1, 16));
+}
+
 // to[i] ^= from[i]: parity is linear, so the parity of two disjoint sets of data is the XOR of
 // their parities.
 void xor_into(uint8_t* to, const uint8_t* from, size_t len) {
@@ -56,7 +64,9 @@ StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& 
                   size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()),
              Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes(),
                   size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes())},
-      full_parity_(size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()) {}
+      direct_batch_(direct_batch(array.geometry())),
+      full_parity_(size_t{direct_batch_} * array.geometry().parity_count() *
+                   array.geometry().chunk_bytes()) {}
 
 StripeWriter::~StripeWriter() {
   {
@@ -209,8 +219,10 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
     const bool whole_stripe = data.size() - accepted >= data_bytes_ && file_offset % kBlock == 0 &&
                               reinterpret_cast<uintptr_t>(src) % kBlock == 0;
     if (whole_stripe && !has_pending(ino)) {
-      RAIDFS_CHECK(logged(write_full_stripe_locked(ctx, ino, file_offset, src, now)));
-      accepted += data_bytes_;
+      const auto count = static_cast<uint32_t>(
+          std::min<uint64_t>((data.size() - accepted) / data_bytes_, direct_batch_));
+      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, ino, file_offset, src, count, now)));
+      accepted += uint64_t{count} * data_bytes_;
       continue;
     }
     if (whole_stripe && behind_ != Behind::kEmpty && !pending_in(open_slot(), ino)) {
@@ -352,7 +364,7 @@ Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const M
               [](const meta::Extent& a, const meta::Extent& b) { return a.file_offset < b.file_offset; });
     files.push_back(meta::FileExtents{ino, std::move(extents), true, std::nullopt});
   }
-  RAIDFS_CHECK(commit_whole_stripe_locked(ctx, data, std::move(files)));
+  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, data, 1, std::move(files)));
   std::lock_guard pending_lock(pending_mu_);
   ++stats_.stripes_sealed;
   stats_.bytes_direct += moved;  // written from the cleaner's buffer, not the open stripe
@@ -360,52 +372,77 @@ Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const M
   return moved;
 }
 
-Result<void> StripeWriter::commit_whole_stripe_locked(IoContext& ctx, const uint8_t* data,
-                                                      std::vector<meta::FileExtents> files) {
-  meta::StripeRef ref;
+Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uint8_t* data,
+                                                       uint32_t count,
+                                                       std::vector<meta::FileExtents> files) {
+  if (count == 0 || count > direct_batch_) return fail(EINVAL, "whole stripes: bad batch size");
+  for (const meta::FileExtents& f : files)
+    for (const meta::Extent& e : f.extents)
+      if (e.stripe_id >= count) return fail(EINVAL, "whole stripes: an extent past the batch");
+  std::vector<meta::StripeRef> refs;
+  auto release = [&] {
+    for (const meta::StripeRef& ref : refs) meta_.release_stripe(ref.id);
+  };
   {
     std::unique_lock reuse(stripe_reuse_);
-    RAIDFS_TRY(ref, meta_.allocate_stripe());
+    while (refs.size() < count) {
+      auto ref = meta_.allocate_stripe();
+      if (!ref) {
+        release();
+        return std::unexpected(ref.error());
+      }
+      refs.push_back(*ref);
+    }
   }
   const Geometry& g = array_.geometry();
-  const uint8_t* chunks[kMembersMax];
-  uint8_t* parity[kParityMax];
-  for (uint32_t d = 0; d < g.data_count(); ++d) chunks[d] = data + size_t{d} * chunk_bytes_;
-  for (uint32_t p = 0; p < g.parity_count(); ++p) parity[p] = full_parity_.data() + size_t{p} * chunk_bytes_;
-  array_.codec().encode(chunks, parity, chunk_bytes_);
-  std::vector<uint32_t> crcs;
-  for (uint32_t b = 0; b < data_bytes_ / kBlock; ++b)
-    crcs.push_back(
-        block_checksum(BlockVersion{ref.id, ref.generation, b}, {data + size_t{b} * kBlock, kBlock}));
-  const meta::Stripe record = sealed_record(ref.id, ref.generation, data_bytes_, std::move(crcs));
+  const size_t parity_bytes = size_t{g.parity_count()} * chunk_bytes_;
+  std::vector<StripeWrite> writes;
+  std::vector<meta::Stripe> records;
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint8_t* stripe_data = data + size_t{i} * data_bytes_;
+    uint8_t* stripe_parity = full_parity_.data() + i * parity_bytes;
+    const uint8_t* chunks[kMembersMax];
+    uint8_t* parity[kParityMax];
+    for (uint32_t d = 0; d < g.data_count(); ++d) chunks[d] = stripe_data + size_t{d} * chunk_bytes_;
+    for (uint32_t p = 0; p < g.parity_count(); ++p) parity[p] = stripe_parity + size_t{p} * chunk_bytes_;
+    array_.codec().encode(chunks, parity, chunk_bytes_);
+    std::vector<uint32_t> crcs;
+    crcs.reserve(data_bytes_ / kBlock);
+    for (uint32_t b = 0; b < data_bytes_ / kBlock; ++b)
+      crcs.push_back(block_checksum(BlockVersion{refs[i].id, refs[i].generation, b},
+                                    {stripe_data + size_t{b} * kBlock, kBlock}));
+    records.push_back(sealed_record(refs[i].id, refs[i].generation, data_bytes_, std::move(crcs)));
+    writes.push_back(StripeWrite{refs[i].id, stripe_data, stripe_parity});
+  }
   for (meta::FileExtents& f : files)
-    for (meta::Extent& e : f.extents) e.stripe_id = ref.id;
+    for (meta::Extent& e : f.extents) e.stripe_id = refs[e.stripe_id].id;
   auto written = [&]() -> Result<void> {
-    RAIDFS_CHECK(array_.write_data(ctx.channel(), ref.id, 0, data_bytes_, data));
-    RAIDFS_CHECK(array_.write_parity(ctx.channel(), ref.id, full_parity_.data()));
+    RAIDFS_CHECK(array_.write_stripes(ctx.channel(), writes));
     RAIDFS_CHECK(array_.flush(ctx.channel()));
-    return meta_.commit_files(files, std::span(&record, 1));
+    return meta_.commit_files(files, records);
   }();
-  if (!written) meta_.release_stripe(ref.id);  // never committed: free again
+  if (!written) release();  // never committed: free again
   return written;
 }
 
-Result<void> StripeWriter::write_full_stripe_locked(IoContext& ctx, uint64_t ino,
-                                                   uint64_t file_offset, const uint8_t* src,
-                                                   int64_t mtime_ns) {
-  meta::FileExtents file{ino, {meta::Extent{file_offset, 0, 0, data_bytes_}}, true, std::nullopt};
+Result<void> StripeWriter::write_full_stripes_locked(IoContext& ctx, uint64_t ino,
+                                                    uint64_t file_offset, const uint8_t* src,
+                                                    uint32_t count, int64_t mtime_ns) {
+  meta::FileExtents file{ino, {}, true, std::nullopt};
+  for (uint32_t i = 0; i < count; ++i)
+    file.extents.push_back(meta::Extent{file_offset + uint64_t{i} * data_bytes_, i, 0, data_bytes_});
   if (mtime_ns) file.mtime_ns = mtime_ns;
   std::vector<meta::FileExtents> files;
   files.push_back(std::move(file));
-  RAIDFS_CHECK(commit_whole_stripe_locked(ctx, src, std::move(files)));
+  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, src, count, std::move(files)));
   // Older pending data of this range would otherwise commit later over the newer data. (None is
   // behind: the path is taken only when the file has nothing pending in either slot.)
+  const uint64_t end = file_offset + uint64_t{count} * data_bytes_;
   std::lock_guard pending_lock(pending_mu_);
   std::map<uint64_t, PendingFile>& pending = open_slot().pending;
-  if (auto it = pending.find(ino); it != pending.end())
-    carve(it->second.extents, file_offset, file_offset + data_bytes_);
-  ++stats_.stripes_sealed;
-  stats_.bytes_direct += data_bytes_;
+  if (auto it = pending.find(ino); it != pending.end()) carve(it->second.extents, file_offset, end);
+  stats_.stripes_sealed += count;
+  stats_.bytes_direct += uint64_t{count} * data_bytes_;
   return {};
 }
 

@@ -297,14 +297,17 @@ class StripeWriter {
   // Logs a failure to store file data (rate-limited) and passes the outcome on.
   Result<void> logged(Result<void> outcome);
   bool has_pending(uint64_t ino) const;  // in either slot; ino 0: any file
-  // The zero-copy path above: one whole stripe of `data_bytes_` from `src`.
-  // Allocates a stripe, writes `data` (a whole stripe's) and its parity to it, flushes, and
-  // commits `files` (their extents' stripe ids set to it) with its sealed record in one batch;
-  // the stripe is released again if any of that fails.
-  Result<void> commit_whole_stripe_locked(IoContext& ctx, const uint8_t* data,
-                                          std::vector<meta::FileExtents> files);
-  Result<void> write_full_stripe_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
-                                        const uint8_t* src, int64_t mtime_ns);
+  // The zero-copy path above: `count` (≤ direct_batch_) whole stripes of `data_bytes_` each,
+  // consecutive in the file and in `src`.
+  // Allocates `count` stripes, writes `data` (`count` whole stripes' data, one after the other)
+  // and their parity to them in one submission, flushes once, and commits `files` with their
+  // sealed records in one batch — an extent's stripe_id names the stripe by its index in the
+  // batch (0 .. count-1) and is set to the allocated id. The stripes are released again if any
+  // of that fails: nothing of the batch is committed.
+  Result<void> commit_whole_stripes_locked(IoContext& ctx, const uint8_t* data, uint32_t count,
+                                           std::vector<meta::FileExtents> files);
+  Result<void> write_full_stripes_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
+                                         const uint8_t* src, uint32_t count, int64_t mtime_ns);
   // Whole blocks [pos, pos + n) of the open stripe written to the members from `src` (the
   // writer's buffer, 4 KiB-aligned), checksummed, their parity added to member_parity and the
   // blocks marked on_member. Nothing is marked when the member write fails.
@@ -367,7 +370,10 @@ class StripeWriter {
   unsigned open_slot_ = 0;      // changed under mu_ and pending_mu_: readers hold either
   Behind behind_ = Behind::kEmpty;  // under mu_
   uint64_t rotations_ = 0;      // under mu_: open slots moved behind so far
-  AlignedBuffer full_parity_;   // m chunks: the parity of a full stripe written from the caller
+  // Whole stripes one direct write commits together (one flush and one commit for them all),
+  // and the parity of that many stripes written from the caller (m chunks each).
+  const uint32_t direct_batch_;
+  AlignedBuffer full_parity_;
   mutable std::mutex pending_mu_;
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal

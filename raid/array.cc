@@ -201,6 +201,30 @@ Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t off
   return {};
 }
 
+Result<void> Array::write_stripes(IoChannel& channel, std::span<const StripeWrite> writes) {
+  if (writes.empty()) return {};
+  for (const StripeWrite& w : writes)
+    if (w.stripe >= geometry_.stripe_count() || !aligned(w.data) || !aligned(w.parity))
+      return fail(EINVAL, "write of stripe " + std::to_string(w.stripe) + ": out of range or misaligned");
+  const std::string what = "cannot write stripe " + std::to_string(writes.front().stripe) +
+                           (writes.size() > 1 ? "+" + std::to_string(writes.size() - 1) : "");
+  RAIDFS_CHECK(check_quorum(what));
+  const uint32_t k = geometry_.data_count(), chunk = geometry_.chunk_bytes();
+  channel.batch_.clear();
+  for (const StripeWrite& w : writes)
+    for (uint32_t s = 0; s < geometry_.member_count(); ++s) {
+      const uint32_t member = geometry_.member_of(w.stripe, s);
+      const uint8_t* from = s < k ? w.data + uint64_t{s} * chunk : w.parity + uint64_t{s - k} * chunk;
+      if (writable(member))
+        channel.batch_.push_back({IoOp::kWrite, member, geometry_.row_offset(w.stripe), chunk,
+                                  const_cast<uint8_t*>(from), 0});
+    }
+  RAIDFS_CHECK(execute(channel));
+  RAIDFS_CHECK(check_quorum(what));
+  RAIDFS_CHECK(settle_states(channel));
+  return {};
+}
+
 Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity) {
   if (stripe >= geometry_.stripe_count() || !aligned(parity))
     return fail(EINVAL, "parity write of stripe " + std::to_string(stripe) + ": out of range or misaligned");

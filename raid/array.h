@@ -8,6 +8,7 @@
 //   Array::open(paths, options)        -> Array, degraded if up to m members are unavailable
 //   array.write_stripe(channel, s, buf)  data + computed parity of stripe s, one submission
 //   array.write_data / write_parity    parts of a stripe (a partial stripe's new blocks; a seal)
+//   array.write_stripes(channel, ws)   whole stripes, data and parity given, one submission
 //   array.read(channel, request)       a range of a stripe's data, verified and, where a block
 //                                      is unreadable or fails its checksum, reconstructed (or
 //                                      several ranges, with their member reads in one batch)
@@ -136,6 +137,14 @@ struct StripeRef {
   bool parity_in_rows = false;
 };
 
+// One whole stripe for Array::write_stripes: its k data chunks (data_bytes, chunk i at i * C) and
+// m parity chunks (parity j at j * C), both 4 KiB-aligned.
+struct StripeWrite {
+  uint64_t stripe = 0;
+  const uint8_t* data = nullptr;
+  const uint8_t* parity = nullptr;
+};
+
 struct ReadRequest {
   StripeRef ref;
   uint64_t offset = 0;     // into the stripe's data, a multiple of 4 KiB
@@ -218,6 +227,9 @@ class Array {
   // Writes `length` bytes of data at `offset` of the stripe's data (both multiples of 4 KiB).
   Result<void> write_data(IoChannel& channel, uint64_t stripe, uint64_t offset, uint32_t length,
                           const uint8_t* source);
+  // Writes every chunk of each whole stripe of `writes` (data and parity computed by the caller)
+  // in one submission, so that a long write's stripes reach the members together. No flush.
+  Result<void> write_stripes(IoChannel& channel, std::span<const StripeWrite> writes);
   // Writes the stripe's m parity chunks from `parity` (m * C bytes, parity j at j * C).
   Result<void> write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity);
   // Writes parity chunk j alone (C bytes from `chunk`): a rebuild's copy of one member's chunk.

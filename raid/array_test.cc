@@ -1000,5 +1000,49 @@ TEST_F(ArrayTest, MetaRegionBlocksAreMirroredOnMPlusOneMembers) {
   EXPECT_EQ(Array::format(paths_, o).error().code, EINVAL);
 }
 
+// Whole stripes with the parity their writer computed, several in one submission: each stripe's
+// chunks land in its own row, data and parity where the layout puts them — every stripe reads
+// back whole, also with m members gone. A stripe past the end is refused before anything is
+// written.
+TEST_F(ArrayTest, WriteStripesPutsEveryStripesDataAndParityInPlace) {
+  make(6, 2);
+  const std::vector<uint64_t> ids{3, 4, 9};
+  std::vector<StripeData> stripes;
+  {
+    auto a = open(paths_);
+    auto io = a->make_member_io().value();
+    IoChannel ch(*a, *io);
+    const Geometry& g = a->geometry();
+    const auto blocks = static_cast<uint32_t>(g.stripe_data_bytes() / kBlockBytes);
+    std::vector<AlignedBuffer> parities;
+    std::vector<StripeWrite> writes;
+    for (uint64_t id : ids) {
+      stripes.push_back(random_stripe(*a, id, 2));
+      parities.push_back(open_stripe_parity(*a, stripes.back(), blocks));
+    }
+    for (size_t i = 0; i < ids.size(); ++i)
+      writes.push_back(StripeWrite{ids[i], stripes[i].buffer.data(), parities[i].data()});
+    const StripeWrite past_end{g.stripe_count(), stripes[0].buffer.data(), parities[0].data()};
+    auto refused = a->write_stripes(ch, {&past_end, 1});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, EINVAL);
+    ASSERT_TRUE(a->write_stripes(ch, writes));
+    ASSERT_TRUE(a->flush(ch));
+    for (size_t i = 0; i < ids.size(); ++i) expect_stripe(*a, ch, ids[i], stripes[i]);
+  }
+  const std::vector<std::string> without_1_and_4{paths_[0], paths_[2], paths_[3], paths_[5]};
+  OpenOptions read_only;
+  read_only.record_states = false;
+  auto a = open(without_1_and_4, read_only);
+  ASSERT_TRUE(a);
+  auto io = a->make_member_io().value();
+  IoChannel ch(*a, *io);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ReadReport report;
+    expect_stripe(*a, ch, ids[i], stripes[i], &report);
+    EXPECT_GT(report.reconstructed_blocks, 0u) << "stripe " << ids[i];
+  }
+}
+
 }  // namespace
 }  // namespace raidfs
