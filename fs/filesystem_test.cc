@@ -675,7 +675,8 @@ TEST_P(FailedSealTest, AWriteOfTwoStripesThatFailsHalfWayReportsTheErrorNotAShor
   AlignedBuffer data(size);
   auto noise = random_bytes(size, 13);
   std::memcpy(data.data(), noise.data(), size);
-  // Member 2 takes the first stripe's chunk (aligned: that stripe commits), then refuses.
+  // Member 2 takes the first stripe's chunk, then refuses (aligned: the two stripes are one
+  // batch, so neither commits).
   refusal.let_through = aligned ? 1 : 0;
   refusal.error = ENOSPC;
   const uint64_t free_before = fs_->statfs().blocks_free;

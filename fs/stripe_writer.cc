@@ -384,6 +384,8 @@ Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uin
     for (const meta::StripeRef& ref : refs) meta_.release_stripe(ref.id);
   };
   {
+    // Readers wait for the whole batch's allocations (memory only, but for a store sync when
+    // freed stripes must become durable first): one wait, not one per stripe.
     std::unique_lock reuse(stripe_reuse_);
     while (refs.size() < count) {
       auto ref = meta_.allocate_stripe();

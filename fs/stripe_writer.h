@@ -299,7 +299,8 @@ class StripeWriter {
   bool has_pending(uint64_t ino) const;  // in either slot; ino 0: any file
   // The zero-copy path above: `count` (≤ direct_batch_) whole stripes of `data_bytes_` each,
   // consecutive in the file and in `src`.
-  // Allocates `count` stripes, writes `data` (`count` whole stripes' data, one after the other)
+  // Allocates `count` stripes, writes `data` (4 KiB-aligned: `count` whole stripes' data, one
+  // after the other)
   // and their parity to them in one submission, flushes once, and commits `files` with their
   // sealed records in one batch — an extent's stripe_id names the stripe by its index in the
   // batch (0 .. count-1) and is set to the allocated id. The stripes are released again if any

@@ -227,8 +227,10 @@ class Array {
   // Writes `length` bytes of data at `offset` of the stripe's data (both multiples of 4 KiB).
   Result<void> write_data(IoChannel& channel, uint64_t stripe, uint64_t offset, uint32_t length,
                           const uint8_t* source);
-  // Writes every chunk of each whole stripe of `writes` (data and parity computed by the caller)
-  // in one submission, so that a long write's stripes reach the members together. No flush.
+  // Writes every chunk of each whole stripe of `writes` (data and parity computed by the caller;
+  // distinct stripes) in one submission, so that a long write's stripes reach the members
+  // together. No flush. Errors: EINVAL (nothing written) if any stripe is past the end or a
+  // buffer misaligned; EIO beyond m failed members.
   Result<void> write_stripes(IoChannel& channel, std::span<const StripeWrite> writes);
   // Writes the stripe's m parity chunks from `parity` (m * C bytes, parity j at j * C).
   Result<void> write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity);

@@ -1022,10 +1022,22 @@ TEST_F(ArrayTest, WriteStripesPutsEveryStripesDataAndParityInPlace) {
     }
     for (size_t i = 0; i < ids.size(); ++i)
       writes.push_back(StripeWrite{ids[i], stripes[i].buffer.data(), parities[i].data()});
-    const StripeWrite past_end{g.stripe_count(), stripes[0].buffer.data(), parities[0].data()};
-    auto refused = a->write_stripes(ch, {&past_end, 1});
+    // A batch with one stripe past the end: refused whole, its good stripe not written either.
+    const std::vector<StripeWrite> bad{
+        writes[0], StripeWrite{g.stripe_count(), stripes[1].buffer.data(), parities[1].data()}};
+    auto refused = a->write_stripes(ch, bad);
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.error().code, EINVAL);
+    AlignedBuffer chunk(g.chunk_bytes());
+    const MemberAddress first = g.locate(ids[0], 0, 0);
+    const int fd = ::open(paths_[first.member].c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    const ssize_t got = ::pread(fd, chunk.data(), g.chunk_bytes(), static_cast<off_t>(first.offset));
+    ::close(fd);
+    ASSERT_EQ(got, static_cast<ssize_t>(g.chunk_bytes()));
+    EXPECT_TRUE(std::all_of(chunk.data(), chunk.data() + g.chunk_bytes(),
+                            [](uint8_t b) { return b == 0; }))
+        << "a stripe of a refused batch was written";
     ASSERT_TRUE(a->write_stripes(ch, writes));
     ASSERT_TRUE(a->flush(ch));
     for (size_t i = 0; i < ids.size(); ++i) expect_stripe(*a, ch, ids[i], stripes[i]);
