@@ -912,6 +912,34 @@ TEST_F(FilesystemTest, WholeStripesOfOneWriteShareAFlushAndACommit) {
   EXPECT_EQ(read(a, 0, d.size()), d);
 }
 
+// With 64 KiB chunks a batch is 8 stripes (1 MiB of RAID6 parity): 20 stripes go as 8 + 8 + 4,
+// each stripe's parity at its own place in the batch's parity buffer — read back degraded.
+TEST_F(FilesystemTest, WholeStripeBatchesAreCappedByTheirParityBytes) {
+  WriteRefusal counter;  // refuses nothing: counts the flushes
+  options_.wrap_member_io = [&counter](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
+    return std::make_unique<RefusingIo>(std::move(io), counter);
+  };
+  auto made = testing::make_test_array(dir_, 6, 2, 65536, 16 << 20);
+  ASSERT_TRUE(made) << made.error().message;
+  paths_ = made->paths;
+  mount();
+  const uint64_t stripe = 4 * 65536;
+  const uint64_t a = create("a");
+  AlignedBuffer big(20 * stripe);
+  const auto d = random_bytes(20 * stripe, 24);
+  std::memcpy(big.data(), d.data(), d.size());
+  const uint64_t before = counter.flushes;
+  auto n = fs_->write(*ctx_, a, 0, {big.data(), d.size()});
+  ASSERT_TRUE(n) << n.error().message;
+  ASSERT_EQ(*n, d.size());
+  EXPECT_EQ(counter.flushes - before, 3u * 6) << "20 stripes in batches of 8: three flushes";
+  fs_.reset();
+  remove_member(2);
+  remove_member(3);
+  mount(/*read_only=*/true);
+  EXPECT_EQ(read(a, 0, d.size()), d);
+}
+
 TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
   options_.copy_below = 4096;
   format(6, 2, 16 << 20);
