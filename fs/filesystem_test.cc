@@ -650,6 +650,19 @@ class RefusingIo final : public MemberIo {
   std::vector<size_t> origin_;
 };
 
+// Writes `d` at offset 0 of `ino` in one call from an aligned buffer (whole stripes go straight
+// to the members); returns the member flushes `counter` saw meanwhile.
+uint64_t flushes_of_one_write(Filesystem& fs, IoContext& ctx, uint64_t ino,
+                              const std::vector<uint8_t>& d, const WriteRefusal& counter) {
+  AlignedBuffer buffer(d.size());
+  std::memcpy(buffer.data(), d.data(), d.size());
+  const uint64_t before = counter.flushes;
+  auto n = fs.write(ctx, ino, 0, {buffer.data(), d.size()});
+  EXPECT_TRUE(n) << n.error().message;
+  EXPECT_EQ(n.value_or(0), d.size());
+  return counter.flushes - before;
+}
+
 // A write that spans two stripes, one of which the members refuse (the host under the images
 // full): never a short count (the kernel's writeback takes a short reply as done and drops the
 // rest silently), and nothing placed is lost. Straight from the caller's buffer (aligned whole
@@ -892,14 +905,9 @@ TEST_F(FilesystemTest, WholeStripesOfOneWriteShareAFlushAndACommit) {
   format(6, 2, 16 << 20);
   const uint64_t stripe = 4 * kChunk;
   const uint64_t a = create("a");
-  AlignedBuffer big(20 * stripe);
   const auto d = random_bytes(20 * stripe, 23);
-  std::memcpy(big.data(), d.data(), d.size());
-  const uint64_t before = counter.flushes;
-  auto n = fs_->write(*ctx_, a, 0, {big.data(), d.size()});
-  ASSERT_TRUE(n) << n.error().message;
-  ASSERT_EQ(*n, d.size());
-  EXPECT_EQ(counter.flushes - before, 2u * 6) << "20 stripes: two batches, each flushing 6 members";
+  EXPECT_EQ(flushes_of_one_write(*fs_, *ctx_, a, d, counter), 2u * 6)
+      << "20 stripes: two batches, each flushing 6 members";
   EXPECT_EQ(fs_->stats().bytes_direct_write, 20 * stripe);
   EXPECT_EQ(fs_->stats().bytes_copied_write, 0u);
   EXPECT_EQ(read(a, 0, d.size()), d);
@@ -925,14 +933,9 @@ TEST_F(FilesystemTest, WholeStripeBatchesAreCappedByTheirParityBytes) {
   mount();
   const uint64_t stripe = 4 * 65536;
   const uint64_t a = create("a");
-  AlignedBuffer big(20 * stripe);
   const auto d = random_bytes(20 * stripe, 24);
-  std::memcpy(big.data(), d.data(), d.size());
-  const uint64_t before = counter.flushes;
-  auto n = fs_->write(*ctx_, a, 0, {big.data(), d.size()});
-  ASSERT_TRUE(n) << n.error().message;
-  ASSERT_EQ(*n, d.size());
-  EXPECT_EQ(counter.flushes - before, 3u * 6) << "20 stripes in batches of 8: three flushes";
+  EXPECT_EQ(flushes_of_one_write(*fs_, *ctx_, a, d, counter), 3u * 6)
+      << "20 stripes in batches of 8: three flushes";
   fs_.reset();
   remove_member(2);
   remove_member(3);
