@@ -388,37 +388,42 @@ Result<std::vector<Mapping>> FsMeta::map_extents(uint64_t ino, uint64_t offset,
                                                  uint64_t end) const {
   std::vector<Mapping> out;
   if (offset >= end) return out;
-  uint64_t pos = offset;
-  auto add = [&](const Extent& e) {
-    const uint64_t a = std::max(e.file_offset, pos), b = std::min(e.file_end(), end);
-    if (a >= b) return;
-    if (a > pos) out.push_back(Mapping{pos, a - pos, true, 0, 0});
-    out.push_back(Mapping{a, b - a, false, e.stripe_id,
-                          static_cast<uint32_t>(e.stripe_offset + (a - e.file_offset))});
-    pos = b;
-  };
-  RAIDFS_TRY(auto before, store_->floor(Family::kExtents, extent_key(ino, offset),
-                                        extent_key(ino, 0)));
+  // What the scan's visitor needs, behind one pointer: a capture that small is kept inside the
+  // std::function instead of allocated, on every read. The keys are PairKeys for the same reason.
+  struct Walk {
+    std::vector<Mapping>& out;
+    uint64_t pos, end;
+    bool stopped = false;
+    void add(const Extent& e) {
+      const uint64_t a = std::max(e.file_offset, pos), b = std::min(e.file_end(), end);
+      if (a >= b) return;
+      if (a > pos) out.push_back(Mapping{pos, a - pos, true, 0, 0});
+      out.push_back(Mapping{a, b - a, false, e.stripe_id,
+                            static_cast<uint32_t>(e.stripe_offset + (a - e.file_offset))});
+      pos = b;
+    }
+  } walk{out, offset, end};
+  RAIDFS_TRY(auto before, store_->floor(Family::kExtents, PairKey(ino, offset), PairKey(ino, 0)));
   if (before) {
     RAIDFS_TRY(auto k, parse_u64_pair_key(before->first));
     RAIDFS_TRY(Extent e, decode_extent(k.second, before->second));
-    add(e);
+    walk.add(e);
   }
   // A stop at the segment limit leaves [pos, end) unread: it may hold data, so it is not reported
   // as a hole; the caller continues from pos.
-  bool stopped = false;
-  RAIDFS_CHECK(store_->scan(Family::kExtents, extent_key(ino, offset), extent_key(ino, end),
-                            [&](std::string_view key, std::string_view value) -> Result<bool> {
-                              if (out.size() + 2 > kMappingsMax) {
-                                stopped = true;
+  RAIDFS_CHECK(store_->scan(Family::kExtents, PairKey(ino, offset), PairKey(ino, end),
+                            [w = &walk](std::string_view key, std::string_view value) -> Result<bool> {
+                              if (w->out.size() + 2 > kMappingsMax) {
+                                w->stopped = true;
                                 return false;
                               }
                               RAIDFS_TRY(auto k, parse_u64_pair_key(key));
                               RAIDFS_TRY(Extent e, decode_extent(k.second, value));
-                              add(e);
+                              w->add(e);
                               return true;
                             }));
-  if (!stopped && pos < end && out.size() < kMappingsMax) out.push_back(Mapping{pos, end - pos, true, 0, 0});
+  if (!walk.stopped && walk.pos < end && out.size() < kMappingsMax)
+    out.push_back(Mapping{walk.pos, end - walk.pos, true, 0, 0});
   return out;
 }
 

@@ -19,6 +19,11 @@ std::string u64_pair_key(uint64_t a, uint64_t b) {
   return k;
 }
 
+PairKey::PairKey(uint64_t a, uint64_t b) {
+  const uint64_t be[2] = {swap_big(a), swap_big(b)};
+  std::memcpy(bytes_, be, sizeof bytes_);
+}
+
 std::string u64_name_key(uint64_t a, std::string_view name) {
   std::string k;
   k.reserve(8 + name.size());

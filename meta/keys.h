@@ -54,6 +54,16 @@ inline std::string cookie_key(uint64_t parent, uint64_t cookie) {
 inline std::string extent_key(uint64_t ino, uint64_t file_offset) {
   return u64_pair_key(ino, file_offset);
 }
+// u64_pair_key's 16 bytes held in the object, not on the heap: the keys of the lookups that
+// every file read makes (a std::string of 16 bytes is past the short-string buffer).
+class PairKey {
+ public:
+  PairKey(uint64_t a, uint64_t b);
+  operator std::string_view() const { return {bytes_, sizeof bytes_}; }
+
+ private:
+  char bytes_[16];
+};
 inline std::string xattr_key(uint64_t ino, std::string_view name) {
   return u64_name_key(ino, name);
 }

@@ -120,13 +120,14 @@ Result<void> Array::finish_rebuild(uint32_t member) {
   return {};
 }
 
-Result<void> Array::check_quorum(const std::string& what) const {
+Result<void> Array::check_quorum(std::string_view what, std::optional<uint64_t> stripe) const {
   if (unavailable_count() <= geometry_.parity_count()) return {};
   std::string who;
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)
     if (!usable(i))
       who += (who.empty() ? "" : ", ") + std::to_string(i) + " (" + member_state_name(member_state(i)) + ")";
-  return fail(EIO, what + ": more members unavailable than parity covers (" +
+  return fail(EIO, std::string(what) + (stripe ? " " + std::to_string(*stripe) : "") +
+                       ": more members unavailable than parity covers (" +
                        std::to_string(geometry_.parity_count()) + "): members " + who);
 }
 
@@ -160,7 +161,7 @@ Result<void> Array::execute(IoChannel& channel) {
 Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* buffer, bool flush) {
   if (stripe >= geometry_.stripe_count() || !aligned(buffer))
     return fail(EINVAL, "write of stripe " + std::to_string(stripe) + ": out of range or misaligned buffer");
-  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   const uint32_t k = geometry_.data_count(), n = geometry_.member_count();
   const uint32_t chunk = geometry_.chunk_bytes();
   std::array<uint8_t*, kMembersMax> slots;
@@ -174,7 +175,7 @@ Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* b
       channel.batch_.push_back({IoOp::kWrite, member, geometry_.row_offset(stripe), chunk, slots[s], 0});
   }
   RAIDFS_CHECK(execute(channel));
-  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   RAIDFS_CHECK(settle_states(channel));
   return flush ? this->flush(channel) : Result<void>{};
 }
@@ -184,7 +185,7 @@ Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t off
   if (stripe >= geometry_.stripe_count() || offset % kBlockBytes || length % kBlockBytes ||
       offset > geometry_.stripe_data_bytes() || length > geometry_.stripe_data_bytes() - offset || !aligned(source))
     return fail(EINVAL, "write to stripe " + std::to_string(stripe) + ": misaligned or out of range");
-  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   const uint32_t chunk = geometry_.chunk_bytes();
   channel.batch_.clear();
   for (uint64_t pos = offset; pos < offset + length;) {
@@ -196,7 +197,7 @@ Result<void> Array::write_data(IoChannel& channel, uint64_t stripe, uint64_t off
     pos += len;
   }
   RAIDFS_CHECK(execute(channel));
-  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   RAIDFS_CHECK(settle_states(channel));
   return {};
 }
@@ -206,9 +207,7 @@ Result<void> Array::write_stripes(IoChannel& channel, std::span<const StripeWrit
   for (const StripeWrite& w : writes)
     if (w.stripe >= geometry_.stripe_count() || !aligned(w.data) || !aligned(w.parity))
       return fail(EINVAL, "write of stripe " + std::to_string(w.stripe) + ": out of range or misaligned");
-  const std::string what = "cannot write stripe " + std::to_string(writes.front().stripe) +
-                           (writes.size() > 1 ? "+" + std::to_string(writes.size() - 1) : "");
-  RAIDFS_CHECK(check_quorum(what));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", writes.front().stripe));
   const uint32_t k = geometry_.data_count(), chunk = geometry_.chunk_bytes();
   channel.batch_.clear();
   for (const StripeWrite& w : writes)
@@ -220,7 +219,7 @@ Result<void> Array::write_stripes(IoChannel& channel, std::span<const StripeWrit
                                   const_cast<uint8_t*>(from), 0});
     }
   RAIDFS_CHECK(execute(channel));
-  RAIDFS_CHECK(check_quorum(what));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", writes.front().stripe));
   RAIDFS_CHECK(settle_states(channel));
   return {};
 }
@@ -228,7 +227,7 @@ Result<void> Array::write_stripes(IoChannel& channel, std::span<const StripeWrit
 Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint8_t* parity) {
   if (stripe >= geometry_.stripe_count() || !aligned(parity))
     return fail(EINVAL, "parity write of stripe " + std::to_string(stripe) + ": out of range or misaligned");
-  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   const uint32_t chunk = geometry_.chunk_bytes();
   channel.batch_.clear();
   for (uint32_t j = 0; j < geometry_.parity_count(); ++j) {
@@ -237,7 +236,7 @@ Result<void> Array::write_parity(IoChannel& channel, uint64_t stripe, const uint
       channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, chunk, const_cast<uint8_t*>(parity + uint64_t{j} * chunk), 0});
   }
   RAIDFS_CHECK(execute(channel));
-  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   RAIDFS_CHECK(settle_states(channel));
   return {};
 }
@@ -246,14 +245,14 @@ Result<void> Array::write_parity_chunk(IoChannel& channel, uint64_t stripe, uint
                                        const uint8_t* chunk) {
   if (stripe >= geometry_.stripe_count() || j >= geometry_.parity_count() || !aligned(chunk))
     return fail(EINVAL, "parity write of stripe " + std::to_string(stripe) + ": out of range or misaligned");
-  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   const MemberAddress a = geometry_.locate_parity(stripe, j, 0);
   channel.batch_.clear();
   if (writable(a.member))
     channel.batch_.push_back({IoOp::kWrite, a.member, a.offset, geometry_.chunk_bytes(),
                               const_cast<uint8_t*>(chunk), 0});
   RAIDFS_CHECK(execute(channel));
-  RAIDFS_CHECK(check_quorum("cannot write stripe " + std::to_string(stripe)));
+  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   return settle_states(channel);
 }
 
@@ -295,7 +294,7 @@ Result<void> Array::read(IoChannel& channel, std::span<const ReadRequest> reqs,
     spans.push_back({total_blocks, 0, 0});
     total_blocks += req.length / kBlockBytes;
   }
-  RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(reqs[0].ref.stripe)));
+  RAIDFS_CHECK(check_quorum("cannot read stripe", reqs[0].ref.stripe));
   flags.assign(total_blocks, kBlockOk);
 
   // 1. Read what the healthy members hold straight into the destinations: every request's reads
@@ -424,7 +423,7 @@ Result<void> Array::reconstruct_rows(IoChannel& channel, const ReadRequest& req,
   RAIDFS_CHECK(execute(channel));
   for (const IoRequest& r : channel.batch_)
     if (!r.ok()) lost_slots |= uint64_t{1} << geometry_.slot_of(ref.stripe, r.member);
-  RAIDFS_CHECK(check_quorum("cannot read stripe " + std::to_string(ref.stripe)));
+  RAIDFS_CHECK(check_quorum("cannot read stripe", ref.stripe));
 
   // Classify each row: which slots it lost (unreadable, or a data block failing its checksum).
   std::array<uint64_t, kChunkBytesMax / kBlockBytes> row_lost{};  // bit s: slot s lost

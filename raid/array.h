@@ -33,6 +33,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -376,8 +377,9 @@ class Array {
     const MemberState s = member_state(member);
     return s == MemberState::kActive || s == MemberState::kRebuilding;
   }
-  // EIO naming the unavailable members if more than m are; `what` leads the message.
-  Result<void> check_quorum(const std::string& what) const;
+  // EIO naming the unavailable members if more than m are; `what` (and the stripe, when given)
+  // leads the message, which is built only then: every read and write asks.
+  Result<void> check_quorum(std::string_view what, std::optional<uint64_t> stripe = {}) const;
   // Runs channel.batch_. Members whose requests failed with a device error are marked failed;
   // any other error (ENOSPC, EINVAL, a spent ring ...) is returned and fails no member.
   Result<void> execute(IoChannel& channel);
