@@ -300,11 +300,10 @@ class StripeWriter {
   // The zero-copy path above: `count` (≤ direct_batch_) whole stripes of `data_bytes_` each,
   // consecutive in the file and in `src`.
   // Allocates `count` stripes, writes `data` (4 KiB-aligned: `count` whole stripes' data, one
-  // after the other)
-  // and their parity to them in one submission, flushes once, and commits `files` with their
-  // sealed records in one batch — an extent's stripe_id names the stripe by its index in the
-  // batch (0 .. count-1) and is set to the allocated id. The stripes are released again if any
-  // of that fails: nothing of the batch is committed.
+  // after the other) and their parity to them in one submission, flushes once, and commits
+  // `files` with their sealed records in one batch — an extent's stripe_id names the stripe by
+  // its index in the batch (0 .. count-1) and is set to the allocated id. The stripes are
+  // released again if any of that fails: nothing of the batch is committed.
   Result<void> commit_whole_stripes_locked(IoContext& ctx, const uint8_t* data, uint32_t count,
                                            std::vector<meta::FileExtents> files);
   Result<void> write_full_stripes_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,

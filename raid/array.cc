@@ -161,22 +161,13 @@ Result<void> Array::execute(IoChannel& channel) {
 Result<void> Array::write_stripe(IoChannel& channel, uint64_t stripe, uint8_t* buffer, bool flush) {
   if (stripe >= geometry_.stripe_count() || !aligned(buffer))
     return fail(EINVAL, "write of stripe " + std::to_string(stripe) + ": out of range or misaligned buffer");
-  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
   const uint32_t k = geometry_.data_count(), n = geometry_.member_count();
   const uint32_t chunk = geometry_.chunk_bytes();
   std::array<uint8_t*, kMembersMax> slots;
   for (uint32_t s = 0; s < n; ++s) slots[s] = buffer + uint64_t{s} * chunk;
   codec_.encode(slots.data(), slots.data() + k, chunk);
-
-  channel.batch_.clear();
-  for (uint32_t s = 0; s < n; ++s) {
-    uint32_t member = geometry_.member_of(stripe, s);
-    if (writable(member))
-      channel.batch_.push_back({IoOp::kWrite, member, geometry_.row_offset(stripe), chunk, slots[s], 0});
-  }
-  RAIDFS_CHECK(execute(channel));
-  RAIDFS_CHECK(check_quorum("cannot write stripe", stripe));
-  RAIDFS_CHECK(settle_states(channel));
+  const StripeWrite whole{stripe, buffer, slots[k]};
+  RAIDFS_CHECK(write_stripes(channel, {&whole, 1}));
   return flush ? this->flush(channel) : Result<void>{};
 }
 
