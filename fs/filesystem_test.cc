@@ -663,6 +663,107 @@ uint64_t flushes_of_one_write(Filesystem& fs, IoContext& ctx, uint64_t ino,
   return counter.flushes - before;
 }
 
+// A write that first fills the open stripe and then has whole stripes — the kernel's writeback
+// sends a short piece now and then, and every later request is shifted against the stripes by
+// it — seals the stripe it filled with its whole stripes: one flush of the members and one
+// commit for all, another file's data in that stripe included. Read back after a crash (no
+// fsync: the write committed it) and with two members gone (every parity written).
+TEST_F(FilesystemTest, TheStripeAWriteFillsIsSealedWithItsWholeStripes) {
+  WriteRefusal counter;  // refuses nothing: counts the flushes
+  options_.wrap_member_io = [&counter](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
+    return std::make_unique<RefusingIo>(std::move(io), counter);
+  };
+  format(6, 2, 16 << 20);
+  const size_t stripe = 4 * kChunk;
+  const uint64_t a = create("a"), b = create("b");
+  const auto head = random_bytes(8192, 31), other = random_bytes(4096, 32);
+  write(a, 0, head);   // the open stripe: a at 0, b at 8 KiB, a's next write at 12 KiB
+  write(b, 0, other);
+  const size_t size = (stripe - 12288) + 3 * stripe;
+  const auto d = random_bytes(size, 33);
+  AlignedBuffer buffer(size);
+  std::memcpy(buffer.data(), d.data(), size);
+  const uint64_t sealed = fs_->stats().stripes_sealed, flushes = counter.flushes;
+  auto n = fs_->write(*ctx_, a, head.size(), {buffer.data(), size});
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(*n, size);
+  EXPECT_EQ(counter.flushes - flushes, 6u) << "the filled stripe and the batch: one flush";
+  EXPECT_EQ(fs_->stats().stripes_sealed - sealed, 4u);
+  std::vector<uint8_t> whole = head;
+  whole.insert(whole.end(), d.begin(), d.end());
+  EXPECT_EQ(read(a, 0, whole.size()), whole);
+  crash_and_mount();
+  EXPECT_EQ(read(a, 0, whole.size()), whole);
+  EXPECT_EQ(read(b, 0, other.size()), other);
+  fs_.reset();
+  remove_member(1);
+  remove_member(4);
+  mount(/*read_only=*/true);
+  EXPECT_EQ(read(a, 0, whole.size()), whole);
+  EXPECT_EQ(read(b, 0, other.size()), other);
+}
+
+// Older data of the file in the stripe it fills, inside the range of the whole stripes that
+// follow: the one commit names the file once, the whole stripes' extents over what they cover.
+TEST_F(FilesystemTest, WholeStripesSealedWithTheFilledStripeWinOverItsOlderData) {
+  format(6, 2, 16 << 20);
+  const size_t stripe = 4 * kChunk;
+  const uint64_t a = create("a");
+  write(a, 2 * stripe, random_bytes(4096, 37));  // pending at 0 of the open stripe
+  const size_t size = (stripe - 4096) + 3 * stripe;  // from 0: fills it, then 3 whole stripes
+  const auto d = random_bytes(size, 38);
+  AlignedBuffer buffer(size);
+  std::memcpy(buffer.data(), d.data(), size);
+  auto n = fs_->write(*ctx_, a, 0, {buffer.data(), size});
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(*n, size);
+  EXPECT_EQ(read(a, 0, size), d);
+  crash_and_mount();
+  EXPECT_EQ(read(a, 0, size), d);
+  auto attr = fs_->getattr(a);
+  ASSERT_TRUE(attr);
+  EXPECT_EQ(attr->size, size);
+}
+
+// The same when a member refuses: the write fails, nothing of its whole stripes commits, and
+// what it and the other file placed in the stripe it filled stays pending there (readable),
+// sealed by the fsync once the member takes writes again.
+TEST_F(FilesystemTest, ARefusedSealWithWholeStripesKeepsTheFilledStripePending) {
+  WriteRefusal refusal;
+  options_.wrap_member_io = [&refusal](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
+    return std::make_unique<RefusingIo>(std::move(io), refusal);
+  };
+  format(6, 2, 16 << 20);
+  const size_t stripe = 4 * kChunk;
+  const uint64_t a = create("a"), b = create("b");
+  const auto head = random_bytes(8192, 34), other = random_bytes(4096, 35);
+  write(a, 0, head);
+  write(b, 0, other);
+  const size_t size = (stripe - 12288) + 2 * stripe;
+  const auto d = random_bytes(size, 36);
+  AlignedBuffer buffer(size);
+  std::memcpy(buffer.data(), d.data(), size);
+  refusal.error = ENOSPC;
+  auto n = fs_->write(*ctx_, a, head.size(), {buffer.data(), size});
+  ASSERT_FALSE(n) << "returned " << *n << " of " << size;
+  EXPECT_EQ(n.error().code, ENOSPC) << n.error().message;
+  auto attr = fs_->getattr(a);
+  ASSERT_TRUE(attr);
+  EXPECT_EQ(attr->size, stripe - 4096) << "the head placed in the open stripe, no whole stripe";
+  std::vector<uint8_t> placed = head;
+  placed.insert(placed.end(), d.begin(), d.begin() + (stripe - 12288));
+  EXPECT_EQ(read(a, 0, placed.size()), placed);
+  EXPECT_EQ(read(b, 0, other.size()), other);
+  refusal.error = 0;
+  ASSERT_TRUE(fs_->fsync(*ctx_, a));
+  crash_and_mount();
+  EXPECT_EQ(read(a, 0, placed.size()), placed);
+  EXPECT_EQ(read(b, 0, other.size()), other);
+  attr = fs_->getattr(a);
+  ASSERT_TRUE(attr);
+  EXPECT_EQ(attr->size, stripe - 4096) << "part of the refused whole stripes was committed";
+}
+
 // A write that spans two stripes, one of which the members refuse (the host under the images
 // full): never a short count (the kernel's writeback takes a short reply as done and drops the
 // rest silently), and nothing placed is lost. Straight from the caller's buffer (aligned whole

@@ -221,7 +221,17 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
     if (whole_stripe && !has_pending(ino)) {
       const auto count = static_cast<uint32_t>(
           std::min<uint64_t>((data.size() - accepted) / data_bytes_, direct_batch_));
-      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, ino, file_offset, src, count, now)));
+      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, ino, file_offset, src, count, now, nullptr)));
+      accepted += uint64_t{count} * data_bytes_;
+      continue;
+    }
+    if (whole_stripe && behind_ == Behind::kFull && !pending_in(open_slot(), ino)) {
+      // Typically the stripe this very write filled: sealed with the batch, in its flush and
+      // its commit, which keeps the file's data in order at the cost of neither.
+      const auto count = static_cast<uint32_t>(
+          std::min<uint64_t>((data.size() - accepted) / data_bytes_, direct_batch_));
+      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, ino, file_offset, src, count, now,
+                                                    &behind_slot())));
       accepted += uint64_t{count} * data_bytes_;
       continue;
     }
@@ -364,7 +374,7 @@ Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const M
               [](const meta::Extent& a, const meta::Extent& b) { return a.file_offset < b.file_offset; });
     files.push_back(meta::FileExtents{ino, std::move(extents), true, std::nullopt});
   }
-  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, data, 1, std::move(files)));
+  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, data, 1, std::move(files), nullptr));
   std::lock_guard pending_lock(pending_mu_);
   ++stats_.stripes_sealed;
   stats_.bytes_direct += moved;  // written from the cleaner's buffer, not the open stripe
@@ -374,7 +384,8 @@ Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const M
 
 Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uint8_t* data,
                                                        uint32_t count,
-                                                       std::vector<meta::FileExtents> files) {
+                                                       std::vector<meta::FileExtents> files,
+                                                       Slot* behind) {
   if (count == 0 || count > direct_batch_) return fail(EINVAL, "whole stripes: bad batch size");
   for (const meta::FileExtents& f : files)
     for (const meta::Extent& e : f.extents)
@@ -418,27 +429,58 @@ Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uin
   }
   for (meta::FileExtents& f : files)
     for (meta::Extent& e : f.extents) e.stripe_id = refs[e.stripe_id].id;
+  if (behind == nullptr) {
+    auto written = [&]() -> Result<void> {
+      RAIDFS_CHECK(array_.write_stripes(ctx.channel(), writes));
+      RAIDFS_CHECK(array_.flush(ctx.channel()));
+      return meta_.commit_files(files, records);
+    }();
+    if (!written) release();  // never committed: free again
+    return written;
+  }
+  // The stripe behind sealed in the same flush and commit: its remaining blocks and its parity
+  // go to the members with the batch's stripes, and its files' extents commit first, the
+  // batch's over them (newer).
+  OpenStripe& s = *behind->stripe;
+  std::vector<meta::FileExtents> all = slot_files(*behind);
+  for (meta::FileExtents& f : files) overlay(all, std::move(f));
+  records.push_back(sealed_record(s.id, s.generation, static_cast<uint32_t>(round_up(s.filled)), {}));
   auto written = [&]() -> Result<void> {
+    RAIDFS_CHECK(write_new_blocks(ctx, *behind));
+    records.back().block_crcs = s.crcs;
+    RAIDFS_CHECK(write_parity(array_, ctx.channel(), s.id, behind->buffer.data(),
+                              s.any_on_member ? behind->member_parity.data() : nullptr));
     RAIDFS_CHECK(array_.write_stripes(ctx.channel(), writes));
     RAIDFS_CHECK(array_.flush(ctx.channel()));
-    return meta_.commit_files(files, records);
+    PendingChange change(pending_epoch_);
+    RAIDFS_CHECK(meta_.commit_files(all, records));
+    std::lock_guard pending_lock(pending_mu_);
+    behind->pending.clear();
+    ++stats_.stripes_sealed;
+    return {};
   }();
-  if (!written) release();  // never committed: free again
-  return written;
+  if (!written) {
+    release();  // the batch never committed; the slot behind stays full, its data pending
+    return written;
+  }
+  behind_emptied();
+  return {};
 }
 
 Result<void> StripeWriter::write_full_stripes_locked(IoContext& ctx, uint64_t ino,
                                                     uint64_t file_offset, const uint8_t* src,
-                                                    uint32_t count, int64_t mtime_ns) {
+                                                    uint32_t count, int64_t mtime_ns,
+                                                    Slot* behind) {
   meta::FileExtents file{ino, {}, true, std::nullopt};
   for (uint32_t i = 0; i < count; ++i)
     file.extents.push_back(meta::Extent{file_offset + uint64_t{i} * data_bytes_, i, 0, data_bytes_});
   if (mtime_ns) file.mtime_ns = mtime_ns;
   std::vector<meta::FileExtents> files;
   files.push_back(std::move(file));
-  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, src, count, std::move(files)));
+  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, src, count, std::move(files), behind));
   // Older pending data of this range would otherwise commit later over the newer data. (None is
-  // behind: the path is taken only when the file has nothing pending in either slot.)
+  // behind: the path is taken only when the file has nothing pending there, or it committed
+  // with the batch.)
   const uint64_t end = file_offset + uint64_t{count} * data_bytes_;
   std::lock_guard pending_lock(pending_mu_);
   std::map<uint64_t, PendingFile>& pending = open_slot().pending;
@@ -511,19 +553,52 @@ void StripeWriter::parity_rows(Slot& slot, uint32_t first_row, uint32_t row_coun
   }
 }
 
-Result<void> StripeWriter::commit_slot(Slot& slot, const meta::Stripe& record) {
+std::vector<meta::FileExtents> StripeWriter::slot_files(const Slot& slot) const {
   std::vector<meta::FileExtents> files;
-  {
-    std::lock_guard pending_lock(pending_mu_);
-    for (const auto& [ino, pf] : slot.pending) {
-      if (pf.extents.empty()) continue;
-      meta::FileExtents file{ino, {}, true, std::nullopt};
-      if (pf.mtime_ns) file.mtime_ns = pf.mtime_ns;
-      for (const auto& [off, p] : pf.extents)
-        file.extents.push_back(meta::Extent{off, slot.stripe->id, p.stripe_offset, p.length});
-      files.push_back(std::move(file));
-    }
+  std::lock_guard pending_lock(pending_mu_);
+  for (const auto& [ino, pf] : slot.pending) {
+    if (pf.extents.empty()) continue;
+    meta::FileExtents file{ino, {}, true, std::nullopt};
+    if (pf.mtime_ns) file.mtime_ns = pf.mtime_ns;
+    for (const auto& [off, p] : pf.extents)
+      file.extents.push_back(meta::Extent{off, slot.stripe->id, p.stripe_offset, p.length});
+    files.push_back(std::move(file));
   }
+  return files;
+}
+
+void StripeWriter::overlay(std::vector<meta::FileExtents>& files, meta::FileExtents newer) {
+  auto same = std::find_if(files.begin(), files.end(),
+                           [&](const meta::FileExtents& f) { return f.ino == newer.ino; });
+  if (same == files.end()) {
+    files.push_back(std::move(newer));
+    return;
+  }
+  std::vector<meta::Extent> out;
+  for (const meta::Extent& e : same->extents) {
+    // The parts of e outside every newer extent (both lists sorted and non-overlapping).
+    uint64_t a = e.file_offset;
+    for (const meta::Extent& n : newer.extents) {
+      if (n.file_end() <= a || n.file_offset >= e.file_end()) continue;
+      if (n.file_offset > a)
+        out.push_back(meta::Extent{a, e.stripe_id, static_cast<uint32_t>(e.stripe_offset + (a - e.file_offset)),
+                                   static_cast<uint32_t>(n.file_offset - a)});
+      a = n.file_end();
+    }
+    if (a < e.file_end())
+      out.push_back(meta::Extent{a, e.stripe_id, static_cast<uint32_t>(e.stripe_offset + (a - e.file_offset)),
+                                 static_cast<uint32_t>(e.file_end() - a)});
+  }
+  out.insert(out.end(), newer.extents.begin(), newer.extents.end());
+  std::sort(out.begin(), out.end(), [](const meta::Extent& x, const meta::Extent& y) {
+    return x.file_offset < y.file_offset;
+  });
+  same->extents = std::move(out);
+  if (newer.mtime_ns) same->mtime_ns = newer.mtime_ns;
+}
+
+Result<void> StripeWriter::commit_slot(Slot& slot, const meta::Stripe& record) {
+  std::vector<meta::FileExtents> files = slot_files(slot);
   // Committed, readers find these extents in the metadata; only then are they dropped here, so
   // that a reader always finds the data in one place or the other (and one that combines both
   // sees the epoch move).
@@ -665,15 +740,20 @@ Result<void> StripeWriter::seal_behind(IoContext& ctx, Lock& lock, bool release)
   Result<void> sealed = seal_slot(ctx, slot);
   if (release) lock.lock();
   if (sealed) {
-    slot.stripe.reset();
-    behind_ = Behind::kEmpty;
-    const Slot& open = open_slot();
-    array_.set_write_floor(open.stripe ? open.stripe->generation : meta_.next_generation());
+    behind_emptied();
   } else {
     behind_ = Behind::kFull;  // its data stays pending there; the next settle tries again
+    behind_cv_.notify_all();
   }
-  behind_cv_.notify_all();
   return logged(std::move(sealed));
+}
+
+void StripeWriter::behind_emptied() {
+  behind_slot().stripe.reset();
+  behind_ = Behind::kEmpty;
+  const Slot& open = open_slot();
+  array_.set_write_floor(open.stripe ? open.stripe->generation : meta_.next_generation());
+  behind_cv_.notify_all();
 }
 
 Result<void> StripeWriter::seal_open(IoContext& ctx, Lock& lock) {
@@ -684,6 +764,12 @@ Result<void> StripeWriter::seal_open(IoContext& ctx, Lock& lock) {
 Result<void> StripeWriter::write_parity_and_flush(Array& array, IoChannel& channel,
                                                   uint64_t stripe, uint8_t* chunks,
                                                   const uint8_t* extra_parity) {
+  RAIDFS_CHECK(write_parity(array, channel, stripe, chunks, extra_parity));
+  return array.flush(channel);
+}
+
+Result<void> StripeWriter::write_parity(Array& array, IoChannel& channel, uint64_t stripe,
+                                        uint8_t* chunks, const uint8_t* extra_parity) {
   const Geometry& g = array.geometry();
   const uint32_t k = g.data_count(), m = g.parity_count(), c = g.chunk_bytes();
   const uint8_t* data[kMembersMax] = {};
@@ -693,8 +779,7 @@ Result<void> StripeWriter::write_parity_and_flush(Array& array, IoChannel& chann
   array.codec().encode(data, parity, c);
   if (extra_parity != nullptr)
     for (uint32_t p = 0; p < m; ++p) xor_into(parity[p], extra_parity + size_t{p} * c, c);
-  RAIDFS_CHECK(array.write_parity(channel, stripe, parity[0]));
-  return array.flush(channel);
+  return array.write_parity(channel, stripe, parity[0]);
 }
 
 meta::Stripe StripeWriter::sealed_record(uint64_t stripe, uint64_t generation,

@@ -54,11 +54,12 @@
 // a 4 KiB-aligned file offset and a 4 KiB-aligned buffer (the io_uring transport's payload) is
 // not copied: it gets a stripe of its own, its data chunks are written from the caller's buffer
 // (WRITE_FIXED when that buffer is registered), parity is computed from it, and the stripe is
-// committed sealed. The open stripe is left as it was. Taken only when the file has no data
-// pending in either slot, so that a file's writes commit in order: a write that finds its file's
-// data pending in the open stripe fills that stripe first (on_member when aligned), and one that
-// finds it only in the stripe behind waits for that seal — a long write is back on this path
-// within a stripe.
+// committed sealed. The open stripe is left as it was. So that a file's writes commit in order,
+// a write that finds its file's data pending in the open stripe fills that stripe first
+// (on_member when aligned) — a long write is back on this path within a stripe — and one that
+// finds it only in the stripe behind seals that stripe with its batch when it waits for its
+// seal (typically the stripe this write just filled: one flush and one commit for both, the
+// batch's extents over the older ones), or waits for the seal under way.
 //
 // Alignment: data is placed so that stripe_offset ≡ file_offset (mod 4 KiB), which keeps block
 // aligned file reads block aligned on the members. Consecutive writes of one file are packed
@@ -235,6 +236,9 @@ class StripeWriter {
   // `chunks` (zeros there), already on the members.
   static Result<void> write_parity_and_flush(Array& array, IoChannel& channel, uint64_t stripe,
                                              uint8_t* chunks, const uint8_t* extra_parity = nullptr);
+  // The same without the flush (the caller flushes once for more writes).
+  static Result<void> write_parity(Array& array, IoChannel& channel, uint64_t stripe,
+                                   uint8_t* chunks, const uint8_t* extra_parity = nullptr);
   // A sealed stripe's record: its parity lives on the members, so none in the metadata.
   static meta::Stripe sealed_record(uint64_t stripe, uint64_t generation, uint32_t filled_bytes,
                                     std::vector<uint32_t> block_crcs);
@@ -304,10 +308,15 @@ class StripeWriter {
   // `files` with their sealed records in one batch — an extent's stripe_id names the stripe by
   // its index in the batch (0 .. count-1) and is set to the allocated id. The stripes are
   // released again if any of that fails: nothing of the batch is committed.
+  // `behind` (the slot behind, full, not being sealed; or null): sealed with the batch — its
+  // remaining blocks and parity written with the batch's stripes, the one flush, and its files'
+  // extents in the one commit, the batch's extents over them. When that fails the slot stays
+  // full with its data pending (as after a failed seal) and the batch's stripes are released.
   Result<void> commit_whole_stripes_locked(IoContext& ctx, const uint8_t* data, uint32_t count,
-                                           std::vector<meta::FileExtents> files);
+                                           std::vector<meta::FileExtents> files, Slot* behind);
   Result<void> write_full_stripes_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
-                                         const uint8_t* src, uint32_t count, int64_t mtime_ns);
+                                         const uint8_t* src, uint32_t count, int64_t mtime_ns,
+                                         Slot* behind);
   // Whole blocks [pos, pos + n) of the open stripe written to the members from `src` (the
   // writer's buffer, 4 KiB-aligned), checksummed, their parity added to member_parity and the
   // blocks marked on_member. Nothing is marked when the member write fails.
@@ -330,6 +339,8 @@ class StripeWriter {
   void wait_behind(Lock& lock);
   // Seals the slot behind, if full; with the lock released meanwhile when `release`.
   Result<void> seal_behind(IoContext& ctx, Lock& lock, bool release);
+  // The slot behind was sealed: it is empty again (and the write floor moves up).
+  void behind_emptied();
   // A write filled the open slot and moved it behind: hands it to the sealer, or seals it here
   // (lock released) when there is none.
   Result<void> after_fill(IoContext& ctx, Lock& lock);
@@ -344,6 +355,11 @@ class StripeWriter {
   Result<void> write_new_blocks(IoContext& ctx, Slot& slot);
   // Commits the slot's pending extents with `record`; on success clears them.
   Result<void> commit_slot(Slot& slot, const meta::Stripe& record);
+  // The slot's pending extents, a FileExtents per file, for a commit. Takes pending_mu_.
+  std::vector<meta::FileExtents> slot_files(const Slot& slot) const;
+  // Adds `newer` to `files`: a file already there keeps only its extents' parts outside
+  // newer's, and takes newer's time (one commit may name a file once; the newer data wins).
+  static void overlay(std::vector<meta::FileExtents>& files, meta::FileExtents newer);
   // Member writes, parity, flush and commit of the slot's stripe, sealed; or its release when
   // nothing of it was ever committed or is pending. Leaves slot.stripe for the caller to reset.
   Result<void> seal_slot(IoContext& ctx, Slot& slot);
