@@ -666,8 +666,9 @@ uint64_t flushes_of_one_write(Filesystem& fs, IoContext& ctx, uint64_t ino,
 // A write that first fills the open stripe and then has whole stripes — the kernel's writeback
 // sends a short piece now and then, and every later request is shifted against the stripes by
 // it — seals the stripe it filled with its whole stripes: one flush of the members and one
-// commit for all, another file's data in that stripe included. Read back after a crash (no
-// fsync: the write committed it) and with two members gone (every parity written).
+// commit for all, another file's data in that stripe included (committed open by its fsync
+// before: the commit seals it, its parity rows give way to the parity on the members). Read
+// back after a crash (no fsync: the write committed it) and with two members gone.
 TEST_F(FilesystemTest, TheStripeAWriteFillsIsSealedWithItsWholeStripes) {
   WriteRefusal counter;  // refuses nothing: counts the flushes
   options_.wrap_member_io = [&counter](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
@@ -677,8 +678,9 @@ TEST_F(FilesystemTest, TheStripeAWriteFillsIsSealedWithItsWholeStripes) {
   const size_t stripe = 4 * kChunk;
   const uint64_t a = create("a"), b = create("b");
   const auto head = random_bytes(8192, 31), other = random_bytes(4096, 32);
-  write(a, 0, head);   // the open stripe: a at 0, b at 8 KiB, a's next write at 12 KiB
-  write(b, 0, other);
+  write(b, 0, other);  // the open stripe: b at 0 (committed open), a at 4 KiB, a's next at 12
+  ASSERT_TRUE(fs_->fsync(*ctx_, b));
+  write(a, 0, head);
   const size_t size = (stripe - 12288) + 3 * stripe;
   const auto d = random_bytes(size, 33);
   AlignedBuffer buffer(size);
@@ -704,25 +706,30 @@ TEST_F(FilesystemTest, TheStripeAWriteFillsIsSealedWithItsWholeStripes) {
 }
 
 // Older data of the file in the stripe it fills, inside the range of the whole stripes that
-// follow: the one commit names the file once, the whole stripes' extents over what they cover.
+// follow: the one commit names the file once, the whole stripes' extents over what they cover
+// — one older extent wholly, one in part (its tail stays).
 TEST_F(FilesystemTest, WholeStripesSealedWithTheFilledStripeWinOverItsOlderData) {
   format(6, 2, 16 << 20);
   const size_t stripe = 4 * kChunk;
   const uint64_t a = create("a");
-  write(a, 2 * stripe, random_bytes(4096, 37));  // pending at 0 of the open stripe
-  const size_t size = (stripe - 4096) + 3 * stripe;  // from 0: fills it, then 3 whole stripes
+  write(a, 2 * stripe, random_bytes(4096, 37));  // at 0 of the open stripe
+  const auto older = random_bytes(8192, 39);
+  write(a, 4 * stripe - 16384, older);  // at 4 KiB: straddles the end of the whole stripes
+  const size_t size = (stripe - 12288) + 3 * stripe;  // from 0: fills it, then 3 whole stripes
   const auto d = random_bytes(size, 38);
   AlignedBuffer buffer(size);
   std::memcpy(buffer.data(), d.data(), size);
   auto n = fs_->write(*ctx_, a, 0, {buffer.data(), size});
   ASSERT_TRUE(n) << n.error().message;
   EXPECT_EQ(*n, size);
-  EXPECT_EQ(read(a, 0, size), d);
+  std::vector<uint8_t> expect = d;
+  expect.insert(expect.end(), older.begin() + 4096, older.end());
+  EXPECT_EQ(read(a, 0, expect.size()), expect);
   crash_and_mount();
-  EXPECT_EQ(read(a, 0, size), d);
+  EXPECT_EQ(read(a, 0, expect.size()), expect);
   auto attr = fs_->getattr(a);
   ASSERT_TRUE(attr);
-  EXPECT_EQ(attr->size, size);
+  EXPECT_EQ(attr->size, 4 * stripe - 8192);
 }
 
 // The same when a member refuses: the write fails, nothing of its whole stripes commits, and

@@ -210,9 +210,10 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
   while (accepted < data.size()) {
     const uint64_t file_offset = offset + accepted;
     const uint8_t* src = data.data() + accepted;
-    // The direct path commits at once, so it is taken only when the file has nothing pending in
-    // either slot: a file's writes reach the metadata in the order they were made. Data pending
-    // only in the stripe behind is committed by its seal, which this write waits for; data in
+    // The direct path commits at once, so that a file's writes reach the metadata in the order
+    // they were made it is taken only when the file has nothing pending in the open slot, and
+    // data pending in the stripe behind commits first: in the batch's own commit when that
+    // stripe waits for its seal, else by the seal under way, which this write waits for. Data in
     // the open stripe is followed by this write's own bytes until that stripe is full and moves
     // behind. So a long write that finds its file's data pending (the kernel's writeback sends a
     // short write now and then) copies at most a stripe before it goes straight again.
@@ -439,19 +440,21 @@ Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uin
     return written;
   }
   // The stripe behind sealed in the same flush and commit: its remaining blocks and its parity
-  // go to the members with the batch's stripes, and its files' extents commit first, the
-  // batch's over them (newer).
+  // written before the batch's stripes, one flush for all, and its files' extents in the
+  // commit, the batch's over them (newer). (sealer_owed_ is left as it is: a sealer that wakes
+  // for this slot finds it sealed, or, if this fails, tries it again on its own.)
   OpenStripe& s = *behind->stripe;
-  std::vector<meta::FileExtents> all = slot_files(*behind);
-  for (meta::FileExtents& f : files) overlay(all, std::move(f));
-  records.push_back(sealed_record(s.id, s.generation, static_cast<uint32_t>(round_up(s.filled)), {}));
   auto written = [&]() -> Result<void> {
     RAIDFS_CHECK(write_new_blocks(ctx, *behind));
-    records.back().block_crcs = s.crcs;
     RAIDFS_CHECK(write_parity(array_, ctx.channel(), s.id, behind->buffer.data(),
                               s.any_on_member ? behind->member_parity.data() : nullptr));
     RAIDFS_CHECK(array_.write_stripes(ctx.channel(), writes));
     RAIDFS_CHECK(array_.flush(ctx.channel()));
+    // Taken after the flush, as commit_slot does: the times set meanwhile (utimens) count.
+    std::vector<meta::FileExtents> all = slot_files(*behind);
+    for (meta::FileExtents& f : files) overlay(all, std::move(f));
+    records.push_back(sealed_record(s.id, s.generation, static_cast<uint32_t>(round_up(s.filled)),
+                                    s.crcs));
     PendingChange change(pending_epoch_);
     RAIDFS_CHECK(meta_.commit_files(all, records));
     std::lock_guard pending_lock(pending_mu_);
@@ -478,13 +481,9 @@ Result<void> StripeWriter::write_full_stripes_locked(IoContext& ctx, uint64_t in
   std::vector<meta::FileExtents> files;
   files.push_back(std::move(file));
   RAIDFS_CHECK(commit_whole_stripes_locked(ctx, src, count, std::move(files), behind));
-  // Older pending data of this range would otherwise commit later over the newer data. (None is
-  // behind: the path is taken only when the file has nothing pending there, or it committed
-  // with the batch.)
-  const uint64_t end = file_offset + uint64_t{count} * data_bytes_;
+  // The file has nothing pending over this range that could commit later over it: the path is
+  // taken only when it has nothing in the open slot, and what it had behind committed first.
   std::lock_guard pending_lock(pending_mu_);
-  std::map<uint64_t, PendingFile>& pending = open_slot().pending;
-  if (auto it = pending.find(ino); it != pending.end()) carve(it->second.extents, file_offset, end);
   stats_.stripes_sealed += count;
   stats_.bytes_direct += uint64_t{count} * data_bytes_;
   return {};
@@ -871,6 +870,10 @@ uint64_t StripeWriter::pending_end(uint64_t ino) const {
 }
 
 void StripeWriter::clear_pending_mtime(uint64_t ino) {
+  // A commit that took the file's pending time before this (a seal under way) is waited for,
+  // or it would store that time over the caller's; any later one finds none.
+  Lock lock(mu_);
+  wait_behind(lock);
   std::lock_guard pending_lock(pending_mu_);
   for (Slot& slot : slots_)
     if (auto it = slot.pending.find(ino); it != slot.pending.end()) it->second.mtime_ns = 0;

@@ -66,8 +66,9 @@
 // contiguously while their block has not reached the members.
 //
 // Threads: all methods are thread-safe. One mutex (mu_) serialises placement, flushes and
-// synchronous seals (their member I/O included, an on-member block's write too); the seal of a
-// full slot by the sealer (or, without one, by the write that filled it) runs without it.
+// synchronous seals (their member I/O included, an on-member block's write too, and a seal of
+// the slot behind with a write's whole stripes); the seal of a full slot by the sealer (or,
+// without one, by the write that filled it, after placing its data) runs without it.
 // Readers take only a short lock on the pending maps, never waiting for member I/O — except a
 // read of pending on-member blocks, which flushes them first. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed
 // data hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
@@ -193,7 +194,8 @@ class StripeWriter {
   PendingSummary pending_summary(uint64_t ino) const;
   // pending_summary(ino).end alone, without walking the extents.
   uint64_t pending_end(uint64_t ino) const;
-  // A time set explicitly (utimens) replaces the pending one.
+  // A time set explicitly (utimens) replaces the pending one: called before the caller stores
+  // it, it waits for a seal under way (which may have taken the pending time already).
   void clear_pending_mtime(uint64_t ino);
   // Copies the file's pending data overlapping [offset, offset + length) to dest (dest[0] is
   // file byte `offset`) and returns the file ranges it covered, sorted. Pending blocks that went
