@@ -41,14 +41,14 @@ std::string RecordCache::group_end(std::string_view prefix) {
 RecordCache::Node* RecordCache::lookup_locked(const std::string& ckey) {
   auto it = nodes_.find(ckey);
   if (it == nodes_.end()) return nullptr;
-  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  it->second.referenced = true;
   return &it->second;
 }
 
 void RecordCache::insert_locked(std::string ckey, Node node) {
   if (auto old = nodes_.find(ckey); old != nodes_.end()) erase_locked(old);
-  lru_.push_front(ckey);
-  node.lru = lru_.begin();
+  order_.push_front(ckey);
+  node.place = order_.begin();
   bytes_ += node.bytes;
   nodes_.emplace(std::move(ckey), std::move(node));
   evict_locked();
@@ -56,7 +56,7 @@ void RecordCache::insert_locked(std::string ckey, Node node) {
 
 void RecordCache::erase_locked(std::unordered_map<std::string, Node>::iterator it) {
   bytes_ -= it->second.bytes;
-  lru_.erase(it->second.lru);
+  order_.erase(it->second.place);
   nodes_.erase(it);
 }
 
@@ -66,7 +66,15 @@ void RecordCache::resize_locked(Node& node, size_t new_bytes) {
 }
 
 void RecordCache::evict_locked() {
-  while (bytes_ > capacity_ && !lru_.empty()) erase_locked(nodes_.find(lru_.back()));
+  while (bytes_ > capacity_ && !order_.empty()) {
+    auto oldest = nodes_.find(order_.back());
+    if (oldest->second.referenced) {  // used since it was last here: once more round
+      oldest->second.referenced = false;
+      order_.splice(order_.begin(), order_, oldest->second.place);
+    } else {
+      erase_locked(oldest);
+    }
+  }
 }
 
 void RecordCache::forget_family_locked(Family f) {

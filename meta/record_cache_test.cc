@@ -179,7 +179,7 @@ TEST(RecordCache, GroupsMissedOnceAmongManyAreNotLoaded) {
       ASSERT_EQ(cache.floor(Family::kExtents, key(g, 1), key(g, 0), &entry), Lookup::kUncached);
 }
 
-TEST(RecordCache, StaysWithinItsBytesDroppingTheLeastRecentlyUsed) {
+TEST(RecordCache, StaysWithinItsBytesKeepingWhatIsInUse) {
   RecordCache cache(64 * 1024);
   const std::string value(900, 'x');  // ~1 KiB a record: 64 fit
   uint64_t gen = 0;

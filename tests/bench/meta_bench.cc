@@ -3,8 +3,11 @@
 // Measures creates, lookups and readdir in one large directory, then write-commits (one 4 KiB
 // extent each, at random offsets of a per-thread file, so old extents split and stripe live
 // counts drop) with 1, 8 and 64 writer threads, for each durability: none (WAL in the page cache),
-// group (our leader/follower WAL fsync), each (RocksDB WriteOptions::sync inside the store mutex).
-// Usage: raidfs-meta-bench [DIR] [--entries N] [--seconds S] [--mode none|group|each] [--region]
+// group (our leader/follower WAL fsync), each (RocksDB WriteOptions::sync inside the store mutex);
+// then the sealer's commit of a stripe of 4 KiB random writes (seal), and the lookups of a 4 KiB
+// random read (read). --mode runs one of them.
+// Usage: raidfs-meta-bench [DIR] [--entries N] [--seconds S] [--mode none|group|each|seal|read]
+//                          [--region]
 //   DIR defaults to /tmp; a fresh database is made in a subdirectory and removed afterwards.
 //   --region: the database in the metadata region of a self-contained array instead (RAID6 over
 //   six 1 GiB sparse images in that subdirectory, 256 MiB of region mirrored on three), so the
@@ -125,13 +128,52 @@ void seal_commits(FsMeta& meta, uint64_t ino, double seconds) {
               blocks);
 }
 
+// The metadata a 4 KiB read of a random block looks up (Filesystem::read): the file's inode, the
+// extent under the block, that extent's stripe — on a 512 MiB file laid out by whole stripes,
+// read at random. Prints the lookups' rate on one thread (the RecordCache answers them all).
+void read_lookups(FsMeta& meta, uint64_t ino, double seconds) {
+  const uint32_t blocks = meta.store().super().stripe_data_bytes / kBlockBytes;
+  const uint64_t file_blocks = (uint64_t{512} << 20) / kBlockBytes / blocks * blocks;
+  std::mt19937_64 rng(13);
+  for (uint64_t b = 0; b < file_blocks; b += blocks) {
+    auto ref = meta.allocate_stripe();
+    if (!ref) die(ref.error().message);
+    Stripe record;
+    record.id = ref->id;
+    record.generation = ref->generation;
+    record.state = StripeState::kSealed;
+    record.filled_bytes = blocks * kBlockBytes;
+    for (uint32_t i = 0; i < blocks; ++i) record.block_crcs.push_back(static_cast<uint32_t>(rng()));
+    const FileExtents file{ino, {Extent{b * kBlockBytes, ref->id, 0, blocks * kBlockBytes}}, false,
+                           std::nullopt};
+    if (auto r = meta.commit_files({&file, 1}, {&record, 1}); !r) die(r.error().message);
+  }
+  uint64_t reads = 0;
+  const auto t = Clock::now();
+  const auto deadline = t + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(seconds));
+  while (Clock::now() < deadline) {
+    for (int n = 0; n < 1000; ++n, ++reads) {
+      const uint64_t offset = rng() % file_blocks * kBlockBytes;
+      if (auto inode = meta.getattr(ino); !inode) die(inode.error().message);
+      auto maps = meta.map_extents(ino, offset, offset + kBlockBytes);
+      if (!maps || maps->size() != 1 || maps->front().hole) die("a read found no extent");
+      if (auto stripe = meta.get_stripe(maps->front().stripe_id); !stripe)
+        die(stripe.error().message);
+    }
+  }
+  const double elapsed = seconds_since(t);
+  std::printf("%-34s %10.0f reads/s   %.2f us per read\n", "read-lookups (4 KiB random)",
+              reads / elapsed, elapsed * 1e6 / reads);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string base = "/tmp";
   int entries = 50000;
   double seconds = 2.0;
-  std::string only;  // --mode none|group|each: run only that durability
+  std::string only;  // --mode none|group|each|seal|read: run only that one
   bool region = false;
   for (int n = 1; n < argc; ++n) {
     std::string a = argv[n];
@@ -140,7 +182,7 @@ int main(int argc, char** argv) {
     else if (a == "--mode" && n + 1 < argc) only = argv[++n];
     else if (a == "--region") region = true;
     else if (a == "--help" || a == "-h") {
-      std::printf("usage: raidfs-meta-bench [DIR] [--entries N] [--seconds S] [--mode none|group|each|seal] [--region]\n");
+      std::printf("usage: raidfs-meta-bench [DIR] [--entries N] [--seconds S] [--mode none|group|each|seal|read] [--region]\n");
       return 0;
     } else base = a;
   }
@@ -252,6 +294,11 @@ int main(int argc, char** argv) {
     auto f = meta.create(kRootIno, "sealed", CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}, {}});
     if (!f) die(f.error().message);
     seal_commits(meta, f->ino, seconds);
+  }
+  if (only.empty() || only == "read") {
+    auto f = meta.create(kRootIno, "read", CreateArgs{S_IFREG | 0644, 0, 0, 0, {}, {}, {}});
+    if (!f) die(f.error().message);
+    read_lookups(meta, f->ino, seconds);
   }
   opened->reset();
   array.reset();
