@@ -443,22 +443,13 @@ Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uin
   // written before the batch's stripes, one flush for all, and its files' extents in the
   // commit, the batch's over them (newer). (sealer_owed_ is left as it is: a sealer that wakes
   // for this slot finds it sealed, or, if this fails, tries it again on its own.)
-  OpenStripe& s = *behind->stripe;
   auto written = [&]() -> Result<void> {
-    RAIDFS_CHECK(write_new_blocks(ctx, *behind));
-    RAIDFS_CHECK(write_parity(array_, ctx.channel(), s.id, behind->buffer.data(),
-                              s.any_on_member ? behind->member_parity.data() : nullptr));
+    RAIDFS_TRY(meta::Stripe sealed, write_sealing(ctx, *behind));
     RAIDFS_CHECK(array_.write_stripes(ctx.channel(), writes));
     RAIDFS_CHECK(array_.flush(ctx.channel()));
-    // Taken after the flush, as commit_slot does: the times set meanwhile (utimens) count.
-    std::vector<meta::FileExtents> all = slot_files(*behind);
-    for (meta::FileExtents& f : files) overlay(all, std::move(f));
-    records.push_back(sealed_record(s.id, s.generation, static_cast<uint32_t>(round_up(s.filled)),
-                                    s.crcs));
-    PendingChange change(pending_epoch_);
-    RAIDFS_CHECK(meta_.commit_files(all, records));
+    records.push_back(std::move(sealed));
+    RAIDFS_CHECK(commit_slot(*behind, records, std::move(files)));
     std::lock_guard pending_lock(pending_mu_);
-    behind->pending.clear();
     ++stats_.stripes_sealed;
     return {};
   }();
@@ -596,13 +587,15 @@ void StripeWriter::overlay(std::vector<meta::FileExtents>& files, meta::FileExte
   if (newer.mtime_ns) same->mtime_ns = newer.mtime_ns;
 }
 
-Result<void> StripeWriter::commit_slot(Slot& slot, const meta::Stripe& record) {
+Result<void> StripeWriter::commit_slot(Slot& slot, std::span<const meta::Stripe> records,
+                                       std::vector<meta::FileExtents> newer) {
   std::vector<meta::FileExtents> files = slot_files(slot);
+  for (meta::FileExtents& f : newer) overlay(files, std::move(f));
   // Committed, readers find these extents in the metadata; only then are they dropped here, so
   // that a reader always finds the data in one place or the other (and one that combines both
   // sees the epoch move).
   PendingChange change(pending_epoch_);
-  RAIDFS_CHECK(meta_.commit_files(files, std::span(&record, 1)));
+  RAIDFS_CHECK(meta_.commit_files(files, records));
   std::lock_guard pending_lock(pending_mu_);
   slot.pending.clear();
   return {};
@@ -650,7 +643,7 @@ Result<void> StripeWriter::flush_partial_locked(IoContext& ctx) {
                   slot.buffer.data() + size_t{k + p} * chunk_bytes_ + size_t{row} * kBlock, kBlock);
     record.parity_rows.push_back(std::move(pr));
   }
-  RAIDFS_CHECK(commit_slot(slot, record));
+  RAIDFS_CHECK(commit_slot(slot, std::span(&record, 1)));
   s.written = s.filled = end;
   s.committed = true;
   open_free_bytes_ = data_bytes_ - end;
@@ -673,14 +666,20 @@ Result<void> StripeWriter::seal_slot(IoContext& ctx, Slot& slot) {
     slot.pending.clear();
     return {};
   }
-  RAIDFS_CHECK(write_new_blocks(ctx, slot));
-  const uint32_t end = static_cast<uint32_t>(round_up(s.filled));
-  RAIDFS_CHECK(write_parity_and_flush(array_, ctx.channel(), s.id, slot.buffer.data(),
-                                      s.any_on_member ? slot.member_parity.data() : nullptr));
-  RAIDFS_CHECK(commit_slot(slot, sealed_record(s.id, s.generation, end, s.crcs)));
+  RAIDFS_TRY(const meta::Stripe sealed, write_sealing(ctx, slot));
+  RAIDFS_CHECK(array_.flush(ctx.channel()));
+  RAIDFS_CHECK(commit_slot(slot, std::span(&sealed, 1)));
   std::lock_guard pending_lock(pending_mu_);
   ++stats_.stripes_sealed;
   return {};
+}
+
+Result<meta::Stripe> StripeWriter::write_sealing(IoContext& ctx, Slot& slot) {
+  OpenStripe& s = *slot.stripe;
+  RAIDFS_CHECK(write_new_blocks(ctx, slot));
+  RAIDFS_CHECK(write_parity(array_, ctx.channel(), s.id, slot.buffer.data(),
+                            s.any_on_member ? slot.member_parity.data() : nullptr));
+  return sealed_record(s.id, s.generation, static_cast<uint32_t>(round_up(s.filled)), s.crcs);
 }
 
 Result<void> StripeWriter::settle_behind(IoContext& ctx, Lock& lock) {

@@ -355,8 +355,12 @@ class StripeWriter {
   // Writes blocks [written, filled rounded up) to the members and checksums them (those placed
   // on_member are there already: their checksums are taken as computed then).
   Result<void> write_new_blocks(IoContext& ctx, Slot& slot);
-  // Commits the slot's pending extents with `record`; on success clears them.
-  Result<void> commit_slot(Slot& slot, const meta::Stripe& record);
+  // Commits the slot's pending extents with `records` (its own among them) and `newer`'s extents
+  // over them (overlay: data written after the slot's, a batch's whole stripes); on success
+  // clears them. Called after the members' flush: the extents and times are taken then, so a
+  // time set meanwhile (utimens) is the one stored.
+  Result<void> commit_slot(Slot& slot, std::span<const meta::Stripe> records,
+                           std::vector<meta::FileExtents> newer = {});
   // The slot's pending extents, a FileExtents per file, for a commit. Takes pending_mu_.
   std::vector<meta::FileExtents> slot_files(const Slot& slot) const;
   // Adds `newer` to `files`: a file already there keeps only its extents' parts outside
@@ -365,6 +369,9 @@ class StripeWriter {
   // Member writes, parity, flush and commit of the slot's stripe, sealed; or its release when
   // nothing of it was ever committed or is pending. Leaves slot.stripe for the caller to reset.
   Result<void> seal_slot(IoContext& ctx, Slot& slot);
+  // The members' half of a seal without its flush: the slot's remaining blocks and its parity.
+  // Returns the record to commit once the members are flushed.
+  Result<meta::Stripe> write_sealing(IoContext& ctx, Slot& slot);
   Result<void> flush_partial_locked(IoContext& ctx);
   // The parity of rows [first_row, first_row + row_count) into the buffer's parity chunks: the
   // buffer's data encoded, member_parity added.
