@@ -47,6 +47,10 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+Clock::duration duration(double seconds) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
 struct WriterStats {
   uint64_t commits = 0;
 };
@@ -82,33 +86,44 @@ void writer(FsMeta& meta, uint64_t ino, Durability durability, Clock::time_point
   }
 }
 
+// Commits `extents` of file `ino` (their stripe offsets set, stripe ids 0) into a new stripe,
+// full and sealed, with made-up checksums.
+void commit_stripe(FsMeta& meta, uint64_t ino, std::vector<Extent> extents, std::mt19937_64& rng) {
+  const uint32_t blocks = meta.store().super().stripe_data_bytes / kBlockBytes;
+  auto ref = meta.allocate_stripe();
+  if (!ref) die(ref.error().message);
+  Stripe record;
+  record.id = ref->id;
+  record.generation = ref->generation;
+  record.state = StripeState::kSealed;
+  record.filled_bytes = blocks * kBlockBytes;
+  for (uint32_t b = 0; b < blocks; ++b) record.block_crcs.push_back(static_cast<uint32_t>(rng()));
+  for (Extent& e : extents) e.stripe_id = ref->id;
+  const FileExtents file{ino, std::move(extents), false, std::nullopt};
+  if (auto r = meta.commit_files({&file, 1}, {&record, 1}); !r) die(r.error().message);
+}
+
+// File `ino` made 512 MiB long by whole stripes, as sequential writes lay it out. Returns its
+// size in blocks.
+uint64_t lay_out(FsMeta& meta, uint64_t ino, std::mt19937_64& rng) {
+  const uint32_t blocks = meta.store().super().stripe_data_bytes / kBlockBytes;
+  const uint64_t file_blocks = (uint64_t{512} << 20) / kBlockBytes / blocks * blocks;
+  for (uint64_t b = 0; b < file_blocks; b += blocks)
+    commit_stripe(meta, ino, {Extent{b * kBlockBytes, 0, 0, blocks * kBlockBytes}}, rng);
+  return file_blocks;
+}
+
 // The sealer's commit under 4 KiB random writes: a stripe of blocks, each from a random place
 // of one 512 MiB file laid out by sequential writes first, committed sealed in one batch (the
 // file's extents replaced one by one, the old stripes' live counts dropped). Prints the time per
 // commit and per block.
 void seal_commits(FsMeta& meta, uint64_t ino, double seconds) {
   const uint32_t blocks = meta.store().super().stripe_data_bytes / kBlockBytes;
-  const uint64_t file_blocks = (uint64_t{512} << 20) / kBlockBytes / blocks * blocks;
   std::mt19937_64 rng(11);
-  auto commit = [&](std::vector<Extent> extents) {
-    auto ref = meta.allocate_stripe();
-    if (!ref) die(ref.error().message);
-    Stripe record;
-    record.id = ref->id;
-    record.generation = ref->generation;
-    record.state = StripeState::kSealed;
-    record.filled_bytes = blocks * kBlockBytes;
-    for (uint32_t b = 0; b < blocks; ++b) record.block_crcs.push_back(static_cast<uint32_t>(rng()));
-    for (Extent& e : extents) e.stripe_id = ref->id;
-    const FileExtents file{ino, std::move(extents), false, std::nullopt};
-    if (auto r = meta.commit_files({&file, 1}, {&record, 1}); !r) die(r.error().message);
-  };
-  for (uint64_t b = 0; b < file_blocks; b += blocks)
-    commit({Extent{b * kBlockBytes, 0, 0, blocks * kBlockBytes}});
+  const uint64_t file_blocks = lay_out(meta, ino, rng);
   uint64_t commits = 0;
   const auto t = Clock::now();
-  const auto deadline = t + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(seconds));
+  const auto deadline = t + duration(seconds);
   while (Clock::now() < deadline) {
     std::vector<uint64_t> picked;
     while (picked.size() < blocks) {
@@ -119,7 +134,7 @@ void seal_commits(FsMeta& meta, uint64_t ino, double seconds) {
     std::vector<Extent> extents;
     for (uint32_t i = 0; i < blocks; ++i)
       extents.push_back(Extent{picked[i] * kBlockBytes, 0, i * kBlockBytes, kBlockBytes});
-    commit(std::move(extents));
+    commit_stripe(meta, ino, std::move(extents), rng);
     ++commits;
   }
   const double elapsed = seconds_since(t);
@@ -132,26 +147,11 @@ void seal_commits(FsMeta& meta, uint64_t ino, double seconds) {
 // extent under the block, that extent's stripe — on a 512 MiB file laid out by whole stripes,
 // read at random. Prints the lookups' rate on one thread (the RecordCache answers them all).
 void read_lookups(FsMeta& meta, uint64_t ino, double seconds) {
-  const uint32_t blocks = meta.store().super().stripe_data_bytes / kBlockBytes;
-  const uint64_t file_blocks = (uint64_t{512} << 20) / kBlockBytes / blocks * blocks;
   std::mt19937_64 rng(13);
-  for (uint64_t b = 0; b < file_blocks; b += blocks) {
-    auto ref = meta.allocate_stripe();
-    if (!ref) die(ref.error().message);
-    Stripe record;
-    record.id = ref->id;
-    record.generation = ref->generation;
-    record.state = StripeState::kSealed;
-    record.filled_bytes = blocks * kBlockBytes;
-    for (uint32_t i = 0; i < blocks; ++i) record.block_crcs.push_back(static_cast<uint32_t>(rng()));
-    const FileExtents file{ino, {Extent{b * kBlockBytes, ref->id, 0, blocks * kBlockBytes}}, false,
-                           std::nullopt};
-    if (auto r = meta.commit_files({&file, 1}, {&record, 1}); !r) die(r.error().message);
-  }
+  const uint64_t file_blocks = lay_out(meta, ino, rng);
   uint64_t reads = 0;
   const auto t = Clock::now();
-  const auto deadline = t + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(seconds));
+  const auto deadline = t + duration(seconds);
   while (Clock::now() < deadline) {
     for (int n = 0; n < 1000; ++n, ++reads) {
       const uint64_t offset = rng() % file_blocks * kBlockBytes;
@@ -268,8 +268,7 @@ int main(int argc, char** argv) {
       const uint64_t written_before = region_written();
       std::vector<WriterStats> stats(threads);
       std::vector<std::thread> pool;
-      const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                               std::chrono::duration<double>(seconds));
+      const auto deadline = Clock::now() + duration(seconds);
       t = Clock::now();
       for (int n = 0; n < threads; ++n)
         pool.emplace_back(writer, std::ref(meta), files[n], durability, deadline, n + 7,
