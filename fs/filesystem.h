@@ -297,18 +297,16 @@ class Filesystem {
   // zeros; the whole-block extents with one batch of member reads (Array::read of many, so a
   // read across stripes waits for the members once), the others through read_mapping.
   Result<void> read_mappings(IoContext& ctx, std::span<const meta::Mapping> maps, uint8_t* dest);
-  // The stripe record a mapping points at; ESTALE when it was freed or reused meanwhile.
-  Result<meta::Stripe> mapped_stripe(const meta::Mapping& m);
+  // The stripe record a mapping points at, into *out; ESTALE when it was freed or reused
+  // meanwhile.
+  Result<void> mapped_stripe(const meta::Mapping& m, meta::Stripe* out);
   // One mapped extent of stripe data into dest, through the bounce buffer where unaligned.
   Result<void> read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest);
-  // What an Array read of a committed stripe points at besides the record: an open stripe's
-  // parity rows (into the record's own bytes).
-  struct StripeReadBuffers {
-    std::vector<ParityRowRef> parity_rows;
-  };
-  // The Array request for whole blocks [offset, offset + length) of the stripe into dest.
-  ReadRequest stripe_read(const meta::Stripe& stripe, StripeReadBuffers& buffers, uint64_t offset,
-                          uint32_t length, uint8_t* dest) const;
+  // The Array request for whole blocks [offset, offset + length) of the stripe into dest. An
+  // open stripe's parity rows are pointed at through `parity_rows` (views into the record's own
+  // bytes), which must live as long as the request.
+  ReadRequest stripe_read(const meta::Stripe& stripe, std::vector<ParityRowRef>& parity_rows,
+                          uint64_t offset, uint32_t length, uint8_t* dest) const;
   // Counts a read's rebuilt and corrupt blocks and heals them (sealed stripes only); with
   // `heal_neighbours`, also the corrupt blocks of the same rows found outside the range.
   void absorb_read_report(IoContext& ctx, const meta::Stripe& stripe, uint64_t offset,

@@ -62,9 +62,10 @@ Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t b
     std::shared_lock reuse(stripe_reuse_);
     const uint64_t before = pos;
     Result<void> r = [&]() -> Result<void> {
+      std::vector<meta::Mapping>& maps = ctx.read_map();
       while (pos < end) {
         // Past the committed size is a hole: data never committed reads as zeros.
-        RAIDFS_TRY(auto maps, meta_->map_extents(ino, pos, end));
+        RAIDFS_CHECK(meta_->map_extents(ino, pos, end, &maps));
         if (maps.empty()) return fail(EIO, "the extent map of a read came back empty");
         RAIDFS_CHECK(read_mappings(ctx, maps, dest + (maps.front().file_offset - begin)));
         pos = maps.back().file_offset + maps.back().length;
@@ -80,14 +81,10 @@ Result<void> Filesystem::read_committed(IoContext& ctx, uint64_t ino, uint64_t b
 Result<void> Filesystem::read_mappings(IoContext& ctx, std::span<const meta::Mapping> maps,
                                        uint8_t* dest) {
   const uint64_t base = maps.front().file_offset;
-  // The stripes of the whole-block mappings, with what their Array requests point at.
-  struct Held {
-    meta::Stripe stripe;
-    StripeReadBuffers buffers;
-    const meta::Mapping* mapping;
-  };
-  std::vector<Held> held;
-  held.reserve(maps.size());
+  // The stripes of the whole-block mappings, with what their Array requests point at: the
+  // context's list, its first `count` in use (their vectors keep their capacity between reads).
+  std::vector<IoContext::MappedStripe>& held = ctx.mapped_stripes();
+  size_t count = 0;
   for (const meta::Mapping& m : maps) {
     uint8_t* out = dest + (m.file_offset - base);
     if (m.hole) {
@@ -96,45 +93,49 @@ Result<void> Filesystem::read_mappings(IoContext& ctx, std::span<const meta::Map
                reinterpret_cast<uintptr_t>(out) % kBlock != 0) {
       RAIDFS_CHECK(read_mapping(ctx, m, out));
     } else {
-      RAIDFS_TRY(meta::Stripe stripe, mapped_stripe(m));
-      held.push_back(Held{std::move(stripe), {}, &m});
+      if (held.size() == count) held.emplace_back();
+      IoContext::MappedStripe& h = held[count++];
+      RAIDFS_CHECK(mapped_stripe(m, &h.record));
+      h.mapping = &m;
     }
   }
-  if (held.empty()) return {};
+  if (count == 0) return {};
   // Requests built once every Held is in place: they point into it.
   std::vector<ReadRequest>& requests = ctx.read_requests();
   std::vector<ReadReport>& reports = ctx.read_reports();
   requests.clear();
-  for (Held& h : held)
-    requests.push_back(stripe_read(h.stripe, h.buffers, h.mapping->stripe_offset,
+  for (size_t i = 0; i < count; ++i) {
+    IoContext::MappedStripe& h = held[i];
+    requests.push_back(stripe_read(h.record, h.parity_rows, h.mapping->stripe_offset,
                                    static_cast<uint32_t>(h.mapping->length),
                                    dest + (h.mapping->file_offset - base)));
+  }
   reports.resize(requests.size());
   if (auto r = array_->read(ctx.channel(), requests, reports); !r) {
     if (r.error().code == EIO) ++counters_.unreadable;
     RAIDFS_LOG(kError, "%s", r.error().message.c_str());
     return r;
   }
-  for (size_t i = 0; i < held.size(); ++i)
-    absorb_read_report(ctx, held[i].stripe, requests[i].offset, requests[i].dest, reports[i],
+  for (size_t i = 0; i < count; ++i)
+    absorb_read_report(ctx, held[i].record, requests[i].offset, requests[i].dest, reports[i],
                        /*heal_neighbours=*/true);
   return {};
 }
 
-Result<meta::Stripe> Filesystem::mapped_stripe(const meta::Mapping& m) {
-  auto stripe = meta_->get_stripe(m.stripe_id);
-  if (!stripe) {
-    if (stripe.error().code == ENOENT) return fail(ESTALE, "stripe freed during the read");
-    return std::unexpected(stripe.error());
+Result<void> Filesystem::mapped_stripe(const meta::Mapping& m, meta::Stripe* out) {
+  if (auto found = meta_->get_stripe(m.stripe_id, out); !found) {
+    if (found.error().code == ENOENT) return fail(ESTALE, "stripe freed during the read");
+    return found;
   }
-  if (stripe->state == meta::StripeState::kFree ||
-      uint64_t{m.stripe_offset} + m.length > stripe->filled_bytes)
+  if (out->state == meta::StripeState::kFree ||
+      uint64_t{m.stripe_offset} + m.length > out->filled_bytes)
     return fail(ESTALE, "stripe reused during the read");
-  return std::move(*stripe);
+  return {};
 }
 
 Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest) {
-  RAIDFS_TRY(const meta::Stripe stripe, mapped_stripe(m));
+  meta::Stripe stripe;
+  RAIDFS_CHECK(mapped_stripe(m, &stripe));
   uint64_t done = 0;
   while (done < m.length) {
     const uint64_t at = m.stripe_offset + done;
@@ -157,8 +158,9 @@ Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, ui
   return {};
 }
 
-ReadRequest Filesystem::stripe_read(const meta::Stripe& stripe, StripeReadBuffers& buffers,
-                                    uint64_t offset, uint32_t length, uint8_t* dest) const {
+ReadRequest Filesystem::stripe_read(const meta::Stripe& stripe,
+                                    std::vector<ParityRowRef>& parity_rows, uint64_t offset,
+                                    uint32_t length, uint8_t* dest) const {
   const Geometry& g = array_->geometry();
   ReadRequest req;
   req.ref.stripe = stripe.id;
@@ -169,14 +171,14 @@ ReadRequest Filesystem::stripe_read(const meta::Stripe& stripe, StripeReadBuffer
     // Its parity lives in the metadata, per 4 KiB row (rows not listed hold no data: zeros),
     // and is copied only if this read has to rebuild. A row of the wrong shape (a corrupt
     // record) is left out: a rebuild through it fails its checksums rather than lying.
-    buffers.parity_rows.clear();
+    parity_rows.clear();
     for (const meta::ParityRow& row : stripe.parity_rows)
       if (uint64_t{row.row_index + 1} * kBlock <= g.chunk_bytes() &&
           row.bytes.size() == size_t{g.parity_count()} * kBlock &&
-          (buffers.parity_rows.empty() || buffers.parity_rows.back().row < row.row_index))
-        buffers.parity_rows.push_back(
+          (parity_rows.empty() || parity_rows.back().row < row.row_index))
+        parity_rows.push_back(
             {row.row_index, reinterpret_cast<const uint8_t*>(row.bytes.data())});
-    req.ref.parity_rows = buffers.parity_rows;
+    req.ref.parity_rows = parity_rows;
     req.ref.parity_in_rows = true;
   }
   req.offset = offset;
@@ -208,8 +210,8 @@ void Filesystem::absorb_read_report(IoContext& ctx, const meta::Stripe& stripe, 
 Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
                                             uint64_t offset, uint32_t length, uint8_t* dest,
                                             bool heal_neighbours) {
-  StripeReadBuffers buffers;
-  const ReadRequest req = stripe_read(stripe, buffers, offset, length, dest);
+  std::vector<ParityRowRef> parity_rows;
+  const ReadRequest req = stripe_read(stripe, parity_rows, offset, length, dest);
   auto report = array_->read(ctx.channel(), req);
   if (!report) {
     if (report.error().code == EIO) ++counters_.unreadable;

@@ -1,7 +1,9 @@
 // IoContext: what one thread needs to do member I/O — its own ring (a MemberIo and the Array's
 // IoChannel over it), a bounce buffer for reads that do not fall on 4 KiB boundaries, a block
-// for rebuilding a corrupt neighbour to heal, and the reused request lists of a read. Made by Filesystem::make_io_context (or by a
-// test around a fault-injecting MemberIo) and used by the thread that made it only.
+// for rebuilding a corrupt neighbour to heal, and the lists a read fills (its extent map, its
+// stripes' records, its Array requests and their reports), kept so that a read allocates
+// nothing once they have grown. Made by Filesystem::make_io_context (or by a test around a
+// fault-injecting MemberIo) and used by the thread that made it only.
 #pragma once
 
 #include <cstddef>
@@ -10,6 +12,7 @@
 
 #include "base/units.h"
 #include "base/aligned_buffer.h"
+#include "meta/fs_meta.h"
 #include "raid/array.h"
 
 namespace raidfs::fs {
@@ -24,7 +27,16 @@ class IoContext {
   // One block, 4 KiB-aligned: where a corrupt block found outside a read is rebuilt to be healed
   // (the bounce buffer may be the read's own destination).
   uint8_t* heal_buffer() { return heal_.data(); }
-  // Reused lists of one read's Array requests and their reports.
+  // One stripe a read takes whole blocks of: its record, the views of its parity rows that the
+  // read's Array request points at (open stripes), and the mapping read from it.
+  struct MappedStripe {
+    meta::Stripe record;
+    std::vector<ParityRowRef> parity_rows;
+    const meta::Mapping* mapping = nullptr;
+  };
+  // A read's lists, reused (Filesystem::read_committed and read_mappings; not re-entered).
+  std::vector<meta::Mapping>& read_map() { return read_map_; }
+  std::vector<MappedStripe>& mapped_stripes() { return mapped_stripes_; }
   std::vector<ReadRequest>& read_requests() { return read_requests_; }
   std::vector<ReadReport>& read_reports() { return read_reports_; }
 
@@ -33,6 +45,8 @@ class IoContext {
   IoChannel channel_;
   AlignedBuffer bounce_;
   AlignedBuffer heal_;
+  std::vector<meta::Mapping> read_map_;
+  std::vector<MappedStripe> mapped_stripes_;
   std::vector<ReadRequest> read_requests_;
   std::vector<ReadReport> read_reports_;
 };

@@ -328,8 +328,11 @@ Result<void> FsMeta::finish(uint64_t seq, Durability durability) {
 
 // --- reads ---------------------------------------------------------------------------------------
 Result<Inode> FsMeta::getattr(uint64_t ino) const {
-  Txn txn(*store_);
-  return txn.load_inode(ino);
+  // As Txn::load_inode, into this thread's string: every read takes the inode.
+  thread_local std::string value;
+  RAIDFS_TRY(const bool found, store_->get(Family::kInodes, inode_key(ino), &value));
+  if (!found) return fail(ENOENT, "no inode " + std::to_string(ino));
+  return decode_inode(ino, value);
 }
 
 Result<Inode> FsMeta::lookup(uint64_t parent, std::string_view name) const {
@@ -387,7 +390,15 @@ Result<std::vector<Mapping>> FsMeta::map_range(uint64_t ino, uint64_t offset,
 Result<std::vector<Mapping>> FsMeta::map_extents(uint64_t ino, uint64_t offset,
                                                  uint64_t end) const {
   std::vector<Mapping> out;
-  if (offset >= end) return out;
+  RAIDFS_CHECK(map_extents(ino, offset, end, &out));
+  return out;
+}
+
+Result<void> FsMeta::map_extents(uint64_t ino, uint64_t offset, uint64_t end,
+                                 std::vector<Mapping>* mappings) const {
+  std::vector<Mapping>& out = *mappings;
+  out.clear();
+  if (offset >= end) return {};
   // What the scan's visitor needs, behind one pointer: a capture that small is kept inside the
   // std::function instead of allocated, on every read. The keys are PairKeys for the same reason.
   struct Walk {
@@ -403,10 +414,13 @@ Result<std::vector<Mapping>> FsMeta::map_extents(uint64_t ino, uint64_t offset,
       pos = b;
     }
   } walk{out, offset, end};
-  RAIDFS_TRY(auto before, store_->floor(Family::kExtents, PairKey(ino, offset), PairKey(ino, 0)));
-  if (before) {
-    RAIDFS_TRY(auto k, parse_u64_pair_key(before->first));
-    RAIDFS_TRY(Extent e, decode_extent(k.second, before->second));
+  // The floor's key and value land in this thread's strings: no allocation per read.
+  thread_local std::pair<std::string, std::string> before;
+  RAIDFS_TRY(const bool found,
+             store_->floor(Family::kExtents, PairKey(ino, offset), PairKey(ino, 0), &before));
+  if (found) {
+    RAIDFS_TRY(auto k, parse_u64_pair_key(before.first));
+    RAIDFS_TRY(Extent e, decode_extent(k.second, before.second));
     walk.add(e);
   }
   // A stop at the segment limit leaves [pos, end) unread: it may hold data, so it is not reported
@@ -424,7 +438,7 @@ Result<std::vector<Mapping>> FsMeta::map_extents(uint64_t ino, uint64_t offset,
                             }));
   if (!walk.stopped && walk.pos < end && out.size() < kMappingsMax)
     out.push_back(Mapping{walk.pos, end - walk.pos, true, 0, 0});
-  return out;
+  return {};
 }
 
 // --- stripes -------------------------------------------------------------------------------------
@@ -518,11 +532,19 @@ void FsMeta::release_stripe(uint64_t id) {
 }
 
 Result<Stripe> FsMeta::get_stripe(uint64_t id) const {
-  Txn txn(*store_);
-  RAIDFS_TRY(auto s, txn.find_stripe(id));
-  if (!s) return fail(ENOENT, "no record for stripe " + std::to_string(id));
-  if (s->state == StripeState::kOpen) RAIDFS_CHECK(load_parity_rows(*store_, *s));
-  return std::move(*s);
+  Stripe s;
+  RAIDFS_CHECK(get_stripe(id, &s));
+  return s;
+}
+
+Result<void> FsMeta::get_stripe(uint64_t id, Stripe* out) const {
+  // Straight from the store (a Txn of reads only adds nothing), into this thread's string.
+  thread_local std::string value;
+  RAIDFS_TRY(const bool found, store_->get(Family::kStripes, stripe_key(id), &value));
+  if (!found) return fail(ENOENT, "no record for stripe " + std::to_string(id));
+  RAIDFS_CHECK(decode_stripe(id, value, out));
+  if (out->state == StripeState::kOpen) RAIDFS_CHECK(load_parity_rows(*store_, *out));
+  return {};
 }
 
 std::vector<uint64_t> FsMeta::open_stripes() const {

@@ -276,6 +276,10 @@ class FsMeta {
   // map_range of [offset, end) without reading the inode, for a caller that bounded the range by
   // the size it read itself (the read path): bytes past the size read as a hole.
   Result<std::vector<Mapping>> map_extents(uint64_t ino, uint64_t offset, uint64_t end) const;
+  // The same into *out (cleared first; its capacity reused, so a read keeping it allocates
+  // nothing here).
+  Result<void> map_extents(uint64_t ino, uint64_t offset, uint64_t end,
+                           std::vector<Mapping>* out) const;
 
   // Hands out a free stripe (the lowest free id at or after the last one handed out) and a
   // never-used generation. The stripe stays reserved in memory until a commit_write stores its
@@ -289,6 +293,8 @@ class FsMeta {
   // already committed, already released) is ignored.
   void release_stripe(uint64_t id);
   Result<Stripe> get_stripe(uint64_t id) const;  // ENOENT no record (free, never used)
+  // The same into *out, its vectors' capacity reused (the read path's: no allocation).
+  Result<void> get_stripe(uint64_t id, Stripe* out) const;
 
   // The online scrub's progress (records.h ScrubState); nullopt before the first scrub.
   Result<std::optional<ScrubState>> scrub_state() const;

@@ -15,6 +15,17 @@ size_t entry_bytes(std::string_view key, std::string_view value) {
   return key.size() + value.size() + kOverheadBytes;
 }
 
+// Whether `prefix` padded with zero bytes to `length` bytes is ≥ `end` (without making it: a
+// 16-byte string is past std::string's inline buffer, and reads call this).
+bool padded_at_least(std::string_view prefix, size_t length, std::string_view end) {
+  for (size_t i = 0; i < std::min(length, end.size()); ++i) {
+    const auto a = static_cast<uint8_t>(i < prefix.size() ? prefix[i] : 0);
+    const auto b = static_cast<uint8_t>(end[i]);
+    if (a != b) return a > b;
+  }
+  return length >= end.size();
+}
+
 }  // namespace
 
 std::string RecordCache::cache_key(Family f, std::string_view key_or_prefix) {
@@ -141,9 +152,18 @@ const RecordCache::Node* RecordCache::cached_group_locked(const std::string& cke
 
 RecordCache::Lookup RecordCache::floor(Family f, std::string_view key, std::string_view lower,
                                        std::optional<Entry>* out) {
+  Entry entry;
+  const Lookup found = floor(f, key, lower, &entry);
+  out->reset();
+  if (found == Lookup::kHit && !entry.first.empty()) *out = std::move(entry);
+  return found;
+}
+
+RecordCache::Lookup RecordCache::floor(Family f, std::string_view key, std::string_view lower,
+                                       Entry* out) {
   assert(key.size() >= kGroupPrefixBytes && lower.size() >= kGroupPrefixBytes);
   std::lock_guard lock(mu_);
-  out->reset();
+  out->first.clear();
   std::string ckey = cache_key(f, key.substr(0, kGroupPrefixBytes));
   const Node* n = nullptr;
   const Lookup found = find_group_locked(ckey, &n);
@@ -164,15 +184,26 @@ RecordCache::Lookup RecordCache::floor(Family f, std::string_view key, std::stri
     it = n->keys.end();
   }
   --it;
-  if (std::string_view(it->first) >= lower) *out = Entry(it->first, it->second);
+  if (std::string_view(it->first) >= lower) {
+    out->first.assign(it->first);
+    out->second.assign(it->second);
+  }
   return Lookup::kHit;
 }
 
 RecordCache::Lookup RecordCache::range(Family f, std::string_view begin, std::string_view end,
                                        std::vector<Entry>* out) {
+  size_t count = 0;
+  const Lookup found = range(f, begin, end, out, &count);
+  out->resize(count);
+  return found;
+}
+
+RecordCache::Lookup RecordCache::range(Family f, std::string_view begin, std::string_view end,
+                                       std::vector<Entry>* out, size_t* count) {
   assert(begin.size() >= kGroupPrefixBytes);
   std::lock_guard lock(mu_);
-  out->clear();
+  *count = 0;
   std::string prefix(begin.substr(0, kGroupPrefixBytes));
   const Node* n = nullptr;
   const Lookup found = find_group_locked(cache_key(f, prefix), &n);
@@ -180,18 +211,23 @@ RecordCache::Lookup RecordCache::range(Family f, std::string_view begin, std::st
   for (auto it = n->keys.lower_bound(begin);;) {
     for (; it != n->keys.end(); ++it) {
       if (!end.empty() && std::string_view(it->first) >= end) return Lookup::kHit;
-      out->emplace_back(it->first, it->second);
+      if (*count < out->size()) {
+        (*out)[*count].first.assign(it->first);
+        (*out)[*count].second.assign(it->second);
+      } else {
+        out->emplace_back(it->first, it->second);
+      }
+      ++*count;
     }
     // On into the next group when the range reaches it: its least possible key is its prefix
     // padded with zero bytes to the length of the family's keys (see the header).
     prefix = group_end(prefix);
     if (prefix.empty()) return Lookup::kHit;
-    std::string least = prefix;
-    least.resize(std::max(least.size(), begin.size()), '\0');
-    if (!end.empty() && std::string_view(least) >= end) return Lookup::kHit;
+    if (!end.empty() && padded_at_least(prefix, std::max(prefix.size(), begin.size()), end))
+      return Lookup::kHit;
     n = cached_group_locked(cache_key(f, prefix));
     if (n == nullptr) {
-      out->clear();
+      *count = 0;
       return Lookup::kUncached;
     }
     it = n->keys.begin();

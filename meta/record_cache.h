@@ -88,7 +88,14 @@ class RecordCache {
   // family). Both answer kMiss/kUncached for the group of `key`/`begin` as find() does, and
   // kUncached when the answer lies beyond it, in a group that is not cached.
   Lookup floor(Family f, std::string_view key, std::string_view lower, std::optional<Entry>* out);
+  // The same into *out, its strings' capacity reused (no allocation on the read path); on kHit
+  // with no such entry, out->first is empty (no key is).
+  Lookup floor(Family f, std::string_view key, std::string_view lower, Entry* out);
   Lookup range(Family f, std::string_view begin, std::string_view end, std::vector<Entry>* out);
+  // The same into (*out)[0, *count): entries already in *out are overwritten in place, their
+  // strings' capacity reused, and none is freed (the read path's: no allocation once grown).
+  Lookup range(Family f, std::string_view begin, std::string_view end, std::vector<Entry>* out,
+               size_t* count);
   // `entries`: every key of the group in order, or nullopt when it has more than kGroupMaxKeys.
   // Only while no write can be applied (see Coherence).
   void fill_group(Family f, std::string_view prefix, std::optional<std::vector<Entry>> entries);

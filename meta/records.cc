@@ -249,9 +249,15 @@ Result<ParityRow> decode_parity_row(uint32_t row_index, std::string_view v) {
 }
 
 Result<Stripe> decode_stripe(uint64_t id, std::string_view v) {
+  Stripe s;
+  RAIDFS_CHECK(decode_stripe(id, v, &s));
+  return s;
+}
+
+Result<void> decode_stripe(uint64_t id, std::string_view v, Stripe* out) {
   ByteReader r(v, "stripe");
   RAIDFS_CHECK(expect_format(r));
-  Stripe s;
+  Stripe& s = *out;
   s.id = id;
   RAIDFS_TRY(s.generation, r.u64());
   RAIDFS_TRY(uint8_t state, r.u8());
@@ -279,8 +285,7 @@ Result<Stripe> decode_stripe(uint64_t id, std::string_view v) {
     RAIDFS_TRY(auto bytes, r.raw(row_bytes));
     row.bytes = bytes;
   }
-  RAIDFS_CHECK(r.expect_end());
-  return s;
+  return r.expect_end();
 }
 
 // --- Scrub ---------------------------------------------------------------------------------------

@@ -213,6 +213,9 @@ Result<Extent> decode_extent(uint64_t file_offset, std::string_view v);
 // tests of the upgrade write). The decoder reads rows embedded by format 4.
 std::string encode_stripe(const Stripe& s, bool embed_parity_rows = false);
 Result<Stripe> decode_stripe(uint64_t id, std::string_view v);
+// The same into *out, reusing its vectors' capacity (the read path decodes without allocating);
+// on an error *out is left partly written.
+Result<void> decode_stripe(uint64_t id, std::string_view v, Stripe* out);
 std::string encode_parity_row(const ParityRow& row);
 Result<ParityRow> decode_parity_row(uint32_t row_index, std::string_view v);
 std::string encode_xattr(std::string_view value);

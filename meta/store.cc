@@ -283,17 +283,23 @@ Result<void> Store::set_store_format(uint32_t store_format) {
 }
 
 Result<std::optional<std::string>> Store::get(Family f, std::string_view key) const {
+  std::string value;
+  RAIDFS_TRY(const bool found, get(f, key, &value));
+  if (!found) return std::optional<std::string>();
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<bool> Store::get(Family f, std::string_view key, std::string* value) const {
   stop_perf_counting();
   RecordCache* cache = impl_->cache_for(f, CacheKind::kRecord);
-  std::string value;
   uint64_t generation = 0;
-  if (cache != nullptr && cache->find(f, key, &value, &generation) == RecordCache::Lookup::kHit)
-    return std::optional<std::string>(std::move(value));
-  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->cf(f), slice(key), &value);
-  if (s.IsNotFound()) return std::optional<std::string>();
+  if (cache != nullptr && cache->find(f, key, value, &generation) == RecordCache::Lookup::kHit)
+    return true;
+  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->cf(f), slice(key), value);
+  if (s.IsNotFound()) return false;
   if (!s.ok()) return rocks_error(s, "reading " + std::string(family_name(f)));
-  if (cache != nullptr) cache->fill(f, key, value, generation);
-  return std::optional<std::string>(std::move(value));
+  if (cache != nullptr) cache->fill(f, key, *value, generation);
+  return true;
 }
 
 // Reads the group of keys starting with `prefix` from RocksDB into the cache, with writes held
@@ -326,18 +332,30 @@ Result<void> Store::scan(Family f, std::string_view begin, std::string_view end,
   // they are all cached.
   if (RecordCache* cache = impl_->cache_for(f, CacheKind::kGroup);
       cache != nullptr && begin.size() >= kPrefix && !end.empty()) {
-    std::vector<RecordCache::Entry> entries;
-    auto found = cache->range(f, begin, end, &entries);
+    // The entries are copied out (visit may call the Store) into this thread's list, reused
+    // (a read allocates nothing); a scan started by a visitor has a list of its own.
+    thread_local std::vector<RecordCache::Entry> reused;
+    thread_local bool reused_in_use = false;
+    std::vector<RecordCache::Entry> own;
+    const bool mine = !reused_in_use;
+    std::vector<RecordCache::Entry>& entries = mine ? reused : own;
+    size_t count = 0;
+    auto found = cache->range(f, begin, end, &entries, &count);
     if (found == RecordCache::Lookup::kMiss) {
       load_group(f, begin.substr(0, kPrefix));
-      found = cache->range(f, begin, end, &entries);
+      found = cache->range(f, begin, end, &entries, &count);
     }
     if (found == RecordCache::Lookup::kHit) {
-      for (const auto& [key, value] : entries) {
-        RAIDFS_TRY(bool more, visit(key, value));
-        if (!more) break;
-      }
-      return {};
+      if (mine) reused_in_use = true;
+      Result<void> visited = [&]() -> Result<void> {
+        for (size_t i = 0; i < count; ++i) {
+          RAIDFS_TRY(bool more, visit(entries[i].first, entries[i].second));
+          if (!more) break;
+        }
+        return {};
+      }();
+      if (mine) reused_in_use = false;
+      return visited;
     }
   }
   rocksdb::ReadOptions read_options;
@@ -354,17 +372,23 @@ Result<void> Store::scan(Family f, std::string_view begin, std::string_view end,
 
 Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
     Family f, std::string_view key, std::string_view lower) const {
+  std::pair<std::string, std::string> entry;
+  RAIDFS_TRY(const bool found, floor(f, key, lower, &entry));
+  if (!found) return std::optional<std::pair<std::string, std::string>>();
+  return std::optional(std::move(entry));
+}
+
+Result<bool> Store::floor(Family f, std::string_view key, std::string_view lower,
+                          std::pair<std::string, std::string>* entry) const {
   stop_perf_counting();
-  using Entry = std::optional<std::pair<std::string, std::string>>;
   if (RecordCache* cache = impl_->cache_for(f, CacheKind::kGroup);
       cache != nullptr && key.size() >= kPrefix && lower.size() >= kPrefix) {
-    Entry entry;
-    auto found = cache->floor(f, key, lower, &entry);
+    auto found = cache->floor(f, key, lower, entry);
     if (found == RecordCache::Lookup::kMiss) {
       load_group(f, key.substr(0, kPrefix));
-      found = cache->floor(f, key, lower, &entry);
+      found = cache->floor(f, key, lower, entry);
     }
-    if (found == RecordCache::Lookup::kHit) return entry;
+    if (found == RecordCache::Lookup::kHit) return !entry->first.empty();
   }
   rocksdb::ReadOptions read_options;
   rocksdb::Slice lower_bound = slice(lower);
@@ -372,8 +396,10 @@ Result<std::optional<std::pair<std::string, std::string>>> Store::floor(
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(read_options, impl_->cf(f)));
   it->SeekForPrev(slice(key));
   if (!it->status().ok()) return rocks_error(it->status(), "seeking " + std::string(family_name(f)));
-  if (!it->Valid() || view(it->key()) < lower) return Entry();
-  return Entry(std::pair{it->key().ToString(), it->value().ToString()});
+  if (!it->Valid() || view(it->key()) < lower) return false;
+  entry->first.assign(view(it->key()));
+  entry->second.assign(view(it->value()));
+  return true;
 }
 
 Result<void> Store::check_room(Room room) {

@@ -144,6 +144,9 @@ class Store {
 
   // The value at key, or nullopt when absent. EIO when RocksDB fails.
   Result<std::optional<std::string>> get(Family f, std::string_view key) const;
+  // The same into *value, its capacity reused (a read answered from the record cache allocates
+  // nothing); false when absent.
+  Result<bool> get(Family f, std::string_view key, std::string* value) const;
 
   // Calls visit(key, value) for every key in [begin, end) in key order (end empty: to the end of
   // the family) on one consistent snapshot, until visit returns false or an error (returned).
@@ -154,6 +157,9 @@ class Store {
   // The entry with the greatest key ≤ key and ≥ lower, or nullopt when there is none.
   Result<std::optional<std::pair<std::string, std::string>>> floor(
       Family f, std::string_view key, std::string_view lower) const;
+  // The same into *entry, its strings' capacity reused; false when there is none.
+  Result<bool> floor(Family f, std::string_view key, std::string_view lower,
+                     std::pair<std::string, std::string>* entry) const;
 
   // Applies `set` atomically. Returns a sequence number to pass to sync(). EIO on failure
   // (nothing of the set applied); ENOSPC, before anything is tried, when the filesystem holding
