@@ -15,7 +15,8 @@
 // Lock order, the whole of it (a lock may be taken while holding those to its left, never the
 // other way round):
 //   StripeWriter::mu_ (placement, flush, seal, truncate, punch; a write's seal of the stripe
-//     it filled runs without it, taking only the locks to its right)
+//     it filled, and the member I/O of its own whole stripes, run without it, taking only the
+//     locks to its right)
 //     → Filesystem::stripe_reuse_ (exclusive to hand out a stripe; readers hold it shared)
 //     → FsMeta::mu_ (every metadata mutation)
 //     → OpenFiles::mu_ (asked through meta::OpenCheck under FsMeta::mu_)

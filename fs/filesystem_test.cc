@@ -1100,14 +1100,20 @@ TEST_F(FilesystemTest, AlignedFullStripesGoStraightFromTheCallersBuffer) {
   EXPECT_EQ(read(a, 0, d.size()), d);
 }
 
-// Holds every batch with a write until opened: a seal caught in its member I/O.
-// Holds member writes while armed (and not yet opened): the writer's sealer stops at its seal.
+// Holds member writes while armed (and not yet opened): the writer's sealer stops at its seal,
+// or (arm_first) one write caught in its member I/O.
 class WriteGate {
  public:
   void arm() { armed_ = true; }
+  // Holds the first batch with a write from now on; the others pass.
+  void arm_first() {
+    first_only_ = true;
+    armed_ = true;
+  }
   void pass() {
     if (!armed_) return;
     std::unique_lock lock(mu_);
+    if (first_only_ && waiting_ > 0) return;
     ++waiting_;
     cv_.notify_all();
     cv_.wait(lock, [&] { return open_; });
@@ -1124,6 +1130,7 @@ class WriteGate {
 
  private:
   std::atomic<bool> armed_{false};
+  std::atomic<bool> first_only_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   int waiting_ = 0;
@@ -1318,6 +1325,68 @@ TEST_F(FilesystemTest, AWriteReturnsOnceItsDataIsPlacedAndItsStripeIsSealedBehin
   EXPECT_TRUE(read(a, 100, stripe) == want_a) << "the newer write committed after the older";
   EXPECT_TRUE(read(b, 0, 5000) == random_bytes(5000, 33));
   EXPECT_TRUE(read(c, 100, data_c.size()) == data_c);
+  fs_.reset();
+  ctx_.reset();
+  auto summary = run_fsck(dir_.file("meta"), FsckOptions{});
+  ASSERT_TRUE(summary) << summary.error().message;
+  EXPECT_EQ(summary->problems_found, 0u);
+}
+
+// A write's whole stripes get their parity, checksums and member writes with the writer's lock
+// released (only their allocation and commit take it). While one such write is held in its member
+// I/O, other writes go on — whole stripes of another file, copied data that fills stripes the
+// sealer seals, an fsync — and the held stripes keep the array's write floor (below which a member
+// that leaves is known to hold every stripe) at or below them. Then all of it reads back, also
+// after a crash, and fsck finds nothing wrong.
+TEST_F(FilesystemTest, WholeStripesAreWrittenWithTheWritersLockReleased) {
+  WriteGate gate;
+  options_.wrap_member_io = [&gate](std::unique_ptr<MemberIo> io) -> std::unique_ptr<MemberIo> {
+    return std::make_unique<GatedIo>(std::move(io), gate);
+  };
+  format(4, 1, 16 << 20);
+  const size_t stripe = 3 * kChunk;
+  const uint64_t a = create("a"), b = create("b"), c = create("c");
+  const auto da = random_bytes(2 * stripe, 41), db = random_bytes(stripe, 42),
+             dc = random_bytes(3 * stripe + 5000, 43);
+  AlignedBuffer buffer_a(da.size()), buffer_b(db.size());
+  std::memcpy(buffer_a.data(), da.data(), da.size());
+  std::memcpy(buffer_b.data(), db.data(), db.size());
+  gate.arm_first();
+  auto held = std::async(std::launch::async, [&] {
+    auto ctx = fs_->make_io_context();  // an io_uring is used by the thread that made it
+    return ctx && fs_->write(**ctx, a, 0, {buffer_a.data(), da.size()});
+  });
+  const bool caught = gate.wait_for_writer();
+  if (!caught) gate.open();
+  ASSERT_TRUE(caught) << "the whole stripes never reached their member writes";
+  auto others = std::async(std::launch::async, [&] {
+    auto ctx = fs_->make_io_context();
+    return ctx && fs_->write(**ctx, b, 0, {buffer_b.data(), db.size()}) &&
+           fs_->write(**ctx, c, 100, dc) && fs_->fsync(**ctx, c);
+  });
+  const bool went_on = others.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  const uint64_t floor = fs_->array().write_floor();
+  gate.open();
+  ASSERT_TRUE(went_on) << "other writes waited for a write's whole stripes";
+  ASSERT_TRUE(others.get());
+  ASSERT_TRUE(held.get());
+  EXPECT_EQ(fs_->stats().bytes_direct_write, da.size() + db.size());
+  auto maps = fs_->meta().map_extents(a, 0, da.size());
+  ASSERT_TRUE(maps && !maps->empty() && !maps->front().hole);
+  auto first = fs_->meta().get_stripe(maps->front().stripe_id);
+  ASSERT_TRUE(first);
+  EXPECT_LE(floor, first->generation) << "the write floor passed stripes still being written";
+  EXPECT_LT(first->generation, fs_->meta().get_stripe(
+                                   fs_->meta().map_extents(c, 100, 101)->front().stripe_id)
+                                   ->generation)
+      << "the held write's stripes were not the older ones";
+  EXPECT_TRUE(read(a, 0, da.size()) == da);
+  EXPECT_TRUE(read(b, 0, db.size()) == db);
+  EXPECT_TRUE(read(c, 100, dc.size()) == dc);
+  crash_and_mount();
+  EXPECT_TRUE(read(a, 0, da.size()) == da);
+  EXPECT_TRUE(read(b, 0, db.size()) == db);
+  EXPECT_TRUE(read(c, 100, dc.size()) == dc);
   fs_.reset();
   ctx_.reset();
   auto summary = run_fsck(dir_.file("meta"), FsckOptions{});

@@ -1,6 +1,6 @@
 // IoContext: what one thread needs to do member I/O — its own ring (a MemberIo and the Array's
 // IoChannel over it), a bounce buffer for reads that do not fall on 4 KiB boundaries, a block
-// for rebuilding a corrupt neighbour to heal, and the lists a read fills (its extent map, its
+// for rebuilding a corrupt neighbour to heal, the parity of a write's whole stripes, and the lists a read fills (its extent map, its
 // stripes' records, its Array requests and their reports), kept so that a read allocates
 // nothing once they have grown. Made by Filesystem::make_io_context (or by a test around a
 // fault-injecting MemberIo) and used by the thread that made it only.
@@ -27,6 +27,12 @@ class IoContext {
   // One block, 4 KiB-aligned: where a corrupt block found outside a read is rebuilt to be healed
   // (the bounce buffer may be the read's own destination).
   uint8_t* heal_buffer() { return heal_.data(); }
+  // At least `bytes`, 4 KiB-aligned: the parity of a write's whole stripes
+  // (StripeWriter::commit_whole_stripes_locked), computed while other writes compute theirs.
+  uint8_t* parity_buffer(size_t bytes) {
+    if (parity_.size() < bytes) parity_ = AlignedBuffer(bytes);
+    return parity_.data();
+  }
   // One stripe a read takes whole blocks of: its record, the views of its parity rows that the
   // read's Array request points at (open stripes), and the mapping read from it.
   struct MappedStripe {
@@ -45,6 +51,7 @@ class IoContext {
   IoChannel channel_;
   AlignedBuffer bounce_;
   AlignedBuffer heal_;
+  AlignedBuffer parity_;  // grown on first use
   std::vector<meta::Mapping> read_map_;
   std::vector<MappedStripe> mapped_stripes_;
   std::vector<ReadRequest> read_requests_;

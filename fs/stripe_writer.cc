@@ -64,9 +64,7 @@ StripeWriter::StripeWriter(Array& array, meta::FsMeta& meta, std::shared_mutex& 
                   size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes()),
              Slot(size_t{array.geometry().member_count()} * array.geometry().chunk_bytes(),
                   size_t{array.geometry().parity_count()} * array.geometry().chunk_bytes())},
-      direct_batch_(direct_batch(array.geometry())),
-      full_parity_(size_t{direct_batch_} * array.geometry().parity_count() *
-                   array.geometry().chunk_bytes()) {}
+      direct_batch_(direct_batch(array.geometry())) {}
 
 StripeWriter::~StripeWriter() {
   {
@@ -174,9 +172,15 @@ Result<void> StripeWriter::allocate_locked() {
   // Stripes below the oldest one taking data are done (Array::set_write_floor): the one behind,
   // while it is not sealed.
   const Slot& behind = behind_slot();
-  array_.set_write_floor(behind_ != Behind::kEmpty && behind.stripe ? behind.stripe->generation
-                                                                     : ref.generation);
+  raise_write_floor(behind_ != Behind::kEmpty && behind.stripe ? behind.stripe->generation
+                                                               : ref.generation);
   return {};
+}
+
+void StripeWriter::raise_write_floor(uint64_t generation) {
+  // A batch of whole stripes being written with the lock released takes data below it too.
+  if (!unlocked_batches_.empty()) generation = std::min(generation, *unlocked_batches_.begin());
+  array_.set_write_floor(generation);
 }
 
 Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset,
@@ -222,7 +226,8 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
     if (whole_stripe && !has_pending(ino)) {
       const auto count = static_cast<uint32_t>(
           std::min<uint64_t>((data.size() - accepted) / data_bytes_, direct_batch_));
-      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, ino, file_offset, src, count, now, nullptr)));
+      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, &lock, ino, file_offset, src, count, now,
+                                                    nullptr)));
       accepted += uint64_t{count} * data_bytes_;
       continue;
     }
@@ -231,8 +236,8 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
       // its commit, which keeps the file's data in order at the cost of neither.
       const auto count = static_cast<uint32_t>(
           std::min<uint64_t>((data.size() - accepted) / data_bytes_, direct_batch_));
-      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, ino, file_offset, src, count, now,
-                                                    &behind_slot())));
+      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, nullptr, ino, file_offset, src, count,
+                                                    now, &behind_slot())));
       accepted += uint64_t{count} * data_bytes_;
       continue;
     }
@@ -375,7 +380,7 @@ Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const M
               [](const meta::Extent& a, const meta::Extent& b) { return a.file_offset < b.file_offset; });
     files.push_back(meta::FileExtents{ino, std::move(extents), true, std::nullopt});
   }
-  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, data, 1, std::move(files), nullptr));
+  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, nullptr, data, 1, std::move(files), nullptr));
   std::lock_guard pending_lock(pending_mu_);
   ++stats_.stripes_sealed;
   stats_.bytes_direct += moved;  // written from the cleaner's buffer, not the open stripe
@@ -383,8 +388,8 @@ Result<uint64_t> StripeWriter::relocate_stripe(IoContext& ctx, std::span<const M
   return moved;
 }
 
-Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uint8_t* data,
-                                                       uint32_t count,
+Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, Lock* lock,
+                                                       const uint8_t* data, uint32_t count,
                                                        std::vector<meta::FileExtents> files,
                                                        Slot* behind) {
   if (count == 0 || count > direct_batch_) return fail(EINVAL, "whole stripes: bad batch size");
@@ -408,13 +413,29 @@ Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uin
       refs.push_back(*ref);
     }
   }
+  for (meta::FileExtents& f : files)
+    for (meta::Extent& e : f.extents) e.stripe_id = refs[e.stripe_id].id;
+
+  // The parity, checksums and member I/O of stripes nobody else knows of need no lock: without
+  // the slot behind to seal, they are done with the writer's lock released, so that concurrent
+  // writes of whole stripes (the kernel's writeback of one file, several queues) compute and
+  // write side by side. The batch holds the write floor below its stripes meanwhile, and the
+  // commit takes the lock again: every metadata commit of file data stays under it (the
+  // cleaner's still_mapped_locked and its commit see none in between).
+  const bool unlocked = lock != nullptr && behind == nullptr && batch_pauses_ == 0;
+  const uint64_t floor = refs.front().generation;
+  if (unlocked) {
+    unlocked_batches_.insert(floor);
+    lock->unlock();
+  }
   const Geometry& g = array_.geometry();
   const size_t parity_bytes = size_t{g.parity_count()} * chunk_bytes_;
+  uint8_t* parity_buffer = ctx.parity_buffer(size_t{count} * parity_bytes);
   std::vector<StripeWrite> writes;
   std::vector<meta::Stripe> records;
   for (uint32_t i = 0; i < count; ++i) {
     const uint8_t* stripe_data = data + size_t{i} * data_bytes_;
-    uint8_t* stripe_parity = full_parity_.data() + i * parity_bytes;
+    uint8_t* stripe_parity = parity_buffer + i * parity_bytes;
     const uint8_t* chunks[kMembersMax];
     uint8_t* parity[kParityMax];
     for (uint32_t d = 0; d < g.data_count(); ++d) chunks[d] = stripe_data + size_t{d} * chunk_bytes_;
@@ -428,14 +449,15 @@ Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uin
     records.push_back(sealed_record(refs[i].id, refs[i].generation, data_bytes_, std::move(crcs)));
     writes.push_back(StripeWrite{refs[i].id, stripe_data, stripe_parity});
   }
-  for (meta::FileExtents& f : files)
-    for (meta::Extent& e : f.extents) e.stripe_id = refs[e.stripe_id].id;
   if (behind == nullptr) {
-    auto written = [&]() -> Result<void> {
-      RAIDFS_CHECK(array_.write_stripes(ctx.channel(), writes));
-      RAIDFS_CHECK(array_.flush(ctx.channel()));
-      return meta_.commit_files(files, records);
-    }();
+    Result<void> written = array_.write_stripes(ctx.channel(), writes);
+    if (written) written = array_.flush(ctx.channel());
+    if (unlocked) {
+      lock->lock();
+      unlocked_batches_.erase(unlocked_batches_.find(floor));
+      if (unlocked_batches_.empty()) batches_cv_.notify_all();
+    }
+    if (written) written = meta_.commit_files(files, records);
     if (!written) release();  // never committed: free again
     return written;
   }
@@ -461,7 +483,7 @@ Result<void> StripeWriter::commit_whole_stripes_locked(IoContext& ctx, const uin
   return {};
 }
 
-Result<void> StripeWriter::write_full_stripes_locked(IoContext& ctx, uint64_t ino,
+Result<void> StripeWriter::write_full_stripes_locked(IoContext& ctx, Lock* lock, uint64_t ino,
                                                     uint64_t file_offset, const uint8_t* src,
                                                     uint32_t count, int64_t mtime_ns,
                                                     Slot* behind) {
@@ -471,7 +493,7 @@ Result<void> StripeWriter::write_full_stripes_locked(IoContext& ctx, uint64_t in
   if (mtime_ns) file.mtime_ns = mtime_ns;
   std::vector<meta::FileExtents> files;
   files.push_back(std::move(file));
-  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, src, count, std::move(files), behind));
+  RAIDFS_CHECK(commit_whole_stripes_locked(ctx, lock, src, count, std::move(files), behind));
   // The file has nothing pending over this range that could commit later over it: the path is
   // taken only when it has nothing in the open slot, and what it had behind committed first.
   std::lock_guard pending_lock(pending_mu_);
@@ -750,7 +772,7 @@ void StripeWriter::behind_emptied() {
   behind_slot().stripe.reset();
   behind_ = Behind::kEmpty;
   const Slot& open = open_slot();
-  array_.set_write_floor(open.stripe ? open.stripe->generation : meta_.next_generation());
+  raise_write_floor(open.stripe ? open.stripe->generation : meta_.next_generation());
   behind_cv_.notify_all();
 }
 
@@ -807,9 +829,15 @@ Result<void> StripeWriter::seal(IoContext& ctx) {
 
 Result<void> StripeWriter::seal_after(IoContext& ctx, const std::function<Result<void>()>& first) {
   Lock lock(mu_);
-  RAIDFS_CHECK(settle_behind(ctx, lock));
-  RAIDFS_CHECK(first());
-  return seal_open(ctx, lock);
+  // No write in progress: the batches written with the lock released finish first, and the
+  // writes that come meanwhile keep the lock for theirs.
+  ++batch_pauses_;
+  batches_cv_.wait(lock, [&] { return unlocked_batches_.empty(); });
+  Result<void> done = settle_behind(ctx, lock);
+  if (done) done = first();
+  if (done) done = seal_open(ctx, lock);
+  --batch_pauses_;
+  return done;
 }
 
 Result<void> StripeWriter::logged(Result<void> outcome) {

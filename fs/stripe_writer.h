@@ -68,7 +68,11 @@
 // Threads: all methods are thread-safe. One mutex (mu_) serialises placement, flushes and
 // synchronous seals (their member I/O included, an on-member block's write too, and a seal of
 // the slot behind with a write's whole stripes); the seal of a full slot by the sealer (or,
-// without one, by the write that filled it, after placing its data) runs without it.
+// without one, by the write that filled it, after placing its data) runs without it, and so do
+// the parity, checksums and member I/O of a write's own whole stripes: they are allocated and
+// committed under mu_, computed and written with it released, several writes side by side. Such
+// a batch holds the array's write floor below its stripes until it ends, and seal_after (a
+// rebuild's start) waits for the batches under way and keeps new ones locked while it runs.
 // Readers take only a short lock on the pending maps, never waiting for member I/O — except a
 // read of pending on-member blocks, which flushes them first. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed
 // data hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
@@ -83,6 +87,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <span>
 #include <thread>
@@ -300,6 +305,8 @@ class StripeWriter {
                               std::span<const uint8_t> data, bool set_times, uint64_t kept_free,
                               bool* filled);
   Result<void> allocate_locked();
+  // Array::set_write_floor(generation), kept at or below the unlocked batches' stripes.
+  void raise_write_floor(uint64_t generation);
   // Logs a failure to store file data (rate-limited) and passes the outcome on.
   Result<void> logged(Result<void> outcome);
   bool has_pending(uint64_t ino) const;  // in either slot; ino 0: any file
@@ -314,9 +321,13 @@ class StripeWriter {
   // remaining blocks and parity written with the batch's stripes, the one flush, and its files'
   // extents in the one commit, the batch's extents over them. When that fails the slot stays
   // full with its data pending (as after a failed seal) and the batch's stripes are released.
-  Result<void> commit_whole_stripes_locked(IoContext& ctx, const uint8_t* data, uint32_t count,
-                                           std::vector<meta::FileExtents> files, Slot* behind);
-  Result<void> write_full_stripes_locked(IoContext& ctx, uint64_t ino, uint64_t file_offset,
+  // `lock` (the caller's hold on mu_, or null): released for the parity, checksums and member
+  // I/O when there is no slot behind to seal and no seal_after waits, taken again to commit.
+  Result<void> commit_whole_stripes_locked(IoContext& ctx, Lock* lock, const uint8_t* data,
+                                           uint32_t count, std::vector<meta::FileExtents> files,
+                                           Slot* behind);
+  Result<void> write_full_stripes_locked(IoContext& ctx, Lock* lock, uint64_t ino,
+                                         uint64_t file_offset,
                                          const uint8_t* src, uint32_t count, int64_t mtime_ns,
                                          Slot* behind);
   // Whole blocks [pos, pos + n) of the open stripe written to the members from `src` (the
@@ -398,7 +409,12 @@ class StripeWriter {
   // Whole stripes one direct write commits together (one flush and one commit for them all),
   // and the parity of that many stripes written from the caller (m chunks each).
   const uint32_t direct_batch_;
-  AlignedBuffer full_parity_;
+  // Batches of whole stripes being written with mu_ released, by their lowest generation (the
+  // write floor stays at or below it); under mu_. seal_after counts itself in batch_pauses_
+  // while it waits for them to end (batches_cv_) and runs: no batch releases the lock then.
+  std::multiset<uint64_t> unlocked_batches_;
+  unsigned batch_pauses_ = 0;
+  std::condition_variable batches_cv_;
   mutable std::mutex pending_mu_;
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal

@@ -286,6 +286,7 @@ class Array {
   // stripe's, or the next it will hand out); never lowered. Superblock writes record it, so a
   // member found missing at an open is known to hold every stripe below it (Superblock).
   void set_write_floor(uint64_t generation);
+  uint64_t write_floor() const { return write_floor_.load(); }
   // For a missing member: stripes of a lower generation were on it, as they are now, when it
   // left — a rebuild skips them. 0 for any other member (a failed one is not trusted at all).
   uint64_t member_since(uint32_t member) const {
