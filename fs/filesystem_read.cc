@@ -32,7 +32,8 @@ Result<size_t> Filesystem::read(IoContext& ctx, uint64_t ino, uint64_t offset, s
   // Pending data first: anything committed after this point was pending now, so the gaps are
   // either committed already or newer than this read.
   bool on_member = false;
-  const auto covered = writer_->read_pending(ino, offset, length, dest, &on_member);
+  std::vector<std::pair<uint64_t, uint64_t>>& covered = ctx.pending_ranges();
+  writer_->read_pending(ino, offset, length, dest, &on_member, &covered);
   if (on_member) {
     // Pending blocks written to the members straight from their writer are not in memory:
     // committed first (and every other write acknowledged before this read with them), they
@@ -134,8 +135,22 @@ Result<void> Filesystem::mapped_stripe(const meta::Mapping& m, meta::Stripe* out
 }
 
 Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest) {
-  meta::Stripe stripe;
-  RAIDFS_CHECK(mapped_stripe(m, &stripe));
+  IoContext::UnalignedRead& one = ctx.unaligned_read();
+  const meta::Stripe& stripe = one.stripe.record;
+  RAIDFS_CHECK(mapped_stripe(m, &one.stripe.record));
+  // Blocks [at, at + n) of the stripe into out, with the context's lists (no allocation).
+  auto read_blocks = [&](uint64_t at, uint32_t n, uint8_t* out) -> Result<void> {
+    one.request.resize(1);
+    one.report.resize(1);
+    one.request[0] = stripe_read(stripe, one.stripe.parity_rows, at, n, out);
+    if (auto r = array_->read(ctx.channel(), one.request, one.report); !r) {
+      if (r.error().code == EIO) ++counters_.unreadable;
+      RAIDFS_LOG(kError, "%s", r.error().message.c_str());
+      return r;
+    }
+    absorb_read_report(ctx, stripe, at, out, one.report[0], /*heal_neighbours=*/true);
+    return {};
+  };
   uint64_t done = 0;
   while (done < m.length) {
     const uint64_t at = m.stripe_offset + done;
@@ -144,12 +159,11 @@ Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, ui
     if (skew == 0 && reinterpret_cast<uintptr_t>(out) % kBlock == 0 && m.length - done >= kBlock) {
       // Whole blocks straight into the destination.
       const uint64_t n = std::min<uint64_t>((m.length - done) / kBlock * kBlock, 1u << 30);
-      RAIDFS_CHECK(read_stripe_blocks(ctx, stripe, at, static_cast<uint32_t>(n), out));
+      RAIDFS_CHECK(read_blocks(at, static_cast<uint32_t>(n), out));
       done += n;
     } else {
       const uint64_t n = std::min<uint64_t>(m.length - done, IoContext::kBounceBytes - skew);
-      RAIDFS_CHECK(read_stripe_blocks(ctx, stripe, at - skew,
-                                      static_cast<uint32_t>(round_up(skew + n)), ctx.bounce()));
+      RAIDFS_CHECK(read_blocks(at - skew, static_cast<uint32_t>(round_up(skew + n)), ctx.bounce()));
       std::memcpy(out, ctx.bounce() + skew, n);
       counters_.copied_read += n;
       done += n;

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "base/units.h"
@@ -42,9 +43,19 @@ class IoContext {
   };
   // A read's lists, reused (Filesystem::read_committed and read_mappings; not re-entered).
   std::vector<meta::Mapping>& read_map() { return read_map_; }
+  std::vector<std::pair<uint64_t, uint64_t>>& pending_ranges() { return pending_ranges_; }
   std::vector<MappedStripe>& mapped_stripes() { return mapped_stripes_; }
   std::vector<ReadRequest>& read_requests() { return read_requests_; }
   std::vector<ReadReport>& read_reports() { return read_reports_; }
+  // A read's extent that is not on block boundaries, read stripe by stripe through the bounce
+  // buffer (Filesystem::read_mapping): its stripe and its one request, apart from the lists
+  // above, which the read is filling meanwhile.
+  struct UnalignedRead {
+    MappedStripe stripe;
+    std::vector<ReadRequest> request;  // one
+    std::vector<ReadReport> report;    // one
+  };
+  UnalignedRead& unaligned_read() { return unaligned_read_; }
 
  private:
   std::unique_ptr<MemberIo> io_;
@@ -53,9 +64,11 @@ class IoContext {
   AlignedBuffer heal_;
   AlignedBuffer parity_;  // grown on first use
   std::vector<meta::Mapping> read_map_;
+  std::vector<std::pair<uint64_t, uint64_t>> pending_ranges_;  // file ranges the read found pending
   std::vector<MappedStripe> mapped_stripes_;
   std::vector<ReadRequest> read_requests_;
   std::vector<ReadReport> read_reports_;
+  UnalignedRead unaligned_read_;
 };
 
 }  // namespace raidfs::fs

@@ -38,18 +38,18 @@ void xor_into(uint8_t* to, const uint8_t* from, size_t len) {
   }
 }
 
-// File ranges [begin, end) sorted, with those that overlap or touch joined.
-std::vector<std::pair<uint64_t, uint64_t>> merged(std::vector<std::pair<uint64_t, uint64_t>> ranges) {
+// File ranges [begin, end) sorted, with those that overlap or touch joined, in place.
+void merge_in_place(std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
   std::sort(ranges.begin(), ranges.end());
-  std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (const auto& [a, b] : ranges) {
-    if (!out.empty() && out.back().second >= a) {
-      out.back().second = std::max(out.back().second, b);
+  size_t kept = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    if (kept > 0 && ranges[kept - 1].second >= ranges[i].first) {
+      ranges[kept - 1].second = std::max(ranges[kept - 1].second, ranges[i].second);
     } else {
-      out.emplace_back(a, b);
+      ranges[kept++] = ranges[i];
     }
   }
-  return out;
+  ranges.resize(kept);
 }
 
 }  // namespace
@@ -188,7 +188,7 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
   Lock lock(mu_);
   bool filled = false;
   Result<size_t> placed =
-      write_locked(ctx, lock, ino, offset, data, set_times, reserved_stripes_.load(), &filled);
+      write_locked(ctx, lock, ino, offset, data, set_times, reserved_stripes_.load(), true, &filled);
   // The stripe this write filled is sealed with the lock released — by the sealer, or here —
   // while the next writes fill the open slot.
   Result<void> sealed = filled ? after_fill(ctx, lock) : Result<void>{};
@@ -198,7 +198,8 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
 
 Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t ino,
                                           uint64_t offset, std::span<const uint8_t> data,
-                                          bool set_times, uint64_t kept_free, bool* filled) {
+                                          bool set_times, uint64_t kept_free,
+                                          bool release_for_batches, bool* filled) {
   // Refuse up front what cannot fit, so that a failed write changes nothing (a short count
   // would also make the kernel's async direct I/O report EIO instead of ENOSPC). Each stripe the
   // data spans may lose up to a block to alignment. Only writers allocate, and only this one
@@ -226,8 +227,8 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
     if (whole_stripe && !has_pending(ino)) {
       const auto count = static_cast<uint32_t>(
           std::min<uint64_t>((data.size() - accepted) / data_bytes_, direct_batch_));
-      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, &lock, ino, file_offset, src, count, now,
-                                                    nullptr)));
+      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, release_for_batches ? &lock : nullptr,
+                                                    ino, file_offset, src, count, now, nullptr)));
       accepted += uint64_t{count} * data_bytes_;
       continue;
     }
@@ -345,8 +346,10 @@ Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta
   for (auto [a, b] : keep) {
     // No waiting in here: the slot behind is settled and no one else moves one while the lock
     // is held, so nothing can slip in between the check above and the placement.
+    // Its whole stripes keep the lock too (release_for_batches false): a write committed while
+    // it was released would be overwritten by the older data moved here.
     RAIDFS_CHECK(write_locked(ctx, lock, ino, a, {data + (a - from.file_offset), b - a}, false, 0,
-                              &filled));
+                              false, &filled));
     moved += b - a;
   }
   {
@@ -906,11 +909,10 @@ void StripeWriter::clear_pending_mtime(uint64_t ino) {
     if (auto it = slot.pending.find(ino); it != slot.pending.end()) it->second.mtime_ns = 0;
 }
 
-std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t ino, uint64_t offset,
-                                                                      uint64_t length,
-                                                                      uint8_t* dest,
-                                                                      bool* on_member) const {
-  std::vector<std::pair<uint64_t, uint64_t>> covered;
+void StripeWriter::read_pending(uint64_t ino, uint64_t offset, uint64_t length, uint8_t* dest,
+                                bool* on_member,
+                                std::vector<std::pair<uint64_t, uint64_t>>* covered) const {
+  covered->clear();
   const uint64_t end = offset + length;
   *on_member = false;
   std::lock_guard pending_lock(pending_mu_);
@@ -928,14 +930,15 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::read_pending(uint64_t i
       if (a >= b) continue;
       if (it->second.on_member) {
         *on_member = true;
-        return {};
+        covered->clear();
+        return;
       }
       std::memcpy(dest + (a - offset),
                   slot.buffer.data() + it->second.stripe_offset + (a - it->first), b - a);
-      covered.emplace_back(a, b);
+      covered->emplace_back(a, b);
     }
   }
-  return merged(std::move(covered));  // the caller reads the gaps from the members
+  merge_in_place(*covered);  // the caller reads the gaps from the members
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t ino,
@@ -950,7 +953,8 @@ std::vector<std::pair<uint64_t, uint64_t>> StripeWriter::pending_ranges(uint64_t
         if (off + p.length > offset) all.emplace_back(off, off + p.length);
     }
   }
-  return merged(std::move(all));
+  merge_in_place(all);
+  return all;
 }
 
 void StripeWriter::wait_behind(Lock& lock) {

@@ -203,13 +203,13 @@ class StripeWriter {
   // it, it waits for a seal under way (which may have taken the pending time already).
   void clear_pending_mtime(uint64_t ino);
   // Copies the file's pending data overlapping [offset, offset + length) to dest (dest[0] is
-  // file byte `offset`) and returns the file ranges it covered, sorted. Pending blocks that went
-  // to the members straight from their writer (on_member) are not in memory: when the range
-  // overlaps one, *on_member is set and nothing is copied — the caller commits the file's pending
-  // data (flush) and reads the range as committed.
-  std::vector<std::pair<uint64_t, uint64_t>> read_pending(uint64_t ino, uint64_t offset,
-                                                          uint64_t length, uint8_t* dest,
-                                                          bool* on_member) const;
+  // file byte `offset`) and fills *covered with the file ranges it copied, sorted (the caller's
+  // list: a read allocates nothing once it has grown). Pending blocks that went to the members
+  // straight from their writer (on_member) are not in memory: when the range overlaps one,
+  // *on_member is set and nothing is covered — the caller commits the file's pending data
+  // (flush) and reads the range as committed.
+  void read_pending(uint64_t ino, uint64_t offset, uint64_t length, uint8_t* dest,
+                    bool* on_member, std::vector<std::pair<uint64_t, uint64_t>>* covered) const;
   // File ranges [begin, end) of pending data at or after `offset`, sorted (lseek).
   std::vector<std::pair<uint64_t, uint64_t>> pending_ranges(uint64_t ino, uint64_t offset) const;
   // Changes the committed size (truncate) with the pending data beyond it dropped first, both
@@ -300,10 +300,11 @@ class StripeWriter {
   enum class Behind { kEmpty, kFull, kSealing };
 
   // write() under mu_, leaving `kept_free` free stripes alone. Sets *filled when the open slot
-  // filled and moved behind: the caller hands it on (after_fill).
+  // filled and moved behind: the caller hands it on (after_fill). `release_for_batches`: the
+  // member I/O of whole stripes may run with the lock released (commit_whole_stripes_locked).
   Result<size_t> write_locked(IoContext& ctx, Lock& lock, uint64_t ino, uint64_t offset,
                               std::span<const uint8_t> data, bool set_times, uint64_t kept_free,
-                              bool* filled);
+                              bool release_for_batches, bool* filled);
   Result<void> allocate_locked();
   // Array::set_write_floor(generation), kept at or below the unlocked batches' stripes.
   void raise_write_floor(uint64_t generation);
