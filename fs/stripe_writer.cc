@@ -339,6 +339,10 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> StripeWriter::still_mapped_lo
 Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta::Extent& from,
                                         uint64_t generation, const uint8_t* data) {
   Lock lock(mu_);
+  // A write's whole stripes under way decided before this move that the file had nothing
+  // pending; they commit after the check below, and the moved (older) bytes, pending here,
+  // would commit after them, over them. So none may be under way.
+  const BatchPause no_batches(*this, lock);
   RAIDFS_CHECK(settle_behind(ctx, lock));
   RAIDFS_TRY(auto keep, still_mapped_locked(ino, from, generation));
   uint64_t moved = 0;
@@ -832,15 +836,15 @@ Result<void> StripeWriter::seal(IoContext& ctx) {
 
 Result<void> StripeWriter::seal_after(IoContext& ctx, const std::function<Result<void>()>& first) {
   Lock lock(mu_);
-  // No write in progress: the batches written with the lock released finish first, and the
-  // writes that come meanwhile keep the lock for theirs.
-  ++batch_pauses_;
-  batches_cv_.wait(lock, [&] { return unlocked_batches_.empty(); });
-  Result<void> done = settle_behind(ctx, lock);
-  if (done) done = first();
-  if (done) done = seal_open(ctx, lock);
-  --batch_pauses_;
-  return done;
+  const BatchPause no_batches(*this, lock);  // no write in progress
+  RAIDFS_CHECK(settle_behind(ctx, lock));
+  RAIDFS_CHECK(first());
+  return seal_open(ctx, lock);
+}
+
+StripeWriter::BatchPause::BatchPause(StripeWriter& writer, Lock& lock) : writer_(writer) {
+  ++writer_.batch_pauses_;
+  writer_.batches_cv_.wait(lock, [&] { return writer_.unlocked_batches_.empty(); });
 }
 
 Result<void> StripeWriter::logged(Result<void> outcome) {

@@ -72,7 +72,8 @@
 // the parity, checksums and member I/O of a write's own whole stripes: they are allocated and
 // committed under mu_, computed and written with it released, several writes side by side. Such
 // a batch holds the array's write floor below its stripes until it ends, and seal_after (a
-// rebuild's start) waits for the batches under way and keeps new ones locked while it runs.
+// rebuild's start) and relocate (the cleaner's move of a file's pieces, which go pending) wait
+// for the batches under way and keep new ones locked while they run.
 // Readers take only a short lock on the pending maps, never waiting for member I/O — except a
 // read of pending on-member blocks, which flushes them first. Allocating a stripe takes `stripe_reuse` exclusively: readers of committed
 // data hold it shared, so a stripe cannot be reused under a reader that mapped its old contents.
@@ -411,11 +412,21 @@ class StripeWriter {
   // and the parity of that many stripes written from the caller (m chunks each).
   const uint32_t direct_batch_;
   // Batches of whole stripes being written with mu_ released, by their lowest generation (the
-  // write floor stays at or below it); under mu_. seal_after counts itself in batch_pauses_
-  // while it waits for them to end (batches_cv_) and runs: no batch releases the lock then.
+  // write floor stays at or below it); under mu_. seal_after and relocate count themselves in
+  // batch_pauses_ while they wait for them to end (batches_cv_) and run: no batch releases the
+  // lock then.
   std::multiset<uint64_t> unlocked_batches_;
   unsigned batch_pauses_ = 0;
   std::condition_variable batches_cv_;
+  // For its lifetime (mu_ held by the caller, released only while it waits in the constructor):
+  // no batch is under way with the lock released, and new ones keep it.
+  struct BatchPause {
+    BatchPause(StripeWriter& writer, Lock& lock);
+    ~BatchPause() { --writer_.batch_pauses_; }
+    BatchPause(const BatchPause&) = delete;
+    BatchPause& operator=(const BatchPause&) = delete;
+    StripeWriter& writer_;
+  };
   mutable std::mutex pending_mu_;
   WriterStats stats_;           // under pending_mu_
   std::atomic<uint64_t> open_free_bytes_{0};  // statfs reads it without waiting for a seal
