@@ -188,7 +188,7 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
   Lock lock(mu_);
   bool filled = false;
   Result<size_t> placed =
-      write_locked(ctx, lock, ino, offset, data, set_times, reserved_stripes_.load(), true, &filled);
+      write_locked(ctx, lock, ino, offset, data, set_times, reserved_stripes_.load(), &filled);
   // The stripe this write filled is sealed with the lock released — by the sealer, or here —
   // while the next writes fill the open slot.
   Result<void> sealed = filled ? after_fill(ctx, lock) : Result<void>{};
@@ -198,8 +198,7 @@ Result<size_t> StripeWriter::write(IoContext& ctx, uint64_t ino, uint64_t offset
 
 Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t ino,
                                           uint64_t offset, std::span<const uint8_t> data,
-                                          bool set_times, uint64_t kept_free,
-                                          bool release_for_batches, bool* filled) {
+                                          bool set_times, uint64_t kept_free, bool* filled) {
   // Refuse up front what cannot fit, so that a failed write changes nothing (a short count
   // would also make the kernel's async direct I/O report EIO instead of ENOSPC). Each stripe the
   // data spans may lose up to a block to alignment. Only writers allocate, and only this one
@@ -227,8 +226,8 @@ Result<size_t> StripeWriter::write_locked(IoContext& ctx, Lock& lock, uint64_t i
     if (whole_stripe && !has_pending(ino)) {
       const auto count = static_cast<uint32_t>(
           std::min<uint64_t>((data.size() - accepted) / data_bytes_, direct_batch_));
-      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, release_for_batches ? &lock : nullptr,
-                                                    ino, file_offset, src, count, now, nullptr)));
+      RAIDFS_CHECK(logged(write_full_stripes_locked(ctx, &lock, ino, file_offset, src, count, now,
+                                                    nullptr)));
       accepted += uint64_t{count} * data_bytes_;
       continue;
     }
@@ -341,7 +340,8 @@ Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta
   Lock lock(mu_);
   // A write's whole stripes under way decided before this move that the file had nothing
   // pending; they commit after the check below, and the moved (older) bytes, pending here,
-  // would commit after them, over them. So none may be under way.
+  // would commit after them, over them. So none may be under way, and the whole stripes of
+  // the move keep the lock: a write committed in between would be overwritten by them.
   const BatchPause no_batches(*this, lock);
   RAIDFS_CHECK(settle_behind(ctx, lock));
   RAIDFS_TRY(auto keep, still_mapped_locked(ino, from, generation));
@@ -350,10 +350,8 @@ Result<uint64_t> StripeWriter::relocate(IoContext& ctx, uint64_t ino, const meta
   for (auto [a, b] : keep) {
     // No waiting in here: the slot behind is settled and no one else moves one while the lock
     // is held, so nothing can slip in between the check above and the placement.
-    // Its whole stripes keep the lock too (release_for_batches false): a write committed while
-    // it was released would be overwritten by the older data moved here.
     RAIDFS_CHECK(write_locked(ctx, lock, ino, a, {data + (a - from.file_offset), b - a}, false, 0,
-                              false, &filled));
+                              &filled));
     moved += b - a;
   }
   {

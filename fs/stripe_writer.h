@@ -301,11 +301,11 @@ class StripeWriter {
   enum class Behind { kEmpty, kFull, kSealing };
 
   // write() under mu_, leaving `kept_free` free stripes alone. Sets *filled when the open slot
-  // filled and moved behind: the caller hands it on (after_fill). `release_for_batches`: the
-  // member I/O of whole stripes may run with the lock released (commit_whole_stripes_locked).
+  // filled and moved behind: the caller hands it on (after_fill). The member I/O of its whole
+  // stripes runs with the lock released unless a BatchPause is in force.
   Result<size_t> write_locked(IoContext& ctx, Lock& lock, uint64_t ino, uint64_t offset,
                               std::span<const uint8_t> data, bool set_times, uint64_t kept_free,
-                              bool release_for_batches, bool* filled);
+                              bool* filled);
   Result<void> allocate_locked();
   // Array::set_write_floor(generation), kept at or below the unlocked batches' stripes.
   void raise_write_floor(uint64_t generation);
