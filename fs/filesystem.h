@@ -316,6 +316,13 @@ class Filesystem {
   // with `heal_neighbours` also corrupt blocks of the same rows found outside the range.
   Result<void> read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe, uint64_t offset,
                                   uint32_t length, uint8_t* dest, bool heal_neighbours = true);
+  // The same with the request's lists given (read_mapping passes the context's: no allocation);
+  // `request` and `report` get one entry each.
+  Result<void> read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe, uint64_t offset,
+                                  uint32_t length, uint8_t* dest, bool heal_neighbours,
+                                  std::vector<ParityRowRef>& parity_rows,
+                                  std::vector<ReadRequest>& request,
+                                  std::vector<ReadReport>& report);
   // Rewrites one verified block of a sealed stripe in place (self-heal), counted and logged.
   void heal_block(IoContext& ctx, const meta::Stripe& stripe, uint32_t block, const uint8_t* good);
   Result<void> seal_open_stripe(IoContext& ctx, const meta::Stripe& stripe);

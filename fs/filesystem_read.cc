@@ -136,20 +136,11 @@ Result<void> Filesystem::mapped_stripe(const meta::Mapping& m, meta::Stripe* out
 
 Result<void> Filesystem::read_mapping(IoContext& ctx, const meta::Mapping& m, uint8_t* dest) {
   IoContext::UnalignedRead& one = ctx.unaligned_read();
-  const meta::Stripe& stripe = one.stripe.record;
   RAIDFS_CHECK(mapped_stripe(m, &one.stripe.record));
   // Blocks [at, at + n) of the stripe into out, with the context's lists (no allocation).
-  auto read_blocks = [&](uint64_t at, uint32_t n, uint8_t* out) -> Result<void> {
-    one.request.resize(1);
-    one.report.resize(1);
-    one.request[0] = stripe_read(stripe, one.stripe.parity_rows, at, n, out);
-    if (auto r = array_->read(ctx.channel(), one.request, one.report); !r) {
-      if (r.error().code == EIO) ++counters_.unreadable;
-      RAIDFS_LOG(kError, "%s", r.error().message.c_str());
-      return r;
-    }
-    absorb_read_report(ctx, stripe, at, out, one.report[0], /*heal_neighbours=*/true);
-    return {};
+  auto read_blocks = [&](uint64_t at, uint32_t n, uint8_t* out) {
+    return read_stripe_blocks(ctx, one.stripe.record, at, n, out, /*heal_neighbours=*/true,
+                              one.stripe.parity_rows, one.request, one.report);
   };
   uint64_t done = 0;
   while (done < m.length) {
@@ -224,15 +215,29 @@ void Filesystem::absorb_read_report(IoContext& ctx, const meta::Stripe& stripe, 
 Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
                                             uint64_t offset, uint32_t length, uint8_t* dest,
                                             bool heal_neighbours) {
+  // Lists of its own: a heal reads from inside a read that is using the context's.
   std::vector<ParityRowRef> parity_rows;
-  const ReadRequest req = stripe_read(stripe, parity_rows, offset, length, dest);
-  auto report = array_->read(ctx.channel(), req);
-  if (!report) {
-    if (report.error().code == EIO) ++counters_.unreadable;
-    RAIDFS_LOG(kError, "%s", report.error().message.c_str());
-    return std::unexpected(report.error());
+  std::vector<ReadRequest> request;
+  std::vector<ReadReport> report;
+  return read_stripe_blocks(ctx, stripe, offset, length, dest, heal_neighbours, parity_rows,
+                            request, report);
+}
+
+Result<void> Filesystem::read_stripe_blocks(IoContext& ctx, const meta::Stripe& stripe,
+                                            uint64_t offset, uint32_t length, uint8_t* dest,
+                                            bool heal_neighbours,
+                                            std::vector<ParityRowRef>& parity_rows,
+                                            std::vector<ReadRequest>& request,
+                                            std::vector<ReadReport>& report) {
+  request.resize(1);
+  report.resize(1);
+  request[0] = stripe_read(stripe, parity_rows, offset, length, dest);
+  if (auto r = array_->read(ctx.channel(), request, report); !r) {
+    if (r.error().code == EIO) ++counters_.unreadable;
+    RAIDFS_LOG(kError, "%s", r.error().message.c_str());
+    return r;
   }
-  absorb_read_report(ctx, stripe, offset, dest, *report, heal_neighbours);
+  absorb_read_report(ctx, stripe, offset, dest, report[0], heal_neighbours);
   return {};
 }
 

@@ -1,8 +1,8 @@
 // IoContext: what one thread needs to do member I/O — its own ring (a MemberIo and the Array's
 // IoChannel over it), a bounce buffer for reads that do not fall on 4 KiB boundaries, a block
-// for rebuilding a corrupt neighbour to heal, the parity of a write's whole stripes, and the lists a read fills (its extent map, its
-// stripes' records, its Array requests and their reports), kept so that a read allocates
-// nothing once they have grown. Made by Filesystem::make_io_context (or by a test around a
+// for rebuilding a corrupt neighbour to heal, the parity of a write's whole stripes, and the
+// lists a read fills (its extent map, its stripes' records, its Array requests and their
+// reports), kept so that a read allocates nothing once they have grown. Made by Filesystem::make_io_context (or by a test around a
 // fault-injecting MemberIo) and used by the thread that made it only.
 #pragma once
 
