@@ -48,15 +48,20 @@ Result<void> ArrayRegionDevice::write(uint64_t block, uint32_t count, const uint
   RAIDFS_TRY(IoChannel* ch, channel());
   uint64_t members = 0;
   for (uint32_t c = 0; c < region_.copies(); ++c) members |= uint64_t{1} << region_.place(block, c).member;
-  dirty_.fetch_or(members);  // before the write: a flush that begins after it covers it
-  return array_.write_meta(*ch, block, count, source);
+  auto written = array_.write_meta(*ch, block, count, source);
+  // After the write, failed or not: a flush that takes these bits must have begun once the write
+  // was done, or it does not cover it (marked before, a flush racing the write would take them
+  // and the writer's own flush would then find nothing to do).
+  dirty_.fetch_or(members);
+  return written;
 }
 
 Result<void> ArrayRegionDevice::write_copy(uint64_t block, uint32_t count, uint32_t copy,
                                            const uint8_t* source) {
   RAIDFS_TRY(IoChannel* ch, channel());
-  dirty_.fetch_or(uint64_t{1} << region_.place(block, copy).member);
-  return array_.write_meta_copy(*ch, block, count, copy, source);
+  auto written = array_.write_meta_copy(*ch, block, count, copy, source);
+  dirty_.fetch_or(uint64_t{1} << region_.place(block, copy).member);  // after it, as write()
+  return written;
 }
 
 Result<void> ArrayRegionDevice::flush() {
