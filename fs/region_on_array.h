@@ -4,7 +4,8 @@
 //
 // The I/O goes through Array::make_region_io: system calls on buffered descriptors of the members,
 // on the calling thread (a commit's log block is a copy into the page cache, not a trip through
-// an io_uring worker); a flush is fdatasync of the members written since the last one only. Each
+// an io_uring worker); a flush is fdatasync of only the members with writes completed since the
+// last flush began (a write still under way when a flush begins is left to the next one). Each
 // thread that does metadata I/O (RocksDB's, the request threads) gets its own channel at its
 // first call; the device owns them. The MemberIos pass through `wrap` when one is given: tests
 // inject faults and power cuts into the region as into the data.
