@@ -344,7 +344,7 @@ Result<void> Rebuilder::restore_metadata_region(IoContext& ctx, uint32_t member)
   const std::shared_ptr<meta::RegionFs>& region = meta_.store().region();
   if (!region) return {};
   RAIDFS_TRY(const meta::RegionFs::ScrubReport report, region->scrub(/*repair=*/true));
-  RAIDFS_CHECK(array_.flush(ctx.channel()));
+  RAIDFS_CHECK(array_.flush_meta(ctx.channel()));  // its copies went through the page cache
   array_.set_meta_restored(member);
   RAIDFS_LOG(kInfo, "rebuild of member %u: metadata region restored (%llu blocks, %llu copies "
              "written to it, %llu bad copies repaired)", member,

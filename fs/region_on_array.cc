@@ -72,7 +72,7 @@ Result<void> ArrayRegionDevice::flush() {
   std::lock_guard lock(flush_mu_);
   const uint64_t members = dirty_.exchange(0);
   if (members == 0) return {};
-  auto flushed = array_.flush(*ch, members);
+  auto flushed = array_.flush_meta(*ch, members);
   if (!flushed) dirty_.fetch_or(members);  // still to be made durable
   return flushed;
 }

@@ -248,9 +248,17 @@ Result<void> Array::write_parity_chunk(IoChannel& channel, uint64_t stripe, uint
 }
 
 Result<void> Array::flush(IoChannel& channel, uint64_t members) {
+  return flush_members(channel, members, /*page_cache=*/false);
+}
+
+Result<void> Array::flush_meta(IoChannel& channel, uint64_t members) {
+  return flush_members(channel, members, /*page_cache=*/true);
+}
+
+Result<void> Array::flush_members(IoChannel& channel, uint64_t members, bool page_cache) {
   channel.batch_.clear();
   for (uint32_t i = 0; i < geometry_.member_count(); ++i)
-    if ((members >> i & 1) && writable(i) && volatile_cache_[i])
+    if ((members >> i & 1) && writable(i) && (page_cache || volatile_cache_[i]))
       channel.batch_.push_back({IoOp::kFlush, i, 0, 0, nullptr, 0});
   RAIDFS_CHECK(execute(channel));
   RAIDFS_CHECK(check_quorum("cannot flush the members"));

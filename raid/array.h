@@ -318,6 +318,11 @@ class Array {
   // member takes no writes.
   Result<void> write_meta_copy(IoChannel& channel, uint64_t block, uint32_t count, uint32_t copy,
                                const uint8_t* source);
+  // Makes the region writes so far durable on the members in `members` that take writes. Unlike
+  // flush(), a member that reports a write-through cache is flushed too: the region is written
+  // through the page cache (make_region_io), which only an fdatasync sends to the device.
+  // Errors as flush().
+  Result<void> flush_meta(IoChannel& channel, uint64_t members = UINT64_MAX);
   // A rebuilt or replacing member holds every region block again (the metadata restored them):
   // its copies may be read from now on.
   void set_meta_restored(uint32_t member) { meta_restored_[member] = true; }
@@ -389,6 +394,8 @@ class Array {
   // write that skipped a failed member is acknowledged only after this: no later open may trust
   // the member that missed it.
   Result<void> settle_states(IoChannel& channel);
+  // flush() and flush_meta(): `page_cache` flushes write-through members too.
+  Result<void> flush_members(IoChannel& channel, uint64_t members, bool page_cache);
   void fail_member(uint32_t member, const std::string& reason, MemberIo* io);
   // `flags`: the request's per-block state (BlockFlag in array.cc), one per block of it.
   Result<void> reconstruct_rows(IoChannel& channel, const ReadRequest& request,
