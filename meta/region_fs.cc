@@ -480,14 +480,14 @@ Result<std::shared_ptr<RegionFs::FileNode>> RegionFs::find_locked(std::string_vi
   return it->second;
 }
 
-Result<void> RegionFs::remove_named(std::string_view name, uint64_t keep_id) {
+Result<void> RegionFs::remove_named(std::string_view name) {
   // io_mu first (the lock order), so that no heal or scrub repair writes into its blocks once
   // they are given back.
   std::shared_ptr<FileNode> node;
   {
     std::lock_guard lock(mu_);
     auto it = files_.find(std::string(name));
-    if (it == files_.end() || it->second->id == keep_id) return {};
+    if (it == files_.end()) return {};
     node = it->second;
   }
   std::lock_guard io(node->io_mu);
@@ -500,7 +500,7 @@ Result<void> RegionFs::remove_named(std::string_view name, uint64_t keep_id) {
 Result<std::unique_ptr<RegionFs::Writer>> RegionFs::create(std::string_view name) {
   if (read_only_) return fail(EROFS, "the metadata region is open read-only");
   if (!valid_name(name)) return fail(EINVAL, "bad metadata file name '" + std::string(name) + "'");
-  RAIDFS_CHECK(remove_named(name, 0));
+  RAIDFS_CHECK(remove_named(name));
   std::lock_guard lock(mu_);
   if (files_.count(std::string(name)))
     return fail(EEXIST, "metadata file " + std::string(name) + " created twice at once");
@@ -571,26 +571,35 @@ Result<uint64_t> RegionFs::mtime_ns(std::string_view name) const {
 Result<void> RegionFs::remove(std::string_view name) {
   if (read_only_) return fail(EROFS, "the metadata region is open read-only");
   if (!exists(name)) return fail(ENOENT, "no metadata file " + std::string(name));
-  return remove_named(name, 0);
+  return remove_named(name);
 }
 
 Result<void> RegionFs::rename(std::string_view from, std::string_view to) {
   if (read_only_) return fail(EROFS, "the metadata region is open read-only");
   if (!valid_name(to)) return fail(EINVAL, "bad metadata file name '" + std::string(to) + "'");
-  uint64_t id;
-  {
+  for (;;) {
+    std::shared_ptr<FileNode> target;  // the file called `to` now, which the rename replaces
+    {
+      std::lock_guard lock(mu_);
+      RAIDFS_TRY(auto node, find_locked(from));
+      if (node->name == to) return {};
+      if (auto it = files_.find(std::string(to)); it != files_.end()) target = it->second;
+    }
+    // io_mu first (the lock order), as remove_named: no heal or scrub repair writes into the
+    // replaced file's blocks once they are given back.
+    std::unique_lock<std::mutex> io;
+    if (target) io = std::unique_lock(target->io_mu);
     std::lock_guard lock(mu_);
     RAIDFS_TRY(auto node, find_locked(from));
-    id = node->id;
+    if (node->name == to) return {};
+    auto it = files_.find(std::string(to));
+    if ((it == files_.end() ? nullptr : it->second) != target) continue;  // changed meanwhile
+    // The removal and the rename in one journal batch: a crash keeps both or neither, so the
+    // name never goes missing (RocksDB's CURRENT is installed this way).
+    if (target) RAIDFS_CHECK(commit_locked(Record{RecordType::kDelete, target->id}));
+    RAIDFS_CHECK(commit_locked(Record{RecordType::kRename, node->id, 0, 0, 0, std::string(to)}));
+    return write_journal_locked();
   }
-  RAIDFS_CHECK(remove_named(to, id));
-  std::lock_guard lock(mu_);
-  RAIDFS_TRY(auto node, find_locked(from));
-  if (node->name == to) return {};
-  if (auto taken = files_.find(std::string(to)); taken != files_.end())
-    return fail(EEXIST, "metadata file " + std::string(to) + " was created during the rename");
-  RAIDFS_CHECK(commit_locked(Record{RecordType::kRename, node->id, 0, 0, 0, std::string(to)}));
-  return write_journal_locked();
 }
 
 Result<void> RegionFs::sync_namespace() {

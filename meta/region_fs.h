@@ -22,7 +22,8 @@
 // - Space given back (a file removed or trimmed) is reused only once the journal record that
 //   freed it is durable, so no replay can find two owners for a block.
 // - Namespace changes (create, rename, remove) write their journal records at once;
-//   sync_namespace() (RocksDB's directory fsync) makes them durable.
+//   sync_namespace() (RocksDB's directory fsync) makes them durable. A rename over a file
+//   removes it in the same batch, so a crash leaves one of the two under the name.
 //
 // Reads verify every block and take the first good copy; a bad copy of a file that nobody is
 // writing is rewritten from the good one (healed). scrub() looks at every copy of every block in
@@ -172,8 +173,8 @@ class RegionFs {
   void heal(const std::shared_ptr<FileNode>& node, uint64_t block,
             const std::vector<uint32_t>& copies, const uint8_t* good);
   Result<std::shared_ptr<FileNode>> find_locked(std::string_view name) const;
-  // Removes the file called `name` unless it is file `keep_id` (a rename onto itself).
-  Result<void> remove_named(std::string_view name, uint64_t keep_id);
+  // Removes the file called `name`, if there is one.
+  Result<void> remove_named(std::string_view name);
   // Shrinks the file to `size`; returns the bytes of its new partial last block.
   Result<std::vector<uint8_t>> truncate_node(const std::shared_ptr<FileNode>& node, uint64_t size);
 

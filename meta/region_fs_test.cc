@@ -211,6 +211,30 @@ TEST_F(RegionFsTest, PowerCutsKeepSyncedBytesAndLeavePrefixes) {
   }
 }
 
+// RocksDB installs a new CURRENT by renaming a synced temporary file over it. A power cut at any
+// point of the rename leaves one of the two under the name, never neither (the removal of the
+// old file and the rename were once two journal batches: the first could survive alone).
+TEST_F(RegionFsTest, ARenameOverAFileLeavesOneOfThemAtEveryPowerCut) {
+  const std::vector<uint8_t> old_bytes = random_bytes(rng_, 100), new_bytes = random_bytes(rng_, 120);
+  for (uint32_t round = 0; round < 64; ++round) {
+    write_file("CURRENT", old_bytes);
+    write_file("CURRENT.tmp", new_bytes);
+    ASSERT_TRUE(fs_->sync_namespace());
+    ASSERT_TRUE(fs_->rename("CURRENT.tmp", "CURRENT"));
+    fs_.reset();
+    device_->lose_power(round);
+    reopen();
+    ASSERT_TRUE(fs_->exists("CURRENT")) << "round " << round << ": no CURRENT after the cut";
+    const auto got = read_all("CURRENT");
+    EXPECT_TRUE(got == old_bytes || got == new_bytes) << "round " << round;
+    ASSERT_TRUE(fs_->remove("CURRENT"));
+    if (fs_->exists("CURRENT.tmp")) {
+      ASSERT_TRUE(fs_->remove("CURRENT.tmp"));
+    }
+    ASSERT_TRUE(fs_->sync_namespace());
+  }
+}
+
 // A removed file's space is not reused until the removal is durable: when the power takes the
 // removal away, the file is back whole, its blocks untouched by the file written since.
 TEST_F(RegionFsTest, FreedSpaceIsReusedOnlyOnceItsFreeingIsDurable) {
