@@ -406,7 +406,7 @@ Result<void> RegionFs::read_file(const std::shared_ptr<FileNode>& node, const Ex
   const uint64_t count = (offset + n - 1) / kPayloadBytes - first + 1;
   const std::vector<BlockPlace> at = places(*extents, first, count);
   if (at.size() != count)
-    return fail(EIO, "metadata file " + node->name + ": bytes past its extents");
+    return fail(EIO, "metadata file " + name_of(*node) + ": bytes past its extents");
   auto good = [&](const uint8_t* block, uint64_t i) {
     BlockHeader h;
     const uint64_t index = first + i;
@@ -442,7 +442,7 @@ Result<void> RegionFs::read_file(const std::shared_ptr<FileNode>& node, const Ex
       else bad.push_back(c);
     }
     if (!ok[i])
-      return fail(EIO, "metadata file " + node->name + ": block " + std::to_string(first + i) +
+      return fail(EIO, "metadata file " + name_of(*node) + ": block " + std::to_string(first + i) +
                            " has no good copy (" + std::to_string(device_->copy_count()) + " tried)");
     heal(node, at[i].block, bad, block);
   }
@@ -473,6 +473,11 @@ void RegionFs::heal(const std::shared_ptr<FileNode>& node, uint64_t block,
 }
 
 // --- the namespace -----------------------------------------------------------------------------
+
+std::string RegionFs::name_of(const FileNode& node) const {
+  std::lock_guard lock(mu_);
+  return node.name;
+}
 
 Result<std::shared_ptr<RegionFs::FileNode>> RegionFs::find_locked(std::string_view name) const {
   auto it = files_.find(std::string(name));
@@ -617,7 +622,7 @@ Result<std::vector<uint8_t>> RegionFs::truncate_node(const std::shared_ptr<FileN
     current = node->size;
     extents = node->extents;
   }
-  if (size > current) return fail(EINVAL, "metadata file " + node->name + ": truncate cannot grow it");
+  if (size > current) return fail(EINVAL, "metadata file " + name_of(*node) + ": truncate cannot grow it");
   const uint64_t keep = size / kPayloadBytes;
   std::vector<uint8_t> tail(size - keep * kPayloadBytes);
   if (!tail.empty()) RAIDFS_CHECK(read_file(node, extents, current, keep * kPayloadBytes, tail.size(), tail.data()));
@@ -745,9 +750,11 @@ Result<RegionFs::ScrubReport> RegionFs::check_copies(bool repair, bool window_on
     std::lock_guard io(node->io_mu);  // no block of it changes meanwhile, nor is given back
     uint64_t size, window;
     ExtentList extents;
+    std::string name;  // a rename may change it meanwhile
     {
       std::lock_guard lock(mu_);
       if (node->removed) continue;
+      name = node->name;
       size = node->size;
       window = node->journaled / kPayloadBytes;
       extents = node->extents;
@@ -756,13 +763,13 @@ Result<RegionFs::ScrubReport> RegionFs::check_copies(bool repair, bool window_on
     const std::vector<BlockPlace> at = places(*extents, 0, count);
     if (at.size() != count) {
       ++report.lost_blocks;
-      problem("metadata file " + node->name + ": its size runs past its extents");
+      problem("metadata file " + name + ": its size runs past its extents");
       continue;
     }
     for (uint64_t i = window_only ? window : 0; i < count; ++i) {
       const uint32_t needed = static_cast<uint32_t>(std::min<uint64_t>(kPayloadBytes, size - i * kPayloadBytes));
       auto used_of = [](const uint8_t* b) { return region::load32(b + 28); };
-      check_block(at[i].block, "metadata file " + node->name + " block " + std::to_string(i),
+      check_block(at[i].block, "metadata file " + name + " block " + std::to_string(i),
                   i >= window,
                   [&](const uint8_t* b) {
                     BlockHeader h;
@@ -781,7 +788,7 @@ RegionFs::Writer::~Writer() { (void)close(); }
 
 Result<void> RegionFs::Writer::append(std::span<const uint8_t> data) {
   std::lock_guard lock(mu_);
-  if (closed_) return fail(EBADF, "metadata file " + node_->name + " is closed");
+  if (closed_) return fail(EBADF, "metadata file " + fs_.name_of(*node_) + " is closed");
   if (tail_.size() + data.size() < kPayloadBytes) {
     tail_.insert(tail_.end(), data.begin(), data.end());
     tail_written_ = tail_written_ && data.empty();
@@ -840,7 +847,7 @@ Result<void> RegionFs::Writer::sync() {
 
 Result<void> RegionFs::Writer::truncate(uint64_t size) {
   std::lock_guard lock(mu_);
-  if (closed_) return fail(EBADF, "metadata file " + node_->name + " is closed");
+  if (closed_) return fail(EBADF, "metadata file " + fs_.name_of(*node_) + " is closed");
   if (size == full_ + tail_.size()) return {};
   RAIDFS_CHECK(flush_locked());
   RAIDFS_TRY(tail_, fs_.truncate_node(node_, size));

@@ -173,6 +173,8 @@ class RegionFs {
   void heal(const std::shared_ptr<FileNode>& node, uint64_t block,
             const std::vector<uint32_t>& copies, const uint8_t* good);
   Result<std::shared_ptr<FileNode>> find_locked(std::string_view name) const;
+  // The file's name now (a rename changes it under mu_); for messages made without mu_ held.
+  std::string name_of(const FileNode& node) const;
   // Removes the file called `name`, if there is one.
   Result<void> remove_named(std::string_view name);
   // Shrinks the file to `size`; returns the bytes of its new partial last block.
