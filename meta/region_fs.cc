@@ -24,6 +24,8 @@ constexpr uint64_t kGrowMin = 16;   // blocks a file takes at least when it grow
 constexpr uint64_t kGrowMax = 256;  // ... and at most beyond what it needs (1 MiB)
 constexpr size_t kNameBytesMax = 255;
 constexpr size_t kProblemsMax = 8;
+// Allocation numbers of one open (a life) share their bits above these: 2^32 extents a life.
+constexpr unsigned kLifeShift = 32;
 
 uint64_t blocks_for(uint64_t bytes) { return (bytes + kPayloadBytes - 1) / kPayloadBytes; }
 
@@ -82,6 +84,16 @@ Result<std::unique_ptr<RegionFs>> RegionFs::open(std::shared_ptr<RegionDevice> d
     // and all of it made durable (it may still sit in a volatile cache, the daemon killed before
     // a flush), before anything is built on it.
     RAIDFS_CHECK(fs->check_copies(/*repair=*/true, /*window_only=*/true));
+    // A new life: its allocation numbers start past every earlier life's. A crash may have
+    // taken an extent's journal record and kept the blocks written into it; a file given the
+    // same place and the same number now would take those blocks, past its size, as its own
+    // (the probe above follows any block that names its file, allocation and next index).
+    {
+      std::lock_guard lock(fs->mu_);
+      fs->next_allocation_ = ((fs->next_allocation_ >> kLifeShift) + 1) << kLifeShift;
+      RAIDFS_CHECK(fs->commit_locked(Record{RecordType::kCounters, 0, fs->next_id_, fs->next_allocation_}));
+      RAIDFS_CHECK(fs->write_journal_locked());
+    }
     RAIDFS_CHECK(device->flush());
   }
   return fs;

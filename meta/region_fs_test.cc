@@ -235,6 +235,39 @@ TEST_F(RegionFsTest, ARenameOverAFileLeavesOneOfThemAtEveryPowerCut) {
   }
 }
 
+// A crash can take an extent's journal record and keep the blocks written into it. The next
+// open must not hand out the same place with the same allocation number: a file written there
+// would take the dead file's blocks past its own end as its own (they name the same owner,
+// allocation and the next index).
+TEST_F(RegionFsTest, BlocksOfAFileTheJournalLostAreNeverTakenForALaterOne) {
+  const uint64_t journal_blocks = 2 * region::Journal::area_blocks_for(device_->block_count());
+  std::vector<std::vector<uint8_t>> journal(device_->copy_count());
+  for (uint32_t c = 0; c < device_->copy_count(); ++c)
+    journal[c].assign(device_->raw(c, 0), device_->raw(c, 0) + journal_blocks * region::kBlockBytes);
+  {
+    auto w = fs_->create("a");
+    ASSERT_TRUE(w) << w.error().message;
+    ASSERT_TRUE((*w)->append(random_bytes(rng_, 3 * region::kPayloadBytes)));
+    (*w)->abandon();
+  }
+  fs_.reset();
+  // The journal as it was: "a" and its extent never recorded; its blocks stay.
+  for (uint32_t c = 0; c < device_->copy_count(); ++c)
+    std::memcpy(device_->raw(c, 0), journal[c].data(), journal[c].size());
+  reopen();
+  const auto bytes = random_bytes(rng_, region::kPayloadBytes);  // ends on a block boundary
+  {
+    auto w = fs_->create("b");
+    ASSERT_TRUE(w) << w.error().message;
+    ASSERT_TRUE((*w)->append(bytes));
+    ASSERT_TRUE((*w)->sync());
+    (*w)->abandon();  // killed before its close trims the extent
+  }
+  reopen();
+  EXPECT_EQ(fs_->file_size("b").value_or(0), bytes.size());
+  EXPECT_EQ(read_all("b"), bytes);
+}
+
 // A removed file's space is not reused until the removal is durable: when the power takes the
 // removal away, the file is back whole, its blocks untouched by the file written since.
 TEST_F(RegionFsTest, FreedSpaceIsReusedOnlyOnceItsFreeingIsDurable) {
